@@ -1,0 +1,36 @@
+# clustcontrol: `make demo` runs the main job on an embedded demo cluster, `make test` runs all
+# tests. Both set themselves up first (Debian packages, virtual environment, Python packages).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+DEMO_DIR ?= demo-out
+
+.PHONY: setup deps venv demo test lint clean
+
+setup: deps venv
+
+deps:
+	./scripts/install-deps
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: setup
+	rm -rf $(DEMO_DIR)
+	$(VENV)/bin/clustcontrol demo --dir $(DEMO_DIR)
+
+test: setup
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,3 @@
+from clustcontrol.cli import main
+
+main()

@@ -1,0 +1,518 @@
+"""The clustcontrol command line: verbs only, and the one error boundary.
+
+Exit status: 0 success, 1 failure (a program failed, a lock is held), 2 invalid input
+(nothing was written)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from clustcontrol import __version__, edit
+from clustcontrol.apply import ApplyResult, Installer, apply_tree, selected_services, write_tree
+from clustcontrol.errors import EXIT_INVALID, ClustcontrolError, InvalidInputError
+from clustcontrol.inventory import types as T
+from clustcontrol.inventory.model import Inventory
+from clustcontrol.inventory.store import (
+    config_path,
+    edit_inventory,
+    load_inventory,
+    save_new_document,
+)
+from clustcontrol.render import RenderContext, RenderedTree, render_all
+from clustcontrol.render.base import render_template
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class State:
+    def __init__(self, config: Path | None, debug: bool) -> None:
+        self.config = config_path(config)
+        self.debug = debug
+
+    def inventory(self) -> Inventory:
+        return load_inventory(self.config)
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def _precheck(**values: tuple[Callable[[str], str], str | None]) -> None:
+    """Validate CLI arguments before they go anywhere near a document; all problems at once."""
+    problems = []
+    for field, (check, value) in values.items():
+        if value is None:
+            continue
+        try:
+            check(value)
+        except ValueError as exc:
+            problems.append(f"{field}: {exc}")
+    if problems:
+        raise InvalidInputError(problems)
+
+
+def _check_ip(value: str) -> str:
+    from ipaddress import IPv4Address
+
+    try:
+        return str(IPv4Address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 address") from None
+
+
+def _check_network(value: str) -> str:
+    from ipaddress import IPv4Network
+
+    try:
+        return str(IPv4Network(value))
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an IPv4 network: {exc}") from None
+
+
+def _json_or_table(as_json: bool, rows: list[dict[str, Any]], title: str, columns: list[str]) -> None:
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row.get(c) if row.get(c) is not None else "") for c in columns))
+    out.print(table)
+
+
+output_option = click.option(
+    "--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
+    help="Table for people, JSON for scripts.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--config", "config", type=click.Path(path_type=Path), default=None,
+    help="Inventory file [default: $CLUSTCONTROL_CONFIG or /etc/clustcontrol/cluster.yaml].",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks and the commands run.")
+@click.version_option(__version__)
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None, debug: bool) -> None:
+    """Keep cluster nodes identical to a standard root, synced at every boot.
+
+    \b
+    Typical use:
+      clustcontrol --config cluster.yaml init --domain rostclust \\
+          --network 192.168.0.0/24 --master-ip 192.168.0.1
+      clustcontrol --config cluster.yaml node add node01 --mac 52:54:00:00:00:01 --ip 192.168.0.11
+      clustcontrol --config cluster.yaml apply --dry-run
+    """
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(message)s")
+    ctx.obj = State(config, debug)
+
+
+# --- init -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--domain", required=True, help="DNS domain of the cluster, e.g. rostclust.")
+@click.option("--network", required=True, help="Cluster subnet, e.g. 192.168.0.0/24.")
+@click.option("--master-ip", required=True, help="The master's address in that subnet.")
+@click.option("--master-name", default="master", show_default=True)
+@click.option("--image-root", default="/srv/nfs4/clusternoderoot", show_default=True,
+              help="Root of the standard image 'default'.")
+@click.option("--force", is_flag=True, help="Overwrite an existing inventory.")
+@pass_state
+def init(state: State, domain: str, network: str, master_ip: str, master_name: str,
+         image_root: str, force: bool) -> None:
+    """Write a commented starter inventory with one image 'default'.
+
+    \b
+    Example:
+      clustcontrol --config /etc/clustcontrol/cluster.yaml init --domain rostclust \\
+          --network 192.168.0.0/24 --master-ip 192.168.0.1
+    """
+    _precheck(
+        domain=(T.check_domain, domain), network=(_check_network, network),
+        master_ip=(_check_ip, master_ip), master_name=(T.check_host_label, master_name),
+        image_root=(T.check_abs_path, image_root),
+    )
+    if state.config.exists() and not force:
+        raise ClustcontrolError(f"{state.config} already exists", hint="use --force to overwrite it")
+    text = render_template(
+        "inventory/cluster.yaml.j2", domain=domain, network=network, master_ip=master_ip,
+        master_name=master_name, image_root=image_root,
+    ).decode()
+    save_new_document(state.config, text)
+    out.print(f"wrote {state.config}")
+
+
+# --- image ----------------------------------------------------------------------------------
+
+
+@cli.group()
+def image() -> None:
+    """Standard node roots (images)."""
+
+
+@image.command("add")
+@click.argument("name")
+@click.option("--root", "root", required=True, help="Absolute path of the standard root.")
+@click.option("--kernel", default=None, help="Kernel file name under ROOT/boot [newest].")
+@click.option("--initrd", default=None, help="Initrd file name under ROOT/boot [newest].")
+@click.option("--layout", "disk_layout", default=None, help="Disk layout name [default].")
+@click.option("--persistent", multiple=True, help="A path kept on the node (repeatable).")
+@click.option("--kernel-arg", "kernel_args", multiple=True, help="Extra kernel argument (repeatable).")
+@click.option("--transport", type=click.Choice(["nfs", "rsync"]), default=None)
+@pass_state
+def image_add(state: State, name: str, root: str, kernel: str | None, initrd: str | None,
+              disk_layout: str | None, persistent: tuple[str, ...], kernel_args: tuple[str, ...],
+              transport: str | None) -> None:
+    """Add a standard root.
+
+    \b
+    Example:
+      clustcontrol image add gpu --root /srv/nfs4/gpunoderoot --persistent /var/lib/gpu
+    """
+    _precheck(name=(T.check_name, name))
+    fields = {
+        "root": root, "kernel": kernel, "initrd": initrd, "disk_layout": disk_layout,
+        "persistent": list(persistent), "kernel_args": list(kernel_args), "transport": transport,
+    }
+    with edit_inventory(state.config) as document:
+        edit.add_image(document, name, fields)
+    out.print(f"added image {name}")
+
+
+@image.command("remove")
+@click.argument("name")
+@pass_state
+def image_remove(state: State, name: str) -> None:
+    """Remove a standard root (nodes using it must be moved first)."""
+    with edit_inventory(state.config) as document:
+        edit.remove_image(document, name)
+    out.print(f"removed image {name}")
+
+
+@image.command("list")
+@output_option
+@pass_state
+def image_list(state: State, output: str) -> None:
+    """List the standard roots and how many nodes use each."""
+    inv = state.inventory()
+    counts: dict[str, int] = {}
+    for node in inv.nodes:
+        counts[inv.image_of(node)] = counts.get(inv.image_of(node), 0) + 1
+    rows = [
+        {
+            "name": name, "root": img.root, "transport": inv.transport_of(name),
+            "disk_layout": img.disk_layout, "nodes": counts.get(name, 0),
+            "default": name == inv.default_image_name, "persistent": " ".join(img.persistent),
+        }
+        for name, img in inv.images.items()
+    ]
+    _json_or_table(output == "json", rows, "images",
+                   ["name", "root", "transport", "disk_layout", "nodes", "default", "persistent"])
+
+
+# --- node -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def node() -> None:
+    """Cluster nodes."""
+
+
+@node.command("add")
+@click.argument("name")
+@click.option("--mac", required=True, help="MAC of the node's boot interface.")
+@click.option("--ip", required=True, help="The node's fixed address.")
+@click.option("--image", default=None, help="Standard root to sync to [the default image].")
+@pass_state
+def node_add(state: State, name: str, mac: str, ip: str, image: str | None) -> None:
+    """Add a node.
+
+    \b
+    Example:
+      clustcontrol node add node01 --mac 52:54:00:12:34:01 --ip 192.168.0.11
+    """
+    _precheck(name=(T.check_host_label, name), mac=(_check_mac, mac), ip=(_check_ip, ip),
+              image=(T.check_name, image))
+    with edit_inventory(state.config) as document:
+        edit.add_node(document, name.lower(), _mac(mac), ip, image)
+    out.print(f"added node {name.lower()}")
+
+
+def _check_mac(value: str) -> str:
+    return T.check_mac(_mac(value))
+
+
+def _mac(value: str) -> str:
+    normalized = T.normalize_mac(value)
+    return normalized if isinstance(normalized, str) else value
+
+
+@node.command("set")
+@click.argument("name")
+@click.option("--mac", default=None)
+@click.option("--ip", default=None)
+@click.option("--image", default=None, help="Standard root; '' for the default image.")
+@click.option("--layout", "disk_layout", default=None, help="Disk layout; '' for the image's.")
+@pass_state
+def node_set(state: State, name: str, mac: str | None, ip: str | None, image: str | None,
+             disk_layout: str | None) -> None:
+    """Change a node's MAC, address, image or disk layout.
+
+    \b
+    Example:
+      clustcontrol node set node01 --image gpu
+    """
+    _precheck(mac=(_check_mac, mac), ip=(_check_ip, ip))
+    changes = {"mac": _mac(mac) if mac else mac, "ip": ip, "image": image, "disk_layout": disk_layout}
+    with edit_inventory(state.config) as document:
+        edit.set_node(document, name, changes)
+    out.print(f"updated node {name}")
+
+
+@node.command("remove")
+@click.argument("name")
+@pass_state
+def node_remove(state: State, name: str) -> None:
+    """Remove a node (and clear it as update node)."""
+    with edit_inventory(state.config) as document:
+        edit.remove_node(document, name)
+    out.print(f"removed node {name}")
+
+
+@node.command("list")
+@output_option
+@pass_state
+def node_list(state: State, output: str) -> None:
+    """List the nodes."""
+    inv = state.inventory()
+    update_name = inv.update_node.node
+    rows = [
+        {
+            "name": n.name, "mac": n.mac, "ip": str(n.ip), "image": inv.image_of(n),
+            "disk_layout": inv.layout_of(n), "update_node": n.name == update_name,
+        }
+        for n in sorted(inv.nodes, key=lambda n: n.ip)
+    ]
+    _json_or_table(output == "json", rows, f"{len(rows)} nodes",
+                   ["name", "mac", "ip", "image", "disk_layout", "update_node"])
+
+
+@node.command("import")
+@click.argument("csv_file", type=click.Path(path_type=Path))
+@pass_state
+def node_import(state: State, csv_file: Path) -> None:
+    """Add or update nodes from a CSV file with the header name,mac,ip,image.
+
+    All rows are validated together with the rest of the inventory: all or nothing.
+
+    \b
+    Example:
+      clustcontrol node import rack3.csv
+    """
+    rows = edit.read_node_csv(csv_file)
+    for row in rows:
+        row["mac"] = _mac(str(row["mac"]))
+        row["name"] = str(row["name"]).lower()
+    with edit_inventory(state.config) as document:
+        added, updated = edit.import_nodes(document, rows)
+    out.print(f"imported {len(rows)} rows: {added} added, {updated} updated")
+
+
+# --- update node ----------------------------------------------------------------------------
+
+
+@cli.group("update-node")
+def update_node() -> None:
+    """The update node: boots its image read-write over NFS."""
+
+
+@update_node.command("set")
+@click.argument("name")
+@click.option("--image", default=None, help="Image it edits [the default image].")
+@pass_state
+def update_node_set(state: State, name: str, image: str | None) -> None:
+    """Make NAME the update node: its MAC gets the update address at its next boot.
+
+    \b
+    Example:
+      clustcontrol update-node set node01 && clustcontrol apply --reload
+    """
+    with edit_inventory(state.config) as document:
+        edit.set_update_node(document, name, image)
+    inv = state.inventory()
+    out.print(f"update node: {name.lower()} -> {inv.update_ip} (image {inv.update_image_name})")
+
+
+@update_node.command("clear")
+@pass_state
+def update_node_clear(state: State) -> None:
+    """No node boots as the update node."""
+    with edit_inventory(state.config) as document:
+        edit.set_update_node(document, None, None)
+    out.print("update node cleared")
+
+
+@update_node.command("show")
+@output_option
+@pass_state
+def update_node_show(state: State, output: str) -> None:
+    """Show the update node's address, image and node."""
+    inv = state.inventory()
+    row = {"ip": str(inv.update_ip), "image": inv.update_image_name, "node": inv.update_node.node}
+    _json_or_table(output == "json", [row], "update node", ["ip", "image", "node"])
+
+
+# --- validate, render, apply ----------------------------------------------------------------
+
+
+@cli.command()
+@pass_state
+def validate(state: State) -> None:
+    """Check the inventory; print every problem, one per line (exit 2 when there is one)."""
+    inv = state.inventory()
+    out.print(f"{state.config}: valid ({len(inv.nodes)} nodes, {len(inv.images)} images)")
+
+
+def _render(inv: Inventory, root: Path) -> RenderedTree:
+    return render_all(RenderContext(inv, previous=Installer(root).read))
+
+
+@cli.command()
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Staging directory; files land at OUT/<live path>.")
+@click.option("--root", type=click.Path(path_type=Path), default=Path("/"), show_default=True,
+              help="Live root whose zone serials are continued.")
+@pass_state
+def render(state: State, out_dir: Path, root: Path) -> None:
+    """Render every config (all DHCP servers, both NFS flavours) into a staging tree.
+
+    \b
+    Example:
+      clustcontrol render --out /tmp/staging && less /tmp/staging/etc/dhcp/dhcpd.conf
+    """
+    inv = state.inventory()
+    tree = _render(inv, root)
+    written = write_tree(tree, out_dir)
+    out.print(f"rendered {len(tree)} files into {out_dir} ({written} written, "
+              f"{len(tree) - written} unchanged)")
+
+
+def _print_result(result: ApplyResult, verbose_diff: bool) -> None:
+    if verbose_diff:
+        for change in result.changes:
+            sys.stdout.write(change.diff())
+        sys.stdout.flush()
+    verb = "would change" if result.dry_run else "changed"
+    table = Table(title=f"apply: {len(result.changes)} files {verb}, {result.unchanged} unchanged",
+                  title_justify="left")
+    table.add_column("action")
+    table.add_column("service")
+    table.add_column("path")
+    for change in result.changes[:50]:
+        table.add_row(change.action, change.service or "", change.path)
+    if len(result.changes) > 50:
+        table.add_row("...", "", f"and {len(result.changes) - 50} more")
+    if result.changes:
+        out.print(table)
+    else:
+        out.print(table.title)
+    for check in result.checks:
+        status = "skipped (not installed)" if check.skipped else ("ok" if check.ok else "FAILED")
+        out.print(f"check {check.program} {check.target}: {status}")
+    for command in result.reloaded:
+        out.print(f"reloaded: {command}")
+
+
+@cli.command()
+@click.option("--root", type=click.Path(path_type=Path), default=Path("/"), show_default=True,
+              help="Install under this prefix instead of the live system.")
+@click.option("--dry-run", is_flag=True, help="Show a unified diff; write nothing.")
+@click.option("--no-check", is_flag=True, help="Skip the daemons' own config checkers.")
+@click.option("--reload", "reload_", is_flag=True, help="Reload each affected service once.")
+@pass_state
+def apply(state: State, root: Path, dry_run: bool, no_check: bool, reload_: bool) -> None:
+    """Install the configs of the selected services; unchanged files are not touched.
+
+    \b
+    Examples:
+      clustcontrol apply --dry-run          # unified diff of what would change
+      clustcontrol apply --reload           # install, then reload changed services once
+      clustcontrol apply --root /tmp/prefix # install under a prefix (tests, image builds)
+    """
+    inv = state.inventory()
+    tree = _render(inv, root)
+    result = apply_tree(inv, tree, root, dry_run=dry_run, check=not no_check, reload=reload_)
+    _print_result(result, verbose_diff=dry_run)
+    if not dry_run:
+        services = ", ".join(sorted(selected_services(inv)))
+        out.print(f"services: {services}")
+
+
+# --- demo -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=None,
+              help="Scratch directory [a new temporary one].")
+@click.option("--nodes", "count", default=8, show_default=True, help="How many demo nodes.")
+def demo(directory: Path | None, count: int) -> None:
+    """Build a demo cluster in a scratch directory: inventory, render, apply under a prefix.
+
+    \b
+    Example:
+      clustcontrol demo --dir /tmp/clustcontrol-demo
+    """
+    from clustcontrol.demo import run_demo
+
+    run_demo(directory, count, out)
+
+
+def _boundary(function: Callable[P, R]) -> Callable[P, R]:
+    @wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        debug = "--debug" in sys.argv
+        try:
+            return function(*args, **kwargs)
+        except ClustcontrolError as exc:
+            if debug:
+                raise
+            for line in exc.lines():
+                err.print(f"clustcontrol: error: {line}", markup=False)
+            if exc.hint:
+                err.print(f"clustcontrol: hint: {exc.hint}", markup=False)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            err.print("clustcontrol: interrupted")
+            sys.exit(130)
+
+    return wrapper
+
+
+@_boundary
+def main() -> None:
+    """Entry point: click without its own error handling, so ours is the only boundary."""
+    try:
+        cli.main(prog_name="clustcontrol", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_INVALID if isinstance(exc, click.UsageError) else exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

@@ -1,0 +1,42 @@
+"""The few error types library code raises; only cli.py turns them into messages and exit codes."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_INVALID = 2
+
+
+class ClustcontrolError(Exception):
+    """A failure to report to the user as a message, optionally with a hint on what to do."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def lines(self) -> list[str]:
+        return [self.message]
+
+
+class InvalidInputError(ClustcontrolError):
+    """Bad input: an inventory, an argument or a file that does not validate. Nothing was written."""
+
+    exit_code = EXIT_INVALID
+
+    def __init__(self, problems: list[str], hint: str | None = None) -> None:
+        super().__init__("\n".join(problems), hint)
+        self.problems = problems
+
+    def lines(self) -> list[str]:
+        return list(self.problems)
+
+
+class CommandError(ClustcontrolError):
+    """An external program failed (or is missing)."""
+
+
+class LockedError(ClustcontrolError):
+    """Another clustcontrol process holds the apply lock."""

@@ -1,0 +1,88 @@
+"""Cross-field checks of an inventory: every problem is collected, each named by its path."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from ipaddress import IPv4Address
+
+from clustcontrol.inventory.model import UPDATE_NODE_LABEL, Inventory
+
+
+def _duplicates(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    seen: dict[str, list[str]] = defaultdict(list)
+    for key, where in pairs:
+        seen[key].append(where)
+    return [(key, wheres) for key, wheres in seen.items() if len(wheres) > 1]
+
+
+def check_inventory(inv: Inventory) -> list[str]:
+    """Return one line per problem; an empty list means the inventory is consistent."""
+    problems: list[str] = []
+    cluster = inv.cluster
+    net = cluster.network
+    master_ip = cluster.master.ip
+
+    def address_problem(where: str, ip: IPv4Address) -> str | None:
+        if ip not in net:
+            return f"{where}: {str(ip)!r} is outside the cluster network {net}"
+        if net.prefixlen < 31 and ip in (net.network_address, net.broadcast_address):
+            return f"{where}: {str(ip)!r} is the network or broadcast address of {net}"
+        return None
+
+    if net.prefixlen > 30:
+        problems.append(f"cluster.network: {str(net)!r} is too small for a cluster (at most /30)")
+    if (p := address_problem("cluster.master.ip", master_ip)) is not None:
+        problems.append(p)
+    if cluster.gateway is not None and (p := address_problem("cluster.gateway", cluster.gateway)):
+        problems.append(p)
+
+    update_ip = inv.update_ip
+    if (p := address_problem("update_node.ip", update_ip)) is not None:
+        problems.append(p)
+    if update_ip == master_ip:
+        problems.append(f"update_node.ip: {str(update_ip)!r} is the master's address")
+
+    if inv.default_image is not None and inv.default_image not in inv.images:
+        problems.append(f"default_image: {inv.default_image!r} is not a defined image")
+    if inv.update_node.image is not None and inv.update_node.image not in inv.images:
+        problems.append(f"update_node.image: {inv.update_node.image!r} is not a defined image")
+    if inv.update_node.node is not None and inv.node(inv.update_node.node) is None:
+        problems.append(f"update_node.node: {inv.update_node.node!r} is not a defined node")
+
+    for name, image in inv.images.items():
+        if image.disk_layout not in inv.disk_layouts:
+            problems.append(
+                f"images.{name}.disk_layout: {image.disk_layout!r} is not a defined disk layout"
+            )
+    for root, wheres in _duplicates((img.root, f"images.{n}.root") for n, img in inv.images.items()):
+        problems.append(f"{wheres[1]}: {root!r} is also the root of {wheres[0].split('.')[1]!r}")
+
+    reserved = {cluster.master.name: "the master", UPDATE_NODE_LABEL: "the update node"}
+    taken_ips = {master_ip: "the master's address", update_ip: "the update node's address"}
+    if cluster.gateway is not None:
+        taken_ips.setdefault(cluster.gateway, "the gateway's address")
+
+    for node in inv.nodes:
+        where = f"nodes.{node.name}"
+        if node.name in reserved:
+            problems.append(f"{where}.name: {node.name!r} is reserved for {reserved[node.name]}")
+        if (p := address_problem(f"{where}.ip", node.ip)) is not None:
+            problems.append(p)
+        elif node.ip in taken_ips:
+            problems.append(f"{where}.ip: {str(node.ip)!r} is {taken_ips[node.ip]}")
+        if node.image is not None and node.image not in inv.images:
+            problems.append(f"{where}.image: {node.image!r} is not a defined image")
+        if node.disk_layout is not None and node.disk_layout not in inv.disk_layouts:
+            problems.append(f"{where}.disk_layout: {node.disk_layout!r} is not a defined disk layout")
+
+    for field, key in (("name", lambda n: n.name), ("mac", lambda n: n.mac), ("ip", lambda n: str(n.ip))):
+        for value, wheres in _duplicates((key(n), n.name) for n in inv.nodes):
+            first, *others = wheres
+            for other in others:
+                problems.append(
+                    f"nodes.{other}.{field}: {value!r} duplicates the {field} of node {first!r}"
+                    if field != "name"
+                    else f"nodes.{other}.name: {value!r} is defined more than once"
+                )
+    return problems

@@ -1,0 +1,156 @@
+"""Load and save the inventory file.
+
+Reads use ruamel's fast safe loader; edits use its round-trip mode so that an administrator's
+comments and ordering survive `clustcontrol node add` and friends. Every save validates the
+edited document as a whole first and writes atomically, so a failed edit writes nothing."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from clustcontrol.errors import ClustcontrolError, InvalidInputError
+from clustcontrol.fsutil import atomic_write
+from clustcontrol.inventory.checks import check_inventory
+from clustcontrol.inventory.model import Inventory
+
+DEFAULT_CONFIG = Path("/etc/clustcontrol/cluster.yaml")
+CONFIG_ENV = "CLUSTCONTROL_CONFIG"
+
+
+def config_path(explicit: Path | None) -> Path:
+    if explicit is not None:
+        return explicit
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env) if env else DEFAULT_CONFIG
+
+
+def _loc(data: Any, loc: tuple[int | str, ...]) -> str:
+    """Name an error location by path, with node names instead of list indexes."""
+    parts: list[str] = []
+    cursor = data
+    for item in loc:
+        if isinstance(item, int) and isinstance(cursor, list) and 0 <= item < len(cursor):
+            entry = cursor[item]
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if isinstance(name, str) and name:
+                parts.append(name)
+            elif parts:
+                parts[-1] += f"[{item}]"
+            else:
+                parts.append(f"[{item}]")
+            cursor = entry
+            continue
+        parts.append(str(item))
+        cursor = cursor.get(item) if isinstance(cursor, dict) else None
+    return ".".join(parts) or "(top level)"
+
+
+def _describe(error: Any, data: Any) -> str:
+    where = _loc(data, tuple(error["loc"]))
+    message = str(error["msg"])
+    if message.startswith("Value error, "):
+        # Our validators already name the value.
+        return f"{where}: {message.removeprefix('Value error, ')}"
+    if error["type"] == "missing":
+        return f"{where}: required field is missing"
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown field"
+    return f"{where}: {error['input']!r}: {message}"
+
+
+def parse_inventory(data: Any, source: str = "inventory") -> Inventory:
+    """Validate a plain-data document; raise InvalidInputError listing every problem."""
+    if not isinstance(data, dict):
+        raise InvalidInputError([f"{source}: the document must be a mapping with a 'cluster' key"])
+    try:
+        inventory = Inventory.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(err, data) for err in exc.errors(include_url=False)]
+        raise InvalidInputError(lines) from None
+    problems = check_inventory(inventory)
+    if problems:
+        raise InvalidInputError(problems)
+    return inventory
+
+
+def _yaml_error(path: Path, exc: YAMLError) -> InvalidInputError:
+    if isinstance(exc, MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return InvalidInputError([f"{path}:{mark.line + 1}: {exc.problem}"])
+    return InvalidInputError([f"{path}: {str(exc).splitlines()[0]}"])
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise ClustcontrolError(
+            f"inventory {path} does not exist",
+            hint="create one with: clustcontrol --config FILE init --domain ... --network ... "
+            "--master-ip ...",
+        ) from None
+    except OSError as exc:
+        raise ClustcontrolError(f"cannot read inventory {path}: {exc.strerror}") from None
+
+
+def load_inventory(path: Path) -> Inventory:
+    text = _read_text(path)
+    try:
+        data = YAML(typ="safe", pure=False).load(text)
+    except YAMLError as exc:
+        raise _yaml_error(path, exc) from None
+    return parse_inventory(data, str(path))
+
+
+def _round_trip() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 4096
+    return yaml
+
+
+def to_plain(node: Any) -> Any:
+    """Round-trip containers -> plain dicts and lists (what pydantic validates)."""
+    if isinstance(node, dict):
+        return {str(k): to_plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [to_plain(v) for v in node]
+    return node
+
+
+def dump_document(document: Any) -> str:
+    buffer = io.StringIO()
+    _round_trip().dump(document, buffer)
+    return buffer.getvalue()
+
+
+def load_document(text: str, path: Path) -> Any:
+    try:
+        return _round_trip().load(text)
+    except YAMLError as exc:
+        raise _yaml_error(path, exc) from None
+
+
+@contextmanager
+def edit_inventory(path: Path) -> Iterator[Any]:
+    """Yield the round-trip document; on normal exit validate it whole and save it atomically."""
+    document = load_document(_read_text(path), path)
+    yield document
+    parse_inventory(to_plain(document), str(path))
+    atomic_write(path, dump_document(document).encode())
+
+
+def save_new_document(path: Path, text: str) -> None:
+    """Validate a freshly written document (e.g. from `init`) and save it atomically."""
+    parse_inventory(to_plain(load_document(text, path)), str(path))
+    atomic_write(path, text.encode(), mode=0o644)

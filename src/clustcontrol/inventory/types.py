@@ -1,0 +1,137 @@
+"""Constrained value types: everything that can reach a config file or a node shell script.
+
+Each type accepts only a conservative character set, so no value from the inventory can break
+out of the config line or the sourced shell file it is written into (no newline, `;`, quote,
+brace or space)."""
+
+from __future__ import annotations
+
+import re
+from ipaddress import IPv4Address
+from typing import Annotated
+
+from pydantic import AfterValidator, BeforeValidator
+
+_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62})$")
+_MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
+_ABS_PATH = re.compile(r"^/(?:[A-Za-z0-9._+@-]+/?)*$")
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_KERNEL_ARG = re.compile(r"^[A-Za-z0-9_.,:=/+@%-]+$")
+_IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}$")
+_DEVICE = re.compile(r"^/dev/[A-Za-z0-9/_.-]+$")
+
+
+def _show(value: object) -> str:
+    return repr(value)
+
+
+def check_host_label(value: str) -> str:
+    if not isinstance(value, str) or not _LABEL.match(value):
+        raise ValueError(f"{_show(value)} is not a host name (RFC 1123 label: letters, digits, '-')")
+    return value.lower()
+
+
+def check_domain(value: str) -> str:
+    if not isinstance(value, str) or len(value) > 253 or not value:
+        raise ValueError(f"{_show(value)} is not a domain name")
+    for label in value.rstrip(".").split("."):
+        if not _LABEL.match(label):
+            raise ValueError(f"{_show(value)} is not a domain name (bad label {label!r})")
+    return value.rstrip(".").lower()
+
+
+def check_name(value: str) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError(
+            f"{_show(value)} is not a valid name (lower-case letters, digits, '-', '_'; "
+            "starting with a letter or digit)"
+        )
+    return value
+
+
+def normalize_mac(value: object) -> object:
+    if isinstance(value, str):
+        candidate = value.strip().lower().replace("-", ":")
+        if _MAC.match(candidate):
+            return candidate
+    return value
+
+
+def check_mac(value: str) -> str:
+    if not isinstance(value, str) or not _MAC.match(value):
+        raise ValueError(f"{_show(value)} is not a MAC address (six hex pairs, e.g. 52:54:00:12:34:56)")
+    return value
+
+
+def check_abs_path(value: str) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError(f"{_show(value)} is not an absolute path")
+    if not _ABS_PATH.match(value) or "/../" in value + "/" or "/./" in value + "/":
+        raise ValueError(
+            f"{_show(value)} is not a safe absolute path (letters, digits, '._+@-' and '/' only, "
+            "no '.' or '..' components)"
+        )
+    return value.rstrip("/") or "/"
+
+
+def check_file_name(value: str) -> str:
+    if not isinstance(value, str) or not _FILE_NAME.match(value):
+        raise ValueError(f"{_show(value)} is not a plain file name")
+    return value
+
+
+def check_kernel_arg(value: str) -> str:
+    if not isinstance(value, str) or not _KERNEL_ARG.match(value):
+        raise ValueError(
+            f"{_show(value)} is not a safe kernel argument "
+            "(letters, digits and '_.,:=/+@%-' only; no spaces, quotes, ';' or braces)"
+        )
+    return value
+
+
+def check_ifname(value: str) -> str:
+    if not isinstance(value, str) or not _IFNAME.match(value):
+        raise ValueError(f"{_show(value)} is not a network interface name")
+    return value
+
+
+def check_device(value: str) -> str:
+    if not isinstance(value, str) or not _DEVICE.match(value) or ".." in value:
+        raise ValueError(f"{_show(value)} is not a device path under /dev")
+    return value
+
+
+def check_sfdisk_script(value: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("the sfdisk script is empty")
+    for number, line in enumerate(value.splitlines(), 1):
+        if any(not (ch.isprintable() and ch.isascii()) and ch != "\t" for ch in line):
+            raise ValueError(f"line {number} of the sfdisk script has a non-printable character")
+    return value if value.endswith("\n") else value + "\n"
+
+
+HostLabel = Annotated[str, AfterValidator(check_host_label)]
+DomainName = Annotated[str, AfterValidator(check_domain)]
+Name = Annotated[str, AfterValidator(check_name)]
+MacAddress = Annotated[str, BeforeValidator(normalize_mac), AfterValidator(check_mac)]
+AbsPath = Annotated[str, AfterValidator(check_abs_path)]
+FileName = Annotated[str, AfterValidator(check_file_name)]
+KernelArg = Annotated[str, AfterValidator(check_kernel_arg)]
+IfName = Annotated[str, AfterValidator(check_ifname)]
+DevicePath = Annotated[str, AfterValidator(check_device)]
+SfdiskScript = Annotated[str, AfterValidator(check_sfdisk_script)]
+
+__all__ = [
+    "AbsPath",
+    "DevicePath",
+    "DomainName",
+    "FileName",
+    "HostLabel",
+    "IPv4Address",
+    "IfName",
+    "KernelArg",
+    "MacAddress",
+    "Name",
+    "SfdiskScript",
+]

@@ -1,0 +1,37 @@
+"""Run every renderer over one inventory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from clustcontrol.render.base import Output, RenderContext, RenderedTree
+from clustcontrol.render.control import render_control
+from clustcontrol.render.dhcp.dnsmasq import render_dnsmasq
+from clustcontrol.render.dhcp.isc import render_isc
+from clustcontrol.render.dhcp.kea import render_kea
+from clustcontrol.render.dns import render_dns
+from clustcontrol.render.nfs import render_bind_mounts, render_exports
+from clustcontrol.render.pxe import render_pxe, render_tftpd
+from clustcontrol.render.rsyncd import render_rsyncd
+
+Renderer = Callable[[RenderContext], Iterable[Output]]
+
+RENDERERS: tuple[Renderer, ...] = (
+    render_dns,
+    render_isc,
+    render_kea,
+    render_dnsmasq,
+    render_pxe,
+    render_tftpd,
+    render_exports,
+    render_bind_mounts,
+    render_rsyncd,
+    render_control,
+)
+
+
+def render_all(ctx: RenderContext) -> RenderedTree:
+    tree = RenderedTree()
+    for renderer in RENDERERS:
+        tree.extend(renderer(ctx))
+    return tree

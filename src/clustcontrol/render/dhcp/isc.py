@@ -1,0 +1,33 @@
+"""ISC dhcpd: /etc/dhcp/dhcpd.conf (and the interface in /etc/default/isc-dhcp-server)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from clustcontrol.render.base import Output, RenderContext, render_template
+from clustcontrol.render.dhcp import common_values
+from clustcontrol.render.view import ClusterView
+
+DHCPD_CONF = "/etc/dhcp/dhcpd.conf"
+DEFAULTS = "/etc/default/isc-dhcp-server"
+
+
+def render_isc(ctx: RenderContext) -> Iterator[Output]:
+    view = ClusterView(ctx.inventory)
+    yield Output(
+        path=DHCPD_CONF,
+        service="dhcp-isc",
+        content=render_template(
+            "dhcp/dhcpd.conf.j2",
+            hosts=view.dhcp_hosts,
+            update_host=view.update_host,
+            **common_values(view),
+        ),
+    )
+    interface = view.cluster.dhcp_interface
+    if interface is not None:
+        yield Output(
+            path=DEFAULTS,
+            service="dhcp-isc",
+            content=render_template("dhcp/isc-dhcp-server.default.j2", interface=interface),
+        )

@@ -1,0 +1,52 @@
+"""NFS: the exports of the standard roots, and the bind mount of the control directory into them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from posixpath import join as pjoin
+
+from clustcontrol.render.base import Output, RenderContext, render_template
+from clustcontrol.render.view import ClusterView
+
+EXPORTS = "/etc/exports.d/clustcontrol.exports"
+FSTAB = "/etc/fstab"
+EXPORT_OPTIONS = "sync,no_subtree_check,no_root_squash,crossmnt"
+
+
+def control_mount_point(image_root: str, control_dir: str) -> str:
+    """Where the master's control directory appears inside a standard root."""
+    return pjoin(image_root, control_dir.lstrip("/"))
+
+
+def render_exports(ctx: RenderContext) -> Iterator[Output]:
+    view = ClusterView(ctx.inventory)
+    update_image = view.update_image.name
+    exports = [
+        {"root": image.root, "rw_client": str(view.update_ip) if image.name == update_image else None}
+        for image in view.images
+    ]
+    yield Output(
+        path=EXPORTS,
+        service="nfs-kernel",
+        content=render_template(
+            "nfs/clustcontrol.exports.j2",
+            exports=exports,
+            network=view.network,
+            options=EXPORT_OPTIONS,
+        ),
+    )
+
+
+def render_bind_mounts(ctx: RenderContext) -> Iterator[Output]:
+    view = ClusterView(ctx.inventory)
+    control_dir = view.cluster.control_dir
+    mounts = [
+        {"source": control_dir, "target": control_mount_point(image.root, control_dir)}
+        for image in view.images
+    ]
+    yield Output(
+        path=FSTAB,
+        service="bind-mount",
+        block=True,
+        content=render_template("nfs/fstab.block.j2", mounts=mounts),
+    )

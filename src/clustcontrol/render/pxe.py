@@ -1,0 +1,170 @@
+"""PXELINUX tree under the TFTP root, and tftpd-hpa's /etc/default/tftpd-hpa.
+
+    <tftp_root>/<boot_dir>/pxelinux.0, ldlinux.c32     copied from the syslinux packages
+    <tftp_root>/<boot_dir>/pxelinux-common             the labels, one pair per image
+    <tftp_root>/<boot_dir>/pxelinux.cfg/default        regular nodes: sync boot of the default image
+    <tftp_root>/<boot_dir>/pxelinux.cfg/<HEX IP>       the update node, and nodes with their own
+                                                       image or kernel arguments
+Kernels and initrds live in <boot_dir>/<image>/{vmlinuz,initrd.img} (`clustcontrol image publish`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from posixpath import join as pjoin
+
+from clustcontrol.errors import ClustcontrolError
+from clustcontrol.inventory.model import Inventory
+from clustcontrol.render.base import Output, RenderContext, render_template
+from clustcontrol.render.view import ClusterView, ImageView, hex_ip
+
+# What pxelinux.0 (syslinux 6) needs beside it; more modules only for menus, which we do not use.
+BOOT_FILES = ("pxelinux.0", "ldlinux.c32")
+TFTPD_DEFAULTS = "/etc/default/tftpd-hpa"
+
+
+@dataclass(frozen=True)
+class Label:
+    name: str
+    kernel: str
+    initrd: str
+    append: str
+
+
+def partition_device(device: str, number: int) -> str:
+    """/dev/sda + 2 -> /dev/sda2; /dev/nvme0n1 + 2 -> /dev/nvme0n1p2 (kernel naming rule)."""
+    return f"{device}p{number}" if device[-1].isdigit() else f"{device}{number}"
+
+
+def _console_args(inv: Inventory) -> list[str]:
+    return [f"console={inv.cluster.serial_console}"] if inv.cluster.serial_console else []
+
+
+def sync_label(inv: Inventory, name: str, image: ImageView, layout: str, extra: tuple[str, ...]) -> Label:
+    disk = inv.disk_layouts[layout]
+    args = [
+        f"root={partition_device(disk.device, disk.root.number)}",
+        "ip=dhcp",
+        f"clustcontrol.server={inv.cluster.master.ip}",
+        f"clustcontrol.image={image.name}",
+        f"clustcontrol.transport={image.transport}",
+        *_console_args(inv),
+        *image.kernel_args,
+        *extra,
+    ]
+    return Label(name, image.kernel_path, image.initrd_path, " ".join(args))
+
+
+def nfsroot_label(inv: Inventory, name: str, image: ImageView, extra: tuple[str, ...]) -> Label:
+    args = [
+        "root=/dev/nfs",
+        "boot=nfs",
+        f"nfsroot={inv.cluster.master.ip}:{image.root},vers=3,tcp",
+        "ip=dhcp",
+        "rw",
+        f"clustcontrol.image={image.name}",
+        *_console_args(inv),
+        *image.kernel_args,
+        *extra,
+    ]
+    return Label(name, image.kernel_path, image.initrd_path, " ".join(args))
+
+
+def _serial(inv: Inventory) -> dict[str, str] | None:
+    console = inv.cluster.serial_console
+    if not console or not console.startswith("ttyS"):
+        return None
+    port, _, speed = console.removeprefix("ttyS").partition(",")
+    return {"port": port, "speed": speed.split("n")[0] or "115200"}
+
+
+def _common_labels(inv: Inventory, view: ClusterView) -> list[Label]:
+    labels: list[Label] = []
+    for image in view.images:
+        layout = inv.images[image.name].disk_layout
+        labels.append(sync_label(inv, f"linux-{image.name}", image, layout, ()))
+        labels.append(nfsroot_label(inv, f"linuxnfsroot-{image.name}", image, ()))
+    default = view.default_image
+    labels.append(sync_label(inv, "linux", default, inv.images[default.name].disk_layout, ()))
+    labels.append(nfsroot_label(inv, "linuxnfsroot", view.update_image, ()))
+    return labels
+
+
+def _host_file(
+    view: ClusterView, hex_name: str, default: str, comment: str, labels: list[Label]
+) -> Output:
+    return Output(
+        path=pjoin(view.boot_root, "pxelinux.cfg", hex_name),
+        service="pxe",
+        content=render_template(
+            "pxe/host.cfg.j2", comment=comment, default=default, labels=labels
+        ),
+    )
+
+
+def _own_host_files(inv: Inventory, view: ClusterView) -> Iterator[Output]:
+    """A file for each node with its own image, disk layout or kernel arguments."""
+    default_image = view.default_image.name
+    default_layout = inv.images[default_image].disk_layout
+    update_mac = view.update_host.mac if view.update_host else None
+    for host in view.hosts:
+        if host.mac == update_mac:
+            continue  # booting as the update node; its regular address is not handed out
+        node = inv.node(host.name)
+        assert node is not None
+        layout = inv.layout_of(node)
+        if host.image == default_image and not host.kernel_args and layout == default_layout:
+            continue
+        label = sync_label(inv, f"linux-{host.name}", view.image(host.image), layout, host.kernel_args)
+        yield _host_file(view, host.hex_ip, label.name, f"node {host.name}: image {host.image}", [label])
+
+
+def find_boot_file(ctx: RenderContext, name: str) -> Path:
+    for directory in ctx.syslinux_dirs:
+        candidate = directory / name
+        if candidate.is_file():
+            return candidate
+    raise ClustcontrolError(
+        f"{name} not found in {', '.join(str(d) for d in ctx.syslinux_dirs)}",
+        hint="install it with: apt-get install pxelinux syslinux-common",
+    )
+
+
+def render_pxe(ctx: RenderContext) -> Iterator[Output]:
+    inv = ctx.inventory
+    view = ClusterView(inv)
+    for name in BOOT_FILES:
+        yield Output(path=pjoin(view.boot_root, name), service="pxe", source=find_boot_file(ctx, name))
+    yield Output(
+        path=pjoin(view.boot_root, "pxelinux-common"),
+        service="pxe",
+        content=render_template(
+            "pxe/pxelinux-common.j2", serial=_serial(inv), labels=_common_labels(inv, view)
+        ),
+    )
+    yield Output(
+        path=pjoin(view.boot_root, "pxelinux.cfg", "default"),
+        service="pxe",
+        content=render_template(
+            "pxe/host.cfg.j2", comment="regular nodes: sync to the standard, boot the local disk",
+            default="linux", labels=[],
+        ),
+    )
+    update_image = view.update_image.name
+    yield _host_file(
+        view,
+        hex_ip(view.update_ip),
+        "linuxnfsroot",
+        f"the update node ({view.update_ip}): standard '{update_image}' read-write over NFS",
+        [],
+    )
+    yield from _own_host_files(inv, view)
+
+
+def render_tftpd(ctx: RenderContext) -> Iterator[Output]:
+    yield Output(
+        path=TFTPD_DEFAULTS,
+        service="tftp",
+        content=render_template("tftp/tftpd-hpa.j2", tftp_root=ctx.inventory.cluster.tftp_root),
+    )

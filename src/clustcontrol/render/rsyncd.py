@@ -1,0 +1,25 @@
+"""rsync daemon: one read-only module per standard root (the nodes' rsync transport)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from clustcontrol.render.base import Output, RenderContext, render_template
+from clustcontrol.render.view import ClusterView
+
+RSYNCD_CONF = "/etc/rsyncd.conf"
+
+
+def render_rsyncd(ctx: RenderContext) -> Iterator[Output]:
+    view = ClusterView(ctx.inventory)
+    yield Output(
+        path=RSYNCD_CONF,
+        service="rsyncd",
+        content=render_template(
+            "rsyncd/rsyncd.conf.j2",
+            port=view.cluster.rsync_port,
+            max_connections=view.cluster.rsync_max_connections,
+            hosts_allow=f"{view.network} 127.0.0.1",
+            modules=[{"name": image.name, "root": image.root} for image in view.images],
+        ),
+    )

@@ -1,0 +1,167 @@
+"""The view model shared by the renderers: sorted, precomputed values, so templates stay dumb."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from ipaddress import IPv4Address, IPv4Network
+from posixpath import join as pjoin
+
+from clustcontrol.inventory.model import UPDATE_NODE_LABEL, Inventory, Node
+
+
+def hex_ip(ip: IPv4Address) -> str:
+    """PXELINUX's per-host config file name: the address as eight upper-case hex digits."""
+    return f"{int(ip):08X}"
+
+
+def reverse_zones(network: IPv4Network) -> list[IPv4Network]:
+    """The in-addr.arpa zones covering a network: octet-aligned, at most /24 each.
+
+    A /24 is one zone, a /22 four, a /16 one; a network smaller than a /24 lives in its /24."""
+    if network.prefixlen >= 24:
+        return [network.supernet(new_prefix=24)]
+    boundary = -(-network.prefixlen // 8) * 8
+    return list(network.subnets(new_prefix=boundary))
+
+
+def reverse_zone_name(zone: IPv4Network) -> str:
+    octets = str(zone.network_address).split(".")[: zone.prefixlen // 8]
+    return ".".join(reversed(octets)) + ".in-addr.arpa"
+
+
+def reverse_owner(ip: IPv4Address, zone: IPv4Network) -> str:
+    """The PTR owner name of ip relative to its zone (e.g. '11' in 0.168.192.in-addr.arpa)."""
+    octets = str(ip).split(".")[zone.prefixlen // 8 :]
+    return ".".join(reversed(octets))
+
+
+@dataclass(frozen=True)
+class HostView:
+    name: str
+    mac: str
+    ip: IPv4Address
+    image: str
+    kernel_args: tuple[str, ...]
+    hex_ip: str
+
+
+@dataclass(frozen=True)
+class ImageView:
+    name: str
+    root: str
+    kernel_path: str
+    initrd_path: str
+    kernel_args: tuple[str, ...]
+    transport: str
+
+
+class ClusterView:
+    def __init__(self, inventory: Inventory) -> None:
+        self.inv = inventory
+        self.cluster = inventory.cluster
+
+    @property
+    def domain(self) -> str:
+        return self.cluster.domain
+
+    @property
+    def network(self) -> IPv4Network:
+        return self.cluster.network
+
+    @property
+    def master_ip(self) -> IPv4Address:
+        return self.cluster.master.ip
+
+    @property
+    def master_name(self) -> str:
+        return self.cluster.master.name
+
+    @property
+    def update_ip(self) -> IPv4Address:
+        return self.inv.update_ip
+
+    @property
+    def update_label(self) -> str:
+        return UPDATE_NODE_LABEL
+
+    @property
+    def boot_file(self) -> str:
+        """The DHCP filename, relative to the TFTP root."""
+        return pjoin(self.cluster.boot_dir, "pxelinux.0")
+
+    @property
+    def boot_root(self) -> str:
+        """Absolute path of the PXELINUX directory in the TFTP tree."""
+        return pjoin(self.cluster.tftp_root, self.cluster.boot_dir)
+
+    def _host(self, node: Node) -> HostView:
+        return HostView(
+            name=node.name,
+            mac=node.mac,
+            ip=node.ip,
+            image=self.inv.image_of(node),
+            kernel_args=tuple(node.kernel_args),
+            hex_ip=hex_ip(node.ip),
+        )
+
+    @cached_property
+    def hosts(self) -> list[HostView]:
+        """Every node with its regular address, sorted by address."""
+        return sorted((self._host(n) for n in self.inv.nodes), key=lambda h: h.ip)
+
+    @cached_property
+    def update_host(self) -> HostView | None:
+        """The node currently booting as the update node, with the update address."""
+        node = self.inv.update_node_entry
+        if node is None:
+            return None
+        return HostView(
+            name=UPDATE_NODE_LABEL,
+            mac=node.mac,
+            ip=self.update_ip,
+            image=self.inv.update_image_name,
+            kernel_args=tuple(node.kernel_args),
+            hex_ip=hex_ip(self.update_ip),
+        )
+
+    @cached_property
+    def dhcp_hosts(self) -> list[HostView]:
+        """Hosts for DHCP: the update node's MAC moves from its regular entry to the update address."""
+        update = self.update_host
+        if update is None:
+            return self.hosts
+        return [h for h in self.hosts if h.mac != update.mac]
+
+    @cached_property
+    def images(self) -> list[ImageView]:
+        return [
+            ImageView(
+                name=name,
+                root=image.root,
+                kernel_path=pjoin(name, "vmlinuz"),
+                initrd_path=pjoin(name, "initrd.img"),
+                kernel_args=tuple(image.kernel_args),
+                transport=self.inv.transport_of(name),
+            )
+            for name, image in sorted(self.inv.images.items())
+        ]
+
+    def image(self, name: str) -> ImageView:
+        return next(i for i in self.images if i.name == name)
+
+    @property
+    def default_image(self) -> ImageView:
+        return self.image(self.inv.default_image_name)
+
+    @property
+    def update_image(self) -> ImageView:
+        return self.image(self.inv.update_image_name)
+
+    @property
+    def netmask(self) -> IPv4Address:
+        return self.network.netmask
+
+    @property
+    def broadcast(self) -> IPv4Address:
+        return self.network.broadcast_address

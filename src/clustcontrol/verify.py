@@ -1,0 +1,95 @@
+"""Check staged configs with the real programs' own checkers before anything is installed."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from clustcontrol.errors import InvalidInputError
+from clustcontrol.render.base import Output, Service
+from clustcontrol.render.dhcp.dnsmasq import DNSMASQ_CONF
+from clustcontrol.render.dhcp.isc import DHCPD_CONF
+from clustcontrol.render.dhcp.kea import KEA_CONF
+from clustcontrol.render.dns import OPTIONS, SNIPPET, ZONE_DIR
+from clustcontrol.run import run, which
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    service: Service
+    program: str
+    target: str
+    ok: bool
+    skipped: bool
+    output: str
+
+
+Checker = Callable[[dict[str, Path], Path], Iterable[CheckResult]]
+
+
+def _check(service: Service, argv: list[str], target: str, env: dict[str, str] | None = None) -> CheckResult:
+    program = argv[0]
+    found = which(program)
+    if found is None:
+        return CheckResult(service, program, target, ok=True, skipped=True, output="not installed")
+    proc = run([found, *argv[1:]], check=False, env=env, timeout=120)
+    output = (proc.stdout + proc.stderr).decode(errors="replace").strip()
+    return CheckResult(service, program, target, proc.returncode == 0, False, output)
+
+
+def _isc(staged: dict[str, Path], _work: Path) -> Iterable[CheckResult]:
+    if DHCPD_CONF in staged:
+        yield _check("dhcp-isc", ["dhcpd", "-t", "-4", "-cf", str(staged[DHCPD_CONF])], DHCPD_CONF)
+
+
+def _kea(staged: dict[str, Path], work: Path) -> Iterable[CheckResult]:
+    if KEA_CONF in staged:
+        env = {"KEA_PIDFILE_DIR": str(work), "KEA_LOCKFILE_DIR": str(work)}
+        yield _check("dhcp-kea", ["kea-dhcp4", "-t", str(staged[KEA_CONF])], KEA_CONF, env)
+
+
+def _dnsmasq(staged: dict[str, Path], _work: Path) -> Iterable[CheckResult]:
+    if DNSMASQ_CONF in staged:
+        conf = f"--conf-file={staged[DNSMASQ_CONF]}"
+        yield _check("dhcp-dnsmasq", ["dnsmasq", "--test", conf], DNSMASQ_CONF)
+
+
+def _dns(staged: dict[str, Path], _work: Path) -> Iterable[CheckResult]:
+    for path in (OPTIONS, SNIPPET):
+        if path in staged:
+            yield _check("dns", ["named-checkconf", str(staged[path])], path)
+    for path, file in sorted(staged.items()):
+        if path.startswith(ZONE_DIR + "/db."):
+            zone = path.removeprefix(ZONE_DIR + "/db.")
+            yield _check("dns", ["named-checkzone", "-k", "fail", zone, str(file)], path)
+
+
+CHECKERS: tuple[Checker, ...] = (_isc, _kea, _dnsmasq, _dns)
+
+
+def check_outputs(outputs: Iterable[Output]) -> list[CheckResult]:
+    """Stage the outputs in a scratch directory and run every applicable checker on them."""
+    with tempfile.TemporaryDirectory(prefix="clustcontrol-check-") as scratch:
+        work = Path(scratch)
+        staged: dict[str, Path] = {}
+        for output in outputs:
+            if output.block or output.source is not None:
+                continue
+            file = work / "tree" / output.path.lstrip("/")
+            file.parent.mkdir(parents=True, exist_ok=True)
+            file.write_bytes(output.data())
+            staged[output.path] = file
+        results = [result for checker in CHECKERS for result in checker(staged, work)]
+    return results
+
+
+def require_clean(results: list[CheckResult]) -> None:
+    failures = [r for r in results if not r.ok]
+    if failures:
+        raise InvalidInputError(
+            [f"{r.target}: {r.program} rejects the generated file: {r.output}" for r in failures],
+            hint="this is a bug in clustcontrol's templates or a value the checks let through; "
+            "nothing was installed",
+        )

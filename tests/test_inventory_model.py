@@ -1,0 +1,131 @@
+"""Validation of the inventory: each bad value gets one line naming the field and the value."""
+
+from __future__ import annotations
+
+import pytest
+
+from clustcontrol.errors import InvalidInputError
+from clustcontrol.inventory.store import parse_inventory
+from tests.conftest import BASE, inventory_data, make_inventory
+
+
+def problems(data: dict[str, object]) -> list[str]:
+    with pytest.raises(InvalidInputError) as info:
+        parse_inventory(data)
+    return info.value.problems
+
+
+def node(name: str = "node03", mac: str = "52:54:00:00:00:03", ip: str = "192.168.0.13", **kw: str) -> dict[str, str]:
+    return {"name": name, "mac": mac, "ip": ip, **kw}
+
+
+def with_nodes(*extra: dict[str, str]) -> dict[str, object]:
+    return inventory_data(nodes=[*BASE["nodes"], *extra])  # type: ignore[list-item]
+
+
+def test_valid_inventory_has_derived_defaults() -> None:
+    inv = make_inventory()
+    assert str(inv.update_ip) == "192.168.0.253"
+    assert inv.default_image_name == "default"
+    assert inv.cluster.tftp_root == "/var/lib/tftpboot"
+    assert inv.nodes[0].mac == "52:54:00:00:00:01"
+
+
+def test_mac_is_normalized() -> None:
+    inv = parse_inventory(with_nodes(node(mac="52-54-00-AB-CD-EF")))
+    assert inv.nodes[-1].mac == "52:54:00:ab:cd:ef"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (node(mac="52:54:00:00:00:01"), "nodes.node03.mac: '52:54:00:00:00:01' duplicates the mac of node 'node01'"),
+        (node(ip="192.168.0.11"), "nodes.node03.ip: '192.168.0.11' duplicates the ip of node 'node01'"),
+        (node(name="node01"), "nodes.node01.name: 'node01' is defined more than once"),
+        (node(ip="10.0.0.5"), "nodes.node03.ip: '10.0.0.5' is outside the cluster network 192.168.0.0/24"),
+        (node(ip="192.168.0.1"), "nodes.node03.ip: '192.168.0.1' is the master's address"),
+        (node(ip="192.168.0.253"), "nodes.node03.ip: '192.168.0.253' is the update node's address"),
+        (node(ip="192.168.0.255"), "nodes.node03.ip: '192.168.0.255' is the network or broadcast address"),
+        (node(image="gpu"), "nodes.node03.image: 'gpu' is not a defined image"),
+        (node(mac="52:54:zz:00:00:03"), "nodes.node03.mac: '52:54:zz:00:00:03' is not a MAC address"),
+        (node(name="node_03"), "nodes.node_03.name: 'node_03' is not a host name"),
+        (node(name="master"), "nodes.master.name: 'master' is reserved for the master"),
+        (node(name="updatenode"), "nodes.updatenode.name: 'updatenode' is reserved for the update node"),
+    ],
+)
+def test_node_problem_is_one_line_naming_field_and_value(extra: dict[str, str], expected: str) -> None:
+    lines = problems(with_nodes(extra))
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(expected), lines
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["node03\nhost evil { }", "node03;reboot", "node}03", "node'03", 'node"03', "node 03", "$(reboot)"],
+)
+def test_injection_in_host_name_is_rejected(hostile: str) -> None:
+    lines = problems(with_nodes(node(name=hostile)))
+    assert any("is not a host name" in line and repr(hostile) in line for line in lines), lines
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["quiet\ninit=/bin/sh", "a;b", "a}b", "a'b", 'a"b', "a b", "a`b`", "$(x)"],
+)
+def test_injection_in_kernel_argument_is_rejected(hostile: str) -> None:
+    data = inventory_data(images={"default": {"root": "/srv/x", "kernel_args": ["quiet", hostile]}})
+    lines = problems(data)
+    assert lines == [f"images.default.kernel_args[1]: {hostile!r} is not a safe kernel argument "
+                     "(letters, digits and '_.,:=/+@%-' only; no spaces, quotes, ';' or braces)"]
+
+
+@pytest.mark.parametrize("hostile", ["rost;clust", "rost\nclust", "rost}clust", "rost'clust", "rost clust"])
+def test_injection_in_domain_is_rejected(hostile: str) -> None:
+    data = inventory_data(cluster={**BASE["cluster"], "domain": hostile})  # type: ignore[dict-item]
+    assert any(line.startswith("cluster.domain:") and "not a domain name" in line for line in problems(data))
+
+
+@pytest.mark.parametrize("path", ["srv/relative", "/srv/a b", "/srv/x;rm", "/srv/../etc", "/srv/'x'"])
+def test_paths_must_be_safe_and_absolute(path: str) -> None:
+    lines = problems(inventory_data(images={"default": {"root": path}}))
+    assert len(lines) == 1 and lines[0].startswith(f"images.default.root: {path!r} is not"), lines
+
+
+def test_persistent_paths_are_validated() -> None:
+    lines = problems(inventory_data(images={"default": {"root": "/srv/x", "persistent": ["/ok", "rel"]}}))
+    assert lines == ["images.default.persistent[1]: 'rel' is not an absolute path"]
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    lines = problems(with_nodes(node(mac="52:54:00:00:00:01"), node(name="node04", ip="10.1.1.1", mac="52:54:00:00:00:04")))
+    assert len(lines) == 2, lines
+
+
+def test_unknown_field_is_named() -> None:
+    data = inventory_data(nodes=[{**BASE["nodes"][0], "colour": "blue"}])  # type: ignore[dict-item]
+    assert problems(data) == ["nodes.node01.colour: unknown field"]
+
+
+def test_missing_field_is_named() -> None:
+    data = inventory_data(nodes=[{"name": "node01", "ip": "192.168.0.11"}])
+    assert problems(data) == ["nodes.node01.mac: required field is missing"]
+
+
+def test_master_outside_network() -> None:
+    data = inventory_data(cluster={**BASE["cluster"], "master": {"ip": "10.0.0.1"}})  # type: ignore[dict-item]
+    assert problems(data) == ["cluster.master.ip: '10.0.0.1' is outside the cluster network 192.168.0.0/24"]
+
+
+def test_update_node_must_exist() -> None:
+    data = inventory_data(update_node={"node": "node09"})
+    assert problems(data) == ["update_node.node: 'node09' is not a defined node"]
+
+
+def test_disk_layout_needs_one_root() -> None:
+    data = inventory_data(disk_layouts={"default": {"partitions": [{"number": 1, "use": "swap"}]}})
+    assert problems(data) == ["disk_layouts.default: needs exactly one root partition, has 0"]
+
+
+def test_two_images_cannot_share_a_root() -> None:
+    data = inventory_data(images={"a": {"root": "/srv/x"}, "b": {"root": "/srv/x"}})
+    assert problems(data) == ["images.b.root: '/srv/x' is also the root of 'a'"]
