@@ -68,7 +68,8 @@ def cli(tmp_path: Path) -> Cli:
 
 @pytest.fixture
 def initialized(cli: Cli) -> Cli:
-    result = cli("init", "--domain", "rostclust", "--network", "192.168.0.0/24",
-                 "--master-ip", "192.168.0.1")
+    result = cli(
+        "init", "--domain", "rostclust", "--network", "192.168.0.0/24", "--master-ip", "192.168.0.1"
+    )
     assert result.code == 0, result.err
     return cli

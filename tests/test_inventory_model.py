@@ -15,7 +15,9 @@ def problems(data: dict[str, object]) -> list[str]:
     return info.value.problems
 
 
-def node(name: str = "node03", mac: str = "52:54:00:00:00:03", ip: str = "192.168.0.13", **kw: str) -> dict[str, str]:
+def node(
+    name: str = "node03", mac: str = "52:54:00:00:00:03", ip: str = "192.168.0.13", **kw: str
+) -> dict[str, str]:
     return {"name": name, "mac": mac, "ip": ip, **kw}
 
 
@@ -39,21 +41,41 @@ def test_mac_is_normalized() -> None:
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        (node(mac="52:54:00:00:00:01"), "nodes.node03.mac: '52:54:00:00:00:01' duplicates the mac of node 'node01'"),
-        (node(ip="192.168.0.11"), "nodes.node03.ip: '192.168.0.11' duplicates the ip of node 'node01'"),
+        (
+            node(mac="52:54:00:00:00:01"),
+            "nodes.node03.mac: '52:54:00:00:00:01' duplicates the mac of node 'node01'",
+        ),
+        (
+            node(ip="192.168.0.11"),
+            "nodes.node03.ip: '192.168.0.11' duplicates the ip of node 'node01'",
+        ),
         (node(name="node01"), "nodes.node01.name: 'node01' is defined more than once"),
-        (node(ip="10.0.0.5"), "nodes.node03.ip: '10.0.0.5' is outside the cluster network 192.168.0.0/24"),
+        (
+            node(ip="10.0.0.5"),
+            "nodes.node03.ip: '10.0.0.5' is outside the cluster network 192.168.0.0/24",
+        ),
         (node(ip="192.168.0.1"), "nodes.node03.ip: '192.168.0.1' is the master's address"),
         (node(ip="192.168.0.253"), "nodes.node03.ip: '192.168.0.253' is the update node's address"),
-        (node(ip="192.168.0.255"), "nodes.node03.ip: '192.168.0.255' is the network or broadcast address"),
+        (
+            node(ip="192.168.0.255"),
+            "nodes.node03.ip: '192.168.0.255' is the network or broadcast address",
+        ),
         (node(image="gpu"), "nodes.node03.image: 'gpu' is not a defined image"),
-        (node(mac="52:54:zz:00:00:03"), "nodes.node03.mac: '52:54:zz:00:00:03' is not a MAC address"),
+        (
+            node(mac="52:54:zz:00:00:03"),
+            "nodes.node03.mac: '52:54:zz:00:00:03' is not a MAC address",
+        ),
         (node(name="node_03"), "nodes.node_03.name: 'node_03' is not a host name"),
         (node(name="master"), "nodes.master.name: 'master' is reserved for the master"),
-        (node(name="updatenode"), "nodes.updatenode.name: 'updatenode' is reserved for the update node"),
+        (
+            node(name="updatenode"),
+            "nodes.updatenode.name: 'updatenode' is reserved for the update node",
+        ),
     ],
 )
-def test_node_problem_is_one_line_naming_field_and_value(extra: dict[str, str], expected: str) -> None:
+def test_node_problem_is_one_line_naming_field_and_value(
+    extra: dict[str, str], expected: str
+) -> None:
     lines = problems(with_nodes(extra))
     assert len(lines) == 1, lines
     assert lines[0].startswith(expected), lines
@@ -61,7 +83,15 @@ def test_node_problem_is_one_line_naming_field_and_value(extra: dict[str, str], 
 
 @pytest.mark.parametrize(
     "hostile",
-    ["node03\nhost evil { }", "node03;reboot", "node}03", "node'03", 'node"03', "node 03", "$(reboot)"],
+    [
+        "node03\nhost evil { }",
+        "node03;reboot",
+        "node}03",
+        "node'03",
+        'node"03',
+        "node 03",
+        "$(reboot)",
+    ],
 )
 def test_injection_in_host_name_is_rejected(hostile: str) -> None:
     lines = problems(with_nodes(node(name=hostile)))
@@ -75,29 +105,45 @@ def test_injection_in_host_name_is_rejected(hostile: str) -> None:
 def test_injection_in_kernel_argument_is_rejected(hostile: str) -> None:
     data = inventory_data(images={"default": {"root": "/srv/x", "kernel_args": ["quiet", hostile]}})
     lines = problems(data)
-    assert lines == [f"images.default.kernel_args[1]: {hostile!r} is not a safe kernel argument "
-                     "(letters, digits and '_.,:=/+@%-' only; no spaces, quotes, ';' or braces)"]
+    assert lines == [
+        f"images.default.kernel_args[1]: {hostile!r} is not a safe kernel argument "
+        "(letters, digits and '_.,:=/+@%-' only; no spaces, quotes, ';' or braces)"
+    ]
 
 
-@pytest.mark.parametrize("hostile", ["rost;clust", "rost\nclust", "rost}clust", "rost'clust", "rost clust"])
+@pytest.mark.parametrize(
+    "hostile", ["rost;clust", "rost\nclust", "rost}clust", "rost'clust", "rost clust"]
+)
 def test_injection_in_domain_is_rejected(hostile: str) -> None:
     data = inventory_data(cluster={**BASE["cluster"], "domain": hostile})  # type: ignore[dict-item]
-    assert any(line.startswith("cluster.domain:") and "not a domain name" in line for line in problems(data))
+    assert any(
+        line.startswith("cluster.domain:") and "not a domain name" in line
+        for line in problems(data)
+    )
 
 
-@pytest.mark.parametrize("path", ["srv/relative", "/srv/a b", "/srv/x;rm", "/srv/../etc", "/srv/'x'"])
+@pytest.mark.parametrize(
+    "path", ["srv/relative", "/srv/a b", "/srv/x;rm", "/srv/../etc", "/srv/'x'"]
+)
 def test_paths_must_be_safe_and_absolute(path: str) -> None:
     lines = problems(inventory_data(images={"default": {"root": path}}))
     assert len(lines) == 1 and lines[0].startswith(f"images.default.root: {path!r} is not"), lines
 
 
 def test_persistent_paths_are_validated() -> None:
-    lines = problems(inventory_data(images={"default": {"root": "/srv/x", "persistent": ["/ok", "rel"]}}))
+    lines = problems(
+        inventory_data(images={"default": {"root": "/srv/x", "persistent": ["/ok", "rel"]}})
+    )
     assert lines == ["images.default.persistent[1]: 'rel' is not an absolute path"]
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    lines = problems(with_nodes(node(mac="52:54:00:00:00:01"), node(name="node04", ip="10.1.1.1", mac="52:54:00:00:00:04")))
+    lines = problems(
+        with_nodes(
+            node(mac="52:54:00:00:00:01"),
+            node(name="node04", ip="10.1.1.1", mac="52:54:00:00:00:04"),
+        )
+    )
     assert len(lines) == 2, lines
 
 
@@ -113,7 +159,9 @@ def test_missing_field_is_named() -> None:
 
 def test_master_outside_network() -> None:
     data = inventory_data(cluster={**BASE["cluster"], "master": {"ip": "10.0.0.1"}})  # type: ignore[dict-item]
-    assert problems(data) == ["cluster.master.ip: '10.0.0.1' is outside the cluster network 192.168.0.0/24"]
+    assert problems(data) == [
+        "cluster.master.ip: '10.0.0.1' is outside the cluster network 192.168.0.0/24"
+    ]
 
 
 def test_update_node_must_exist() -> None:

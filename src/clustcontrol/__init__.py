@@ -1,3 +1,3 @@
-"""clustcontrol: keep cluster nodes identical to a standard root file system, synced at every boot."""
+"""clustcontrol: keep cluster nodes identical to a standard root, synced at every boot."""
 
 __version__ = "0.1.0"

@@ -1,10 +1,10 @@
 """Install rendered outputs into the live system (or under a prefix): plan, check, replace, reload.
 
-    plan      compare every selected output with what is installed; nothing changed -> no write
-    check     the real programs' checkers on the new files (verify.py)
-    replace   atomic write per file (temp + fsync + rename), managed blocks merged in place,
-              files installed by an earlier apply and no longer rendered are removed
-    reload    once per affected service, only on the live root
+plan      compare every selected output with what is installed; nothing changed -> no write
+check     the real programs' checkers on the new files (verify.py)
+replace   atomic write per file (temp + fsync + rename), managed blocks merged in place,
+          files installed by an earlier apply and no longer rendered are removed
+reload    once per affected service, only on the live root
 """
 
 from __future__ import annotations
@@ -45,10 +45,13 @@ RELOADS: dict[Service, list[list[str]]] = {
 }
 
 
+DHCP_SERVICES: dict[str, Service] = {"isc": "dhcp-isc", "kea": "dhcp-kea", "dnsmasq": "dhcp-dnsmasq"}
+
+
 def selected_services(inv: Inventory) -> set[Service]:
-    """The services apply installs: the chosen DHCP and NFS servers, rsyncd when an image uses it."""
+    """What apply installs: the chosen DHCP and NFS servers, rsyncd when an image uses it."""
     services: set[Service] = {"dns", "tftp", "pxe", "control", "bind-mount"}
-    services.add({"isc": "dhcp-isc", "kea": "dhcp-kea", "dnsmasq": "dhcp-dnsmasq"}[inv.cluster.dhcp_server])  # type: ignore[arg-type]
+    services.add(DHCP_SERVICES[inv.cluster.dhcp_server])
     if inv.cluster.nfs_server == "kernel":
         services.add("nfs-kernel")
     if any(inv.transport_of(name) == "rsync" for name in inv.images):

@@ -82,7 +82,9 @@ def _check_network(value: str) -> str:
         raise ValueError(f"{value!r} is not an IPv4 network: {exc}") from None
 
 
-def _json_or_table(as_json: bool, rows: list[dict[str, Any]], title: str, columns: list[str]) -> None:
+def _json_or_table(
+    as_json: bool, rows: list[dict[str, Any]], title: str, columns: list[str]
+) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -95,14 +97,20 @@ def _json_or_table(as_json: bool, rows: list[dict[str, Any]], title: str, column
 
 
 output_option = click.option(
-    "--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
     help="Table for people, JSON for scripts.",
 )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
-    "--config", "config", type=click.Path(path_type=Path), default=None,
+    "--config",
+    "config",
+    type=click.Path(path_type=Path),
+    default=None,
     help="Inventory file [default: $CLUSTCONTROL_CONFIG or /etc/clustcontrol/cluster.yaml].",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks and the commands run.")
@@ -130,12 +138,23 @@ def cli(ctx: click.Context, config: Path | None, debug: bool) -> None:
 @click.option("--network", required=True, help="Cluster subnet, e.g. 192.168.0.0/24.")
 @click.option("--master-ip", required=True, help="The master's address in that subnet.")
 @click.option("--master-name", default="master", show_default=True)
-@click.option("--image-root", default="/srv/nfs4/clusternoderoot", show_default=True,
-              help="Root of the standard image 'default'.")
+@click.option(
+    "--image-root",
+    default="/srv/nfs4/clusternoderoot",
+    show_default=True,
+    help="Root of the standard image 'default'.",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing inventory.")
 @pass_state
-def init(state: State, domain: str, network: str, master_ip: str, master_name: str,
-         image_root: str, force: bool) -> None:
+def init(
+    state: State,
+    domain: str,
+    network: str,
+    master_ip: str,
+    master_name: str,
+    image_root: str,
+    force: bool,
+) -> None:
     """Write a commented starter inventory with one image 'default'.
 
     \b
@@ -144,15 +163,23 @@ def init(state: State, domain: str, network: str, master_ip: str, master_name: s
           --network 192.168.0.0/24 --master-ip 192.168.0.1
     """
     _precheck(
-        domain=(T.check_domain, domain), network=(_check_network, network),
-        master_ip=(_check_ip, master_ip), master_name=(T.check_host_label, master_name),
+        domain=(T.check_domain, domain),
+        network=(_check_network, network),
+        master_ip=(_check_ip, master_ip),
+        master_name=(T.check_host_label, master_name),
         image_root=(T.check_abs_path, image_root),
     )
     if state.config.exists() and not force:
-        raise ClustcontrolError(f"{state.config} already exists", hint="use --force to overwrite it")
+        raise ClustcontrolError(
+            f"{state.config} already exists", hint="use --force to overwrite it"
+        )
     text = render_template(
-        "inventory/cluster.yaml.j2", domain=domain, network=network, master_ip=master_ip,
-        master_name=master_name, image_root=image_root,
+        "inventory/cluster.yaml.j2",
+        domain=domain,
+        network=network,
+        master_ip=master_ip,
+        master_name=master_name,
+        image_root=image_root,
     ).decode()
     save_new_document(state.config, text)
     out.print(f"wrote {state.config}")
@@ -173,12 +200,22 @@ def image() -> None:
 @click.option("--initrd", default=None, help="Initrd file name under ROOT/boot [newest].")
 @click.option("--layout", "disk_layout", default=None, help="Disk layout name [default].")
 @click.option("--persistent", multiple=True, help="A path kept on the node (repeatable).")
-@click.option("--kernel-arg", "kernel_args", multiple=True, help="Extra kernel argument (repeatable).")
+@click.option(
+    "--kernel-arg", "kernel_args", multiple=True, help="Extra kernel argument (repeatable)."
+)
 @click.option("--transport", type=click.Choice(["nfs", "rsync"]), default=None)
 @pass_state
-def image_add(state: State, name: str, root: str, kernel: str | None, initrd: str | None,
-              disk_layout: str | None, persistent: tuple[str, ...], kernel_args: tuple[str, ...],
-              transport: str | None) -> None:
+def image_add(
+    state: State,
+    name: str,
+    root: str,
+    kernel: str | None,
+    initrd: str | None,
+    disk_layout: str | None,
+    persistent: tuple[str, ...],
+    kernel_args: tuple[str, ...],
+    transport: str | None,
+) -> None:
     """Add a standard root.
 
     \b
@@ -187,8 +224,13 @@ def image_add(state: State, name: str, root: str, kernel: str | None, initrd: st
     """
     _precheck(name=(T.check_name, name))
     fields = {
-        "root": root, "kernel": kernel, "initrd": initrd, "disk_layout": disk_layout,
-        "persistent": list(persistent), "kernel_args": list(kernel_args), "transport": transport,
+        "root": root,
+        "kernel": kernel,
+        "initrd": initrd,
+        "disk_layout": disk_layout,
+        "persistent": list(persistent),
+        "kernel_args": list(kernel_args),
+        "transport": transport,
     }
     with edit_inventory(state.config) as document:
         edit.add_image(document, name, fields)
@@ -216,14 +258,22 @@ def image_list(state: State, output: str) -> None:
         counts[inv.image_of(node)] = counts.get(inv.image_of(node), 0) + 1
     rows = [
         {
-            "name": name, "root": img.root, "transport": inv.transport_of(name),
-            "disk_layout": img.disk_layout, "nodes": counts.get(name, 0),
-            "default": name == inv.default_image_name, "persistent": " ".join(img.persistent),
+            "name": name,
+            "root": img.root,
+            "transport": inv.transport_of(name),
+            "disk_layout": img.disk_layout,
+            "nodes": counts.get(name, 0),
+            "default": name == inv.default_image_name,
+            "persistent": " ".join(img.persistent),
         }
         for name, img in inv.images.items()
     ]
-    _json_or_table(output == "json", rows, "images",
-                   ["name", "root", "transport", "disk_layout", "nodes", "default", "persistent"])
+    _json_or_table(
+        output == "json",
+        rows,
+        "images",
+        ["name", "root", "transport", "disk_layout", "nodes", "default", "persistent"],
+    )
 
 
 # --- node -----------------------------------------------------------------------------------
@@ -247,8 +297,12 @@ def node_add(state: State, name: str, mac: str, ip: str, image: str | None) -> N
     Example:
       clustcontrol node add node01 --mac 52:54:00:12:34:01 --ip 192.168.0.11
     """
-    _precheck(name=(T.check_host_label, name), mac=(_check_mac, mac), ip=(_check_ip, ip),
-              image=(T.check_name, image))
+    _precheck(
+        name=(T.check_host_label, name),
+        mac=(_check_mac, mac),
+        ip=(_check_ip, ip),
+        image=(T.check_name, image),
+    )
     with edit_inventory(state.config) as document:
         edit.add_node(document, name.lower(), _mac(mac), ip, image)
     out.print(f"added node {name.lower()}")
@@ -270,8 +324,14 @@ def _mac(value: str) -> str:
 @click.option("--image", default=None, help="Standard root; '' for the default image.")
 @click.option("--layout", "disk_layout", default=None, help="Disk layout; '' for the image's.")
 @pass_state
-def node_set(state: State, name: str, mac: str | None, ip: str | None, image: str | None,
-             disk_layout: str | None) -> None:
+def node_set(
+    state: State,
+    name: str,
+    mac: str | None,
+    ip: str | None,
+    image: str | None,
+    disk_layout: str | None,
+) -> None:
     """Change a node's MAC, address, image or disk layout.
 
     \b
@@ -279,7 +339,12 @@ def node_set(state: State, name: str, mac: str | None, ip: str | None, image: st
       clustcontrol node set node01 --image gpu
     """
     _precheck(mac=(_check_mac, mac), ip=(_check_ip, ip))
-    changes = {"mac": _mac(mac) if mac else mac, "ip": ip, "image": image, "disk_layout": disk_layout}
+    changes = {
+        "mac": _mac(mac) if mac else mac,
+        "ip": ip,
+        "image": image,
+        "disk_layout": disk_layout,
+    }
     with edit_inventory(state.config) as document:
         edit.set_node(document, name, changes)
     out.print(f"updated node {name}")
@@ -304,13 +369,21 @@ def node_list(state: State, output: str) -> None:
     update_name = inv.update_node.node
     rows = [
         {
-            "name": n.name, "mac": n.mac, "ip": str(n.ip), "image": inv.image_of(n),
-            "disk_layout": inv.layout_of(n), "update_node": n.name == update_name,
+            "name": n.name,
+            "mac": n.mac,
+            "ip": str(n.ip),
+            "image": inv.image_of(n),
+            "disk_layout": inv.layout_of(n),
+            "update_node": n.name == update_name,
         }
         for n in sorted(inv.nodes, key=lambda n: n.ip)
     ]
-    _json_or_table(output == "json", rows, f"{len(rows)} nodes",
-                   ["name", "mac", "ip", "image", "disk_layout", "update_node"])
+    _json_or_table(
+        output == "json",
+        rows,
+        f"{len(rows)} nodes",
+        ["name", "mac", "ip", "image", "disk_layout", "update_node"],
+    )
 
 
 @node.command("import")
@@ -394,10 +467,20 @@ def _render(inv: Inventory, root: Path) -> RenderedTree:
 
 
 @cli.command()
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
-              help="Staging directory; files land at OUT/<live path>.")
-@click.option("--root", type=click.Path(path_type=Path), default=Path("/"), show_default=True,
-              help="Live root whose zone serials are continued.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Staging directory; files land at OUT/<live path>.",
+)
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    default=Path("/"),
+    show_default=True,
+    help="Live root whose zone serials are continued.",
+)
 @pass_state
 def render(state: State, out_dir: Path, root: Path) -> None:
     """Render every config (all DHCP servers, both NFS flavours) into a staging tree.
@@ -409,8 +492,10 @@ def render(state: State, out_dir: Path, root: Path) -> None:
     inv = state.inventory()
     tree = _render(inv, root)
     written = write_tree(tree, out_dir)
-    out.print(f"rendered {len(tree)} files into {out_dir} ({written} written, "
-              f"{len(tree) - written} unchanged)")
+    out.print(
+        f"rendered {len(tree)} files into {out_dir} ({written} written, "
+        f"{len(tree) - written} unchanged)"
+    )
 
 
 def _print_result(result: ApplyResult, verbose_diff: bool) -> None:
@@ -419,8 +504,10 @@ def _print_result(result: ApplyResult, verbose_diff: bool) -> None:
             sys.stdout.write(change.diff())
         sys.stdout.flush()
     verb = "would change" if result.dry_run else "changed"
-    table = Table(title=f"apply: {len(result.changes)} files {verb}, {result.unchanged} unchanged",
-                  title_justify="left")
+    table = Table(
+        title=f"apply: {len(result.changes)} files {verb}, {result.unchanged} unchanged",
+        title_justify="left",
+    )
     table.add_column("action")
     table.add_column("service")
     table.add_column("path")
@@ -440,8 +527,13 @@ def _print_result(result: ApplyResult, verbose_diff: bool) -> None:
 
 
 @cli.command()
-@click.option("--root", type=click.Path(path_type=Path), default=Path("/"), show_default=True,
-              help="Install under this prefix instead of the live system.")
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    default=Path("/"),
+    show_default=True,
+    help="Install under this prefix instead of the live system.",
+)
 @click.option("--dry-run", is_flag=True, help="Show a unified diff; write nothing.")
 @click.option("--no-check", is_flag=True, help="Skip the daemons' own config checkers.")
 @click.option("--reload", "reload_", is_flag=True, help="Reload each affected service once.")
@@ -468,8 +560,13 @@ def apply(state: State, root: Path, dry_run: bool, no_check: bool, reload_: bool
 
 
 @cli.command()
-@click.option("--dir", "directory", type=click.Path(path_type=Path), default=None,
-              help="Scratch directory [a new temporary one].")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Scratch directory [a new temporary one].",
+)
 @click.option("--nodes", "count", default=8, show_default=True, help="How many demo nodes.")
 def demo(directory: Path | None, count: int) -> None:
     """Build a demo cluster in a scratch directory: inventory, render, apply under a prefix.

@@ -10,8 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clustcontrol import edit
-from clustcontrol.apply import apply_tree, write_tree
-from clustcontrol.apply import Installer
+from clustcontrol.apply import Installer, apply_tree, write_tree
 from clustcontrol.inventory.store import edit_inventory, load_inventory, save_new_document
 from clustcontrol.render import RenderContext, render_all
 from clustcontrol.render.base import render_template
@@ -24,13 +23,18 @@ MASTER_IP = "192.168.0.1"
 def build_demo_inventory(config: Path, count: int) -> None:
     """The seed's cluster: rostclust on 192.168.0.0/24, two standard roots, one update node."""
     text = render_template(
-        "inventory/cluster.yaml.j2", domain=DOMAIN, network=NETWORK, master_ip=MASTER_IP,
-        master_name="master", image_root="/srv/nfs4/clusternoderoot",
+        "inventory/cluster.yaml.j2",
+        domain=DOMAIN,
+        network=NETWORK,
+        master_ip=MASTER_IP,
+        master_name="master",
+        image_root="/srv/nfs4/clusternoderoot",
     ).decode()
     save_new_document(config, text)
     with edit_inventory(config) as document:
         edit.add_image(
-            document, "gpu",
+            document,
+            "gpu",
             {"root": "/srv/nfs4/gpunoderoot", "transport": "rsync", "persistent": ["/var/lib/gpu"]},
         )
         rows = [
@@ -62,7 +66,9 @@ def run_demo(directory: Path | None, count: int, console: Console) -> Path:
     again = apply_tree(inv, render_all(RenderContext(inv, previous=Installer(root).read)), root)
 
     per_service = Counter(o.service for o in tree)
-    table = Table(title=f"demo cluster {DOMAIN} ({NETWORK}): {len(inv.nodes)} nodes", title_justify="left")
+    table = Table(
+        title=f"demo cluster {DOMAIN} ({NETWORK}): {len(inv.nodes)} nodes", title_justify="left"
+    )
     table.add_column("service")
     table.add_column("files", justify="right")
     table.add_column("example")

@@ -80,7 +80,9 @@ def read_node_csv(path: Path) -> list[dict[str, str | None]]:
     reader = csv.DictReader(text.splitlines())
     header = [h.strip() for h in reader.fieldnames or []]
     if header[:3] != ["name", "mac", "ip"] or not set(header) <= {"name", "mac", "ip", "image"}:
-        raise InvalidInputError([f"{path}:1: header must be 'name,mac,ip,image', not {','.join(header)!r}"])
+        raise InvalidInputError(
+            [f"{path}:1: header must be 'name,mac,ip,image', not {','.join(header)!r}"]
+        )
     rows: list[dict[str, str | None]] = []
     problems: list[str] = []
     for number, row in enumerate(reader, start=2):
@@ -88,7 +90,14 @@ def read_node_csv(path: Path) -> list[dict[str, str | None]]:
         if None in row or any(not clean.get(k) for k in ("name", "mac", "ip")):
             problems.append(f"{path}:{number}: expected name,mac,ip[,image], got {row!r}")
             continue
-        rows.append({"name": clean["name"], "mac": clean["mac"], "ip": clean["ip"], "image": clean.get("image") or None})
+        rows.append(
+            {
+                "name": clean["name"],
+                "mac": clean["mac"],
+                "ip": clean["ip"],
+                "image": clean.get("image") or None,
+            }
+        )
     if problems:
         raise InvalidInputError(problems)
     return rows

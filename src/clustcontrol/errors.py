@@ -22,7 +22,7 @@ class ClustcontrolError(Exception):
 
 
 class InvalidInputError(ClustcontrolError):
-    """Bad input: an inventory, an argument or a file that does not validate. Nothing was written."""
+    """Bad input: an inventory, argument or file that does not validate. Nothing was written."""
 
     exit_code = EXIT_INVALID
 

@@ -22,22 +22,23 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
         st: os.stat_result | None = path.stat()
     except FileNotFoundError:
         st = None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         if st is not None:
-            os.chmod(tmp, st.st_mode & 0o7777)
+            tmp.chmod(st.st_mode & 0o7777)
             with contextlib.suppress(PermissionError):
                 os.chown(tmp, st.st_uid, st.st_gid)
         else:
-            os.chmod(tmp, 0o644 if mode is None else mode)
-        os.replace(tmp, path)
+            tmp.chmod(0o644 if mode is None else mode)
+        tmp.replace(path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+            tmp.unlink()
         raise
     fsync_dir(path.parent)
 

@@ -29,7 +29,9 @@ class CheckResult:
 Checker = Callable[[dict[str, Path], Path], Iterable[CheckResult]]
 
 
-def _check(service: Service, argv: list[str], target: str, env: dict[str, str] | None = None) -> CheckResult:
+def _check(
+    service: Service, argv: list[str], target: str, env: dict[str, str] | None = None
+) -> CheckResult:
     program = argv[0]
     found = which(program)
     if found is None:

@@ -55,7 +55,9 @@ def check_inventory(inv: Inventory) -> list[str]:
             problems.append(
                 f"images.{name}.disk_layout: {image.disk_layout!r} is not a defined disk layout"
             )
-    for root, wheres in _duplicates((img.root, f"images.{n}.root") for n, img in inv.images.items()):
+    for root, wheres in _duplicates(
+        (img.root, f"images.{n}.root") for n, img in inv.images.items()
+    ):
         problems.append(f"{wheres[1]}: {root!r} is also the root of {wheres[0].split('.')[1]!r}")
 
     reserved = {cluster.master.name: "the master", UPDATE_NODE_LABEL: "the update node"}
@@ -74,9 +76,15 @@ def check_inventory(inv: Inventory) -> list[str]:
         if node.image is not None and node.image not in inv.images:
             problems.append(f"{where}.image: {node.image!r} is not a defined image")
         if node.disk_layout is not None and node.disk_layout not in inv.disk_layouts:
-            problems.append(f"{where}.disk_layout: {node.disk_layout!r} is not a defined disk layout")
+            problems.append(
+                f"{where}.disk_layout: {node.disk_layout!r} is not a defined disk layout"
+            )
 
-    for field, key in (("name", lambda n: n.name), ("mac", lambda n: n.mac), ("ip", lambda n: str(n.ip))):
+    for field, key in (
+        ("name", lambda n: n.name),
+        ("mac", lambda n: n.mac),
+        ("ip", lambda n: str(n.ip)),
+    ):
         for value, wheres in _duplicates((key(n), n.name) for n in inv.nodes):
             first, *others = wheres
             for other in others:

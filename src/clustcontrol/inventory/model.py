@@ -85,7 +85,9 @@ class Partition(_Model):
     def _consistent(self) -> Partition:
         fits = self.fs in (None, "swap") if self.use == "swap" else self.fs != "swap"
         if not fits:
-            raise ValueError(f"partition {self.number}: fs {self.fs!r} does not fit use {self.use!r}")
+            raise ValueError(
+                f"partition {self.number}: fs {self.fs!r} does not fit use {self.use!r}"
+            )
         if self.use == "data" and self.mount is None:
             raise ValueError(f"partition {self.number}: a data partition needs a mount point")
         if self.use == "root" and self.persistent:

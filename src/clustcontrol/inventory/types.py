@@ -28,7 +28,9 @@ def _show(value: object) -> str:
 
 def check_host_label(value: str) -> str:
     if not isinstance(value, str) or not _LABEL.match(value):
-        raise ValueError(f"{_show(value)} is not a host name (RFC 1123 label: letters, digits, '-')")
+        raise ValueError(
+            f"{_show(value)} is not a host name (RFC 1123 label: letters, digits, '-')"
+        )
     return value.lower()
 
 
@@ -60,7 +62,9 @@ def normalize_mac(value: object) -> object:
 
 def check_mac(value: str) -> str:
     if not isinstance(value, str) or not _MAC.match(value):
-        raise ValueError(f"{_show(value)} is not a MAC address (six hex pairs, e.g. 52:54:00:12:34:56)")
+        raise ValueError(
+            f"{_show(value)} is not a MAC address (six hex pairs, e.g. 52:54:00:12:34:56)"
+        )
     return value
 
 

@@ -86,10 +86,16 @@ def render_control(ctx: RenderContext) -> Iterator[Output]:
     base = inv.cluster.control_dir
     yield _params(pjoin(base, "default"), "cluster-wide parameters", _cluster_values(inv, view))
     for name in sorted(inv.images):
-        yield _params(pjoin(base, "images", name), f"standard root {name!r}", _image_values(inv, name))
+        yield _params(
+            pjoin(base, "images", name), f"standard root {name!r}", _image_values(inv, name)
+        )
     for name, layout in sorted(inv.disk_layouts.items()):
-        yield _params(pjoin(base, "layouts", name), f"disk layout {name!r}", _layout_values(name, layout))
-        yield Output(path=pjoin(base, f"sfdisk-{name}"), service="control", content=layout.sfdisk.encode())
+        yield _params(
+            pjoin(base, "layouts", name), f"disk layout {name!r}", _layout_values(name, layout)
+        )
+        yield Output(
+            path=pjoin(base, f"sfdisk-{name}"), service="control", content=layout.sfdisk.encode()
+        )
     for host in view.hosts:
         node = inv.node(host.name)
         assert node is not None

@@ -22,7 +22,10 @@ def render_exports(ctx: RenderContext) -> Iterator[Output]:
     view = ClusterView(ctx.inventory)
     update_image = view.update_image.name
     exports = [
-        {"root": image.root, "rw_client": str(view.update_ip) if image.name == update_image else None}
+        {
+            "root": image.root,
+            "rw_client": str(view.update_ip) if image.name == update_image else None,
+        }
         for image in view.images
     ]
     yield Output(

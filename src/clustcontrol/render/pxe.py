@@ -5,7 +5,8 @@
     <tftp_root>/<boot_dir>/pxelinux.cfg/default        regular nodes: sync boot of the default image
     <tftp_root>/<boot_dir>/pxelinux.cfg/<HEX IP>       the update node, and nodes with their own
                                                        image or kernel arguments
-Kernels and initrds live in <boot_dir>/<image>/{vmlinuz,initrd.img} (`clustcontrol image publish`)."""
+Kernels and initrds live in <boot_dir>/<image>/{vmlinuz,initrd.img}, put there by
+`clustcontrol image publish`."""
 
 from __future__ import annotations
 
@@ -41,7 +42,9 @@ def _console_args(inv: Inventory) -> list[str]:
     return [f"console={inv.cluster.serial_console}"] if inv.cluster.serial_console else []
 
 
-def sync_label(inv: Inventory, name: str, image: ImageView, layout: str, extra: tuple[str, ...]) -> Label:
+def sync_label(
+    inv: Inventory, name: str, image: ImageView, layout: str, extra: tuple[str, ...]
+) -> Label:
     disk = inv.disk_layouts[layout]
     args = [
         f"root={partition_device(disk.device, disk.root.number)}",
@@ -97,9 +100,7 @@ def _host_file(
     return Output(
         path=pjoin(view.boot_root, "pxelinux.cfg", hex_name),
         service="pxe",
-        content=render_template(
-            "pxe/host.cfg.j2", comment=comment, default=default, labels=labels
-        ),
+        content=render_template("pxe/host.cfg.j2", comment=comment, default=default, labels=labels),
     )
 
 
@@ -116,8 +117,12 @@ def _own_host_files(inv: Inventory, view: ClusterView) -> Iterator[Output]:
         layout = inv.layout_of(node)
         if host.image == default_image and not host.kernel_args and layout == default_layout:
             continue
-        label = sync_label(inv, f"linux-{host.name}", view.image(host.image), layout, host.kernel_args)
-        yield _host_file(view, host.hex_ip, label.name, f"node {host.name}: image {host.image}", [label])
+        label = sync_label(
+            inv, f"linux-{host.name}", view.image(host.image), layout, host.kernel_args
+        )
+        yield _host_file(
+            view, host.hex_ip, label.name, f"node {host.name}: image {host.image}", [label]
+        )
 
 
 def find_boot_file(ctx: RenderContext, name: str) -> Path:
@@ -135,7 +140,9 @@ def render_pxe(ctx: RenderContext) -> Iterator[Output]:
     inv = ctx.inventory
     view = ClusterView(inv)
     for name in BOOT_FILES:
-        yield Output(path=pjoin(view.boot_root, name), service="pxe", source=find_boot_file(ctx, name))
+        yield Output(
+            path=pjoin(view.boot_root, name), service="pxe", source=find_boot_file(ctx, name)
+        )
     yield Output(
         path=pjoin(view.boot_root, "pxelinux-common"),
         service="pxe",
@@ -147,8 +154,10 @@ def render_pxe(ctx: RenderContext) -> Iterator[Output]:
         path=pjoin(view.boot_root, "pxelinux.cfg", "default"),
         service="pxe",
         content=render_template(
-            "pxe/host.cfg.j2", comment="regular nodes: sync to the standard, boot the local disk",
-            default="linux", labels=[],
+            "pxe/host.cfg.j2",
+            comment="regular nodes: sync to the standard, boot the local disk",
+            default="linux",
+            labels=[],
         ),
     )
     update_image = view.update_image.name

@@ -127,7 +127,7 @@ class ClusterView:
 
     @cached_property
     def dhcp_hosts(self) -> list[HostView]:
-        """Hosts for DHCP: the update node's MAC moves from its regular entry to the update address."""
+        """DHCP hosts: the update node's MAC moves from its regular entry to the update address."""
         update = self.update_host
         if update is None:
             return self.hosts

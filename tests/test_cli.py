@@ -1,0 +1,247 @@
+"""The CLI contract that scripts outside the repo rely on: verbs, exit codes, nothing written
+on invalid input, comments kept in the inventory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli
+
+
+def test_init_writes_commented_inventory(initialized: Cli) -> None:
+    text = initialized.config.read_text()
+    assert "# clustcontrol inventory" in text
+    assert "root: /srv/nfs4/clusternoderoot" in text
+    assert initialized("validate").code == 0
+
+
+def test_init_refuses_to_overwrite(initialized: Cli) -> None:
+    result = initialized(
+        "init", "--domain", "x", "--network", "10.0.0.0/24", "--master-ip", "10.0.0.1"
+    )
+    assert result.code == 1 and "already exists" in result.err
+
+
+def test_init_rejects_bad_values_and_writes_nothing(cli: Cli) -> None:
+    result = cli(
+        "init",
+        "--domain",
+        "rost;clust",
+        "--network",
+        "192.168.0.0/24",
+        "--master-ip",
+        "192.168.0.300",
+    )
+    assert result.code == 2
+    assert "clustcontrol: error: domain: 'rost;clust' is not a domain name" in result.err
+    assert "master_ip: '192.168.0.300' is not an IPv4 address" in result.err
+    assert not cli.config.exists()
+
+
+def test_node_add_list_set_remove(initialized: Cli) -> None:
+    cli = initialized
+    assert (
+        cli("node", "add", "node01", "--mac", "52:54:00:AA:00:01", "--ip", "192.168.0.11").code == 0
+    )
+    assert (
+        cli("node", "add", "node02", "--mac", "52-54-00-aa-00-02", "--ip", "192.168.0.12").code == 0
+    )
+    rows = json.loads(cli("node", "list", "--output", "json").out)
+    assert [(r["name"], r["mac"], r["ip"]) for r in rows] == [
+        ("node01", "52:54:00:aa:00:01", "192.168.0.11"),
+        ("node02", "52:54:00:aa:00:02", "192.168.0.12"),
+    ]
+    assert cli("node", "set", "node02", "--ip", "192.168.0.22").code == 0
+    assert json.loads(cli("node", "list", "--output", "json").out)[1]["ip"] == "192.168.0.22"
+    assert cli("node", "remove", "node01").code == 0
+    assert [r["name"] for r in json.loads(cli("node", "list", "--output", "json").out)] == [
+        "node02"
+    ]
+    table = cli("node", "list").out
+    assert "node02" in table and "52:54:00:aa:00:02" in table
+    # Comments of the starter inventory survive the edits.
+    assert "# The update node boots its image read-write" in cli.config.read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["node", "add", "node09", "--mac", "52:54:00:00:00:09", "--ip", "192.168.0.12"],
+            "duplicates the ip of node 'node02'",
+        ),
+        (
+            ["node", "add", "node09", "--mac", "52:54:00:00:00:02", "--ip", "192.168.0.19"],
+            "duplicates the mac of node 'node02'",
+        ),
+        (
+            ["node", "add", "node03", "--mac", "52:54:00:00:00:03", "--ip", "10.0.0.3"],
+            "is outside the cluster network",
+        ),
+        (
+            ["node", "add", "node03", "--mac", "52:54:00:00:00:03", "--ip", "192.168.0.1"],
+            "is the master's address",
+        ),
+        (
+            [
+                "node",
+                "add",
+                "node03",
+                "--mac",
+                "52:54:00:00:00:03",
+                "--ip",
+                "192.168.0.13",
+                "--image",
+                "gpu",
+            ],
+            "'gpu' is not a defined image",
+        ),
+        (
+            ["node", "add", "node03;reboot", "--mac", "52:54:00:00:00:03", "--ip", "192.168.0.13"],
+            "is not a host name",
+        ),
+        (
+            ["node", "add", "node03", "--mac", "52:54:00:00:00:0g", "--ip", "192.168.0.13"],
+            "is not a MAC address",
+        ),
+        (["node", "set", "node77", "--ip", "192.168.0.77"], "nodes.node77: no such node"),
+        (["image", "add", "gpu", "--root", "relative/path"], "is not an absolute path"),
+        (
+            ["image", "add", "gpu", "--root", "/srv/gpu", "--kernel-arg", "quiet;reboot"],
+            "is not a safe kernel argument",
+        ),
+        (["update-node", "set", "node77"], "nodes.node77: no such node"),
+    ],
+)
+def test_invalid_edit_exits_2_and_writes_nothing(
+    initialized: Cli, args: list[str], message: str
+) -> None:
+    cli = initialized
+    assert (
+        cli("node", "add", "node01", "--mac", "52:54:00:00:00:01", "--ip", "192.168.0.11").code == 0
+    )
+    assert (
+        cli("node", "add", "node02", "--mac", "52:54:00:00:00:02", "--ip", "192.168.0.12").code == 0
+    )
+    before = cli.config.read_bytes()
+    result = cli(*args)
+    assert result.code == 2, (result.out, result.err)
+    assert message in result.err
+    assert all(line.startswith("clustcontrol: ") for line in result.err.strip().splitlines())
+    assert cli.config.read_bytes() == before
+
+
+def test_node_import_all_or_nothing(initialized: Cli, tmp_path: Path) -> None:
+    cli = initialized
+    assert cli("image", "add", "gpu", "--root", "/srv/nfs4/gpuroot").code == 0
+    good = tmp_path / "good.csv"
+    good.write_text(
+        "name,mac,ip,image\nn1,52:54:00:00:01:01,192.168.0.31,\nn2,52:54:00:00:01:02,192.168.0.32,gpu\n"
+    )
+    result = cli("node", "import", good)
+    assert result.code == 0 and "2 added" in result.out
+    rows = {r["name"]: r for r in json.loads(cli("node", "list", "--output", "json").out)}
+    assert rows["n1"]["image"] == "default" and rows["n2"]["image"] == "gpu"
+    before = cli.config.read_bytes()
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "name,mac,ip,image\nn3,52:54:00:00:01:03,192.168.0.33,\nn4,52:54:00:00:01:01,192.168.0.34,\n"
+    )
+    result = cli("node", "import", bad)
+    assert (
+        result.code == 2
+        and "nodes.n4.mac: '52:54:00:00:01:01' duplicates the mac of node 'n1'" in result.err
+    )
+    assert cli.config.read_bytes() == before  # n3 was valid but nothing was written
+    header = tmp_path / "header.csv"
+    header.write_text("host,mac,ip\nn5,52:54:00:00:01:05,192.168.0.35\n")
+    assert cli("node", "import", header).code == 2
+
+
+def test_update_node_set_and_clear(initialized: Cli, tmp_path: Path) -> None:
+    cli = initialized
+    cli("node", "add", "node05", "--mac", "52:54:00:00:00:05", "--ip", "192.168.0.15")
+    result = cli("update-node", "set", "node05")
+    assert result.code == 0 and "192.168.0.253" in result.out
+    out = tmp_path / "staging"
+    assert cli("render", "--out", out, "--root", tmp_path / "live").code == 0
+    dhcpd = (out / "etc/dhcp/dhcpd.conf").read_text()
+    assert "hardware ethernet 52:54:00:00:00:05;\n    fixed-address 192.168.0.253;" in dhcpd
+    assert cli("update-node", "clear").code == 0
+    assert cli("render", "--out", out, "--root", tmp_path / "live").code == 0
+    assert "host updatenode" not in (out / "etc/dhcp/dhcpd.conf").read_text()
+
+
+def test_image_add_list(initialized: Cli) -> None:
+    cli = initialized
+    assert (
+        cli(
+            "image",
+            "add",
+            "gpu",
+            "--root",
+            "/srv/nfs4/gpuroot",
+            "--persistent",
+            "/var/lib/gpu",
+            "--transport",
+            "rsync",
+        ).code
+        == 0
+    )
+    rows = {r["name"]: r for r in json.loads(cli("image", "list", "--output", "json").out)}
+    assert rows["gpu"]["transport"] == "rsync" and rows["gpu"]["persistent"] == "/var/lib/gpu"
+    assert rows["default"]["default"] is True
+
+
+def test_apply_dry_run_then_apply_then_nothing(initialized: Cli, tmp_path: Path) -> None:
+    cli = initialized
+    cli("node", "add", "node01", "--mac", "52:54:00:00:00:01", "--ip", "192.168.0.11")
+    root = tmp_path / "root"
+    dry = cli("apply", "--root", root, "--dry-run")
+    assert dry.code == 0, dry.err
+    assert "+++ b/etc/dhcp/dhcpd.conf" in dry.out and not root.exists()
+    real = cli("apply", "--root", root)
+    assert real.code == 0, real.err
+    assert "check dhcpd /etc/dhcp/dhcpd.conf: ok" in real.out
+    assert (root / "etc/dhcp/dhcpd.conf").is_file()
+    again = cli("apply", "--root", root)
+    assert again.code == 0 and "apply: 0 files changed" in again.out
+
+
+def test_config_from_environment(initialized: Cli, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, CLUSTCONTROL_CONFIG=str(initialized.config))
+    proc = subprocess.run(
+        [sys.executable, "-m", "clustcontrol", "validate"], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "valid" in proc.stdout
+
+
+def test_broken_yaml_names_line(cli: Cli) -> None:
+    cli.config.write_text("cluster:\n  domain: [unclosed\n")
+    result = cli("validate")
+    assert result.code == 2 and str(cli.config) in result.err
+
+
+def test_missing_inventory_is_a_clear_error(cli: Cli) -> None:
+    result = cli("validate")
+    assert result.code == 1 and "does not exist" in result.err and "hint:" in result.err
+
+
+def test_help_has_examples(cli: Cli) -> None:
+    for verb in (["init"], ["node", "add"], ["node", "import"], ["apply"], ["update-node", "set"]):
+        result = cli(*verb, "--help", config=False)
+        assert result.code == 0 and "Example" in result.out, verb
+
+
+def test_demo_runs(tmp_path: Path, cli: Cli) -> None:
+    result = cli("demo", "--dir", tmp_path / "demo", config=False)
+    assert result.code == 0, result.err
+    assert "second apply:     0 files changed" in result.out
+    assert (tmp_path / "demo/root/var/lib/tftpboot/cluster_node/pxelinux.cfg/C0A800FD").is_file()

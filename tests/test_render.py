@@ -1,0 +1,166 @@
+"""What each renderer writes, asserted on the parts an administrator relies on."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+
+import pytest
+
+from clustcontrol.render import RenderContext, render_all
+from clustcontrol.render.base import RenderedTree
+from clustcontrol.render.dns import next_serial
+from clustcontrol.render.view import hex_ip, reverse_zone_name, reverse_zones
+from tests.conftest import BASE, make_inventory
+
+BOOT = "/var/lib/tftpboot/cluster_node"
+
+
+def text(tree: RenderedTree, path: str) -> str:
+    return tree[path].data().decode()
+
+
+def render(**overrides: object) -> RenderedTree:
+    return render_all(RenderContext(make_inventory(**overrides)))
+
+
+def test_hex_ip_is_pxelinux_name() -> None:
+    from ipaddress import IPv4Address
+
+    assert hex_ip(IPv4Address("192.168.0.253")) == "C0A800FD"
+
+
+@pytest.mark.parametrize(
+    ("network", "zones"),
+    [
+        ("192.168.0.0/24", ["0.168.192.in-addr.arpa"]),
+        ("10.1.0.0/16", ["1.10.in-addr.arpa"]),
+        ("10.1.4.0/22", [f"{i}.1.10.in-addr.arpa" for i in range(4, 8)]),
+        ("192.168.7.128/25", ["7.168.192.in-addr.arpa"]),
+        ("10.0.0.0/8", ["10.in-addr.arpa"]),
+    ],
+)
+def test_reverse_zones_are_octet_aligned(network: str, zones: list[str]) -> None:
+    assert [reverse_zone_name(z) for z in reverse_zones(IPv4Network(network))] == zones
+
+
+def test_forward_and_reverse_zone_records() -> None:
+    tree = render(update_node={"node": "node01"})
+    forward = text(tree, "/etc/bind/clustcontrol/db.rostclust")
+    assert "master\tIN\tA\t192.168.0.1\n" in forward
+    assert "updatenode\tIN\tA\t192.168.0.253\n" in forward
+    # The update node keeps its own name and address in DNS as well.
+    assert "node01\tIN\tA\t192.168.0.11\n" in forward
+    reverse = text(tree, "/etc/bind/clustcontrol/db.0.168.192.in-addr.arpa")
+    assert "11\tIN\tPTR\tnode01.rostclust.\n" in reverse
+    assert "253\tIN\tPTR\tupdatenode.rostclust.\n" in reverse
+    snippet = text(tree, "/etc/bind/named.conf.clustcontrol")
+    assert 'zone "rostclust"' in snippet and 'zone "0.168.192.in-addr.arpa"' in snippet
+
+
+def test_zone_serial_changes_only_with_content() -> None:
+    path = "/etc/bind/clustcontrol/db.rostclust"
+    first = render_all(RenderContext(make_inventory())).outputs[path].data()
+    same = render_all(RenderContext(make_inventory(), previous=lambda p: first)).outputs[path]
+    assert same.data() == first
+    more = make_inventory(
+        nodes=[*BASE["nodes"], {"name": "n3", "mac": "52:54:00:00:00:03", "ip": "192.168.0.13"}]
+    )  # type: ignore[list-item]
+    bumped = render_all(RenderContext(more, previous=lambda p: first)).outputs[path].data().decode()
+    assert "\t\t2\t; serial" in bumped
+    assert next_serial(b"\t\t41\t; serial\n", "abc") == 42  # hand-written zone: no hash -> bump
+
+
+def test_dhcpd_moves_update_node_mac_to_update_address() -> None:
+    plain = text(render(), "/etc/dhcp/dhcpd.conf")
+    assert "host node01 { hardware ethernet 52:54:00:00:00:01; fixed-address 192.168.0.11;" in plain
+    assert "host updatenode" not in plain
+    assert 'filename "cluster_node/pxelinux.0";' in plain
+    assert "next-server 192.168.0.1;" in plain
+    conf = text(render(update_node={"node": "node01"}), "/etc/dhcp/dhcpd.conf")
+    assert "host node01 " not in conf
+    assert "hardware ethernet 52:54:00:00:00:01;\n    fixed-address 192.168.0.253;" in conf
+
+
+def test_kea_is_json_with_reservations() -> None:
+    import json
+
+    raw = text(render(update_node={"node": "node02"}), "/etc/kea/kea-dhcp4.conf")
+    config = json.loads(raw.split("\n", 1)[1])  # first line is Kea's // comment
+    subnet = config["Dhcp4"]["subnet4"][0]
+    assert subnet["boot-file-name"] == "cluster_node/pxelinux.0"
+    assert {r["hw-address"]: r["ip-address"] for r in subnet["reservations"]} == {
+        "52:54:00:00:00:02": "192.168.0.253",
+        "52:54:00:00:00:01": "192.168.0.11",
+    }
+
+
+def test_dnsmasq_hosts() -> None:
+    conf = text(render(), "/etc/dnsmasq.d/clustcontrol.conf")
+    assert "dhcp-host=52:54:00:00:00:01,192.168.0.11,node01\n" in conf
+    assert "dhcp-boot=cluster_node/pxelinux.0,master,192.168.0.1\n" in conf
+    assert "port=0\n" in conf
+
+
+def test_pxelinux_files() -> None:
+    tree = render(
+        images={
+            "default": {"root": "/srv/nfs4/clusternoderoot"},
+            "gpu": {"root": "/srv/nfs4/gpu", "kernel_args": ["quiet"], "transport": "rsync"},
+        },
+        nodes=[
+            *BASE["nodes"],  # type: ignore[list-item]
+            {"name": "gpu01", "mac": "52:54:00:00:01:01", "ip": "192.168.0.21", "image": "gpu"},
+        ],
+    )
+    common = text(tree, f"{BOOT}/pxelinux-common")
+    assert "LABEL linuxnfsroot\n" in common and "LABEL linux\n" in common
+    assert "boot=nfs nfsroot=192.168.0.1:/srv/nfs4/clusternoderoot,vers=3,tcp" in common
+    assert "clustcontrol.image=gpu clustcontrol.transport=rsync quiet" in common
+    assert "DEFAULT linux\n" in text(tree, f"{BOOT}/pxelinux.cfg/default")
+    assert "DEFAULT linuxnfsroot\n" in text(tree, f"{BOOT}/pxelinux.cfg/C0A800FD")
+    # gpu01 (192.168.0.21 = C0A80015) has its own image, hence its own file.
+    own = text(tree, f"{BOOT}/pxelinux.cfg/C0A80015")
+    assert "DEFAULT linux-gpu01" in own and "KERNEL gpu/vmlinuz" in own
+    # Regular nodes of the default image need no file of their own.
+    assert f"{BOOT}/pxelinux.cfg/C0A8000B" not in tree.outputs
+    assert tree[f"{BOOT}/pxelinux.0"].data()[:4] != b""
+
+
+def test_exports_rw_only_to_update_address() -> None:
+    exports = text(render(), "/etc/exports.d/clustcontrol.exports")
+    line = next(x for x in exports.splitlines() if x.startswith("/srv"))
+    assert line.startswith("/srv/nfs4/clusternoderoot 192.168.0.253(rw,")
+    assert "192.168.0.0/24(ro," in line and line.count("crossmnt") == 2
+    fstab = text(render(), "/etc/fstab")
+    assert (
+        fstab == "/etc/clustcontrol /srv/nfs4/clusternoderoot/etc/clustcontrol none bind,ro 0 0\n"
+    )
+
+
+def test_control_directory_is_shell_sourceable(tmp_path: object) -> None:
+    import subprocess
+
+    tree = render()
+    node = text(tree, "/etc/clustcontrol/nodes/node01")
+    layout = text(tree, "/etc/clustcontrol/layouts/default")
+    script = node + layout + text(tree, "/etc/clustcontrol/default")
+    script += 'printf "%s|%s|%s|%s\\n" "$CC_HOSTNAME" "$CC_IP" "$CC_ROOT_DEVICE" "$CC_PARTITIONS"\n'
+    result = subprocess.run(["sh", "-eu"], input=script, capture_output=True, text=True, check=True)
+    assert result.stdout == (
+        "node01|192.168.0.11|/dev/sda2|1:swap:swap::0 2:root:ext4:/:0 3:data:ext4:/scratch:1\n"
+    )
+    assert "52:54:00:00:00:01 node01\n" in text(tree, "/etc/clustcontrol/nodes.by-mac")
+    assert text(tree, "/etc/clustcontrol/sfdisk-default").startswith("label: dos\n")
+
+
+def test_rsyncd_modules() -> None:
+    conf = text(render(), "/etc/rsyncd.conf")
+    assert "[default]\n    comment = clustcontrol standard root default\n" in conf
+    assert "    path = /srv/nfs4/clusternoderoot\n    read only = yes\n" in conf
+    assert "hosts allow = 192.168.0.0/24 127.0.0.1" in conf
+
+
+def test_render_is_deterministic() -> None:
+    a = {o.path: o.data() for o in render()}
+    b = {o.path: o.data() for o in render()}
+    assert a == b
