@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from clustcontrol.apply import BLOCK_BEGIN, BLOCK_END, LOCK, apply_tree, merge_block
+from clustcontrol.apply import BLOCK_BEGIN, BLOCK_END, LOCK, Installer, apply_tree, merge_block
 from clustcontrol.errors import LockedError
 from clustcontrol.fsutil import exclusive_lock
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.render import RenderContext, render_all
-from clustcontrol.apply import Installer
 from tests.conftest import BASE, make_inventory
 
 

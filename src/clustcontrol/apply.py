@@ -12,13 +12,18 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from clustcontrol.errors import ClustcontrolError
-from clustcontrol.fsutil import atomic_write, exclusive_lock, read_bytes_or_none
+from clustcontrol.fsutil import (
+    atomic_write,
+    atomic_write_many,
+    exclusive_lock,
+    read_bytes_or_none,
+)
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.render.base import Output, RenderedTree, Service
 from clustcontrol.run import run, which
@@ -45,7 +50,11 @@ RELOADS: dict[Service, list[list[str]]] = {
 }
 
 
-DHCP_SERVICES: dict[str, Service] = {"isc": "dhcp-isc", "kea": "dhcp-kea", "dnsmasq": "dhcp-dnsmasq"}
+DHCP_SERVICES: dict[str, Service] = {
+    "isc": "dhcp-isc",
+    "kea": "dhcp-kea",
+    "dnsmasq": "dhcp-dnsmasq",
+}
 
 
 def selected_services(inv: Inventory) -> set[Service]:
@@ -128,7 +137,14 @@ class Installer:
                 f"{self.live(MANIFEST)} is corrupt", hint="remove it; the next apply rewrites it"
             ) from None
 
-    def plan(self, outputs: Iterable[Output]) -> tuple[list[Change], int, list[str]]:
+    def plan(
+        self, outputs: Iterable[Output], *, partial: bool = False
+    ) -> tuple[list[Change], int, list[str]]:
+        """Changes that install outputs, how many are unchanged, and the new manifest.
+
+        A partial plan (some services only) removes nothing and keeps every manifest entry: a
+        file another service installed, or one no longer rendered, stays until the next full
+        apply."""
         changes: list[Change] = []
         unchanged = 0
         installed: list[str] = []
@@ -142,19 +158,27 @@ class Installer:
                 continue
             action: Action = "create" if old is None else "update"
             changes.append(Change(output.path, action, output.service, old, new, output.mode))
+        if partial:
+            return changes, unchanged, sorted(self._manifest() | set(installed))
         for stale in sorted(self._manifest() - set(installed)):
             old = self.read(stale)
             if old is not None:
                 changes.append(Change(stale, "remove", None, old, None))
         return changes, unchanged, sorted(installed)
 
-    def install(self, changes: list[Change], installed: list[str]) -> None:
+    def write(self, changes: Iterable[Change]) -> None:
+        """Carry out changes: atomic replacement per file (an existing file keeps its mode)."""
+        changes = list(changes)
+        # One flush for the whole batch; each file is still replaced by a single rename.
+        atomic_write_many(
+            [(self.live(c.path), c.new, c.mode) for c in changes if c.new is not None]
+        )
         for change in changes:
-            target = self.live(change.path)
             if change.new is None:
-                target.unlink(missing_ok=True)
-            else:
-                atomic_write(target, change.new, mode=change.mode)
+                self.live(change.path).unlink(missing_ok=True)
+
+    def install(self, changes: list[Change], installed: list[str]) -> None:
+        self.write(changes)
         manifest = json.dumps({"files": installed}, indent=0).encode() + b"\n"
         if self.read(MANIFEST) != manifest:
             atomic_write(self.live(MANIFEST), manifest)
@@ -179,16 +203,21 @@ def apply_tree(
     dry_run: bool = False,
     check: bool = True,
     reload: bool = False,
+    services: Collection[Service] | None = None,
 ) -> ApplyResult:
+    """Install the tree's outputs of the selected services (all of them, or those of `services`
+    only: a partial apply, see Installer.plan)."""
     if reload and root.resolve() != Path("/"):
         raise ClustcontrolError("--reload only makes sense on the live root, not under --root")
-    services = selected_services(inv)
-    outputs = [o for o in tree if o.service in services]
+    selected = selected_services(inv)
+    if services is not None:
+        selected &= set(services)
+    outputs = [o for o in tree if o.service in selected]
     installer = Installer(root)
     # A dry run writes nothing, not even the lock file.
     lock = contextlib.nullcontext() if dry_run else exclusive_lock(installer.live(LOCK))
     with lock:
-        changes, unchanged, installed = installer.plan(outputs)
+        changes, unchanged, installed = installer.plan(outputs, partial=services is not None)
         changed_paths = {c.path for c in changes}
         checks: list[CheckResult] = []
         if check and changes:

@@ -13,10 +13,8 @@ from pathlib import Path
 from clustcontrol.errors import LockedError
 
 
-def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Replace path with data: temp file in the same directory, fsync, rename, fsync directory.
-
-    An existing file keeps its mode and owner; a new one gets `mode` (default 0644)."""
+def _stage(path: Path, data: bytes, mode: int | None, fsync: bool) -> Path:
+    """Write data to a temp file beside path with path's mode and owner (or `mode` when new)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         st: os.stat_result | None = path.stat()
@@ -27,20 +25,48 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
         if st is not None:
             tmp.chmod(st.st_mode & 0o7777)
             with contextlib.suppress(PermissionError):
                 os.chown(tmp, st.st_uid, st.st_gid)
         else:
             tmp.chmod(0o644 if mode is None else mode)
-        tmp.replace(path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
         raise
+    return tmp
+
+
+def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Replace path with data: temp file in the same directory, fsync, rename, fsync directory.
+
+    An existing file keeps its mode and owner; a new one gets `mode` (default 0644)."""
+    tmp = _stage(path, data, mode, fsync=True)
+    tmp.replace(path)
     fsync_dir(path.parent)
+
+
+def atomic_write_many(items: list[tuple[Path, bytes, int | None]]) -> None:
+    """atomic_write for many files with one flush: stage all, sync once, then rename each.
+
+    Every file is still replaced by a rename of a complete, flushed temp file; a crash leaves
+    each path either old or new, never half-written. Staged files are removed on failure."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, data, mode in items:
+            staged.append((_stage(path, data, mode, fsync=False), path))
+        os.sync()
+        for tmp, path in staged:
+            tmp.replace(path)
+    except BaseException:
+        for tmp, _path in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    for directory in sorted({path.parent for _tmp, path in staged}):
+        fsync_dir(directory)
 
 
 def fsync_dir(directory: Path) -> None:

@@ -6,6 +6,7 @@ every problem is collected and reported at once."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
 from typing import Literal
 
@@ -181,9 +182,12 @@ class Inventory(_Model):
     def transport_of(self, image: str) -> Transport:
         return self.images[image].transport or self.cluster.transport
 
+    @cached_property
+    def _nodes_by_name(self) -> dict[str, Node]:
+        return {n.name: n for n in self.nodes}
+
     def node(self, name: str) -> Node | None:
-        lowered = name.lower()
-        return next((n for n in self.nodes if n.name == lowered), None)
+        return self._nodes_by_name.get(name.lower())
 
     @property
     def update_node_entry(self) -> Node | None:
