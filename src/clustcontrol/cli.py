@@ -34,7 +34,8 @@ from clustcontrol.render.base import render_template
 P = ParamSpec("P")
 R = TypeVar("R")
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output (scripts, logs) is not cut to 80 columns: tables keep full MACs and paths.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
