@@ -1,0 +1,308 @@
+"""Fixtures for the node-side sync engine: a test standard root, its control directory rendered
+by the real renderer, a loop-device disk, an rsync daemon, and a runner that executes the shell
+functions under busybox sh the way the initramfs does (busybox applets first in PATH, the real
+rsync/sfdisk/mke2fs/blkid/e2fsck/mkswap/partx after them)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from clustcontrol.inventory.store import parse_inventory
+from clustcontrol.render.base import RenderContext
+from clustcontrol.render.control import render_control
+
+NODE_DIR = Path(__file__).resolve().parents[2] / "src" / "clustcontrol" / "node"
+LIB = NODE_DIR / "lib" / "clustcontrol-functions"
+BUSYBOX = "/bin/busybox"
+IMAGE_ROOT = "/srv/nfs4/teststandard"
+DISK_MIB = 72
+
+# Small layouts for a 72 MiB test disk: swap, root, persistent data partition.
+SFDISK_A = "label: dos\nunit: sectors\n\n,4MiB,S\n,40MiB,L,*\n,,L\n"
+SFDISK_B = "label: dos\nunit: sectors\n\n,4MiB,S\n,44MiB,L,*\n,,L\n"
+
+# Applets the Debian initramfs takes from busybox; everything else comes from the host.
+APPLETS = (
+    "mount umount sed grep cat cp mv rm mkdir dd od tr cut head tail wc sleep date sync ls "
+    "cksum stat find ln touch chroot blockdev rmdir basename dirname"
+).split()
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop devices, mounts)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def inventory_dict(sfdisk: str = SFDISK_A, transport: str = "nfs", rsync_port: int = 873) -> dict[str, object]:
+    return {
+        "cluster": {
+            "domain": "testclust",
+            "network": "192.168.0.0/24",
+            "master": {"name": "master", "ip": "192.168.0.1"},
+            "transport": transport,
+            "rsync_port": rsync_port,
+            "sync_retries": 1,
+        },
+        "images": {
+            "default": {
+                "root": IMAGE_ROOT,
+                "persistent": ["/var/lib/keep", "/etc/local.conf"],
+                "boot_interface": "eth0",
+            }
+        },
+        "disk_layouts": {
+            "default": {
+                "device": "/dev/sda",
+                "sfdisk": sfdisk,
+                "partitions": [
+                    {"number": 1, "use": "swap"},
+                    {"number": 2, "use": "root"},
+                    {"number": 3, "use": "data", "mount": "/scratch", "persistent": True},
+                ],
+            }
+        },
+        "nodes": [
+            {"name": "node01", "mac": "52:54:00:00:00:01", "ip": "192.168.0.11"},
+            {"name": "node02", "mac": "52:54:00:00:00:02", "ip": "192.168.0.12"},
+        ],
+    }
+
+
+def write_control(dest: Path, **kw: object) -> None:
+    """Render the control directory with the real renderer into DEST (replacing it)."""
+    inv = parse_inventory(inventory_dict(**kw))  # type: ignore[arg-type]
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for out in render_control(RenderContext(inventory=inv)):
+        rel = Path(out.path).relative_to(inv.cluster.control_dir)
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_bytes(out.data())
+
+
+def build_standard(std: Path) -> None:
+    """A small standard root: files, a hard link, a symlink, persistent paths, and files that
+    must not reach a node (machine-id, SSH host keys of the update node)."""
+    for d in ("bin", "etc/network", "etc/ssh", "usr/share/doc", "var/lib/keep", "proc", "dev",
+              "tmp", "scratch"):
+        (std / d).mkdir(parents=True, exist_ok=True)
+    (std / "bin/tool").write_text("#!/bin/sh\necho tool\n")
+    (std / "bin/tool").chmod(0o755)
+    os.link(std / "bin/tool", std / "bin/tool-hardlink")
+    (std / "bin/tool-symlink").symlink_to("tool")
+    (std / "etc/hostname").write_text("updatenode\n")
+    (std / "etc/hosts").write_text("127.0.0.1\tlocalhost\n127.0.1.1\tupdatenode\n")
+    (std / "etc/machine-id").write_text("0123456789abcdef0123456789abcdef\n")
+    (std / "etc/ssh/ssh_host_ed25519_key").write_text("SECRET OF THE UPDATE NODE\n")
+    (std / "etc/fstab").write_text("# the update node's fstab\n")
+    (std / "etc/network/interfaces").write_text(
+        "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet static\n"
+        "    address 192.168.0.253\n    netmask 255.255.255.0\n\niface eth1 inet dhcp\n"
+    )
+    (std / "etc/local.conf").write_text("standard version\n")
+    (std / "var/lib/keep/state").write_text("standard seed\n")
+    (std / "usr/share/doc/big").write_bytes(os.urandom(512 * 1024))
+    (std / "proc/should-not-copy").write_text("x\n")
+    (std / "etc/clustcontrol-generation").write_text("gen-1\n")
+    write_control(std / "etc/clustcontrol")
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+
+    def __str__(self) -> str:
+        return f"rc={self.rc}\n{self.out}"
+
+
+@dataclass
+class Node:
+    """One simulated node: a loop-device disk, a run dir, and the standard it syncs from."""
+
+    tmp: Path
+    std: Path
+    disk: str
+    bbdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    cmdline: str = ""
+
+    @property
+    def run_dir(self) -> Path:
+        return self.tmp / "run"
+
+    @property
+    def target(self) -> Path:
+        return self.run_dir / "target"
+
+    def part(self, n: int) -> str:
+        return f"{self.disk}p{n}"
+
+    def script(self, body: str) -> str:
+        return (
+            "set -u\n"
+            f". '{LIB}'\n"
+            # The NFS mount replaced by a read-only bind mount of the test standard.
+            "cc_test_nfs() {\n"
+            "  [ \"$1\" = \"${CC_TEST_SERVER}:${CC_TEST_IMAGE_ROOT}\" ] || { echo \"bad spec $1\" >&2; return 1; }\n"
+            "  mount -o bind \"${CC_TEST_STD}\" \"$2\" && mount -o remount,ro,bind \"$2\"\n"
+            "}\n"
+            f"{body}\n"
+        )
+
+    def environ(self, **extra: str) -> dict[str, str]:
+        cmdline = self.tmp / "cmdline"
+        cmdline.write_text(self.cmdline + "\n")
+        env = {
+            "PATH": f"{self.bbdir}:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/root",
+            "LC_ALL": "C",
+            "CC_CMDLINE_FILE": str(cmdline),
+            "CC_RUN_DIR": str(self.run_dir),
+            "CC_BAKED_CONTROL": str(self.std / "etc/clustcontrol"),
+            "CC_DISK_OVERRIDE": self.disk,
+            "CC_NFS_MOUNT": "cc_test_nfs",
+            "CC_TEST_STD": str(self.std),
+            "CC_TEST_SERVER": "127.0.0.1",
+            "CC_TEST_IMAGE_ROOT": IMAGE_ROOT,
+            "CC_RETRY_BASE": "0",
+            "CC_WARN_PAUSE": "0",
+            "CC_DISK_WAIT": "2",
+            "CC_NODE_HOSTNAME": "node01",
+            "CC_NODE_MAC": "52:54:00:00:00:01",
+            "CC_NET_CONF_DIR": str(self.tmp / "no-net-conf"),
+        }
+        env.update(self.env)
+        env.update(extra)
+        return env
+
+    def sh(self, body: str, timeout: float = 120, **extra: str) -> Result:
+        proc = subprocess.run(
+            [BUSYBOX, "sh", "-c", self.script(body)],
+            env=self.environ(**extra),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return Result(proc.returncode, proc.stdout + proc.stderr)
+
+    def popen(self, body: str, **extra: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [BUSYBOX, "sh", "-c", self.script(body)],
+            env=self.environ(**extra),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
+    def run(self, **extra: str) -> Result:
+        """The whole engine: cc_run; its return code is the process exit code."""
+        return self.sh("cc_run", **extra)
+
+    @contextlib.contextmanager
+    def mounted(self, n: int = 2) -> Iterator[Path]:
+        mnt = self.tmp / f"inspect{n}"
+        mnt.mkdir(exist_ok=True)
+        subprocess.run(["mount", self.part(n), str(mnt)], check=True)
+        try:
+            yield mnt
+        finally:
+            subprocess.run(["umount", str(mnt)], check=True)
+
+    def cleanup_mounts(self) -> None:
+        """Unmount everything below tmp (deepest first)."""
+        with open("/proc/mounts") as f:
+            points = [line.split()[1] for line in f]
+        for p in sorted((p for p in points if p.startswith(str(self.tmp))), key=len, reverse=True):
+            subprocess.run(["umount", "-l", p], check=False)
+
+
+@pytest.fixture(scope="session")
+def bbdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("busybox-bin")
+    for applet in APPLETS:
+        (d / applet).symlink_to(BUSYBOX)
+    return d
+
+
+@pytest.fixture
+def standard(tmp_path: Path) -> Path:
+    std = tmp_path / "standard"
+    build_standard(std)
+    return std
+
+
+@pytest.fixture
+def node(tmp_path: Path, standard: Path, bbdir: Path) -> Iterator[Node]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (loop devices, mounts)")
+    image = tmp_path / "disk.img"
+    with open(image, "wb") as f:
+        f.truncate(DISK_MIB * 1024 * 1024)
+    disk = subprocess.run(
+        ["losetup", "-f", "--show", "-P", str(image)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    n = Node(tmp_path, standard, disk, bbdir)
+    n.cmdline = (
+        "root=/dev/sda2 ip=dhcp clustcontrol.server=127.0.0.1 clustcontrol.image=default "
+        "clustcontrol.transport=nfs BOOTIF=01-52-54-00-00-00-01"
+    )
+    try:
+        yield n
+    finally:
+        n.cleanup_mounts()
+        subprocess.run(["losetup", "-d", disk], check=False)
+
+
+@dataclass
+class RsyncDaemon:
+    port: int
+    proc: subprocess.Popen[bytes]
+
+
+@pytest.fixture
+def rsync_daemon(tmp_path: Path, standard: Path) -> Iterator[RsyncDaemon]:
+    port = free_port()
+    conf = tmp_path / "rsyncd.conf"
+    conf.write_text(
+        "uid = root\ngid = root\nuse chroot = yes\nnumeric ids = yes\nreverse lookup = no\n"
+        f"pid file = {tmp_path}/rsyncd.pid\nlock file = {tmp_path}/rsyncd.lock\n"
+        "refuse options = delete-excluded\n\n"
+        f"[default]\n    path = {standard}\n    read only = yes\n    list = yes\n"
+        "    hosts allow = 127.0.0.1\n"
+    )
+    proc = subprocess.Popen(
+        ["rsync", "--daemon", "--no-detach", f"--config={conf}", f"--port={port}",
+         "--address=127.0.0.1", f"--log-file={tmp_path}/rsyncd.log"],
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise RuntimeError("rsync daemon did not start")
+        time.sleep(0.05)
+    try:
+        yield RsyncDaemon(port, proc)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)

@@ -1,0 +1,51 @@
+"""Every node script passes shellcheck (POSIX sh) and busybox sh's parser."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.node.conftest import BUSYBOX, NODE_DIR
+
+SCRIPTS = [
+    NODE_DIR / "lib/clustcontrol-functions",
+    NODE_DIR / "initramfs-tools/conf.d/clustcontrol",
+    NODE_DIR / "initramfs-tools/hooks/clustcontrol",
+    NODE_DIR / "initramfs-tools/scripts/local-top/clustcontrol",
+    NODE_DIR / "initramfs-tools/scripts/local-bottom/clustcontrol",
+]
+
+
+def test_all_node_scripts_are_listed() -> None:
+    found = {
+        p
+        for sub in ("lib", "initramfs-tools")
+        for p in (NODE_DIR / sub).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert found == set(SCRIPTS)
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+def test_shellcheck_posix_sh() -> None:
+    proc = subprocess.run(
+        ["shellcheck", "-s", "sh", "-x", *map(str, SCRIPTS)],
+        capture_output=True, text=True, cwd=NODE_DIR,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: str(Path(p).relative_to(NODE_DIR)))
+def test_busybox_sh_parses(script: Path) -> None:
+    proc = subprocess.run([BUSYBOX, "sh", "-n", str(script)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_modes() -> None:
+    """Hook and scripts executable (run by initramfs-tools), conf.d and library not."""
+    for script in SCRIPTS:
+        executable = "/hooks/" in str(script) or "/scripts/" in str(script)
+        assert bool(script.stat().st_mode & 0o111) == executable, script
