@@ -1,0 +1,183 @@
+"""Real DHCP exchanges: each rendered DHCP server config hands a node its address and PXE boot file.
+
+The server runs in one network namespace on the master's address, a busybox udhcpc runs in another
+with the node's MAC, and the two are joined only by a veth pair. udhcpc's script dumps the
+variables of the `bound` event (ip, siaddr = next-server, boot_file, hostname, router, ...) to a
+file, which the tests read."""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from clustcontrol.inventory.model import Inventory
+from tests.daemons.conftest import (
+    SBIN_PATH,
+    Daemon,
+    Daemons,
+    Link,
+    cluster,
+    inventory,
+    render_into,
+    run,
+)
+
+pytestmark = pytest.mark.daemon
+
+SERVERS = ("isc", "kea", "dnsmasq")
+NODE01_MAC = "52:54:00:00:00:01"
+NODE02_MAC = "52:54:00:00:00:02"
+UNKNOWN_MAC = "52:54:00:00:00:99"
+
+
+@dataclass(frozen=True)
+class Lease:
+    env: dict[str, str]
+    log: str
+
+    def __getitem__(self, key: str) -> str:
+        assert key in self.env, f"the lease has no {key!r}: {self.env}\n{self.log}"
+        return self.env[key]
+
+
+def request_lease(link: Link, mac: str, work: Path, *, attempts: int = 5) -> Lease | None:
+    """Run udhcpc once in the client namespace with mac; the `bound` variables, or None."""
+    link.set_client_mac(mac)
+    work.mkdir(parents=True, exist_ok=True)
+    env_file = work / f"bound-{mac.replace(':', '')}.env"
+    env_file.unlink(missing_ok=True)
+    script = work / "udhcpc-script"
+    script.write_text(f'#!/bin/sh\n[ "$1" = bound ] && env > "{env_file}"\nexit 0\n')
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    argv = link.client(
+        "env", "-i", f"PATH={SBIN_PATH}",
+        "udhcpc", "-f", "-q", "-n", "-i", link.client_if, "-s", script,
+        "-t", str(attempts), "-T", "1", "-A", "1",
+    )  # fmt: skip
+    proc = run(argv, timeout=attempts * 3 + 10)
+    log = proc.stdout + proc.stderr
+    if not env_file.exists():
+        assert proc.returncode != 0, f"udhcpc succeeded but its script saw no lease:\n{log}"
+        return None
+    assert proc.returncode == 0, log
+    lines = env_file.read_text().splitlines()
+    return Lease(dict(line.split("=", 1) for line in lines if "=" in line), log)
+
+
+def start_dhcp_server(
+    server: str, inv: Inventory, link: Link, daemons: Daemons, work: Path
+) -> Daemon:
+    """Render inv and run its `server` config in the server namespace, in the foreground."""
+    root = work / "tree"
+    render_into(inv, root)
+    state = work / "state"
+    state.mkdir()
+    if server == "isc":
+        leases = state / "dhcpd.leases"
+        leases.touch()
+        return daemons.start(
+            "dhcpd",
+            link.server(
+                "dhcpd", "-4", "-d", "-cf", root / "etc/dhcp/dhcpd.conf", "-lf", leases,
+                "-pf", state / "dhcpd.pid", link.server_if,
+            ),
+            ready=r"^Server starting service\.$",
+        )  # fmt: skip
+    if server == "kea":
+        # The rendered file unchanged except the memfile's location: its default lies in
+        # /var/lib/kea on the host, which a test must not touch.
+        text = (root / "etc/kea/kea-dhcp4.conf").read_text()
+        body = "\n".join(line for line in text.splitlines() if not line.startswith("//"))
+        config = json.loads(body)
+        config["Dhcp4"]["lease-database"]["name"] = str(state / "kea-leases4.csv")
+        conf = state / "kea-dhcp4.conf"
+        conf.write_text(json.dumps(config, indent=2))
+        return daemons.start(
+            "kea-dhcp4",
+            link.server("kea-dhcp4", "-c", conf),
+            env={"KEA_PIDFILE_DIR": str(state), "KEA_LOCKFILE_DIR": str(state)},
+            ready=r"DHCP4_STARTED",
+        )
+    assert server == "dnsmasq"
+    return daemons.start(
+        "dnsmasq",
+        link.server(
+            "dnsmasq", "-d", "-C", root / "etc/dnsmasq.d/clustcontrol.conf", "--port=0",
+            f"--dhcp-leasefile={state / 'dnsmasq.leases'}", f"--pid-file={state / 'dnsmasq.pid'}",
+            "--log-dhcp",
+        ),
+        ready=r"DHCP, static leases only on",
+    )  # fmt: skip
+
+
+def served(server: str, link: Link, daemons: Daemons, work: Path, **overrides: object) -> Daemon:
+    """The base inventory plus overrides, DHCP on the link's server interface, running."""
+    section = overrides.pop("cluster", None) or cluster()
+    assert isinstance(section, dict)
+    section = {**section, "dhcp_interface": link.server_if}
+    return start_dhcp_server(server, inventory(cluster=section, **overrides), link, daemons, work)
+
+
+def assert_pxe_lease(lease: Lease, ip: str, hostname: str, daemon: Daemon) -> None:
+    context = f"\n--- udhcpc ---\n{lease.log}\n--- {daemon.name} ---\n{daemon.output()}"
+    assert lease["ip"] == ip, context
+    assert lease["hostname"] == hostname, context
+    assert lease["siaddr"] == "192.168.0.1", context  # next-server: the master's TFTP
+    assert lease["boot_file"] == "cluster_node/pxelinux.0", context
+    assert lease["serverid"] == "192.168.0.1", context
+    assert lease["subnet"] == "255.255.255.0", context
+    assert lease["domain"] == "rostclust", context
+    assert lease["dns"] == "192.168.0.1", context
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_node_gets_its_address_and_boot_file(
+    server: str, link: Link, daemons: Daemons, tmp_path: Path
+) -> None:
+    daemon = served(server, link, daemons, tmp_path)
+    lease = request_lease(link, NODE01_MAC, tmp_path / "client")
+    assert lease is not None, f"no lease for node01\n{daemon.output()}"
+    assert_pxe_lease(lease, "192.168.0.11", "node01", daemon)
+    # No gateway in the inventory: no default route may be handed out.
+    assert "router" not in lease.env, f"unexpected router {lease.env.get('router')}"
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_update_node_mac_gets_the_update_address(
+    server: str, link: Link, daemons: Daemons, tmp_path: Path
+) -> None:
+    daemon = served(server, link, daemons, tmp_path, update_node={"node": "node01"})
+    lease = request_lease(link, NODE01_MAC, tmp_path / "client")
+    assert lease is not None, f"no lease for the update node\n{daemon.output()}"
+    assert_pxe_lease(lease, "192.168.0.253", "updatenode", daemon)
+    other = request_lease(link, NODE02_MAC, tmp_path / "client")
+    assert other is not None, f"no lease for node02\n{daemon.output()}"
+    assert_pxe_lease(other, "192.168.0.12", "node02", daemon)
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_gateway_is_handed_out_as_router(
+    server: str, link: Link, daemons: Daemons, tmp_path: Path
+) -> None:
+    daemon = served(server, link, daemons, tmp_path, cluster=cluster(gateway="192.168.0.254"))
+    lease = request_lease(link, NODE02_MAC, tmp_path / "client")
+    assert lease is not None, f"no lease for node02\n{daemon.output()}"
+    assert_pxe_lease(lease, "192.168.0.12", "node02", daemon)
+    assert lease["router"] == "192.168.0.254"
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_unknown_mac_gets_no_lease(
+    server: str, link: Link, daemons: Daemons, tmp_path: Path
+) -> None:
+    """Only inventory MACs boot: no pool, no dynamic addresses."""
+    daemon = served(server, link, daemons, tmp_path)
+    lease = request_lease(link, UNKNOWN_MAC, tmp_path / "client", attempts=1)
+    assert lease is None, f"an unknown MAC got {lease}\n{daemon.output()}"
+    # The server saw the request (so the silence is a refusal, not a broken link).
+    daemon.wait_for(re.escape(UNKNOWN_MAC), timeout=5)
