@@ -1,0 +1,153 @@
+"""Pure text edits of an image's configuration files: each takes the current text and returns the
+new text (identical when nothing needs to change) plus what it did, so every edit is idempotent
+and unit-testable without a root tree."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from clustcontrol.apply import BLOCK_BEGIN, BLOCK_END, merge_block
+
+FSTAB_PREFIX = "# clustcontrol: "
+UDEV_GOTO = 'GOTO="persistent_net_generator_end"'
+UDEV_LABEL = 'LABEL="persistent_net_generator_end"'
+UDEV_COMMENT = "# clustcontrol: every node runs the same image; keep kernel interface names"
+
+# ifupdown's stanza keywords (interfaces(5)); any other non-comment line is an option line.
+_STANZAS = {
+    "iface",
+    "mapping",
+    "auto",
+    "source",
+    "source-directory",
+    "source-dir",
+    "rename",
+    "no-auto-down",
+    "no-scripts",
+    "template",
+}
+
+
+def _lines(text: str) -> list[str]:
+    return text.splitlines()
+
+
+def _join(lines: list[str]) -> str:
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def set_shell_vars(text: str, values: Mapping[str, str]) -> tuple[str, list[str]]:
+    """Set KEY=value assignments in a shell-style config: in place where KEY= is assigned
+    (every such line), appended where it is not (commented-out examples stay as they are)."""
+    lines = _lines(text)
+    done: list[str] = []
+    for key, value in values.items():
+        pattern = re.compile(rf"^(\s*)(export\s+)?{re.escape(key)}=(.*)$")
+        found = False
+        for index, line in enumerate(lines):
+            match = pattern.match(line)
+            if match is None:
+                continue
+            found = True
+            wanted = f"{match.group(1)}{match.group(2) or ''}{key}={value}"
+            if line != wanted:
+                lines[index] = wanted
+                done.append(f"{key}={value} (was {match.group(3)!r})")
+        if not found:
+            lines.append(f"{key}={value}")
+            done.append(f"{key}={value} (added)")
+    return _join(lines), done
+
+
+def comment_root_mount(text: str) -> tuple[str, list[str]]:
+    """Comment out fstab lines mounting `/`: a node's root comes from root= on its command line."""
+    lines = _lines(text)
+    commented: list[str] = []
+    for index, line in enumerate(lines):
+        fields = line.split()
+        if len(fields) >= 2 and not fields[0].startswith("#") and fields[1] == "/":
+            lines[index] = FSTAB_PREFIX + line
+            commented.append(line.strip())
+    return _join(lines), commented
+
+
+def disable_net_generator(text: str) -> str:
+    """Make udev's persistent-net generator rule skip itself: a GOTO to its end label, first."""
+    if any(line.strip() == UDEV_GOTO for line in _lines(text)):
+        return text
+    return _join([UDEV_COMMENT, UDEV_GOTO, *_lines(text)])
+
+
+def _stanza_start(words: list[str]) -> bool:
+    return bool(words) and (words[0] in _STANZAS or words[0].startswith("allow-"))
+
+
+def manual_iface(text: str, ifname: str) -> tuple[str, list[str]]:
+    """Make `iface IFNAME inet ...` use the manual method (the kernel configured the interface
+    with ip=dhcp before the root was mounted; ifupdown must leave it alone).
+
+    dhcp and static stanzas switch to manual (a static one loses its option lines); a missing
+    stanza is appended; other methods are reported and left alone."""
+    out: list[str] = []
+    notes: list[str] = []
+    found = dropping = False
+    for line in _lines(text):
+        words = line.split("#", 1)[0].split()
+        if _stanza_start(words):
+            dropping = False
+            if words[0] == "iface" and len(words) >= 4 and words[1:3] == [ifname, "inet"]:
+                found = True
+                method = words[3]
+                if method in ("dhcp", "static"):
+                    indent = line[: len(line) - len(line.lstrip())]
+                    line = f"{indent}iface {ifname} inet manual"
+                    dropping = method == "static"
+                    notes.append(f"iface {ifname}: inet {method} -> inet manual")
+                elif method != "manual":
+                    notes.append(f"iface {ifname} inet {method}: left alone (not dhcp or static)")
+        elif dropping and words:
+            notes.append(f"iface {ifname}: dropped option {line.strip()!r}")
+            continue
+        out.append(line)
+    if not found:
+        if out and out[-1].strip():
+            out.append("")
+        out.append(f"iface {ifname} inet manual")
+        notes.append(f"iface {ifname} inet manual (added)")
+    return _join(out), notes
+
+
+def default_interfaces(ifname: str) -> str:
+    return _join(
+        [
+            "# interfaces(5) file used by ifup(8) and ifdown(8)",
+            "# written by clustcontrol: the boot interface is configured by the kernel (ip=dhcp)",
+            "source /etc/network/interfaces.d/*",
+            "",
+            "auto lo",
+            "iface lo inet loopback",
+            "",
+            f"iface {ifname} inet manual",
+        ]
+    )
+
+
+RC_LOCAL_HEAD = [
+    "#!/bin/sh -e",
+    "# rc.local: run at the end of boot by systemd's rc-local.service when it is executable.",
+]
+
+
+def rc_local_with_block(text: str | None, block: str) -> str:
+    """rc.local with clustcontrol's managed block: replaced in place when present, otherwise
+    inserted before the final `exit 0` (or appended); a new rc.local when there is none."""
+    if text is None:
+        return _join([*RC_LOCAL_HEAD, BLOCK_BEGIN, *_lines(block), BLOCK_END, "exit 0"])
+    lines = _lines(text)
+    has_block = BLOCK_BEGIN in lines and BLOCK_END in lines[lines.index(BLOCK_BEGIN) :]
+    exits = [i for i, line in enumerate(lines) if line.strip() == "exit 0"]
+    if has_block or not exits:
+        return merge_block(text.encode(), block.encode()).decode()
+    at = exits[-1]
+    return _join([*lines[:at], BLOCK_BEGIN, *_lines(block), BLOCK_END, *lines[at:]])

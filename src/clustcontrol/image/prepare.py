@@ -1,0 +1,254 @@
+"""`clustcontrol image prepare NAME`: make a standard root boot-and-sync capable.
+
+Each step is a small function returning the Step (changes + notes) it needs, or an empty Step when
+it does not apply. All changes are computed first, then written (atomic writes); a dry run writes
+nothing. A second run finds nothing to change.
+
+    install_node_files        our initramfs-tools conf/hook/scripts and the shell library
+    configure_initramfs       initramfs.conf: BOOT=local, MODULES=most
+    configure_fstab           comment out the root mount (the root comes from root= on the cmdline)
+    configure_persistent_net  disable udev's old persistent-net generator, where there is one
+    configure_interfaces      the boot interface: `inet manual` (the kernel configured it)
+    install_update_grub_stub  a no-op update-grub, so kernel installs in the image do not fail
+    install_bootable_disk     optional: rc.local part that makes the node's disk bootable
+    rebuild_initramfs         optional: chroot ROOT update-initramfs
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from importlib.abc import Traversable
+from pathlib import Path
+
+from clustcontrol.errors import ClustcontrolError
+from clustcontrol.image import edits
+from clustcontrol.image.common import ImageResult, ImageTree, Step, image_tree, write_changes
+from clustcontrol.inventory.model import Inventory
+from clustcontrol.run import require, run
+
+INITRAMFS_CONF = "etc/initramfs-tools/initramfs.conf"
+# MODULES=most, not netboot: mkinitramfs' netboot set is `base net` only (NIC drivers, nfs, ext4),
+# without the ata/scsi/block/nvme drivers the sync engine needs to partition and write the local
+# disk. `most` is every set including `net`, so NIC and NFS modules are in as well.
+INITRAMFS_SETTINGS = {"BOOT": "local", "MODULES": "most"}
+FSTAB = "etc/fstab"
+INTERFACES = "etc/network/interfaces"
+INTERFACES_D = "etc/network/interfaces.d"
+NET_GENERATOR = "udev/rules.d/75-persistent-net-generator.rules"
+OLD_NET_RULES = "etc/udev/rules.d/70-persistent-net.rules"
+UPDATE_GRUB = "usr/sbin/update-grub"
+UPDATE_GRUB_MARK = "# clustcontrol: update-grub stub"
+UPDATE_GRUB_STUB = f"""#!/bin/sh
+{UPDATE_GRUB_MARK}. Nodes boot by PXE (and optionally extlinux), never by
+# GRUB, so kernel installs in this standard root must not fail on update-grub. Written by
+# `clustcontrol image prepare`; replace it by removing this file and reinstalling grub.
+exit 0
+""".encode()
+BOOTABLE_DISK_SCRIPT = "usr/share/clustcontrol/make-disk-bootable"
+RC_LOCAL = "etc/rc.local"
+RC_LOCAL_BLOCK = f"""\
+# Make this node's local disk bootable with extlinux (clustcontrol image prepare --bootable-disk).
+if [ -x /{BOOTABLE_DISK_SCRIPT} ]; then
+    /{BOOTABLE_DISK_SCRIPT} || echo "clustcontrol: make-disk-bootable failed" >&2
+fi
+"""
+
+
+@dataclass(frozen=True)
+class NodeFile:
+    source: str  # relative to the package's node/ directory
+    target: str  # relative to the image root
+    mode: int
+
+
+NODE_FILES = (
+    NodeFile(
+        "initramfs-tools/conf.d/clustcontrol", "etc/initramfs-tools/conf.d/clustcontrol", 0o644
+    ),
+    NodeFile("initramfs-tools/hooks/clustcontrol", "etc/initramfs-tools/hooks/clustcontrol", 0o755),
+    NodeFile(
+        "initramfs-tools/scripts/local-top/clustcontrol",
+        "etc/initramfs-tools/scripts/local-top/clustcontrol",
+        0o755,
+    ),
+    NodeFile(
+        "initramfs-tools/scripts/local-bottom/clustcontrol",
+        "etc/initramfs-tools/scripts/local-bottom/clustcontrol",
+        0o755,
+    ),
+    NodeFile("lib/clustcontrol-functions", "usr/share/clustcontrol/functions", 0o644),
+)
+BOOTABLE_DISK_FILE = NodeFile("extras/make-disk-bootable", BOOTABLE_DISK_SCRIPT, 0o755)
+
+
+def node_package() -> Traversable:
+    """The node-side files shipped in the clustcontrol package."""
+    return resources.files("clustcontrol").joinpath("node")
+
+
+def _node_file_data(file: NodeFile) -> bytes:
+    source = node_package().joinpath(file.source)
+    if not source.is_file():
+        raise ClustcontrolError(
+            f"the clustcontrol package lacks its node file node/{file.source}",
+            hint="reinstall clustcontrol (pip install .) from a complete source tree",
+        )
+    return source.read_bytes()
+
+
+def _install(tree: ImageTree, file: NodeFile) -> Step:
+    change = tree.change(file.target, _node_file_data(file), file.mode)
+    mode_only = change is not None and change.old == change.new
+    notes = [f"{tree.path(file.target)}: mode set to {file.mode:o}"] if mode_only else []
+    return Step.of([change], notes)
+
+
+def install_node_files(tree: ImageTree) -> Step:
+    steps = [_install(tree, file) for file in NODE_FILES]
+    return Step.of([c for s in steps for c in s.changes], [n for s in steps for n in s.notes])
+
+
+def configure_initramfs(tree: ImageTree) -> Step:
+    old = tree.read(INITRAMFS_CONF)
+    if old is None:
+        raise ClustcontrolError(
+            f"{tree.live(INITRAMFS_CONF)} does not exist: initramfs-tools is not installed in "
+            f"image {tree.name!r}",
+            hint=f"chroot {tree.root} apt-get install initramfs-tools",
+        )
+    new, _done = edits.set_shell_vars(old.decode(), INITRAMFS_SETTINGS)
+    return Step.of([tree.change(INITRAMFS_CONF, new.encode())])
+
+
+def configure_fstab(tree: ImageTree) -> Step:
+    old = tree.read(FSTAB)
+    if old is None:
+        return Step.of(notes=[f"{tree.path(FSTAB)}: absent, nothing to comment out"])
+    new, _commented = edits.comment_root_mount(old.decode())
+    return Step.of([tree.change(FSTAB, new.encode())])
+
+
+def configure_persistent_net(tree: ImageTree) -> Step:
+    """Old udev (Debian <= 8) writes per-MAC interface names at first boot; nodes share one image,
+    so the generator must not run. Modern udev has no such rule: nothing to do then."""
+    notes: list[str] = []
+    if tree.read(OLD_NET_RULES):
+        notes.append(f"{tree.path(OLD_NET_RULES)} pins interface names to MACs: empty it")
+    local = f"etc/{NET_GENERATOR}"
+    current = tree.read(local)
+    if current is None:
+        current = tree.read(f"lib/{NET_GENERATOR}")
+        if current is None:
+            notes.append("no persistent-net generator rule in this root (modern udev)")
+            return Step.of(notes=notes)
+    text = current.decode()
+    if edits.UDEV_LABEL not in text:
+        notes.append(f"{tree.path(local)}: no {edits.UDEV_LABEL} in the rule; left alone")
+        return Step.of(notes=notes)
+    return Step.of([tree.change(local, edits.disable_net_generator(text).encode())], notes)
+
+
+def configure_interfaces(tree: ImageTree) -> Step:
+    ifname = tree.image.boot_interface
+    old = tree.read(INTERFACES)
+    if old is None:
+        new = edits.default_interfaces(ifname)
+        notes = [f"{tree.path(INTERFACES)}: created with iface {ifname} inet manual"]
+    else:
+        new, notes = edits.manual_iface(old.decode(), ifname)
+    notes += _other_definitions(tree, ifname)
+    return Step.of([tree.change(INTERFACES, new.encode())], notes)
+
+
+def _other_definitions(tree: ImageTree, ifname: str) -> list[str]:
+    directory = tree.live(INTERFACES_D)
+    if not directory.is_dir():
+        return []
+    return [
+        f"{tree.path(INTERFACES_D)}/{path.name} also configures {ifname}; check it by hand"
+        for path in sorted(directory.iterdir())
+        if path.is_file() and f"iface {ifname} " in path.read_text(errors="replace")
+    ]
+
+
+def install_update_grub_stub(tree: ImageTree) -> Step:
+    """A real update-grub (grub installed in the image) is never replaced: it is skipped with a
+    note, since it only rewrites the image's own grub.cfg and does no harm to the sync."""
+    current = tree.read(UPDATE_GRUB)
+    if current is not None and UPDATE_GRUB_MARK.encode() not in current:
+        return Step.of(
+            notes=[
+                f"{tree.path(UPDATE_GRUB)} is a real update-grub (grub is installed in the image); "
+                "left alone. To stub it: dpkg-divert --rename it in the image, then prepare again"
+            ]
+        )
+    return Step.of([tree.change(UPDATE_GRUB, UPDATE_GRUB_STUB, 0o755)])
+
+
+def install_bootable_disk(tree: ImageTree) -> Step:
+    """The script goes next to the shell library; a managed block in /etc/rc.local runs it
+    (systemd's rc-local.service runs /etc/rc.local when executable; nothing runs rc.local.d)."""
+    script = _install(tree, BOOTABLE_DISK_FILE)
+    old = tree.read(RC_LOCAL)
+    new = edits.rc_local_with_block(None if old is None else old.decode(), RC_LOCAL_BLOCK)
+    return Step.of([*script.changes, tree.change(RC_LOCAL, new.encode(), 0o755)], script.notes)
+
+
+def update_initramfs_argv(tree: ImageTree) -> list[str]:
+    """chroot ROOT update-initramfs: -u for kernels that have an initrd, -c when none has one."""
+    boot = tree.live("boot")
+    has_initrd = boot.is_dir() and any(boot.glob("initrd.img-*"))
+    return ["chroot", str(tree.root), "update-initramfs", "-u" if has_initrd else "-c", "-k", "all"]
+
+
+def require_update_initramfs(tree: ImageTree) -> None:
+    if not any(tree.live(d).joinpath("update-initramfs").exists() for d in ("usr/sbin", "sbin")):
+        raise ClustcontrolError(
+            f"{tree.root} has no update-initramfs: initramfs-tools is not installed in image "
+            f"{tree.name!r}",
+            hint=f"chroot {tree.root} apt-get install initramfs-tools",
+        )
+    require("chroot", "coreutils")
+
+
+def run_update_initramfs(tree: ImageTree) -> str:
+    argv = update_initramfs_argv(tree)
+    run(argv, timeout=900)
+    return " ".join(argv)
+
+
+def prepare_image(
+    inv: Inventory,
+    name: str,
+    *,
+    dry_run: bool,
+    rebuild_initramfs: bool = False,
+    bootable_disk: bool = False,
+    root_prefix: Path = Path("/"),
+) -> ImageResult:
+    tree = image_tree(inv, name, root_prefix)
+    if rebuild_initramfs:
+        require_update_initramfs(tree)  # before anything is written
+    steps: list[Callable[[ImageTree], Step]] = [
+        install_node_files,
+        configure_initramfs,
+        configure_fstab,
+        configure_persistent_net,
+        configure_interfaces,
+        install_update_grub_stub,
+    ]
+    if bootable_disk:
+        steps.append(install_bootable_disk)
+    done = [step(tree) for step in steps]
+    changes = tuple(c for s in done for c in s.changes)
+    notes = [n for s in done for n in s.notes]
+    if dry_run:
+        if rebuild_initramfs:
+            notes.append(f"would run: {' '.join(update_initramfs_argv(tree))}")
+        return ImageResult(changes, tuple(notes), dry_run=True)
+    write_changes(tree.installer, changes)
+    if rebuild_initramfs:
+        notes.append(f"ran: {run_update_initramfs(tree)}")
+    return ImageResult(changes, tuple(notes), dry_run=False)

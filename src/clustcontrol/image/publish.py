@@ -1,0 +1,107 @@
+"""`clustcontrol image publish NAME`: the image's kernel and initrd into the TFTP tree, then the
+PXELINUX files refreshed (through apply's installer, so its manifest and lock are respected).
+
+    <tftp_root>/<boot_dir>/<NAME>/vmlinuz      <- ROOT/boot/vmlinuz-VERSION (or images.NAME.kernel)
+    <tftp_root>/<boot_dir>/<NAME>/initrd.img   <- ROOT/boot/initrd.img-VERSION (or .initrd)
+
+'newest' is the highest VERSION in Debian version order among the vmlinuz-VERSION that have an
+initrd.img-VERSION beside them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from posixpath import join as pjoin
+
+from clustcontrol.apply import LOCK, Change, Installer, apply_tree
+from clustcontrol.errors import InvalidInputError
+from clustcontrol.fsutil import exclusive_lock
+from clustcontrol.image.common import ImageResult, ImageTree, image_tree
+from clustcontrol.image.debversion import version_key
+from clustcontrol.inventory.model import NEWEST, Inventory
+from clustcontrol.render import RenderContext, render_all
+from clustcontrol.render.view import ClusterView
+
+KERNEL_PREFIX = "vmlinuz-"
+INITRD_PREFIX = "initrd.img-"
+
+
+def _names(boot: Path, prefix: str) -> dict[str, str]:
+    """version -> file name, for the files prefix+VERSION in boot."""
+    if not boot.is_dir():
+        return {}
+    return {p.name.removeprefix(prefix): p.name for p in boot.glob(f"{prefix}*") if p.is_file()}
+
+
+def _in_image(tree: ImageTree, name: str) -> Path:
+    """ROOT/boot/name, a symlink followed inside the image (absolute targets are image-relative)."""
+    path = tree.live("boot") / name
+    if not path.is_symlink():
+        return path
+    target = path.readlink()
+    return tree.live(str(target).lstrip("/")) if target.is_absolute() else path.parent / target
+
+
+def _problem(tree: ImageTree, field: str, value: str, why: str) -> InvalidInputError:
+    return InvalidInputError(
+        [f"images.{tree.name}.{field}: {value!r} {why}"],
+        hint=f"install a kernel in the image (chroot {tree.root} apt-get install linux-image-amd64)"
+        f" or set images.{tree.name}.{field} to a file in {tree.live('boot')}",
+    )
+
+
+def select_boot_files(tree: ImageTree) -> tuple[str, str]:
+    """The kernel and initrd file names in ROOT/boot for this image."""
+    boot = tree.live("boot")
+    kernel, initrd = tree.image.kernel, tree.image.initrd
+    kernels, initrds = _names(boot, KERNEL_PREFIX), _names(boot, INITRD_PREFIX)
+    for field, value in (("kernel", kernel), ("initrd", initrd)):
+        if value != NEWEST and not _in_image(tree, value).is_file():
+            raise _problem(tree, field, value, f"is not a file in {boot}")
+    if kernel == NEWEST:
+        paired = {v: k for v, k in kernels.items() if v in initrds}
+        candidates = kernels if initrd != NEWEST else paired
+        if not candidates:
+            why = f"finds no vmlinuz-VERSION with an initrd.img-VERSION in {boot}"
+            raise _problem(tree, "kernel", NEWEST, why)
+        kernel = candidates[max(candidates, key=version_key)]
+    if initrd == NEWEST:
+        version = _in_image(tree, kernel).name.removeprefix(KERNEL_PREFIX)
+        if version not in initrds:
+            raise _problem(tree, "initrd", NEWEST, f"finds no initrd.img-{version} in {boot}")
+        initrd = initrds[version]
+    return kernel, initrd
+
+
+def _copy_change(installer: Installer, source: Path, target: str) -> Change | None:
+    new = source.read_bytes()
+    old = installer.read(target)
+    if old == new:
+        return None
+    return Change(target, "create" if old is None else "update", "pxe", old, new, 0o644)
+
+
+def boot_file_changes(inv: Inventory, tree: ImageTree) -> tuple[list[Change], str]:
+    kernel, initrd = select_boot_files(tree)
+    target = pjoin(ClusterView(inv).boot_root, tree.name)
+    pairs = ((kernel, "vmlinuz"), (initrd, "initrd.img"))
+    changes = [_copy_change(tree.installer, _in_image(tree, s), pjoin(target, t)) for s, t in pairs]
+    note = f"image {tree.name}: kernel {kernel}, initrd {initrd}"
+    return [c for c in changes if c is not None], note
+
+
+def publish_image(
+    inv: Inventory,
+    name: str,
+    *,
+    dry_run: bool,
+    root_prefix: Path = Path("/"),
+) -> ImageResult:
+    tree = image_tree(inv, name, root_prefix)
+    installer = tree.installer
+    changes, note = boot_file_changes(inv, tree)
+    if not dry_run and changes:
+        with exclusive_lock(installer.live(LOCK)):
+            installer.write(changes)
+    rendered = render_all(RenderContext(inv, previous=installer.read))
+    pxe = apply_tree(inv, rendered, root_prefix, dry_run=dry_run, services={"pxe"})
+    return ImageResult((*changes, *pxe.changes), (note,), dry_run)
