@@ -181,7 +181,7 @@ class Node:
             "CC_TEST_IMAGE_ROOT": IMAGE_ROOT,
             "CC_RETRY_BASE": "0",
             "CC_WARN_PAUSE": "0",
-            "CC_DISK_WAIT": "2",
+            "CC_DISK_WAIT": "1",
             "CC_NODE_HOSTNAME": "node01",
             "CC_NODE_MAC": "52:54:00:00:00:01",
             "CC_NET_CONF_DIR": str(self.tmp / "no-net-conf"),
