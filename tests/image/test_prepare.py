@@ -223,6 +223,14 @@ def test_bootable_disk_installs_script_and_rc_local_block(env: ImageEnv, node_fi
     assert subprocess.run(["sh", "-n", str(rc_local)], check=False).returncode == 0
 
 
+def test_bootable_disk_notes_a_missing_extlinux(env: ImageEnv) -> None:
+    result = run_prepare(env, bootable_disk=True)
+    assert any(n.startswith("extlinux is not installed in image 'default'") for n in result.notes)
+    (env.root / "usr/bin").mkdir(parents=True)
+    (env.root / "usr/bin/extlinux").write_text("")
+    assert not any("extlinux" in n for n in run_prepare(env, bootable_disk=True).notes)
+
+
 def test_bootable_disk_block_goes_before_exit_in_an_existing_rc_local(env: ImageEnv) -> None:
     rc_local = env.root / "etc/rc.local"
     rc_local.write_text("#!/bin/sh -e\necho site-local\nexit 0\n")

@@ -193,7 +193,13 @@ def install_bootable_disk(tree: ImageTree) -> Step:
     script = _install(tree, BOOTABLE_DISK_FILE)
     old = tree.read(RC_LOCAL)
     new = edits.rc_local_with_block(None if old is None else old.decode(), RC_LOCAL_BLOCK)
-    return Step.of([*script.changes, tree.change(RC_LOCAL, new.encode(), 0o755)], script.notes)
+    notes = list(script.notes)
+    if not any(tree.live(d).joinpath("extlinux").exists() for d in ("usr/bin", "bin")):
+        notes.append(
+            f"extlinux is not installed in image {tree.name!r}: chroot {tree.root} "
+            "apt-get install extlinux syslinux-common"
+        )
+    return Step.of([*script.changes, tree.change(RC_LOCAL, new.encode(), 0o755)], notes)
 
 
 def update_initramfs_argv(tree: ImageTree) -> list[str]:
