@@ -164,3 +164,13 @@ def test_render_is_deterministic() -> None:
     a = {o.path: o.data() for o in render()}
     b = {o.path: o.data() for o in render()}
     assert a == b
+
+
+def test_kea_check_copy_listens_everywhere_when_interface_is_absent() -> None:
+    from clustcontrol.verify import kea_checkable
+
+    tree = render(cluster={**BASE["cluster"], "dhcp_interface": "clusternet0"})  # type: ignore[dict-item]
+    raw = text(tree, "/etc/kea/kea-dhcp4.conf")
+    checked, missing = kea_checkable(raw, {"lo", "eth0"})
+    assert missing == ["clusternet0"] and '"*"' in checked
+    assert kea_checkable(raw, {"lo", "clusternet0"}) == (raw, [])

@@ -43,6 +43,7 @@ RELOADS: dict[Service, list[list[str]]] = {
     "dhcp-dnsmasq": [["systemctl", "restart", "dnsmasq"]],
     "tftp": [["systemctl", "restart", "tftpd-hpa"]],
     "nfs-kernel": [["exportfs", "-ra"]],
+    "nfs-ganesha": [["systemctl", "restart", "nfs-ganesha"]],
     "bind-mount": [["mount", "-a", "-t", "none", "-O", "bind"]],
     "rsyncd": [],
     "pxe": [],
@@ -61,8 +62,7 @@ def selected_services(inv: Inventory) -> set[Service]:
     """What apply installs: the chosen DHCP and NFS servers, rsyncd when an image uses it."""
     services: set[Service] = {"dns", "tftp", "pxe", "control", "bind-mount"}
     services.add(DHCP_SERVICES[inv.cluster.dhcp_server])
-    if inv.cluster.nfs_server == "kernel":
-        services.add("nfs-kernel")
+    services.add("nfs-kernel" if inv.cluster.nfs_server == "kernel" else "nfs-ganesha")
     if any(inv.transport_of(name) == "rsync" for name in inv.images):
         services.add("rsyncd")
     return services

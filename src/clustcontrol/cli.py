@@ -521,8 +521,7 @@ def _print_result(result: ApplyResult, verbose_diff: bool) -> None:
     else:
         out.print(table.title)
     for check in result.checks:
-        status = "skipped (not installed)" if check.skipped else ("ok" if check.ok else "FAILED")
-        out.print(f"check {check.program} {check.target}: {status}")
+        out.print(f"check {check.program} {check.target}: {check.status}")
     for command in result.reloaded:
         out.print(f"reloaded: {command}")
 

@@ -77,8 +77,7 @@ def run_demo(directory: Path | None, count: int, console: Console) -> Path:
         table.add_row(service, str(number), example)
     console.print(table)
     for check in first.checks:
-        status = "skipped (not installed)" if check.skipped else ("ok" if check.ok else "FAILED")
-        console.print(f"check {check.program} {check.target}: {status}")
+        console.print(f"check {check.program} {check.target}: {check.status}")
     console.print(f"inventory:        {config}")
     console.print(f"rendered (all):   {base / 'rendered'}")
     console.print(f"applied under:    {root} ({len(first.changes)} files installed)")

@@ -20,6 +20,7 @@ Service = Literal[
     "tftp",
     "pxe",
     "nfs-kernel",
+    "nfs-ganesha",
     "bind-mount",
     "control",
     "rsyncd",

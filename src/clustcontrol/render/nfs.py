@@ -9,6 +9,7 @@ from clustcontrol.render.base import Output, RenderContext, render_template
 from clustcontrol.render.view import ClusterView
 
 EXPORTS = "/etc/exports.d/clustcontrol.exports"
+GANESHA_CONF = "/etc/ganesha/ganesha.conf"
 FSTAB = "/etc/fstab"
 EXPORT_OPTIONS = "sync,no_subtree_check,no_root_squash,crossmnt"
 
@@ -37,6 +38,33 @@ def render_exports(ctx: RenderContext) -> Iterator[Output]:
             network=view.network,
             options=EXPORT_OPTIONS,
         ),
+    )
+
+
+def render_ganesha(ctx: RenderContext) -> Iterator[Output]:
+    """nfs-ganesha exports: each image root, and the control directory bind-mounted into it
+    (ganesha does not cross into a mount below an export, so it gets an export of its own)."""
+    view = ClusterView(ctx.inventory)
+    update_image = view.update_image.name
+    control_dir = view.cluster.control_dir
+    exports = []
+    for number, image in enumerate(view.images, start=1):
+        rw_client = str(view.update_ip) if image.name == update_image else None
+        exports.append(
+            {"id": number, "path": image.root, "rw_client": rw_client, "ro_clients": view.network}
+        )
+        exports.append(
+            {
+                "id": 1000 + number,
+                "path": control_mount_point(image.root, control_dir),
+                "rw_client": None,
+                "ro_clients": view.network,
+            }
+        )
+    yield Output(
+        path=GANESHA_CONF,
+        service="nfs-ganesha",
+        content=render_template("nfs/ganesha.conf.j2", exports=exports),
     )
 
 
