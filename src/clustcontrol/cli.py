@@ -20,6 +20,7 @@ from rich.table import Table
 from clustcontrol import __version__, edit
 from clustcontrol.apply import ApplyResult, Installer, apply_tree, selected_services, write_tree
 from clustcontrol.errors import EXIT_INVALID, ClustcontrolError, InvalidInputError
+from clustcontrol.image import ImageResult, prepare_image, publish_image
 from clustcontrol.inventory import types as T
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.inventory.store import (
@@ -275,6 +276,95 @@ def image_list(state: State, output: str) -> None:
         "images",
         ["name", "root", "transport", "disk_layout", "nodes", "default", "persistent"],
     )
+
+
+def _print_image_result(result: ImageResult, what: str) -> None:
+    if result.dry_run:
+        for change in result.changes:
+            sys.stdout.write(change.diff())
+        sys.stdout.flush()
+    for change in result.changes:
+        out.print(f"{change.action:7} {change.path}")
+    for note in result.notes:
+        out.print(f"note: {note}")
+    verb = "would change" if result.dry_run else "changed"
+    out.print(f"{what}: {len(result.changes)} files {verb}")
+
+
+@image.command("prepare")
+@click.argument("name")
+@click.option(
+    "--root",
+    "prefix",
+    type=click.Path(path_type=Path),
+    default=Path("/"),
+    show_default=True,
+    help="Installation prefix the image root is resolved under.",
+)
+@click.option("--dry-run", is_flag=True, help="Show a unified diff; write nothing.")
+@click.option(
+    "--rebuild-initramfs",
+    is_flag=True,
+    help="Run update-initramfs in a chroot of the image afterwards.",
+)
+@click.option(
+    "--bootable-disk",
+    is_flag=True,
+    help="Install the rc.local part that makes each node's disk bootable (extlinux).",
+)
+@pass_state
+def image_prepare(
+    state: State,
+    name: str,
+    prefix: Path,
+    dry_run: bool,
+    rebuild_initramfs: bool,
+    bootable_disk: bool,
+) -> None:
+    """Make a standard root sync-on-boot capable (idempotent).
+
+    Installs the initramfs-tools hook and scripts and the node functions library, sets
+    initramfs.conf for a network boot, comments out the root line of etc/fstab, disables the
+    udev persistent-net generator, sets the boot interface to 'manual', installs an update-grub
+    stub.
+
+    \b
+    Example:
+      clustcontrol image prepare default --dry-run
+      clustcontrol image prepare default --rebuild-initramfs && clustcontrol image publish default
+    """
+    result = prepare_image(
+        state.inventory(),
+        name,
+        dry_run=dry_run,
+        rebuild_initramfs=rebuild_initramfs,
+        bootable_disk=bootable_disk,
+        root_prefix=prefix,
+    )
+    _print_image_result(result, f"image prepare {name}")
+
+
+@image.command("publish")
+@click.argument("name")
+@click.option(
+    "--root",
+    "prefix",
+    type=click.Path(path_type=Path),
+    default=Path("/"),
+    show_default=True,
+    help="Installation prefix (image root and TFTP tree under it).",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be copied; write nothing.")
+@pass_state
+def image_publish(state: State, name: str, prefix: Path, dry_run: bool) -> None:
+    """Copy the image's kernel and initrd into the TFTP tree and refresh the PXELINUX files.
+
+    \b
+    Example:
+      clustcontrol image publish default   # -> /var/lib/tftpboot/cluster_node/default/vmlinuz
+    """
+    result = publish_image(state.inventory(), name, dry_run=dry_run, root_prefix=prefix)
+    _print_image_result(result, f"image publish {name}")
 
 
 # --- node -----------------------------------------------------------------------------------
