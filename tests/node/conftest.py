@@ -33,13 +33,11 @@ SFDISK_A = "label: dos\nunit: sectors\n\n,4MiB,S\n,40MiB,L,*\n,,L\n"
 SFDISK_B = "label: dos\nunit: sectors\n\n,4MiB,S\n,44MiB,L,*\n,,L\n"
 
 # Applets the Debian initramfs takes from busybox; everything else comes from the host.
-APPLETS = (
-    "mount umount sed grep cat cp mv rm mkdir dd od tr cut head tail wc sleep date sync ls "
-    "cksum stat find ln touch chroot blockdev rmdir basename dirname"
-).split()
-
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop devices, mounts)")
-
+APPLETS = [
+    "mount", "umount", "sed", "grep", "cat", "cp", "mv", "rm", "mkdir", "dd", "od", "tr", "cut",
+    "head", "tail", "wc", "sleep", "date", "sync", "ls", "cksum", "stat", "find", "ln", "touch",
+    "chroot", "blockdev", "rmdir", "basename", "dirname",
+]
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -47,7 +45,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def inventory_dict(sfdisk: str = SFDISK_A, transport: str = "nfs", rsync_port: int = 873) -> dict[str, object]:
+def inventory_dict(
+    sfdisk: str = SFDISK_A, transport: str = "nfs", rsync_port: int = 873
+) -> dict[str, object]:
     return {
         "cluster": {
             "domain": "testclust",
@@ -158,7 +158,8 @@ class Node:
             f". '{LIB}'\n"
             # The NFS mount replaced by a read-only bind mount of the test standard.
             "cc_test_nfs() {\n"
-            "  [ \"$1\" = \"${CC_TEST_SERVER}:${CC_TEST_IMAGE_ROOT}\" ] || { echo \"bad spec $1\" >&2; return 1; }\n"
+            "  [ \"$1\" = \"${CC_TEST_SERVER}:${CC_TEST_IMAGE_ROOT}\" ] ||\n"
+            "    { echo \"bad spec $1\" >&2; return 1; }\n"
             "  mount -o bind \"${CC_TEST_STD}\" \"$2\" && mount -o remount,ro,bind \"$2\"\n"
             "}\n"
             f"{body}\n"
@@ -190,13 +191,13 @@ class Node:
         env.update(extra)
         return env
 
-    def sh(self, body: str, timeout: float = 120, **extra: str) -> Result:
+    def sh(self, body: str, **extra: str) -> Result:
         proc = subprocess.run(
             [BUSYBOX, "sh", "-c", self.script(body)],
             env=self.environ(**extra),
             capture_output=True,
             text=True,
-            timeout=timeout,
+            timeout=120,
         )
         return Result(proc.returncode, proc.stdout + proc.stderr)
 

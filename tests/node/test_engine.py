@@ -157,7 +157,8 @@ def test_rsync_daemon_transport(node: Node, rsync_daemon: RsyncDaemon) -> None:
     assert_ok(r)
     assert f"rsync://127.0.0.1:{rsync_daemon.port}/default/" in r.out
     with node.mounted(2) as root:
-        assert (root / "usr/share/doc/big").read_bytes() == (node.std / "usr/share/doc/big").read_bytes()
+        big = "usr/share/doc/big"
+        assert (root / big).read_bytes() == (node.std / big).read_bytes()
         assert os.stat(root / "bin/tool").st_ino == os.stat(root / "bin/tool-hardlink").st_ino
         assert os.readlink(root / "bin/tool-symlink") == "tool"
         assert not (root / "etc/clustcontrol").exists()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.node.conftest import BUSYBOX, LIB, SFDISK_A, SFDISK_B, write_control
-
-import subprocess
 
 
 def sh(body: str, **env: str) -> tuple[int, str]:
@@ -38,7 +37,9 @@ def test_parse_cmdline(tmp_path: Path) -> None:
 
 def test_parse_cmdline_defaults_and_bad_values(tmp_path: Path) -> None:
     cmdline = tmp_path / "cmdline"
-    cmdline.write_text("clustcontrol.sync=bogus clustcontrol.retries=x clustcontrol.transport=ftp\n")
+    cmdline.write_text(
+        "clustcontrol.sync=bogus clustcontrol.retries=x clustcontrol.transport=ftp\n"
+    )
     rc, out = sh(f"cc_parse_cmdline '{cmdline}'\n"
                  'echo "=$CC_ARG_SYNC|$CC_ARG_RETRIES|$CC_ARG_TRANSPORT|$CC_ARG_REPARTITION"')
     assert rc == 0, out
@@ -125,7 +126,7 @@ def test_backoff_grows_with_jitter_and_cap() -> None:
 
 
 def test_retry_counts_attempts() -> None:
-    rc, out = sh("n=0\nflaky() { n=$((n+1)); [ $n -ge 3 ]; }\n"
+    _, out = sh("n=0\nflaky() { n=$((n+1)); [ $n -ge 3 ]; }\n"
                  "cc_retry 5 flaky flaky; echo \"rc=$? n=$n\"\n"
                  "n=-10\ncc_retry 2 never flaky; echo \"rc=$? n=$n\"", CC_RETRY_BASE="0")
     assert "rc=0 n=3" in out
@@ -144,7 +145,8 @@ def test_write_interfaces_and_hosts(tmp_path: Path) -> None:
     rc, out = sh(
         f"CC_BOOT_INTERFACE=eth0 CC_HOSTNAME=node01 CC_FQDN=node01.c CC_IP=10.0.0.11 "
         f"CC_MASTER_IP=10.0.0.1 CC_MASTER_NAME=master CC_DOMAIN=c\n"
-        f"cc_write_interfaces '{tmp_path}' && cc_write_hosts '{tmp_path}' && cc_write_hosts '{tmp_path}'"
+        f"cc_write_interfaces '{tmp_path}' && cc_write_hosts '{tmp_path}'"
+        f" && cc_write_hosts '{tmp_path}'"
     )
     assert rc == 0, out
     assert (tmp_path / "etc/network/interfaces").read_text() == (

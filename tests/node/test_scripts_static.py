@@ -29,6 +29,7 @@ def test_all_node_scripts_are_listed() -> None:
     assert found == set(SCRIPTS)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
 def test_shellcheck_posix_sh() -> None:
     proc = subprocess.run(
