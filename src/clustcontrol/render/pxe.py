@@ -42,6 +42,15 @@ def _console_args(inv: Inventory) -> list[str]:
     return [f"console={inv.cluster.serial_console}"] if inv.cluster.serial_console else []
 
 
+def _source_args(inv: Inventory, image: ImageView) -> list[str]:
+    """Where the node finds its standard: the NFS path, or a non-default rsync daemon port."""
+    if image.transport == "nfs":
+        return [f"clustcontrol.imageroot={image.root}"]
+    if inv.cluster.rsync_port != 873:
+        return [f"clustcontrol.rsyncport={inv.cluster.rsync_port}"]
+    return []
+
+
 def sync_label(
     inv: Inventory, name: str, image: ImageView, layout: str, extra: tuple[str, ...]
 ) -> Label:
@@ -52,6 +61,7 @@ def sync_label(
         f"clustcontrol.server={inv.cluster.master.ip}",
         f"clustcontrol.image={image.name}",
         f"clustcontrol.transport={image.transport}",
+        *_source_args(inv, image),
         *_console_args(inv),
         *image.kernel_args,
         *extra,

@@ -1,0 +1,173 @@
+"""The e2e test cluster: an inventory, `clustcontrol apply --root PREFIX` for the master's
+configs, `clustcontrol image publish` for the TFTP tree, the master's daemons in a namespace,
+and node VMs on tap devices. Used by tests/vm/test_e2e.py and scripts/demo-boot."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clustcontrol.inventory.model import Inventory
+from clustcontrol.inventory.store import load_inventory
+from tests.vm.master import Master
+from tests.vm.netns import Namespace
+from tests.vm.qemu import BootResult, NodeVM
+from tests.vm.standard import copy_standard, prepared_standard
+
+NETWORK = "192.168.0.0/24"
+MASTER_IP = "192.168.0.1"
+
+# A small disk: 256 MiB swap, 1.5 GiB root, the rest a persistent data partition.
+LAYOUT = {
+    "device": "/dev/vda",
+    "sfdisk": "label: dos\n,256MiB,S\n,1536MiB,L,*\n,,L\n",
+    "partitions": [
+        {"number": 1, "use": "swap"},
+        {"number": 2, "use": "root", "fs": "ext4"},
+        {"number": 3, "use": "data", "fs": "ext4", "mount": "/scratch", "persistent": True},
+    ],
+}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    mac: str
+    ip: str
+    image: str = "default"
+
+
+@dataclass
+class E2ECluster:
+    work: Path
+    ns: Namespace
+    images: dict[str, str]  # image name -> transport
+    nodes: list[NodeSpec]
+    update_node: str | None = None
+    vms: dict[str, NodeVM] = field(default_factory=dict)
+    timings: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def prefix(self) -> Path:
+        return self.work / "prefix"
+
+    @property
+    def config(self) -> Path:
+        return self.work / "cluster.yaml"
+
+    @property
+    def logs(self) -> Path:
+        return self.work / "logs"
+
+    def image_root(self, name: str) -> Path:
+        return self.work / "standards" / name
+
+    # --- set-up ------------------------------------------------------------------------
+    def inventory_data(self) -> dict[str, object]:
+        return {
+            "cluster": {
+                "domain": "rostclust",
+                "network": NETWORK,
+                "master": {"name": "master", "ip": MASTER_IP},
+                "serial_console": "ttyS0,115200",
+                "nfs_server": "ganesha",
+                "sync_retries": 2,
+            },
+            "images": {
+                name: {
+                    "root": str(self.image_root(name)),
+                    "transport": transport,
+                    "persistent": ["/var/lib/persist"],
+                    "boot_interface": "ens3",
+                    "kernel_args": ["panic=-1"],
+                }
+                for name, transport in self.images.items()
+            },
+            "disk_layouts": {"default": LAYOUT},
+            "nodes": [
+                {"name": n.name, "mac": n.mac, "ip": n.ip, "image": n.image} for n in self.nodes
+            ],
+            "update_node": {"node": self.update_node},
+        }
+
+    def clustcontrol(self, *args: str) -> str:
+        argv = [sys.executable, "-m", "clustcontrol", "--config", str(self.config), *args]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"clustcontrol {' '.join(args)} failed: {proc.stderr}{proc.stdout}")
+        return proc.stdout
+
+    def inventory(self) -> Inventory:
+        return load_inventory(self.config)
+
+    def write_inventory(self) -> None:
+        # JSON is YAML: the inventory file is written as JSON for exactness.
+        self.config.write_text(json.dumps(self.inventory_data(), indent=2) + "\n")
+
+    def set_up(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        standard = prepared_standard()
+        for name in self.images:
+            root = self.image_root(name)
+            if not root.exists():
+                root.parent.mkdir(parents=True, exist_ok=True)
+                copy_standard(standard, root)
+                (root / "etc/clustcontrol-generation").write_text(f"{name}-1\n")
+            # `image publish --root PREFIX` looks for the image under the prefix.
+            alias = self.prefix / str(root).lstrip("/")
+            alias.parent.mkdir(parents=True, exist_ok=True)
+            if not alias.is_symlink():
+                alias.symlink_to(root)
+        self.write_inventory()
+        self.reconfigure()
+        self.ns.create(MASTER_IP, 24)
+        for index, node in enumerate(self.nodes):
+            tap = f"cctap{index}"
+            self.ns.add_tap(tap)
+            vm = NodeVM(self.ns, node.name, node.mac, tap, self.work / f"{node.name}.raw")
+            vm.create_disk("2500M")
+            self.vms[node.name] = vm
+        self.master().start_all()
+
+    def reconfigure(self) -> None:
+        """Inventory -> configs (apply) and kernel/initrd -> TFTP (publish), like an admin."""
+        self.write_inventory()
+        self.clustcontrol("apply", "--root", str(self.prefix))
+        self.clustcontrol("render", "--out", str(self.work / "rendered"), "--root", str(self.prefix))
+        # rsyncd.conf is installed by apply only when an image uses rsync; the test always runs it.
+        rendered = self.work / "rendered/etc/rsyncd.conf"
+        (self.prefix / "etc/rsyncd.conf").write_bytes(rendered.read_bytes())
+        for name in self.images:
+            self.clustcontrol("image", "publish", name, "--root", str(self.prefix))
+
+    def master(self) -> Master:
+        return Master(self.ns, self.inventory(), self.prefix, self.logs)
+
+    def tear_down(self) -> None:
+        self.master().stop_all()
+        self.ns.destroy()
+
+    # --- scenarios --------------------------------------------------------------------
+    def boot(self, node: str, scenario: str, kill_on: str | None = None) -> BootResult:
+        log = self.logs / f"{scenario}-{node}.serial.log"
+        result = self.vms[node].boot(log, timeout=900, kill_on=kill_on)
+        moved = re.findall(r"(\d+) bytes moved", result.log)
+        self.timings.append(
+            {
+                "scenario": scenario,
+                "node": node,
+                "wall_s": round(result.seconds, 1),
+                "bytes_moved": int(moved[-1]) if moved else None,
+                "killed": result.killed,
+            }
+        )
+        return result
+
+
+def unique_namespace() -> Namespace:
+    return Namespace(f"cc-e2e-{os.getpid()}")
