@@ -34,10 +34,38 @@ SFDISK_B = "label: dos\nunit: sectors\n\n,4MiB,S\n,44MiB,L,*\n,,L\n"
 
 # Applets the Debian initramfs takes from busybox; everything else comes from the host.
 APPLETS = [
-    "mount", "umount", "sed", "grep", "cat", "cp", "mv", "rm", "mkdir", "dd", "od", "tr", "cut",
-    "head", "tail", "wc", "sleep", "date", "sync", "ls", "cksum", "stat", "find", "ln", "touch",
-    "chroot", "blockdev", "rmdir", "basename", "dirname",
+    "mount",
+    "umount",
+    "sed",
+    "grep",
+    "cat",
+    "cp",
+    "mv",
+    "rm",
+    "mkdir",
+    "dd",
+    "od",
+    "tr",
+    "cut",
+    "head",
+    "tail",
+    "wc",
+    "sleep",
+    "date",
+    "sync",
+    "ls",
+    "cksum",
+    "stat",
+    "find",
+    "ln",
+    "touch",
+    "chroot",
+    "blockdev",
+    "rmdir",
+    "basename",
+    "dirname",
 ]
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -97,8 +125,17 @@ def write_control(dest: Path, **kw: object) -> None:
 def build_standard(std: Path) -> None:
     """A small standard root: files, a hard link, a symlink, persistent paths, and files that
     must not reach a node (machine-id, SSH host keys of the update node)."""
-    for d in ("bin", "etc/network", "etc/ssh", "usr/share/doc", "var/lib/keep", "proc", "dev",
-              "tmp", "scratch"):
+    for d in (
+        "bin",
+        "etc/network",
+        "etc/ssh",
+        "usr/share/doc",
+        "var/lib/keep",
+        "proc",
+        "dev",
+        "tmp",
+        "scratch",
+    ):
         (std / d).mkdir(parents=True, exist_ok=True)
     (std / "bin/tool").write_text("#!/bin/sh\necho tool\n")
     (std / "bin/tool").chmod(0o755)
@@ -158,9 +195,9 @@ class Node:
             f". '{LIB}'\n"
             # The NFS mount replaced by a read-only bind mount of the test standard.
             "cc_test_nfs() {\n"
-            "  [ \"$1\" = \"${CC_TEST_SERVER}:${CC_TEST_IMAGE_ROOT}\" ] ||\n"
-            "    { echo \"bad spec $1\" >&2; return 1; }\n"
-            "  mount -o bind \"${CC_TEST_STD}\" \"$2\" && mount -o remount,ro,bind \"$2\"\n"
+            '  [ "$1" = "${CC_TEST_SERVER}:${CC_TEST_IMAGE_ROOT}" ] ||\n'
+            '    { echo "bad spec $1" >&2; return 1; }\n'
+            '  mount -o bind "${CC_TEST_STD}" "$2" && mount -o remount,ro,bind "$2"\n'
             "}\n"
             f"{body}\n"
         )
@@ -288,8 +325,15 @@ def rsync_daemon(tmp_path: Path, standard: Path) -> Iterator[RsyncDaemon]:
         "    hosts allow = 127.0.0.1\n"
     )
     proc = subprocess.Popen(
-        ["rsync", "--daemon", "--no-detach", f"--config={conf}", f"--port={port}",
-         "--address=127.0.0.1", f"--log-file={tmp_path}/rsyncd.log"],
+        [
+            "rsync",
+            "--daemon",
+            "--no-detach",
+            f"--config={conf}",
+            f"--port={port}",
+            "--address=127.0.0.1",
+            f"--log-file={tmp_path}/rsyncd.log",
+        ],
         start_new_session=True,
     )
     deadline = time.monotonic() + 10

@@ -33,8 +33,9 @@ def record(root: Path) -> dict[str, str]:
 
 
 def blkid(dev: str, tag: str) -> str:
-    return subprocess.run(["blkid", "-s", tag, "-o", "value", dev],
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["blkid", "-s", tag, "-o", "value", dev], capture_output=True, text=True
+    ).stdout.strip()
 
 
 def assert_ok(r: object) -> None:

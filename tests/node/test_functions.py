@@ -13,7 +13,9 @@ from tests.node.conftest import BUSYBOX, LIB, SFDISK_A, SFDISK_B, write_control
 def sh(body: str, **env: str) -> tuple[int, str]:
     proc = subprocess.run(
         [BUSYBOX, "sh", "-c", f"set -u\n. '{LIB}'\ncc_defaults\n{body}"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CC_LOG": "", **env},
     )
     return proc.returncode, proc.stdout + proc.stderr
@@ -40,17 +42,24 @@ def test_parse_cmdline_defaults_and_bad_values(tmp_path: Path) -> None:
     cmdline.write_text(
         "clustcontrol.sync=bogus clustcontrol.retries=x clustcontrol.transport=ftp\n"
     )
-    rc, out = sh(f"cc_parse_cmdline '{cmdline}'\n"
-                 'echo "=$CC_ARG_SYNC|$CC_ARG_RETRIES|$CC_ARG_TRANSPORT|$CC_ARG_REPARTITION"')
+    rc, out = sh(
+        f"cc_parse_cmdline '{cmdline}'\n"
+        'echo "=$CC_ARG_SYNC|$CC_ARG_RETRIES|$CC_ARG_TRANSPORT|$CC_ARG_REPARTITION"'
+    )
     assert rc == 0, out
     assert "=normal|||no\n" in out
     assert out.count("clustcontrol: WARNING:") == 3
 
 
-@pytest.mark.parametrize(("disk", "n", "dev"), [
-    ("/dev/sda", "2", "/dev/sda2"), ("/dev/nvme0n1", "3", "/dev/nvme0n1p3"),
-    ("/dev/loop7", "1", "/dev/loop7p1"), ("/dev/vdb", "1", "/dev/vdb1"),
-])
+@pytest.mark.parametrize(
+    ("disk", "n", "dev"),
+    [
+        ("/dev/sda", "2", "/dev/sda2"),
+        ("/dev/nvme0n1", "3", "/dev/nvme0n1p3"),
+        ("/dev/loop7", "1", "/dev/loop7p1"),
+        ("/dev/vdb", "1", "/dev/vdb1"),
+    ],
+)
 def test_partition_device(disk: str, n: str, dev: str) -> None:
     assert sh(f"cc_partition_device {disk} {n}") == (0, dev + "\n")
 
@@ -117,8 +126,9 @@ def test_layout_state_gpt_ignores_random_uuids(tmp_path: Path) -> None:
 
 
 def test_backoff_grows_with_jitter_and_cap() -> None:
-    rc, out = sh("for i in 1 2 3 4 5 6; do cc_backoff_delay $i; done",
-                 CC_RETRY_BASE="2", CC_RETRY_MAX="20")
+    rc, out = sh(
+        "for i in 1 2 3 4 5 6; do cc_backoff_delay $i; done", CC_RETRY_BASE="2", CC_RETRY_MAX="20"
+    )
     assert rc == 0, out
     delays = [int(x) for x in out.split()]
     for d, low in zip(delays, [2, 4, 8, 16, 20, 20], strict=True):
@@ -126,9 +136,12 @@ def test_backoff_grows_with_jitter_and_cap() -> None:
 
 
 def test_retry_counts_attempts() -> None:
-    _, out = sh("n=0\nflaky() { n=$((n+1)); [ $n -ge 3 ]; }\n"
-                 "cc_retry 5 flaky flaky; echo \"rc=$? n=$n\"\n"
-                 "n=-10\ncc_retry 2 never flaky; echo \"rc=$? n=$n\"", CC_RETRY_BASE="0")
+    _, out = sh(
+        "n=0\nflaky() { n=$((n+1)); [ $n -ge 3 ]; }\n"
+        'cc_retry 5 flaky flaky; echo "rc=$? n=$n"\n'
+        'n=-10\ncc_retry 2 never flaky; echo "rc=$? n=$n"',
+        CC_RETRY_BASE="0",
+    )
     assert "rc=0 n=3" in out
     assert "rc=1 n=-7" in out
     assert "never: failed after 3 attempt(s)" in out
@@ -164,7 +177,9 @@ def test_sync_age(tmp_path: Path) -> None:
     state.mkdir(parents=True)
     (state / "last-sync").write_text("CC_SYNC_END='1000'\n")
     assert sh(f"cc_sync_age '{tmp_path}'", CC_NOW=str(1000 + 2 * 86400 + 3 * 3600)) == (
-        0, "2 day(s) 3 hour(s) old\n")
+        0,
+        "2 day(s) 3 hour(s) old\n",
+    )
     assert sh(f"cc_has_complete_sync '{tmp_path}'")[0] == 0
     (state / "sync-in-progress").write_text("")
     assert sh(f"cc_has_complete_sync '{tmp_path}'")[0] == 1

@@ -19,8 +19,13 @@ HOOK_FUNCTIONS = Path("/usr/share/initramfs-tools/hook-functions")
 
 
 def run_script(script: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([BUSYBOX, "sh", str(script), *args], capture_output=True, text=True,
-                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **env}, timeout=60)
+    return subprocess.run(
+        [BUSYBOX, "sh", str(script), *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **env},
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("script", ["hooks", "scripts/local-top", "scripts/local-bottom"])
@@ -51,8 +56,13 @@ def build_tree(dest: Path, control: Path) -> subprocess.CompletedProcess[str]:
         "CC_LIB_SRC": str(LIB),
         "CC_CONTROL_SRC": str(control),
     }
-    return subprocess.run(["sh", str(ITR / "hooks/clustcontrol")], env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        ["sh", str(ITR / "hooks/clustcontrol")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.slow
@@ -66,24 +76,61 @@ def test_hook_tree_runs_local_top_and_bottom(node: Node) -> None:
     for tool in ("rsync", "sfdisk", "blkid", "mkfs.ext4", "e2fsck", "mkswap", "partx"):
         assert list(tree.glob(f"usr/*bin/{tool}")), tool
     # The copied binaries find their libraries inside the tree.
-    for argv in (["rsync", "--version"], ["sfdisk", "--version"], ["blkid", "-V"],
-                 ["mke2fs", "-V"], ["e2fsck", "-V"]):
+    for argv in (
+        ["rsync", "--version"],
+        ["sfdisk", "--version"],
+        ["blkid", "-V"],
+        ["mke2fs", "-V"],
+        ["e2fsck", "-V"],
+    ):
         res = subprocess.run(["chroot", str(tree), *argv], capture_output=True, text=True)
         assert res.returncode == 0, (argv, res.stderr)
 
     # Complete the tree like mkinitramfs would: busybox, /scripts, /conf/conf.d.
     shutil.copy2(BUSYBOX, tree / "bin/busybox")
-    for applet in ("sh", "mount", "umount", "sed", "grep", "cat", "cp", "mv", "rm", "mkdir", "dd",
-                   "od", "tr", "cut", "head", "tail", "wc", "sleep", "date", "sync", "ls",
-                   "cksum", "blockdev", "touch", "modprobe"):
+    for applet in (
+        "sh",
+        "mount",
+        "umount",
+        "sed",
+        "grep",
+        "cat",
+        "cp",
+        "mv",
+        "rm",
+        "mkdir",
+        "dd",
+        "od",
+        "tr",
+        "cut",
+        "head",
+        "tail",
+        "wc",
+        "sleep",
+        "date",
+        "sync",
+        "ls",
+        "cksum",
+        "blockdev",
+        "touch",
+        "modprobe",
+    ):
         if not (tree / "bin" / applet).exists():
             (tree / "bin" / applet).symlink_to("busybox")
-    for d in ("scripts/local-top", "scripts/local-bottom", "conf/conf.d", "proc", "dev", "run",
-              "root"):
+    for d in (
+        "scripts/local-top",
+        "scripts/local-bottom",
+        "conf/conf.d",
+        "proc",
+        "dev",
+        "run",
+        "root",
+    ):
         (tree / d).mkdir(parents=True, exist_ok=True)
     # initramfs-tools' functions, with a panic that cannot open a shell or reboot this machine.
     (tree / "scripts/functions").write_text(
-        FUNCTIONS.read_text() + '\npanic() { echo "PANIC: $*"; exit 99; }\n')
+        FUNCTIONS.read_text() + '\npanic() { echo "PANIC: $*"; exit 99; }\n'
+    )
     shutil.copy2(ITR / "conf.d/clustcontrol", tree / "conf/conf.d/clustcontrol")
     for stage in ("local-top", "local-bottom"):
         shutil.copy2(ITR / "scripts" / stage / "clustcontrol", tree / "scripts" / stage)
@@ -93,11 +140,23 @@ def test_hook_tree_runs_local_top_and_bottom(node: Node) -> None:
     (tree / "cmdline").write_text(f"root={node.part(2)} clustcontrol.sync=skip quiet\n")
     subprocess.run(["mount", "--bind", "/dev", str(tree / "dev")], check=True)
     subprocess.run(["mount", "-t", "proc", "proc", str(tree / "proc")], check=True)
-    env = {"PATH": "/sbin:/usr/sbin:/bin:/usr/bin", "BOOT": "local", "quiet": "y", "panic": "",
-           "CC_CMDLINE_FILE": "/cmdline", "CC_WARN_PAUSE": "0", "CC_DISK_WAIT": "1",
-           "rootmnt": "/root"}
-    top = subprocess.run(["chroot", str(tree), "/bin/sh", "/scripts/local-top/clustcontrol"],
-                         env=env, capture_output=True, text=True, timeout=60)
+    env = {
+        "PATH": "/sbin:/usr/sbin:/bin:/usr/bin",
+        "BOOT": "local",
+        "quiet": "y",
+        "panic": "",
+        "CC_CMDLINE_FILE": "/cmdline",
+        "CC_WARN_PAUSE": "0",
+        "CC_DISK_WAIT": "1",
+        "rootmnt": "/root",
+    }
+    top = subprocess.run(
+        ["chroot", str(tree), "/bin/sh", "/scripts/local-top/clustcontrol"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert top.returncode == 0, top.stdout + top.stderr
     assert "PANIC" not in top.stdout
     assert "clustcontrol.sync=skip" in top.stderr
@@ -105,12 +164,18 @@ def test_hook_tree_runs_local_top_and_bottom(node: Node) -> None:
 
     # initramfs-tools mounts the root read-only, then local-bottom saves the log onto it.
     subprocess.run(["mount", "-o", "ro", node.part(2), str(tree / "root")], check=True)
-    bottom = subprocess.run(["chroot", str(tree), "/bin/sh", "/scripts/local-bottom/clustcontrol"],
-                            env=env, capture_output=True, text=True, timeout=60)
+    bottom = subprocess.run(
+        ["chroot", str(tree), "/bin/sh", "/scripts/local-bottom/clustcontrol"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bottom.returncode == 0, bottom.stdout + bottom.stderr
     with open("/proc/mounts") as f:
-        assert any(line.split()[1] == str(tree / "root") and line.split()[3].startswith("ro")
-                   for line in f), "root not read-only again"
+        assert any(
+            line.split()[1] == str(tree / "root") and line.split()[3].startswith("ro") for line in f
+        ), "root not read-only again"
     subprocess.run(["umount", str(tree / "root")], check=True)
     with node.mounted(2) as root:
         assert (root / "var/log/clustcontrol/last-boot-status").read_text() == "skipped\n"
