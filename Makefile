@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= demo-out
 
-.PHONY: setup deps venv demo test lint clean
+.PHONY: setup deps venv demo demo-boot test e2e lint clean
 
 setup: deps venv
 
@@ -23,6 +23,12 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	rm -rf $(DEMO_DIR)
 	$(VENV)/bin/clustcontrol demo --dir $(DEMO_DIR)
+
+demo-boot: setup
+	$(PY) scripts/demo-boot
+
+e2e: setup
+	$(VENV)/bin/python -m pytest tests/vm -v
 
 test: setup
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

@@ -26,6 +26,7 @@ EDITED = {
     f"{ROOT}/etc/udev/rules.d/75-persistent-net-generator.rules",
     f"{ROOT}/etc/network/interfaces",
     f"{ROOT}/usr/sbin/update-grub",
+    f"{ROOT}/etc/systemd/system/ssh.service.d/clustcontrol-host-keys.conf",
 }
 
 
@@ -164,6 +165,18 @@ def test_update_grub_stub_is_written_executable(env: ImageEnv) -> None:
     assert stub.read_text().endswith("exit 0\n")
     assert mode(stub) == 0o755
     assert subprocess.run([str(stub)], check=False).returncode == 0
+
+
+def test_sshd_generates_node_host_keys_before_its_config_test(env: ImageEnv) -> None:
+    run_prepare(env)
+    dropin = env.root / "etc/systemd/system/ssh.service.d/clustcontrol-host-keys.conf"
+    lines = [line for line in dropin.read_text().splitlines() if line.startswith("ExecStartPre")]
+    # The unit's own `sshd -t` would fail without keys: the list is reset, keys come first.
+    assert lines == [
+        "ExecStartPre=",
+        "ExecStartPre=/usr/bin/ssh-keygen -A",
+        "ExecStartPre=/usr/sbin/sshd -t",
+    ]
 
 
 def test_real_update_grub_is_never_clobbered(env: ImageEnv) -> None:

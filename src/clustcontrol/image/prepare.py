@@ -10,6 +10,7 @@ nothing. A second run finds nothing to change.
     configure_persistent_net  disable udev's old persistent-net generator, where there is one
     configure_interfaces      the boot interface: `inet manual` (the kernel configured it)
     install_update_grub_stub  a no-op update-grub, so kernel installs in the image do not fail
+    configure_ssh_host_keys   sshd generates a node's own host keys at its first boot
     install_bootable_disk     optional: rc.local part that makes the node's disk bootable
     rebuild_initramfs         optional: chroot ROOT update-initramfs
 """
@@ -46,6 +47,15 @@ UPDATE_GRUB_STUB = f"""#!/bin/sh
 # `clustcontrol image prepare`; replace it by removing this file and reinstalling grub.
 exit 0
 """.encode()
+SSH_HOST_KEYS_DROPIN = "etc/systemd/system/ssh.service.d/clustcontrol-host-keys.conf"
+SSH_HOST_KEYS_UNIT = b"""\
+# clustcontrol image prepare: nodes keep their own SSH host keys across syncs and never get the
+# standard's; a node without keys (its first boot) generates them before sshd's config test.
+[Service]
+ExecStartPre=
+ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStartPre=/usr/sbin/sshd -t
+"""
 BOOTABLE_DISK_SCRIPT = "usr/share/clustcontrol/make-disk-bootable"
 RC_LOCAL = "etc/rc.local"
 RC_LOCAL_BLOCK = f"""\
@@ -187,6 +197,12 @@ def install_update_grub_stub(tree: ImageTree) -> Step:
     return Step.of([tree.change(UPDATE_GRUB, UPDATE_GRUB_STUB, 0o755)])
 
 
+def configure_ssh_host_keys(tree: ImageTree) -> Step:
+    """The sync keeps each node's SSH host keys and never copies the standard's, so a node's
+    first boot has none: sshd's unit generates them before its own config test."""
+    return Step.of([tree.change(SSH_HOST_KEYS_DROPIN, SSH_HOST_KEYS_UNIT)])
+
+
 def install_bootable_disk(tree: ImageTree) -> Step:
     """The script goes next to the shell library; a managed block in /etc/rc.local runs it
     (systemd's rc-local.service runs /etc/rc.local when executable; nothing runs rc.local.d)."""
@@ -244,6 +260,7 @@ def prepare_image(
         configure_persistent_net,
         configure_interfaces,
         install_update_grub_stub,
+        configure_ssh_host_keys,
     ]
     if bootable_disk:
         steps.append(install_bootable_disk)
