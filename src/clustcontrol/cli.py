@@ -98,6 +98,21 @@ def _json_or_table(
     out.print(table)
 
 
+dry_run_option = click.option("--dry-run", is_flag=True, help="Show a unified diff; write nothing.")
+
+
+def prefix_option(help: str, dest: str = "root") -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """--root PREFIX: where live paths are resolved (default /; tests use a scratch prefix)."""
+    return click.option(
+        "--root",
+        dest,
+        type=click.Path(path_type=Path),
+        default=Path("/"),
+        show_default=True,
+        help=help,
+    )
+
+
 output_option = click.option(
     "--output",
     type=click.Choice(["table", "json"]),
@@ -293,15 +308,8 @@ def _print_image_result(result: ImageResult, what: str) -> None:
 
 @image.command("prepare")
 @click.argument("name")
-@click.option(
-    "--root",
-    "prefix",
-    type=click.Path(path_type=Path),
-    default=Path("/"),
-    show_default=True,
-    help="Installation prefix the image root is resolved under.",
-)
-@click.option("--dry-run", is_flag=True, help="Show a unified diff; write nothing.")
+@prefix_option("Installation prefix the image root is resolved under.", dest="prefix")
+@dry_run_option
 @click.option(
     "--rebuild-initramfs",
     is_flag=True,
@@ -346,14 +354,7 @@ def image_prepare(
 
 @image.command("publish")
 @click.argument("name")
-@click.option(
-    "--root",
-    "prefix",
-    type=click.Path(path_type=Path),
-    default=Path("/"),
-    show_default=True,
-    help="Installation prefix (image root and TFTP tree under it).",
-)
+@prefix_option("Installation prefix (image root and TFTP tree under it).", dest="prefix")
 @click.option("--dry-run", is_flag=True, help="Show what would be copied; write nothing.")
 @pass_state
 def image_publish(state: State, name: str, prefix: Path, dry_run: bool) -> None:
@@ -565,13 +566,7 @@ def _render(inv: Inventory, root: Path) -> RenderedTree:
     type=click.Path(path_type=Path),
     help="Staging directory; files land at OUT/<live path>.",
 )
-@click.option(
-    "--root",
-    type=click.Path(path_type=Path),
-    default=Path("/"),
-    show_default=True,
-    help="Live root whose zone serials are continued.",
-)
+@prefix_option("Live root whose zone serials are continued.")
 @pass_state
 def render(state: State, out_dir: Path, root: Path) -> None:
     """Render every config (all DHCP servers, both NFS flavours) into a staging tree.
@@ -617,14 +612,8 @@ def _print_result(result: ApplyResult, verbose_diff: bool) -> None:
 
 
 @cli.command()
-@click.option(
-    "--root",
-    type=click.Path(path_type=Path),
-    default=Path("/"),
-    show_default=True,
-    help="Install under this prefix instead of the live system.",
-)
-@click.option("--dry-run", is_flag=True, help="Show a unified diff; write nothing.")
+@prefix_option("Install under this prefix instead of the live system.")
+@dry_run_option
 @click.option("--no-check", is_flag=True, help="Skip the daemons' own config checkers.")
 @click.option("--reload", "reload_", is_flag=True, help="Reload each affected service once.")
 @pass_state
