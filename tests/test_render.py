@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from ipaddress import IPv4Network
 
 import pytest
@@ -174,3 +175,20 @@ def test_kea_check_copy_listens_everywhere_when_interface_is_absent() -> None:
     checked, missing = kea_checkable(raw, {"lo", "eth0"})
     assert missing == ["clusternet0"] and '"*"' in checked
     assert kea_checkable(raw, {"lo", "clusternet0"}) == (raw, [])
+
+
+def test_ganesha_exports() -> None:
+    tree = render(
+        cluster={**BASE["cluster"], "nfs_server": "ganesha"},  # type: ignore[dict-item]
+        images={"default": {"root": "/srv/a"}, "gpu": {"root": "/srv/b"}},
+    )
+    conf = text(tree, "/etc/ganesha/ganesha.conf")
+    blocks = conf.split("\nEXPORT {")[1:]
+    paths = [re.search(r'Path = "([^"]+)"', b).group(1) for b in blocks]  # type: ignore[union-attr]
+    assert paths == ["/srv/a", "/srv/a/etc/clustcontrol", "/srv/b", "/srv/b/etc/clustcontrol"]
+    # Read-write only for the update node's address, only on the update image's root.
+    assert [("Clients = 192.168.0.253;" in b) for b in blocks] == [True, False, False, False]
+    assert all(
+        "Clients = 192.168.0.0/24;" in b and "Attr_Expiration_Time = 0;" in b for b in blocks
+    )
+    assert "Use_Getattr_Directory_Invalidation = true;" in conf
