@@ -19,8 +19,9 @@ from rich.table import Table
 
 from clustcontrol import __version__, edit
 from clustcontrol.apply import ApplyResult, Installer, apply_tree, selected_services, write_tree
-from clustcontrol.errors import EXIT_INVALID, ClustcontrolError, InvalidInputError
+from clustcontrol.errors import EXIT_FAILURE, EXIT_INVALID, ClustcontrolError, InvalidInputError
 from clustcontrol.image import ImageResult, prepare_image, publish_image
+from clustcontrol.image.commit import commit_image, image_status
 from clustcontrol.inventory import types as T
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.inventory.store import (
@@ -368,6 +369,34 @@ def image_publish(state: State, name: str, prefix: Path, dry_run: bool) -> None:
     _print_image_result(result, f"image publish {name}")
 
 
+@image.command("commit")
+@click.argument("name")
+@prefix_option("Installation prefix the image root and the manifests are resolved under.")
+@pass_state
+def image_commit(state: State, name: str, root: Path) -> None:
+    """Record a new generation of the standard root when its content changed.
+
+    Nodes that already hold the committed generation skip the transfer at boot; run this after
+    every change to the standard (from the update node, a chroot, a package install).
+
+    \b
+    Example:
+      clustcontrol image commit default
+    """
+    result = commit_image(state.inventory(), name, root_prefix=root)
+    if not result.created:
+        out.print(
+            f"image {name}: unchanged since generation {result.generation} "
+            f"({result.files} files, {result.seconds:.1f} s)"
+        )
+        return
+    since = f" since {result.previous}" if result.previous else ""
+    out.print(
+        f"image {name}: generation {result.generation} ({result.difference.summary()}"
+        f"{since}; {result.files} files, {result.seconds:.1f} s)"
+    )
+
+
 # --- node -----------------------------------------------------------------------------------
 
 
@@ -541,6 +570,39 @@ def update_node_show(state: State, output: str) -> None:
     inv = state.inventory()
     row = {"ip": str(inv.update_ip), "image": inv.update_image_name, "node": inv.update_node.node}
     _json_or_table(output == "json", [row], "update node", ["ip", "image", "node"])
+
+
+@cli.command()
+@prefix_option("Installation prefix the image roots and manifests are resolved under.")
+@output_option
+@pass_state
+def status(state: State, root: Path, output: str) -> None:
+    """Each standard root: its committed generation and any changes not yet committed.
+
+    Exit status 1 when a standard has uncommitted changes (nodes would not get them).
+
+    \b
+    Example:
+      clustcontrol status
+    """
+    inv = state.inventory()
+    states = [image_status(inv, name, root_prefix=root) for name in inv.images]
+    rows = [
+        {
+            "image": st.image,
+            "root": st.root,
+            "generation": st.committed,
+            "uncommitted": None if st.uncommitted is None else st.uncommitted.summary(),
+            "warning": st.warning,
+        }
+        for st in states
+    ]
+    _json_or_table(output == "json", rows, "images", ["image", "root", "generation", "uncommitted"])
+    warnings = [st.warning for st in states if st.warning]
+    for warning in warnings:
+        err.print(f"clustcontrol: WARNING: {warning}", markup=False)
+    if any(st.uncommitted is not None and not st.uncommitted.empty for st in states):
+        sys.exit(EXIT_FAILURE)
 
 
 # --- validate, render, apply ----------------------------------------------------------------

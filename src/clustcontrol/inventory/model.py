@@ -133,6 +133,9 @@ class Image(_Model):
     persistent: list[AbsPath] = Field(default_factory=list)
     boot_interface: IfName = "eth0"
     transport: Transport | None = None
+    # A node whose synced generation matches the committed one skips the transfer; every
+    # verify_every-th such boot it runs the full rsync comparison anyway (0: never forced).
+    verify_every: int = Field(default=10, ge=0, le=10000)
 
 
 class Node(_Model):

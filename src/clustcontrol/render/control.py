@@ -55,6 +55,7 @@ def _image_values(inv: Inventory, name: str) -> Values:
         ("CC_PERSISTENT", " ".join(image.persistent)),
         ("CC_DISK_LAYOUT", image.disk_layout),
         ("CC_BOOT_INTERFACE", image.boot_interface),
+        ("CC_VERIFY_EVERY", image.verify_every),
     ]
 
 

@@ -1,0 +1,105 @@
+"""`clustcontrol image commit NAME` and the per-image part of `clustcontrol status`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from clustcontrol.fsutil import atomic_write, exclusive_lock
+from clustcontrol.image.common import image_tree
+from clustcontrol.image.generation import (
+    GENERATION_FILE,
+    Difference,
+    GenerationStore,
+    compare,
+    content_hash,
+    next_generation,
+    scan,
+)
+from clustcontrol.inventory.model import Inventory
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    image: str
+    generation: str
+    previous: str | None
+    difference: Difference
+    created: bool
+    files: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ImageStatus:
+    image: str
+    root: str
+    committed: str | None  # the last recorded generation
+    in_root: str | None  # what the standard's etc/clustcontrol-generation says (nodes read it)
+    uncommitted: Difference | None  # None when nothing was ever committed
+
+    @property
+    def warning(self) -> str | None:
+        if self.committed is None:
+            return (
+                f"image {self.image}: no generation committed; nodes sync the whole tree at "
+                f"every boot (clustcontrol image commit {self.image})"
+            )
+        if self.in_root != self.committed:
+            return (
+                f"image {self.image}: {GENERATION_FILE} says {self.in_root!r}, the last commit "
+                f"is {self.committed!r} (clustcontrol image commit {self.image})"
+            )
+        if self.uncommitted is not None and not self.uncommitted.empty:
+            return (
+                f"image {self.image}: UNCOMMITTED CHANGES since generation {self.committed} "
+                f"({self.uncommitted.summary()}): nodes at that generation will not get them "
+                f"until: clustcontrol image commit {self.image}"
+            )
+        return None
+
+
+def _read_generation(root: Path) -> str | None:
+    try:
+        return (root / GENERATION_FILE).read_text().strip() or None
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def commit_image(inv: Inventory, name: str, root_prefix: Path = Path("/")) -> CommitResult:
+    """Record a new generation of the standard when its content changed since the last one."""
+    start = time.monotonic()
+    tree = image_tree(inv, name, root_prefix)
+    store = GenerationStore.for_image(root_prefix, name)
+    with exclusive_lock(store.base / "lock"):
+        current = store.current()
+        previous = store.manifest(current) if current else {}
+        manifest = scan(tree.root, previous)
+        difference = compare(previous, manifest)
+        unchanged = current is not None and difference.empty
+        if unchanged and _read_generation(tree.root) == current:
+            assert current is not None
+            return CommitResult(
+                name, current, current, difference, False, len(manifest), time.monotonic() - start
+            )
+        generation = (
+            current if unchanged and current else next_generation(current, content_hash(manifest))
+        )
+        store.record(generation, manifest)
+        atomic_write(tree.live(GENERATION_FILE), f"{generation}\n".encode())
+    return CommitResult(
+        name, generation, current, difference, True, len(manifest), time.monotonic() - start
+    )
+
+
+def image_status(inv: Inventory, name: str, root_prefix: Path = Path("/")) -> ImageStatus:
+    """Compare the standard with its last committed manifest by metadata (no file is read)."""
+    tree = image_tree(inv, name, root_prefix)
+    store = GenerationStore.for_image(root_prefix, name)
+    current = store.current()
+    uncommitted = None
+    if current is not None:
+        now = scan(tree.root, hash_files=False)
+        uncommitted = compare(store.manifest(current), now, by_content=False)
+    return ImageStatus(name, tree.image.root, current, _read_generation(tree.root), uncommitted)

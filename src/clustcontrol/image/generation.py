@@ -1,0 +1,261 @@
+"""Image generations: a manifest of a standard root and the id nodes compare at boot.
+
+`clustcontrol image commit NAME` scans the standard (path, type, mode, owner, size, mtime,
+content hash; a file whose size, mtime and ctime are those of the last manifest keeps its hash
+unread), and when anything changed records a new generation:
+
+    /var/lib/clustcontrol/images/NAME/generations/SEQ-HASH.manifest.gz   the manifest
+    /var/lib/clustcontrol/images/NAME/current                            SEQ-HASH
+    IMAGE_ROOT/etc/clustcontrol-generation                               SEQ-HASH (read by nodes)
+
+A node that already holds that generation skips the transfer at boot. Changes made to the
+standard after the last commit are invisible to such nodes until the next commit, so
+`clustcontrol status` compares the standard with its manifest and warns about them."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from clustcontrol.errors import ClustcontrolError
+from clustcontrol.fsutil import atomic_write, read_bytes_or_none
+
+GENERATION_FILE = "etc/clustcontrol-generation"
+STATE_DIR = "/var/lib/clustcontrol/images"
+# Never part of the standard's content (the node's sync excludes them too): pseudo and scratch
+# file systems (their directories are kept, not their contents), the bind-mounted control
+# directory, and the generation file itself.
+CONTENT_EXCLUDED = ("proc", "sys", "dev", "run", "tmp", "mnt", "media")
+PATH_EXCLUDED = ("etc/clustcontrol", GENERATION_FILE, "lost+found")
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One path of the standard. `digest` is the sha256 of a regular file, a symlink's target,
+    or empty. `ctime_ns` only decides whether to re-hash; it is not part of the content."""
+
+    path: str
+    kind: str  # f d l c b p s
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime_ns: int
+    digest: str
+    ctime_ns: int = 0
+
+    def content(self) -> tuple[str, str, int, int, int, int, int, str]:
+        size = self.size if self.kind == "f" else 0
+        mtime = self.mtime_ns if self.kind != "d" else 0
+        return (self.path, self.kind, self.mode, self.uid, self.gid, size, mtime, self.digest)
+
+
+Manifest = dict[str, Entry]
+
+
+def _kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISREG, "f"),
+        (stat.S_ISDIR, "d"),
+        (stat.S_ISLNK, "l"),
+        (stat.S_ISCHR, "c"),
+        (stat.S_ISBLK, "b"),
+        (stat.S_ISFIFO, "p"),
+    ):
+        if test(mode):
+            return kind
+    return "s"
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:  # noqa: PTH123 - hot path, plain str paths
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _walk(root: str) -> Iterator[tuple[str, os.stat_result, str]]:
+    """(relative path, lstat, absolute path) of everything under root, on root's file system."""
+    device = os.lstat(root).st_dev
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        abs_dir = os.path.join(root, rel_dir) if rel_dir else root  # noqa: PTH118 - hot path
+        with os.scandir(abs_dir) as entries:
+            for entry in entries:
+                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                if rel in PATH_EXCLUDED:
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                yield rel, st, entry.path
+                if stat.S_ISDIR(st.st_mode) and st.st_dev == device and rel not in CONTENT_EXCLUDED:
+                    stack.append(rel)
+
+
+def scan(root: Path, previous: Manifest | None = None, hash_files: bool = True) -> Manifest:
+    """The manifest of root; regular files unchanged since `previous` keep their digest."""
+    previous = previous or {}
+    manifest: Manifest = {}
+    for rel, st, path in _walk(str(root)):
+        kind = _kind(st.st_mode)
+        digest = ""
+        if kind == "l":
+            digest = os.readlink(path)  # noqa: PTH115 - hot path, plain str paths
+        elif kind == "f" and hash_files:
+            old = previous.get(rel)
+            same = (
+                old is not None
+                and old.kind == "f"
+                and (old.size, old.mtime_ns, old.ctime_ns)
+                == (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            )
+            digest = old.digest if same and old is not None else _sha256(path)
+        manifest[rel] = Entry(
+            rel,
+            kind,
+            stat.S_IMODE(st.st_mode),
+            st.st_uid,
+            st.st_gid,
+            st.st_size,
+            st.st_mtime_ns,
+            digest,
+            st.st_ctime_ns,
+        )
+    return manifest
+
+
+def content_hash(manifest: Manifest) -> str:
+    digest = hashlib.sha256()
+    for rel in sorted(manifest):
+        digest.update(repr(manifest[rel].content()).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _escape(path: str) -> str:
+    return (
+        path.encode("utf-8", "surrogateescape")
+        .decode("latin-1")
+        .encode("unicode_escape")
+        .decode("ascii")
+    )
+
+
+def _unescape(text: str) -> str:
+    return (
+        text.encode("ascii")
+        .decode("unicode_escape")
+        .encode("latin-1")
+        .decode("utf-8", "surrogateescape")
+    )
+
+
+def serialize(manifest: Manifest) -> bytes:
+    lines = [
+        "\t".join(
+            (
+                _escape(e.path),
+                e.kind,
+                f"{e.mode:o}",
+                str(e.uid),
+                str(e.gid),
+                str(e.size),
+                str(e.mtime_ns),
+                _escape(e.digest),
+                str(e.ctime_ns),
+            )
+        )
+        for e in (manifest[rel] for rel in sorted(manifest))
+    ]
+    return gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=6, mtime=0)
+
+
+def deserialize(data: bytes) -> Manifest:
+    manifest: Manifest = {}
+    for line in gzip.decompress(data).decode().splitlines():
+        path, kind, mode, uid, gid, size, mtime, digest, ctime = line.split("\t")
+        entry = Entry(
+            _unescape(path),
+            kind,
+            int(mode, 8),
+            int(uid),
+            int(gid),
+            int(size),
+            int(mtime),
+            _unescape(digest),
+            int(ctime),
+        )
+        manifest[entry.path] = entry
+    return manifest
+
+
+@dataclass(frozen=True)
+class Difference:
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    changed: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.changed)
+
+    def summary(self) -> str:
+        return f"{len(self.added)} added, {len(self.changed)} changed, {len(self.removed)} removed"
+
+
+def compare(old: Manifest, new: Manifest, *, by_content: bool = True) -> Difference:
+    """Paths added, removed and changed; without by_content, files compare by metadata only
+    (what `status` can see without reading every file), ctime included: a content change that
+    kept size and mtime still moves ctime."""
+
+    def key(entry: Entry) -> tuple[object, ...]:
+        content = entry.content()
+        if by_content:
+            return content
+        ctime = entry.ctime_ns if entry.kind == "f" else 0
+        return (*content[:-1], entry.digest if entry.kind == "l" else "", ctime)
+
+    added = tuple(sorted(new.keys() - old.keys()))
+    removed = tuple(sorted(old.keys() - new.keys()))
+    changed = tuple(sorted(p for p in old.keys() & new.keys() if key(old[p]) != key(new[p])))
+    return Difference(added, removed, changed)
+
+
+@dataclass(frozen=True)
+class GenerationStore:
+    """Where the master keeps an image's manifests (under an installation prefix)."""
+
+    base: Path
+
+    @classmethod
+    def for_image(cls, prefix: Path, name: str) -> GenerationStore:
+        return cls(prefix / STATE_DIR.lstrip("/") / name)
+
+    def current(self) -> str | None:
+        data = read_bytes_or_none(self.base / "current")
+        return data.decode().strip() or None if data is not None else None
+
+    def manifest(self, generation: str) -> Manifest:
+        data = read_bytes_or_none(self.base / "generations" / f"{generation}.manifest.gz")
+        if data is None:
+            raise ClustcontrolError(
+                f"{self.base}: the manifest of generation {generation} is missing",
+                hint="run clustcontrol image commit again to record a new generation",
+            )
+        return deserialize(data)
+
+    def record(self, generation: str, manifest: Manifest) -> None:
+        atomic_write(self.base / "generations" / f"{generation}.manifest.gz", serialize(manifest))
+        atomic_write(self.base / "current", f"{generation}\n".encode())
+
+
+def next_generation(current: str | None, digest: str) -> str:
+    sequence = int(current.split("-", 1)[0]) + 1 if current else 1
+    return f"{sequence}-{digest[:12]}"

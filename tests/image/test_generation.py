@@ -1,0 +1,138 @@
+"""Image generations: manifests, commit, status (uncommitted changes are never silent)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from clustcontrol.image import generation
+from clustcontrol.image.commit import commit_image, image_status
+from clustcontrol.image.generation import (
+    GENERATION_FILE,
+    GenerationStore,
+    deserialize,
+    scan,
+    serialize,
+)
+from tests.conftest import Cli, inventory_data, make_inventory
+from tests.image.conftest import IMAGE_ROOT
+
+
+def build(root: Path) -> None:
+    (root / "etc/clustcontrol").mkdir(parents=True)
+    (root / "etc/clustcontrol/default").write_text("CC_X=1\n")  # the master's bind mount
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/tool").write_bytes(b"\x7fELF" + b"x" * 5000)
+    (root / "usr/bin/tool").chmod(0o755)
+    (root / "usr/bin/alias").symlink_to("tool")
+    os.link(root / "usr/bin/tool", root / "usr/bin/tool-hardlink")
+    (root / "etc/motd").write_text("hello\n")
+    (root / "proc").mkdir()
+    (root / "proc/cpuinfo").write_text("not part of the standard\n")
+
+
+@pytest.fixture
+def prefix(tmp_path: Path) -> Path:
+    build(tmp_path / IMAGE_ROOT)
+    return tmp_path
+
+
+def test_scan_records_types_and_skips_excluded(prefix: Path) -> None:
+    manifest = scan(prefix / IMAGE_ROOT)
+    assert manifest["usr/bin/alias"].kind == "l" and manifest["usr/bin/alias"].digest == "tool"
+    assert manifest["usr/bin/tool"].mode == 0o755 and len(manifest["usr/bin/tool"].digest) == 64
+    assert manifest["usr/bin/tool-hardlink"].digest == manifest["usr/bin/tool"].digest
+    assert "proc" in manifest and "proc/cpuinfo" not in manifest
+    assert not any(p.startswith("etc/clustcontrol") for p in manifest)
+
+
+def test_manifest_round_trip_with_awkward_names(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    root.mkdir()
+    (root / "tab\there").write_text("a")
+    (root / "new\nline").write_text("b")
+    os.close(os.open(os.fsencode(root) + b"/latin1-\xe9", os.O_CREAT | os.O_WRONLY, 0o644))
+    manifest = scan(root)
+    assert deserialize(serialize(manifest)) == manifest
+    assert len(manifest) == 3
+
+
+def test_commit_then_unchanged(prefix: Path) -> None:
+    inv = make_inventory()
+    first = commit_image(inv, "default", prefix)
+    assert first.created and first.generation.startswith("1-") and first.previous is None
+    gen_file = prefix / IMAGE_ROOT / GENERATION_FILE
+    assert gen_file.read_text() == f"{first.generation}\n"
+    stamp = gen_file.stat().st_mtime_ns
+    again = commit_image(inv, "default", prefix)
+    assert not again.created and again.generation == first.generation
+    assert gen_file.stat().st_mtime_ns == stamp
+
+
+def test_commit_rehashes_only_changed_files(prefix: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    inv = make_inventory()
+    first = commit_image(inv, "default", prefix)
+    hashed: list[str] = []
+    real = generation._sha256
+    monkeypatch.setattr(generation, "_sha256", lambda p: hashed.append(p) or real(p))
+    motd = prefix / IMAGE_ROOT / "etc/motd"
+    old = motd.stat()
+    motd.write_text("HELLO\n")  # same size ...
+    os.utime(motd, ns=(old.st_atime_ns, old.st_mtime_ns))  # ... and same mtime: ctime tells
+    (prefix / IMAGE_ROOT / "etc/new").write_text("new\n")
+    (prefix / IMAGE_ROOT / "usr/bin/alias").unlink()
+    second = commit_image(inv, "default", prefix)
+    assert second.created and second.generation.startswith("2-")
+    assert second.previous == first.generation
+    assert second.difference.changed == ("etc/motd",)
+    assert second.difference.added == ("etc/new",)
+    assert second.difference.removed == ("usr/bin/alias",)
+    assert sorted(Path(p).name for p in hashed) == ["motd", "new"]
+
+
+def test_status_warns_about_uncommitted_changes(prefix: Path) -> None:
+    inv = make_inventory()
+    never = image_status(inv, "default", prefix)
+    assert never.committed is None and "no generation committed" in (never.warning or "")
+    commit_image(inv, "default", prefix)
+    clean = image_status(inv, "default", prefix)
+    assert clean.warning is None and clean.uncommitted is not None and clean.uncommitted.empty
+    (prefix / IMAGE_ROOT / "etc/edited-on-update-node").write_text("x\n")
+    dirty = image_status(inv, "default", prefix)
+    assert dirty.warning is not None and "UNCOMMITTED CHANGES" in dirty.warning
+    assert dirty.uncommitted is not None and dirty.uncommitted.added == (
+        "etc/edited-on-update-node",
+    )
+    # Same size, same mtime, new content: ctime gives it away without reading the file.
+    motd = prefix / IMAGE_ROOT / "etc/motd"
+    old = motd.stat()
+    motd.write_text("HELLO\n")
+    os.utime(motd, ns=(old.st_atime_ns, old.st_mtime_ns))
+    sneaky = image_status(inv, "default", prefix)
+    assert sneaky.uncommitted is not None and sneaky.uncommitted.changed == ("etc/motd",)
+
+
+def test_generation_store_layout(prefix: Path) -> None:
+    result = commit_image(make_inventory(), "default", prefix)
+    store = GenerationStore.for_image(prefix, "default")
+    assert store.base == prefix / "var/lib/clustcontrol/images/default"
+    assert store.current() == result.generation
+    assert (store.base / "generations" / f"{result.generation}.manifest.gz").is_file()
+
+
+def test_cli_commit_and_status(cli: Cli, prefix: Path) -> None:
+    cli.config.write_text(json.dumps(inventory_data()))
+    assert cli("status", "--root", prefix).code == 0  # never committed: a warning, not a failure
+    committed = cli("image", "commit", "default", "--root", prefix)
+    assert committed.code == 0 and "generation 1-" in committed.out, committed.err
+    assert (
+        "unchanged since generation 1-" in cli("image", "commit", "default", "--root", prefix).out
+    )
+    (prefix / IMAGE_ROOT / "etc/motd").write_text("changed and longer\n")
+    dirty = cli("status", "--root", prefix, "--output", "json")
+    assert dirty.code == 1
+    assert "UNCOMMITTED CHANGES" in dirty.err
+    assert json.loads(dirty.out)[0]["uncommitted"] == "0 added, 1 changed, 0 removed"
