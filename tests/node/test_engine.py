@@ -169,8 +169,11 @@ def test_rsync_daemon_transport(node: Node, rsync_daemon: RsyncDaemon) -> None:
         first = record(root)
         assert first["CC_SYNC_SOURCE"] == "127.0.0.1 rsync"
         assert int(first["CC_SYNC_BYTES"]) > 512 * 1024
+    # clustcontrol.verify=1: compare the whole tree even though the generation is the same.
+    node.cmdline += " clustcontrol.verify=1"
     r = node.run()
     assert_ok(r)
+    assert "no transfer" not in r.out
     with node.mounted(2) as root:
         second = record(root)
         # Only the files the node rewrites after each sync (hosts, interfaces) travel again.
@@ -293,3 +296,48 @@ def test_data_partition_without_fs_gets_one(node: Node) -> None:
     assert_ok(r)
     assert "has no file system yet" in r.out
     assert blkid(node.part(3), "TYPE") == "ext4"
+
+
+def test_unchanged_generation_skips_the_transfer(node: Node, rsync_daemon: RsyncDaemon) -> None:
+    """A node holding the standard's committed generation moves nothing; every N-th boot it
+    compares the whole tree anyway; a new generation syncs; both transports read it."""
+    std = node.std
+    assert_ok(node.run())
+    with node.mounted(2) as root:
+        first = record(root)
+    assert first["CC_SYNC_GENERATION"] == "gen-1"
+    # Changed but not committed (the generation file says gen-1 still): not transferred.
+    (std / "usr/uncommitted").write_text("edited on the master, not committed\n")
+    r = node.run()
+    assert_ok(r)
+    assert "standard generation gen-1 unchanged since the last sync: no transfer" in r.out
+    assert "rsync -a" not in r.out
+    with node.mounted(2) as root:
+        assert not (root / "usr/uncommitted").exists()
+        assert record(root) == first
+        assert (root / STATE / "generation-skips").read_text() == "1\n"
+        assert (root / "etc/hostname").read_text() == "node01\n"  # node files still written
+    # Every 2nd boot compares the whole tree: the uncommitted file arrives, the counter resets.
+    plain = node.cmdline
+    node.cmdline += " clustcontrol.verify=2"
+    r = node.run()
+    node.cmdline = plain
+    assert_ok(r)
+    assert "every 2th boot compares the whole tree: now" in r.out
+    with node.mounted(2) as root:
+        assert (root / "usr/uncommitted").exists()
+        assert not (root / STATE / "generation-skips").exists()
+    # A new generation over the rsync daemon: read from the daemon, then synced.
+    write_control(std / "etc/clustcontrol", transport="rsync", rsync_port=rsync_daemon.port)
+    node.cmdline = node.cmdline.replace("transport=nfs", "transport=rsync")
+    (std / "etc/clustcontrol-generation").write_text("gen-2\n")
+    later = time.time() + 10
+    os.utime(std / "etc/clustcontrol-generation", (later, later))
+    r = node.run()
+    assert_ok(r)
+    assert "no transfer" not in r.out
+    with node.mounted(2) as root:
+        assert record(root)["CC_SYNC_GENERATION"] == "gen-2"
+    r = node.run()
+    assert_ok(r)
+    assert "standard generation gen-2 unchanged since the last sync: no transfer" in r.out
