@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,7 +118,7 @@ class E2ECluster:
             if not root.exists():
                 root.parent.mkdir(parents=True, exist_ok=True)
                 copy_standard(standard, root)
-                (root / "etc/clustcontrol-generation").write_text(f"{name}-1\n")
+                (root / "etc/e2e-image").write_text(f"{name}\n")
             # `image publish --root PREFIX` looks for the image under the prefix.
             alias = self.prefix / str(root).lstrip("/")
             alias.parent.mkdir(parents=True, exist_ok=True)
@@ -125,6 +126,8 @@ class E2ECluster:
                 alias.symlink_to(root)
         self.write_inventory()
         self.reconfigure()
+        for name in self.images:
+            self.commit(name)
         self.ns.create(MASTER_IP, 24)
         for index, node in enumerate(self.nodes):
             tap = f"cctap{index}"
@@ -138,12 +141,35 @@ class E2ECluster:
         """Inventory -> configs (apply) and kernel/initrd -> TFTP (publish), like an admin."""
         self.write_inventory()
         self.clustcontrol("apply", "--root", str(self.prefix))
-        self.clustcontrol("render", "--out", str(self.work / "rendered"), "--root", str(self.prefix))
+        self.clustcontrol(
+            "render", "--out", str(self.work / "rendered"), "--root", str(self.prefix)
+        )
         # rsyncd.conf is installed by apply only when an image uses rsync; the test always runs it.
         rendered = self.work / "rendered/etc/rsyncd.conf"
         (self.prefix / "etc/rsyncd.conf").write_bytes(rendered.read_bytes())
         for name in self.images:
             self.clustcontrol("image", "publish", name, "--root", str(self.prefix))
+
+    def commit(self, image: str) -> str:
+        """`clustcontrol image commit`: the standard's new generation, as nodes will see it."""
+        self.clustcontrol("image", "commit", image, "--root", str(self.prefix))
+        return (self.image_root(image) / "etc/clustcontrol-generation").read_text().strip()
+
+    def generation(self, image: str) -> str:
+        return (self.image_root(image) / "etc/clustcontrol-generation").read_text().strip()
+
+    def status(self) -> subprocess.CompletedProcess[str]:
+        argv = [
+            sys.executable,
+            "-m",
+            "clustcontrol",
+            "--config",
+            str(self.config),
+            "status",
+            "--root",
+            str(self.prefix),
+        ]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=600)
 
     def master(self) -> Master:
         return Master(self.ns, self.inventory(), self.prefix, self.logs)
@@ -153,10 +179,18 @@ class E2ECluster:
         self.ns.destroy()
 
     # --- scenarios --------------------------------------------------------------------
-    def boot(self, node: str, scenario: str, kill_on: str | None = None) -> BootResult:
+    def boot(
+        self,
+        node: str,
+        scenario: str,
+        kill_on: str | None = None,
+        echo: Callable[[str], None] | None = None,
+    ) -> BootResult:
         log = self.logs / f"{scenario}-{node}.serial.log"
-        result = self.vms[node].boot(log, timeout=900, kill_on=kill_on)
-        moved = re.findall(r"(\d+) bytes moved", result.log)
+        result = self.vms[node].boot(log, timeout=900, kill_on=kill_on, echo=echo)
+        moved = (
+            ["0"] if "no transfer" in result.log else re.findall(r"(\d+) bytes moved", result.log)
+        )
         self.timings.append(
             {
                 "scenario": scenario,

@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ class NodeVM:
 
     def create_disk(self, size: str = "4G") -> None:
         self.disk.unlink(missing_ok=True)
-        sh(["qemu-img", "create", "-q", "-f", "qcow2", str(self.disk), size])
+        sh(["qemu-img", "create", "-q", "-f", "raw", str(self.disk), size])
 
     def argv(self, serial_log: Path) -> list[str]:
         return [
@@ -57,7 +58,7 @@ class NodeVM:
             "-device",
             f"e1000,netdev=n0,mac={self.mac}",
             "-drive",
-            f"file={self.disk},if=virtio,format=qcow2,cache=unsafe",
+            f"file={self.disk},if=virtio,format=raw,cache=unsafe",
             "-boot",
             "n",
         ]
@@ -67,9 +68,10 @@ class NodeVM:
         serial_log: Path,
         timeout: float = 600,
         kill_on: str | None = None,
+        echo: Callable[[str], None] | None = None,
     ) -> BootResult:
         """Boot until the VM powers off (or timeout); with kill_on, pull the plug as soon as
-        the serial log matches that regular expression."""
+        the serial log matches that regular expression; echo gets the console as it comes."""
         serial_log.unlink(missing_ok=True)
         serial_log.touch()
         start = time.monotonic()
@@ -81,11 +83,21 @@ class NodeVM:
         )
         killed = False
         pattern = re.compile(kill_on) if kill_on else None
+        shown = 0
+
+        def show(text: str) -> None:
+            nonlocal shown
+            if echo is not None and len(text) > shown:
+                echo(text[shown:])
+                shown = len(text)
+
         try:
             while process.poll() is None:
                 if time.monotonic() - start > timeout:
                     raise TimeoutError(f"{self.name} did not power off within {timeout} s")
-                if pattern and pattern.search(serial_log.read_text(errors="replace")):
+                text = serial_log.read_text(errors="replace")
+                show(text)
+                if pattern and pattern.search(text):
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait(timeout=30)
                     killed = True
@@ -96,9 +108,6 @@ class NodeVM:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=30)
-        return BootResult(
-            serial_log.read_text(errors="replace"),
-            time.monotonic() - start,
-            process.returncode,
-            killed,
-        )
+        text = serial_log.read_text(errors="replace")
+        show(text)
+        return BootResult(text, time.monotonic() - start, process.returncode, killed)

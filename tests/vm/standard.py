@@ -28,14 +28,15 @@ mount -t proc proc /proc 2>/dev/null
 mount -t sysfs sysfs /sys 2>/dev/null
 root=$(awk '$2 == "/" {{ dev = $1; type = $3 }} END {{ print dev " " type }}' /proc/mounts)
 generation=$(cat /etc/clustcontrol-generation 2>/dev/null || echo none)
-if [ -f /etc/clustcontrol-e2e-update-node-writes ]; then
-    # The update node: write a file into the standard (read-write over NFS).
-    mount -o remount,rw / 2>/dev/null
-    echo "written by $(cat /etc/hostname 2>/dev/null) on the update node" > /etc/clustcontrol-e2e-from-update-node
+case "$root" in
+*" nfs"*)
+    # The update node (the standard itself, read-write over NFS): change the standard.
+    echo "written on the update node at $(date +%s)" >/etc/e2e-from-update-node
     sync
-fi
+    ;;
+esac
 echo "{MARKER} host=$(cat /etc/hostname 2>/dev/null) generation=$generation root=$root"
-for f in /var/lib/clustcontrol-node/last-sync /etc/clustcontrol-e2e-from-update-node; do
+for f in /var/lib/clustcontrol-node/last-sync /etc/e2e-from-update-node; do
     [ -f "$f" ] && sed "s|^|e2e: $f: |" "$f"
 done
 echo "e2e: machine-id $(cat /etc/machine-id 2>/dev/null)"
@@ -46,24 +47,45 @@ busybox poweroff -f
 # Large and irrelevant to the test: docs, locales, drivers no VM here needs. Removed after the
 # initramfs is built, so the node's sync moves a few hundred MB under emulation.
 SLIM = (
-    "usr/share/doc", "usr/share/man", "usr/share/locale", "usr/share/info",
-    "var/cache/apt", "var/lib/apt/lists",
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/locale",
+    "usr/share/info",
+    "var/cache/apt",
+    "var/lib/apt/lists",
 )
 SLIM_MODULE_DIRS = (
-    "kernel/drivers/gpu", "kernel/drivers/media", "kernel/drivers/infiniband",
-    "kernel/drivers/net/wireless", "kernel/drivers/staging", "kernel/drivers/iio",
-    "kernel/sound", "kernel/drivers/net/ethernet/mellanox", "kernel/drivers/bluetooth",
-    "kernel/drivers/usb", "kernel/drivers/hid", "kernel/drivers/input", "kernel/drivers/scsi",
-    "kernel/drivers/hwmon", "kernel/drivers/isdn", "kernel/drivers/md", "kernel/net/wireless",
-    "kernel/net/mac80211", "kernel/fs/btrfs", "kernel/fs/xfs", "kernel/fs/ocfs2",
+    "kernel/drivers/gpu",
+    "kernel/drivers/media",
+    "kernel/drivers/infiniband",
+    "kernel/drivers/net/wireless",
+    "kernel/drivers/staging",
+    "kernel/drivers/iio",
+    "kernel/sound",
+    "kernel/drivers/net/ethernet/mellanox",
+    "kernel/drivers/bluetooth",
+    "kernel/drivers/usb",
+    "kernel/drivers/hid",
+    "kernel/drivers/input",
+    "kernel/drivers/scsi",
+    "kernel/drivers/hwmon",
+    "kernel/drivers/isdn",
+    "kernel/drivers/md",
+    "kernel/net/wireless",
+    "kernel/net/mac80211",
+    "kernel/fs/btrfs",
+    "kernel/fs/xfs",
+    "kernel/fs/ocfs2",
 )
 
 
 def _inputs_key(base: Path) -> str:
     digest = hashlib.sha256(base.name.encode())
-    for path in sorted((REPO / "src/clustcontrol/node").rglob("*")) + sorted(
-        (REPO / "src/clustcontrol/image").glob("*.py")
-    ) + [Path(__file__)]:
+    for path in (
+        sorted((REPO / "src/clustcontrol/node").rglob("*"))
+        + sorted((REPO / "src/clustcontrol/image").glob("*.py"))
+        + [Path(__file__)]
+    ):
         if path.is_file():
             digest.update(str(path.relative_to(REPO)).encode())
             digest.update(path.read_bytes())

@@ -1,0 +1,200 @@
+"""End to end: real nodes PXE-boot in QEMU from a master built by clustcontrol, sync their local
+disk to the standard, and boot it.
+
+Firmware PXE (QEMU's iPXE ROM), Debian's pxelinux.0, our generated PXELINUX files, a Debian
+kernel, an initramfs built by initramfs-tools with our hook and scripts, dhcpd, in.tftpd,
+nfs-ganesha and the rsync daemon fed by `clustcontrol apply`. Each scenario asserts on the serial
+log and on the disk image afterwards. The scenarios run in order on one cluster: each one starts
+from the state the previous one left, as a real node's disk would."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.vm.cluster import E2ECluster, NodeSpec, unique_namespace
+from tests.vm.conftest import record
+from tests.vm.disk import mounted, partition_table
+from tests.vm.standard import MARKER
+
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
+
+NODE1 = NodeSpec("node01", "52:54:00:00:00:01", "192.168.0.11")
+NODE2 = NodeSpec("node02", "52:54:00:00:00:02", "192.168.0.12")
+NODE3 = NodeSpec("node03", "52:54:00:00:00:03", "192.168.0.13", image="gpu")
+
+
+@pytest.fixture(scope="module")
+def cluster(vm_work: Path) -> Iterator[E2ECluster]:
+    c = E2ECluster(
+        vm_work, unique_namespace(), {"default": "nfs", "gpu": "rsync"}, [NODE1, NODE2, NODE3]
+    )
+    try:
+        c.set_up()
+        std = c.image_root("default")
+        (std / "etc/e2e-to-delete").write_text("deleted in scenario 3\n")
+        (std / "etc/e2e-modified").write_text("version 1\n")
+        (std / "var/lib/persist").mkdir(parents=True, exist_ok=True)
+        (std / "var/lib/persist/state").write_text("from the standard, version 1\n")
+        c.commit("default")
+        yield c
+    finally:
+        record(c)
+        c.tear_down()
+
+
+def booted(log: str) -> dict[str, str]:
+    """The marker line the standard's init prints: host, generation, root device and type."""
+    match = re.search(rf"{MARKER} host=(\S*) generation=(\S*) root=(\S*) (\S*)", log)
+    assert match, f"the node never reached its root; serial log ends:\n{log[-3000:]}"
+    return dict(zip(("host", "generation", "root", "fstype"), match.groups(), strict=True))
+
+
+def machine_id(log: str) -> str:
+    match = re.search(r"e2e: machine-id ([0-9a-f]{32})", log)
+    assert match, log[-2000:]
+    return match.group(1)
+
+
+def bytes_moved(log: str) -> int:
+    return int(re.findall(r"(\d+) bytes moved", log)[-1])
+
+
+def test_1_first_boot_of_a_blank_node(cluster: E2ECluster) -> None:
+    log = cluster.boot("node01", "1-first-boot").log
+    assert "clustcontrol: disk /dev/vda: layout blank" in log
+    assert "clustcontrol: making ext4 on /dev/vda2" in log
+    assert booted(log) == {
+        "host": "node01",
+        "generation": cluster.generation("default"),
+        "root": "/dev/vda2",
+        "fstype": "ext4",
+    }
+    assert bytes_moved(log) > 100_000_000  # the whole standard, a few hundred MB
+    table = partition_table(cluster.vms["node01"].disk)
+    assert len(re.findall(r"^\S+ : start=", table, re.MULTILINE)) == 3
+    with mounted(cluster.vms["node01"].disk, 2) as root:
+        assert (root / "etc/hostname").read_text() == "node01\n"
+        assert "iface ens3 inet manual" in (root / "etc/network/interfaces").read_text()
+        assert "/scratch" in (root / "etc/fstab").read_text()
+        assert not (root / "var/lib/clustcontrol-node/sync-in-progress").exists()
+        assert (root / "etc/e2e-modified").read_text() == "version 1\n"
+
+
+def test_2_second_boot_moves_nothing(cluster: E2ECluster) -> None:
+    first_id = machine_id((cluster.logs / "1-first-boot-node01.serial.log").read_text())
+    log = cluster.boot("node01", "2-unchanged").log
+    assert "clustcontrol: disk /dev/vda: layout same" in log
+    assert "making ext4" not in log
+    generation = cluster.generation("default")
+    # The node holds the committed generation: the transfer is skipped altogether.
+    assert f"standard generation {generation} unchanged since the last sync: no transfer" in log
+    assert booted(log)["generation"] == generation
+    assert machine_id(log) == first_id
+
+
+def test_3_changes_arrive_persistent_files_stay(cluster: E2ECluster) -> None:
+    std = cluster.image_root("default")
+    (std / "etc/e2e-added").write_text("added in scenario 3\n")
+    (std / "etc/e2e-modified").write_text("version 2\n")
+    (std / "etc/e2e-to-delete").unlink()
+    (std / "var/lib/persist/state").write_text("from the standard, version 2\n")
+    # Not committed yet: status says so (nodes at the last generation would not get it).
+    status = cluster.status()
+    assert status.returncode == 1 and "UNCOMMITTED CHANGES" in status.stderr
+    generation = cluster.commit("default")
+    assert cluster.status().returncode == 0
+    disk = cluster.vms["node01"].disk
+    with mounted(disk, 3, writable=True) as scratch:
+        (scratch / "results.dat").write_text("a user's results on the data partition\n")
+    log = cluster.boot("node01", "3-standard-changed").log
+    assert booted(log)["generation"] == generation
+    assert bytes_moved(log) < 50_000_000  # the changes and rsync's file list
+    with mounted(disk, 2) as root:
+        assert (root / "etc/e2e-added").read_text() == "added in scenario 3\n"
+        assert (root / "etc/e2e-modified").read_text() == "version 2\n"
+        assert not (root / "etc/e2e-to-delete").exists()
+        # A persistent path is the node's own once it exists there.
+        assert (root / "var/lib/persist/state").read_text() == "from the standard, version 1\n"
+    with mounted(disk, 3) as scratch:
+        assert (scratch / "results.dat").read_text() == "a user's results on the data partition\n"
+
+
+def test_4_sync_killed_half_way_is_redone(cluster: E2ECluster) -> None:
+    std = cluster.image_root("default")
+    # Enough new data that the sync is still running when the plug is pulled.
+    subprocess.run(
+        ["dd", "if=/dev/urandom", f"of={std / 'opt/e2e-big'}", "bs=1M", "count=120", "status=none"],
+        check=True,
+    )
+    generation = cluster.commit("default")
+    killed = cluster.boot("node01", "4a-killed-mid-sync", kill_on=r"clustcontrol: rsync -a")
+    assert killed.killed
+    with mounted(cluster.vms["node01"].disk, 2) as root:
+        assert (root / "var/lib/clustcontrol-node/sync-in-progress").exists()
+    log = cluster.boot("node01", "4b-after-kill").log
+    assert "the previous sync did not finish: full re-sync" in log
+    assert booted(log)["generation"] == generation
+    with mounted(cluster.vms["node01"].disk, 2) as root:
+        assert not (root / "var/lib/clustcontrol-node/sync-in-progress").exists()
+        assert (root / "opt/e2e-big").stat().st_size == 120 * 1024 * 1024
+
+
+def test_5_master_unreachable_boots_last_copy(cluster: E2ECluster) -> None:
+    master = cluster.master()
+    master.stop_sync_servers()
+    try:
+        log = cluster.boot("node01", "5-master-unreachable").log
+    finally:
+        master.start_rsyncd()
+        master.start_nfs()
+    assert re.search(r"clustcontrol: WARNING: .*(earlier|last) (complete )?(sync|copy)", log), log[
+        -3000:
+    ]
+    assert booted(log)["generation"] == cluster.generation("default")
+
+
+def test_6_update_node_changes_reach_regular_nodes(cluster: E2ECluster) -> None:
+    cluster.update_node = "node02"
+    cluster.reconfigure()
+    log = cluster.boot("node02", "6a-update-node").log
+    state = booted(log)
+    assert state["fstype"] == "nfs" and state["root"].endswith(str(cluster.image_root("default")))
+    assert "clustcontrol: boot sync" not in log  # no sync: the standard itself is the root
+    written = cluster.image_root("default") / "etc/e2e-from-update-node"
+    assert written.read_text().startswith("written on the update node")
+    # A change made on the update node is never silently ignored: status flags it until it is
+    # committed as a new generation.
+    status = cluster.status()
+    assert status.returncode == 1 and "UNCOMMITTED CHANGES" in status.stderr
+    generation = cluster.commit("default")
+    cluster.update_node = None
+    cluster.reconfigure()
+    log = cluster.boot("node01", "6b-regular-after-update").log
+    assert booted(log)["generation"] == generation
+    assert "e2e: /etc/e2e-from-update-node: written on the update node" in log
+
+
+def test_7_two_images_each_node_syncs_its_own(cluster: E2ECluster) -> None:
+    gpu = cluster.image_root("gpu")
+    (gpu / "etc/e2e-gpu-only").write_text("gpu image\n")
+    generation = cluster.commit("gpu")
+    log = cluster.boot("node03", "7-second-image-rsync").log
+    assert "transport rsync" in log
+    assert booted(log) == {
+        "host": "node03",
+        "generation": generation,
+        "root": "/dev/vda2",
+        "fstype": "ext4",
+    }
+    with mounted(cluster.vms["node03"].disk, 2) as root:
+        assert (root / "etc/e2e-image").read_text() == "gpu\n"
+        assert (root / "etc/e2e-gpu-only").is_file()
+        assert not (root / "etc/e2e-added").exists()  # the default image's file
+    with mounted(cluster.vms["node01"].disk, 2) as root:
+        assert (root / "etc/e2e-image").read_text() == "default\n"
+        assert not (root / "etc/e2e-gpu-only").exists()
