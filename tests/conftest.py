@@ -7,13 +7,14 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.inventory.store import parse_inventory
 
-BASE = {
+BASE: dict[str, Any] = {
     "cluster": {
         "domain": "rostclust",
         "network": "192.168.0.0/24",

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from clustcontrol.apply import BLOCK_BEGIN, BLOCK_END, LOCK, Installer, apply_tree, merge_block
+from clustcontrol.apply import (
+    BLOCK_BEGIN,
+    BLOCK_END,
+    LOCK,
+    ApplyResult,
+    Installer,
+    apply_tree,
+    merge_block,
+)
 from clustcontrol.errors import LockedError
 from clustcontrol.fsutil import exclusive_lock
 from clustcontrol.inventory.model import Inventory
@@ -15,9 +23,11 @@ from clustcontrol.render import RenderContext, render_all
 from tests.conftest import BASE, make_inventory
 
 
-def do_apply(inv: Inventory, root: Path, **kw: bool):  # type: ignore[no-untyped-def]
+def do_apply(
+    inv: Inventory, root: Path, *, dry_run: bool = False, reload: bool = False
+) -> ApplyResult:
     tree = render_all(RenderContext(inv, previous=Installer(root).read))
-    return apply_tree(inv, tree, root, check=False, **kw)
+    return apply_tree(inv, tree, root, check=False, dry_run=dry_run, reload=reload)
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -52,7 +62,7 @@ def test_dry_run_writes_nothing_and_diffs(tmp_path: Path) -> None:
     before = snapshot(tmp_path)
     more = make_inventory(
         nodes=[*BASE["nodes"], {"name": "node03", "mac": "52:54:00:00:00:03", "ip": "192.168.0.13"}]
-    )  # type: ignore[list-item]
+    )
     result = do_apply(more, tmp_path, dry_run=True)
     assert snapshot(tmp_path) == before
     diffs = {c.path: c.diff() for c in result.changes}
@@ -120,7 +130,7 @@ def test_removed_node_files_are_removed(tmp_path: Path) -> None:
 
 def test_switching_dhcp_server_swaps_files(tmp_path: Path) -> None:
     do_apply(make_inventory(), tmp_path)
-    kea = make_inventory(cluster={**BASE["cluster"], "dhcp_server": "kea"})  # type: ignore[dict-item]
+    kea = make_inventory(cluster={**BASE["cluster"], "dhcp_server": "kea"})
     do_apply(kea, tmp_path)
     assert (tmp_path / "etc/kea/kea-dhcp4.conf").is_file()
     assert not (tmp_path / "etc/dhcp/dhcpd.conf").exists()

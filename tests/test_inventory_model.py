@@ -22,7 +22,7 @@ def node(
 
 
 def with_nodes(*extra: dict[str, str]) -> dict[str, object]:
-    return inventory_data(nodes=[*BASE["nodes"], *extra])  # type: ignore[list-item]
+    return inventory_data(nodes=[*BASE["nodes"], *extra])
 
 
 def test_valid_inventory_has_derived_defaults() -> None:
@@ -115,7 +115,7 @@ def test_injection_in_kernel_argument_is_rejected(hostile: str) -> None:
     "hostile", ["rost;clust", "rost\nclust", "rost}clust", "rost'clust", "rost clust"]
 )
 def test_injection_in_domain_is_rejected(hostile: str) -> None:
-    data = inventory_data(cluster={**BASE["cluster"], "domain": hostile})  # type: ignore[dict-item]
+    data = inventory_data(cluster={**BASE["cluster"], "domain": hostile})
     assert any(
         line.startswith("cluster.domain:") and "not a domain name" in line
         for line in problems(data)
@@ -148,7 +148,7 @@ def test_every_problem_is_reported_at_once() -> None:
 
 
 def test_unknown_field_is_named() -> None:
-    data = inventory_data(nodes=[{**BASE["nodes"][0], "colour": "blue"}])  # type: ignore[dict-item]
+    data = inventory_data(nodes=[{**BASE["nodes"][0], "colour": "blue"}])
     assert problems(data) == ["nodes.node01.colour: unknown field"]
 
 
@@ -158,7 +158,7 @@ def test_missing_field_is_named() -> None:
 
 
 def test_master_outside_network() -> None:
-    data = inventory_data(cluster={**BASE["cluster"], "master": {"ip": "10.0.0.1"}})  # type: ignore[dict-item]
+    data = inventory_data(cluster={**BASE["cluster"], "master": {"ip": "10.0.0.1"}})
     assert problems(data) == [
         "cluster.master.ip: '10.0.0.1' is outside the cluster network 192.168.0.0/24"
     ]

@@ -65,7 +65,7 @@ def test_zone_serial_changes_only_with_content() -> None:
     assert same.data() == first
     more = make_inventory(
         nodes=[*BASE["nodes"], {"name": "n3", "mac": "52:54:00:00:00:03", "ip": "192.168.0.13"}]
-    )  # type: ignore[list-item]
+    )
     bumped = render_all(RenderContext(more, previous=lambda p: first)).outputs[path].data().decode()
     assert "\t\t2\t; serial" in bumped
     assert next_serial(b"\t\t41\t; serial\n", "abc") == 42  # hand-written zone: no hash -> bump
@@ -109,7 +109,7 @@ def test_pxelinux_files() -> None:
             "gpu": {"root": "/srv/nfs4/gpu", "kernel_args": ["quiet"], "transport": "rsync"},
         },
         nodes=[
-            *BASE["nodes"],  # type: ignore[list-item]
+            *BASE["nodes"],
             {"name": "gpu01", "mac": "52:54:00:00:01:01", "ip": "192.168.0.21", "image": "gpu"},
         ],
     )
@@ -170,7 +170,7 @@ def test_render_is_deterministic() -> None:
 def test_kea_check_copy_listens_everywhere_when_interface_is_absent() -> None:
     from clustcontrol.verify import kea_checkable
 
-    tree = render(cluster={**BASE["cluster"], "dhcp_interface": "clusternet0"})  # type: ignore[dict-item]
+    tree = render(cluster={**BASE["cluster"], "dhcp_interface": "clusternet0"})
     raw = text(tree, "/etc/kea/kea-dhcp4.conf")
     checked, missing = kea_checkable(raw, {"lo", "eth0"})
     assert missing == ["clusternet0"] and '"*"' in checked
@@ -179,7 +179,7 @@ def test_kea_check_copy_listens_everywhere_when_interface_is_absent() -> None:
 
 def test_ganesha_exports() -> None:
     tree = render(
-        cluster={**BASE["cluster"], "nfs_server": "ganesha"},  # type: ignore[dict-item]
+        cluster={**BASE["cluster"], "nfs_server": "ganesha"},
         images={"default": {"root": "/srv/a"}, "gpu": {"root": "/srv/b"}},
     )
     conf = text(tree, "/etc/ganesha/ganesha.conf")

@@ -77,7 +77,12 @@ def test_commit_rehashes_only_changed_files(prefix: Path, monkeypatch: pytest.Mo
     first = commit_image(inv, "default", prefix)
     hashed: list[str] = []
     real = generation._sha256
-    monkeypatch.setattr(generation, "_sha256", lambda p: hashed.append(p) or real(p))
+
+    def counting(path: str) -> str:
+        hashed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(generation, "_sha256", counting)
     motd = prefix / IMAGE_ROOT / "etc/motd"
     old = motd.stat()
     motd.write_text("HELLO\n")  # same size ...

@@ -157,7 +157,7 @@ def test_publish_keeps_other_services_and_refreshes_pxe_host_files(env: ImageEnv
     assert any(not p.startswith(TFTP) for p in installed)  # DNS, DHCP, ... files too
     assert full.changes
     # A node gets its own kernel arguments: publish adds its host file, removes nothing.
-    nodes = [dict(n) for n in BASE["nodes"]]  # type: ignore[call-overload]
+    nodes = [dict(n) for n in BASE["nodes"]]
     nodes[0]["kernel_args"] = ["quiet"]
     env.inv = make_inventory(nodes=nodes)
     result = publish(env)
