@@ -160,3 +160,14 @@ def test_reload_refused_under_prefix(tmp_path: Path) -> None:
 def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
     do_apply(make_inventory(), tmp_path)
     assert not [p for p in tmp_path.rglob(".*.tmp")]
+
+
+def test_reload_runs_once_per_changed_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clustcontrol import apply as apply_module
+
+    ran: list[list[str]] = []
+    monkeypatch.setattr(apply_module, "which", lambda program: f"/usr/sbin/{program}")
+    monkeypatch.setattr(apply_module, "run", lambda argv, timeout: ran.append(list(argv)))
+    done = apply_module.reload_services(["dns", "dhcp-isc", "dns", "pxe", "control", "dns"])
+    assert ran == [["systemctl", "restart", "isc-dhcp-server"], ["rndc", "reload"]]
+    assert done == ["systemctl restart isc-dhcp-server", "rndc reload"]
