@@ -85,7 +85,9 @@ class E2ECluster:
                     "transport": transport,
                     "persistent": ["/var/lib/persist"],
                     "boot_interface": "ens3",
-                    "kernel_args": ["panic=-1"],
+                    # Few attempts when the master is unreachable (scenario 5): the copy of
+                    # the control directory baked into the initramfs says 5.
+                    "kernel_args": ["panic=-1", "clustcontrol.retries=2"],
                 }
                 for name, transport in self.images.items()
             },
