@@ -42,6 +42,17 @@ def test_scripts_do_nothing_unless_boot_local(script: str, boot: str) -> None:
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
 
 
+def run_in_tree(tree: Path, script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run one initramfs script the way /init does, in a chroot of the built tree."""
+    return subprocess.run(
+        ["chroot", str(tree), "/bin/sh", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def build_tree(dest: Path, control: Path) -> subprocess.CompletedProcess[str]:
     """Run the hook the way mkinitramfs does, into the usr-merged layout mkinitramfs makes."""
     dest.mkdir()
@@ -134,13 +145,7 @@ def test_hook_tree_runs_local_top_and_bottom(node: Node) -> None:
         "CC_DISK_WAIT": "1",
         "rootmnt": "/root",
     }
-    top = subprocess.run(
-        ["chroot", str(tree), "/bin/sh", "/scripts/local-top/clustcontrol"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    top = run_in_tree(tree, "/scripts/local-top/clustcontrol", env)
     assert top.returncode == 0, top.stdout + top.stderr
     assert "PANIC" not in top.stdout
     assert "clustcontrol.sync=skip" in top.stderr
@@ -148,13 +153,7 @@ def test_hook_tree_runs_local_top_and_bottom(node: Node) -> None:
 
     # initramfs-tools mounts the root read-only, then local-bottom saves the log onto it.
     subprocess.run(["mount", "-o", "ro", node.part(2), str(tree / "root")], check=True)
-    bottom = subprocess.run(
-        ["chroot", str(tree), "/bin/sh", "/scripts/local-bottom/clustcontrol"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    bottom = run_in_tree(tree, "/scripts/local-bottom/clustcontrol", env)
     assert bottom.returncode == 0, bottom.stdout + bottom.stderr
     with open("/proc/mounts") as f:
         assert any(
