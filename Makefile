@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= demo-out
 
-.PHONY: setup deps venv demo demo-boot test e2e lint clean
+.PHONY: setup deps venv demo demo-boot test e2e bench bench-quick lint clean
 
 setup: deps venv
 
@@ -29,6 +29,12 @@ demo-boot: setup
 
 e2e: setup
 	$(VENV)/bin/python -m pytest tests/vm -v
+
+bench: setup
+	$(PY) bench/run.py --full
+
+bench-quick: setup
+	$(PY) bench/run.py --quick
 
 test: setup
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
