@@ -1,0 +1,1 @@
+"""Benchmark harness of clustcontrol: `python bench/run.py --quick|--full [--only METRIC]`."""

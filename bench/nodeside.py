@@ -1,0 +1,311 @@
+"""Drive the real node-side sync engine (src/clustcontrol/node/lib/clustcontrol-functions) the
+way the initramfs does: busybox sh, busybox applets first in PATH, the real rsync after them.
+
+`node_sync(source, target, ...)` is the one entry point of the benchmarks: it sources the
+functions library, sets the CC_* variables and calls `cc_sync TARGET TRANSPORT MODE`, so a
+change of the engine (a faster path, image generations) shows up in the numbers without any
+change here. The NFS transport is a plain local directory (CC_SOURCE_MNT points at it, as if
+it were the mounted export); the rsync transport talks to a real `rsync --daemon` on loopback
+(`RsyncDaemon`). Disk partitioning and mounting (cc_run) are left out: the target is a
+directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LIB = REPO / "src" / "clustcontrol" / "node" / "lib" / "clustcontrol-functions"
+BUSYBOX = "/bin/busybox"
+# The applets the Debian initramfs takes from busybox (as in tests/node/conftest.py).
+APPLETS = [
+    "mount",
+    "umount",
+    "sed",
+    "grep",
+    "cat",
+    "cp",
+    "mv",
+    "rm",
+    "mkdir",
+    "dd",
+    "od",
+    "tr",
+    "cut",
+    "head",
+    "tail",
+    "wc",
+    "sleep",
+    "date",
+    "sync",
+    "ls",
+    "cksum",
+    "stat",
+    "find",
+    "ln",
+    "touch",
+    "chroot",
+    "blockdev",
+    "rmdir",
+    "basename",
+    "dirname",
+]
+STATE_DIR = "var/lib/clustcontrol-node"  # the engine's CC_STATE_DIR default, inside the root
+LOG_DIR = "var/log/clustcontrol"
+ENGINE_PATHS = (STATE_DIR, LOG_DIR)  # written by the engine, not part of the standard
+
+SCRIPT = r"""
+set -u
+. "${CC_BENCH_LIB}"
+cc_defaults
+mkdir -p "${CC_RUN_DIR}" "${CC_TARGET}" || exit 1
+CC_IMAGE="${CC_BENCH_IMAGE}"
+CC_SERVER="${CC_BENCH_SERVER}"
+CC_RSYNC_MODULE="${CC_BENCH_IMAGE}"
+CC_RETRIES="${CC_BENCH_RETRIES}"
+cc_sync "${CC_TARGET}" "${CC_BENCH_TRANSPORT}" "${CC_BENCH_MODE}"
+"""
+
+STATS_LINE = re.compile(r"^([A-Z][A-Za-z ]+): ([\d,]+)", re.MULTILINE)
+
+
+def busybox_bin(directory: Path) -> Path:
+    """A directory of busybox applet links (created once)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for applet in APPLETS:
+        link = directory / applet
+        if not link.is_symlink():
+            link.symlink_to(BUSYBOX)
+    return directory
+
+
+def parse_stats(text: str) -> dict[str, int]:
+    """rsync --stats output -> {"Total bytes received": 1234, ...} (first value per label)."""
+    stats: dict[str, int] = {}
+    for label, value in STATS_LINE.findall(text):
+        stats.setdefault(label, int(value.replace(",", "")))
+    return stats
+
+
+@dataclass
+class SyncResult:
+    rc: int
+    seconds: float
+    output: str  # the engine's console output (stdout + stderr)
+    stats: dict[str, int]  # rsync --stats of the last attempt
+    failed_attempts: int  # attempts cc_retry retried
+    refused: int  # of which the daemon refused (max connections)
+
+    @property
+    def bytes_received(self) -> int:
+        return self.stats.get("Total bytes received", 0)
+
+    @property
+    def file_bytes(self) -> int:
+        return self.stats.get("Total transferred file size", 0)
+
+
+@dataclass
+class RunningSync:
+    proc: subprocess.Popen[str]
+    run_dir: Path
+    start: float
+
+    def wait(self, timeout: float | None = None) -> SyncResult:
+        out, _ = self.proc.communicate(timeout=timeout)
+        seconds = time.perf_counter() - self.start
+        stats_file = self.run_dir / "rsync-stats"
+        stats = parse_stats(stats_file.read_text(errors="replace")) if stats_file.exists() else {}
+        return SyncResult(
+            rc=self.proc.returncode,
+            seconds=seconds,
+            output=out,
+            stats=stats,
+            failed_attempts=len(re.findall(r"attempt \d+ of \d+ failed", out)),
+            refused=len(re.findall(r"max connections \(\d+\) reached", out)),
+        )
+
+
+def start_node_sync(
+    source: str | Path,
+    target: Path,
+    *,
+    run_dir: Path,
+    bbdir: Path,
+    transport: str = "nfs",
+    mode: str = "normal",
+    server: str = "127.0.0.1",
+    port: int = 873,
+    image: str = "default",
+    retries: int = 5,
+    env: dict[str, str] | None = None,
+) -> RunningSync:
+    """Start one node's sync (see node_sync) and return at once."""
+    environ = {
+        "PATH": f"{bbdir}:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/root",
+        "LC_ALL": "C",
+        "CC_BENCH_LIB": str(LIB),
+        "CC_BENCH_IMAGE": image,
+        "CC_BENCH_SERVER": server,
+        "CC_BENCH_RETRIES": str(retries),
+        "CC_BENCH_TRANSPORT": transport,
+        "CC_BENCH_MODE": mode,
+        "CC_RUN_DIR": str(run_dir),
+        "CC_TARGET": str(target),
+        "CC_SOURCE_MNT": str(source).rstrip("/"),  # the "mounted export" for transport nfs
+        "CC_RSYNC_PORT": str(port),
+        "CC_WARN_PAUSE": "0",
+        "CC_PARTITIONS": "",
+        "CC_PERSISTENT": "",
+    }
+    environ.update(env or {})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "rsync-stats").unlink(missing_ok=True)
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [BUSYBOX, "sh", "-c", SCRIPT],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    return RunningSync(proc, run_dir, start)
+
+
+def node_sync(
+    source: str | Path,
+    target: Path,
+    *,
+    run_dir: Path,
+    bbdir: Path,
+    transport: str = "nfs",
+    mode: str = "normal",
+    server: str = "127.0.0.1",
+    port: int = 873,
+    image: str = "default",
+    retries: int = 5,
+    env: dict[str, str] | None = None,
+    timeout: float = 3600,
+) -> SyncResult:
+    """Sync target (a directory) to the standard with the engine's cc_sync, as a node does at
+    boot. transport "nfs": source is a local directory standing for the mounted export;
+    transport "rsync": source is ignored, the node pulls rsync://server:port/image/.
+    Returns the engine's status, wall time, output and the rsync statistics."""
+    return start_node_sync(
+        source,
+        target,
+        run_dir=run_dir,
+        bbdir=bbdir,
+        transport=transport,
+        mode=mode,
+        server=server,
+        port=port,
+        image=image,
+        retries=retries,
+        env=env,
+    ).wait(timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RsyncDaemon:
+    """`rsync --daemon` on 127.0.0.1 serving one read-only module (like the master's rsyncd)."""
+
+    path: Path
+    workdir: Path
+    module: str = "default"
+    max_connections: int = 0
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "rsyncd.log"
+
+    def start(self) -> RsyncDaemon:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        conf = self.workdir / "rsyncd.conf"
+        conf.write_text(
+            "uid = root\ngid = root\nuse chroot = yes\nnumeric ids = yes\nreverse lookup = no\n"
+            f"pid file = {self.workdir}/rsyncd.pid\nlock file = {self.workdir}/rsyncd.lock\n"
+            f"max connections = {self.max_connections}\n"
+            "refuse options = delete-excluded\n\n"
+            f"[{self.module}]\n    path = {self.path}\n    read only = yes\n    list = yes\n"
+            "    hosts allow = 127.0.0.1\n"
+        )
+        self.log.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                "rsync",
+                "--daemon",
+                "--no-detach",
+                f"--config={conf}",
+                f"--port={self.port}",
+                "--address=127.0.0.1",
+                f"--log-file={self.log}",
+            ],
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError("rsync daemon did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def log_size(self) -> int:
+        return self.log.stat().st_size if self.log.exists() else 0
+
+    def log_since(self, offset: int) -> str:
+        if not self.log.exists():
+            return ""
+        with self.log.open("rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+
+    @staticmethod
+    def sent_bytes(log_text: str) -> int:
+        """Bytes the daemon sent over all connections in a log excerpt ("sent N bytes")."""
+        return sum(int(n) for n in re.findall(r"\bsent (\d+) bytes", log_text))
+
+    @staticmethod
+    def refusals(log_text: str) -> int:
+        return len(re.findall(r"max connections \(\d+\) reached", log_text))
+
+
+@contextlib.contextmanager
+def rsync_daemon(
+    path: Path, workdir: Path, *, module: str = "default", max_connections: int = 0
+) -> Iterator[RsyncDaemon]:
+    daemon = RsyncDaemon(path, workdir, module, max_connections).start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
