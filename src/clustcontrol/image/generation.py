@@ -83,7 +83,7 @@ def _sha256(path: str) -> str:
 
 def _walk(root: str) -> Iterator[tuple[str, os.stat_result, str]]:
     """(relative path, lstat, absolute path) of everything under root, on root's file system."""
-    device = os.stat(root).st_dev  # the root itself may be reached through a symlink
+    device = Path(root).stat().st_dev  # the root itself may be reached through a symlink
     stack = [""]
     while stack:
         rel_dir = stack.pop()
