@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bench import nodeside, synthetic
@@ -21,8 +22,8 @@ pytestmark = [
 ]
 
 
-def check_result(path: Path, metric: str) -> dict[str, object]:
-    data = json.loads(path.read_text())
+def check_result(path: Path, metric: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
     assert data["metric"] == metric
     assert isinstance(data["params"], dict)
     assert data["params"]["preset"] == "tiny"
@@ -44,7 +45,7 @@ def test_render_and_tiny_full(tmp_path: Path) -> None:
     )
 
     render = check_result(run_metric(bench, "render"), "render")
-    assert render["params"]["nodes"] == 1000  # type: ignore[index]
+    assert render["params"]["nodes"] == 1000
     assert render["apply_noop_changes"] == 0
     assert render["apply_noop_files_mtime_changed"] == 0
     assert isinstance(render["peak_rss_mb"], float) and render["peak_rss_mb"] > 0
@@ -57,8 +58,8 @@ def test_render_and_tiny_full(tmp_path: Path) -> None:
     copy = tmp_path / "work" / "full-node"
     assert (copy / nodeside.STATE_DIR / "last-sync").is_file()  # the engine recorded its sync
 
-    def listing(root: Path) -> dict[str, tuple[object, ...]]:
-        out: dict[str, tuple[object, ...]] = {}
+    def listing(root: Path) -> dict[str, tuple[Any, ...]]:
+        out: dict[str, tuple[Any, ...]] = {}
         for rel, st in synthetic.walk(root):
             if rel.startswith(nodeside.ENGINE_PATHS):
                 continue

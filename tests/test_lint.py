@@ -37,7 +37,7 @@ def test_ruff_check() -> None:
 
 
 def test_ruff_format() -> None:
-    result = run([str(BIN / "ruff"), "format", "--check", "src", "tests"])
+    result = run([str(BIN / "ruff"), "format", "--check", "src", "tests", "bench"])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
