@@ -5,12 +5,14 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from clustcontrol.inventory.model import Inventory
+from clustcontrol.render.view import ClusterView
 
 Service = Literal[
     "dns",
@@ -97,6 +99,11 @@ class RenderContext:
         Path("/usr/lib/syslinux/modules/bios"),
         Path("/usr/lib/syslinux"),
     )
+
+    @cached_property
+    def view(self) -> ClusterView:
+        """The view model, computed once for all renderers."""
+        return ClusterView(self.inventory)
 
 
 def _environment() -> Environment:

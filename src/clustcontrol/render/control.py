@@ -83,7 +83,7 @@ def _layout_values(name: str, layout: DiskLayout) -> Values:
 
 def render_control(ctx: RenderContext) -> Iterator[Output]:
     inv = ctx.inventory
-    view = ClusterView(inv)
+    view = ctx.view
     base = inv.cluster.control_dir
     yield _params(pjoin(base, "default"), "cluster-wide parameters", _cluster_values(inv, view))
     for name in sorted(inv.images):

@@ -72,7 +72,7 @@ def _reverse_records(view: ClusterView) -> list[tuple[IPv4Address, str]]:
 
 
 def render_dns(ctx: RenderContext) -> Iterator[Output]:
-    view = ClusterView(ctx.inventory)
+    view = ctx.view
     common = {"domain": view.domain, "master_name": view.master_name}
     yield _zone(
         ctx,

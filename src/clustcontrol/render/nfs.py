@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from posixpath import join as pjoin
 
 from clustcontrol.render.base import Output, RenderContext, render_template
-from clustcontrol.render.view import ClusterView
 
 EXPORTS = "/etc/exports.d/clustcontrol.exports"
 GANESHA_CONF = "/etc/ganesha/ganesha.conf"
@@ -20,7 +19,7 @@ def control_mount_point(image_root: str, control_dir: str) -> str:
 
 
 def render_exports(ctx: RenderContext) -> Iterator[Output]:
-    view = ClusterView(ctx.inventory)
+    view = ctx.view
     update_image = view.update_image.name
     exports = [
         {
@@ -44,7 +43,7 @@ def render_exports(ctx: RenderContext) -> Iterator[Output]:
 def render_ganesha(ctx: RenderContext) -> Iterator[Output]:
     """nfs-ganesha exports: each image root, and the control directory bind-mounted into it
     (ganesha does not cross into a mount below an export, so it gets an export of its own)."""
-    view = ClusterView(ctx.inventory)
+    view = ctx.view
     update_image = view.update_image.name
     control_dir = view.cluster.control_dir
     exports = []
@@ -69,7 +68,7 @@ def render_ganesha(ctx: RenderContext) -> Iterator[Output]:
 
 
 def render_bind_mounts(ctx: RenderContext) -> Iterator[Output]:
-    view = ClusterView(ctx.inventory)
+    view = ctx.view
     control_dir = view.cluster.control_dir
     mounts = [
         {"source": control_dir, "target": control_mount_point(image.root, control_dir)}

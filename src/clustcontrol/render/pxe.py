@@ -148,7 +148,7 @@ def find_boot_file(ctx: RenderContext, name: str) -> Path:
 
 def render_pxe(ctx: RenderContext) -> Iterator[Output]:
     inv = ctx.inventory
-    view = ClusterView(inv)
+    view = ctx.view
     for name in BOOT_FILES:
         yield Output(
             path=pjoin(view.boot_root, name), service="pxe", source=find_boot_file(ctx, name)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from clustcontrol.render.base import Output, RenderContext, render_template
-from clustcontrol.render.view import ClusterView
 
 RSYNCD_CONF = "/etc/rsyncd.conf"
 
 
 def render_rsyncd(ctx: RenderContext) -> Iterator[Output]:
-    view = ClusterView(ctx.inventory)
+    view = ctx.view
     yield Output(
         path=RSYNCD_CONF,
         service="rsyncd",

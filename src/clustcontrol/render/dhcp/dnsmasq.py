@@ -6,13 +6,12 @@ from collections.abc import Iterator
 
 from clustcontrol.render.base import Output, RenderContext, render_template
 from clustcontrol.render.dhcp import common_values, reservations
-from clustcontrol.render.view import ClusterView
 
 DNSMASQ_CONF = "/etc/dnsmasq.d/clustcontrol.conf"
 
 
 def render_dnsmasq(ctx: RenderContext) -> Iterator[Output]:
-    view = ClusterView(ctx.inventory)
+    view = ctx.view
     yield Output(
         path=DNSMASQ_CONF,
         service="dhcp-dnsmasq",

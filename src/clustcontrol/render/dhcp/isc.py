@@ -6,14 +6,13 @@ from collections.abc import Iterator
 
 from clustcontrol.render.base import Output, RenderContext, render_template
 from clustcontrol.render.dhcp import common_values
-from clustcontrol.render.view import ClusterView
 
 DHCPD_CONF = "/etc/dhcp/dhcpd.conf"
 DEFAULTS = "/etc/default/isc-dhcp-server"
 
 
 def render_isc(ctx: RenderContext) -> Iterator[Output]:
-    view = ClusterView(ctx.inventory)
+    view = ctx.view
     yield Output(
         path=DHCPD_CONF,
         service="dhcp-isc",

@@ -6,13 +6,12 @@ from collections.abc import Iterator
 
 from clustcontrol.render.base import Output, RenderContext, render_template
 from clustcontrol.render.dhcp import common_values, reservations
-from clustcontrol.render.view import ClusterView
 
 KEA_CONF = "/etc/kea/kea-dhcp4.conf"
 
 
 def render_kea(ctx: RenderContext) -> Iterator[Output]:
-    view = ClusterView(ctx.inventory)
+    view = ctx.view
     yield Output(
         path=KEA_CONF,
         service="dhcp-kea",
