@@ -151,6 +151,10 @@ class E2ECluster:
         (self.prefix / "etc/rsyncd.conf").write_bytes(rendered.read_bytes())
         for name in self.images:
             self.clustcontrol("image", "publish", name, "--root", str(self.prefix))
+        if "dhcpd" in self.ns.daemons:
+            # What `apply --reload` does on a real master: dhcpd restarts on its new config
+            # (TFTP, rsyncd and NFS read theirs per request or did not change).
+            self.master().start_dhcpd()
 
     def commit(self, image: str) -> str:
         """`clustcontrol image commit`: the standard's new generation, as nodes will see it."""
