@@ -23,42 +23,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-LIB = REPO / "src" / "clustcontrol" / "node" / "lib" / "clustcontrol-functions"
-BUSYBOX = "/bin/busybox"
-# The applets the Debian initramfs takes from busybox (as in tests/node/conftest.py).
-APPLETS = [
-    "mount",
-    "umount",
-    "sed",
-    "grep",
-    "cat",
-    "cp",
-    "mv",
-    "rm",
-    "mkdir",
-    "dd",
-    "od",
-    "tr",
-    "cut",
-    "head",
-    "tail",
-    "wc",
-    "sleep",
-    "date",
-    "sync",
-    "ls",
-    "cksum",
-    "stat",
-    "find",
-    "ln",
-    "touch",
-    "chroot",
-    "blockdev",
-    "rmdir",
-    "basename",
-    "dirname",
-]
+# The engine and the busybox applets the Debian initramfs takes from busybox: the same as the
+# node tests use, from one place.
+from tests.node.conftest import APPLETS as APPLETS
+from tests.node.conftest import BUSYBOX as BUSYBOX
+from tests.node.conftest import LIB as LIB
+
 STATE_DIR = "var/lib/clustcontrol-node"  # the engine's CC_STATE_DIR default, inside the root
 LOG_DIR = "var/log/clustcontrol"
 ENGINE_PATHS = (STATE_DIR, LOG_DIR)  # written by the engine, not part of the standard
