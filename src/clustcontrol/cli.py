@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Callable
 from functools import wraps
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -68,8 +69,6 @@ def _precheck(**values: tuple[Callable[[str], str], str | None]) -> None:
 
 
 def _check_ip(value: str) -> str:
-    from ipaddress import IPv4Address
-
     try:
         return str(IPv4Address(value))
     except ValueError:
@@ -77,8 +76,6 @@ def _check_ip(value: str) -> str:
 
 
 def _check_network(value: str) -> str:
-    from ipaddress import IPv4Network
-
     try:
         return str(IPv4Network(value))
     except ValueError as exc:
