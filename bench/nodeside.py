@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 # The engine and the busybox applets the Debian initramfs takes from busybox: the same as the
 # node tests use, from one place.
@@ -105,6 +106,18 @@ class RunningSync:
         )
 
 
+class SyncOptions(TypedDict, total=False):
+    """What a node's sync is told besides its source and target (see start_node_sync)."""
+
+    transport: str
+    mode: str
+    server: str
+    port: int
+    image: str
+    retries: int
+    env: dict[str, str] | None
+
+
 def start_node_sync(
     source: str | Path,
     target: Path,
@@ -159,14 +172,8 @@ def node_sync(
     *,
     run_dir: Path,
     bbdir: Path,
-    transport: str = "nfs",
-    mode: str = "normal",
-    server: str = "127.0.0.1",
-    port: int = 873,
-    image: str = "default",
-    retries: int = 5,
-    env: dict[str, str] | None = None,
     timeout: float = 3600,
+    **options: Unpack[SyncOptions],
 ) -> SyncResult:
     """Sync target (a directory) to the standard with the engine's cc_sync, as a node does at
     boot. transport "nfs": source is a local directory standing for the mounted export;
@@ -177,13 +184,7 @@ def node_sync(
         target,
         run_dir=run_dir,
         bbdir=bbdir,
-        transport=transport,
-        mode=mode,
-        server=server,
-        port=port,
-        image=image,
-        retries=retries,
-        env=env,
+        **options,
     ).wait(timeout)
 
 

@@ -36,6 +36,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
 
 from rich.console import Console
 from rich.table import Table
+from tests.test_scale import write_large_inventory
 
 from bench import nodeside, synthetic
 from bench.synthetic import PRESETS, Preset
@@ -494,38 +495,6 @@ def metric_storm(b: Bench) -> dict[str, Any]:
         aggregate_vs_single=round(aggregate / single_tp, 3),
         unfaithful_copies=unfaithful,
     )
-
-
-def write_large_inventory(path: Path, count: int) -> dict[str, Any]:
-    """Like tests/test_scale.py: a /16 with count nodes, every 10th on its own image."""
-    lines = [
-        "cluster:",
-        "  domain: bigclust",
-        "  network: 10.20.0.0/16",
-        "  master: {name: master, ip: 10.20.0.1}",
-        "images:",
-        "  default: {root: /srv/nfs4/clusternoderoot}",
-        "  gpu: {root: /srv/nfs4/gpuroot, transport: rsync}",
-        "nodes:",
-    ]
-    nodes = []
-    for i in range(count):
-        ip = f"10.20.{1 + i // 250}.{1 + i % 250}"
-        mac = f"52:54:00:{i >> 16 & 0xFF:02x}:{i >> 8 & 0xFF:02x}:{i & 0xFF:02x}"
-        node = {"name": f"n{i:05d}", "mac": mac, "ip": ip}
-        image = ", image: gpu" if i % 10 == 0 else ""
-        if image:
-            node["image"] = "gpu"
-        nodes.append(node)
-        lines.append(f'  - {{name: n{i:05d}, mac: "{mac}", ip: {ip}{image}}}')
-    lines.append("update_node: {node: n00001}")
-    path.write_text("\n".join(lines) + "\n")
-    return {
-        "cluster": {"domain": "bigclust", "network": "10.20.0.0/16"},
-        "images": {"default": {"root": "/srv/nfs4/clusternoderoot"}},
-        "nodes": nodes,
-        "update_node": {"node": "n00001"},
-    }
 
 
 def run_worker(args: list[str], report: Path) -> tuple[dict[str, Any], float, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from clustcontrol.apply import Installer, apply_tree, selected_services
 from clustcontrol.inventory.store import load_inventory
@@ -11,7 +12,8 @@ from clustcontrol.render import RenderContext, render_all
 NODES = 5000
 
 
-def write_large_inventory(path: Path, count: int) -> None:
+def write_large_inventory(path: Path, count: int) -> dict[str, Any]:
+    """A /16 with count nodes, every 10th on its own image; returns the same data as a dict."""
     lines = [
         "cluster:",
         "  domain: bigclust",
@@ -22,13 +24,31 @@ def write_large_inventory(path: Path, count: int) -> None:
         "  gpu: {root: /srv/nfs4/gpuroot, transport: rsync}",
         "nodes:",
     ]
+    nodes: list[dict[str, str]] = []
     for i in range(count):
         ip = f"10.20.{1 + i // 250}.{1 + i % 250}"
         mac = f"52:54:00:{i >> 16 & 0xFF:02x}:{i >> 8 & 0xFF:02x}:{i & 0xFF:02x}"
-        image = ", image: gpu" if i % 10 == 0 else ""
+        node = {"name": f"n{i:05d}", "mac": mac, "ip": ip}
+        if i % 10 == 0:
+            node["image"] = "gpu"
+        nodes.append(node)
+        image = ", image: gpu" if "image" in node else ""
         lines.append(f'  - {{name: n{i:05d}, mac: "{mac}", ip: {ip}{image}}}')
     lines.append("update_node: {node: n00001}")
     path.write_text("\n".join(lines) + "\n")
+    return {
+        "cluster": {
+            "domain": "bigclust",
+            "network": "10.20.0.0/16",
+            "master": {"name": "master", "ip": "10.20.0.1"},
+        },
+        "images": {
+            "default": {"root": "/srv/nfs4/clusternoderoot"},
+            "gpu": {"root": "/srv/nfs4/gpuroot", "transport": "rsync"},
+        },
+        "nodes": nodes,
+        "update_node": {"node": "n00001"},
+    }
 
 
 def test_render_and_apply_5000_nodes(tmp_path: Path) -> None:
