@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -44,8 +45,10 @@ def assert_ok(r: object) -> None:
 
 def test_nfs_first_sync_then_incremental(node: Node) -> None:
     std = node.std
+    os.setxattr(std / "bin/tool", "user.cc", b"kept")
     r = node.run()
     assert_ok(r)
+    assert "(normal, tar)" in r.out  # a blank root is filled by one tar stream
     assert "layout blank" in r.out
     assert "making ext4 on" in r.out and "making swap on" in r.out
     assert all(line.startswith("clustcontrol: ") for line in r.out.splitlines()), r.out
@@ -58,6 +61,7 @@ def test_nfs_first_sync_then_incremental(node: Node) -> None:
         assert (root / "bin/tool").read_text() == (std / "bin/tool").read_text()
         assert os.stat(root / "bin/tool").st_ino == os.stat(root / "bin/tool-hardlink").st_ino
         assert os.readlink(root / "bin/tool-symlink") == "tool"
+        assert os.getxattr(root / "bin/tool", "user.cc") == b"kept"
         assert (root / "usr/share/doc/big").read_bytes() == (std / "usr/share/doc/big").read_bytes()
         # Excluded: pseudo file systems, the control dir, the update node's identity.
         assert (root / "proc").is_dir() and not (root / "proc/should-not-copy").exists()
@@ -87,6 +91,7 @@ def test_nfs_first_sync_then_incremental(node: Node) -> None:
         assert rec["CC_SYNC_GENERATION"] == "gen-1"
         assert rec["CC_SYNC_SOURCE"] == "127.0.0.1 nfs"
         assert rec["CC_SYNC_MODE"] == "normal"
+        assert rec["CC_SYNC_METHOD"] == "tar"
         assert rec["CC_SYNC_RSYNC_EXIT"] == "0"
         assert int(rec["CC_SYNC_BYTES"]) > 512 * 1024
         assert int(rec["CC_SYNC_END"]) >= int(rec["CC_SYNC_START"])
@@ -217,10 +222,27 @@ def test_master_unreachable(node: Node) -> None:
     assert "unreachable" not in r.out
 
 
-def test_killed_sync_is_redone_fully(node: Node) -> None:
+STALLING_TAR = """#!/bin/sh
+# GNU tar whose archive stream stops after 3 MB and hangs (a master dying mid-copy).
+case "$*" in
+*--create*) /usr/bin/tar "$@" | { head -c 3000000; sleep 600; } ;;
+*) exec /usr/bin/tar "$@" ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("first_copy", ["rsync", "tar"])
+def test_killed_sync_is_redone_fully(node: Node, first_copy: str) -> None:
+    """Power cut during the first copy onto the blank root, by rsync or by the tar stream."""
     big = node.std / "usr/share/doc/huge"
     big.write_bytes(os.urandom(6 * 1024 * 1024))
-    proc = node.popen("cc_run", CC_RSYNC_EXTRA="--bwlimit=1500")
+    if first_copy == "rsync":
+        proc = node.popen("cc_run", CC_FIRST_COPY="rsync", CC_RSYNC_EXTRA="--bwlimit=1500")
+    else:
+        tar = node.tmp / "stalling-tar"
+        tar.write_text(STALLING_TAR)
+        tar.chmod(0o755)
+        proc = node.popen("cc_run", CC_TAR=str(tar))
     marker = node.target / STATE / "sync-in-progress"
     deadline = time.monotonic() + 30
     while not marker.exists():
@@ -230,7 +252,8 @@ def test_killed_sync_is_redone_fully(node: Node) -> None:
     time.sleep(1.5)
     assert proc.poll() is None, "sync finished before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)  # power cut: engine and rsync die mid-transfer
-    proc.communicate()
+    method = "tar" if first_copy == "tar" else "tree"
+    assert f"(normal, {method})" in proc.communicate()[0]
     node.cleanup_mounts()
 
     node.env["CC_NFS_MOUNT"] = "false"  # the master is gone too: the half copy must not boot
@@ -242,6 +265,7 @@ def test_killed_sync_is_redone_fully(node: Node) -> None:
     r = node.run()
     assert_ok(r)
     assert "previous sync did not finish: full re-sync" in r.out
+    assert "(full, tree)" in r.out
     with node.mounted(2) as root:
         assert (root / "usr/share/doc/huge").read_bytes() == big.read_bytes()
         assert record(root)["CC_SYNC_MODE"] == "full"
@@ -341,3 +365,96 @@ def test_unchanged_generation_skips_the_transfer(node: Node, rsync_daemon: Rsync
     r = node.run()
     assert_ok(r)
     assert "standard generation gen-2 unchanged since the last sync: no transfer" in r.out
+
+
+def write_delta(std: Path, old: str, new: str, paths: list[str], *, end: bool = True) -> None:
+    """What `clustcontrol image commit` publishes: the paths changed from generation old to
+    new, then the new generation itself."""
+    deltas = std / "etc/clustcontrol-deltas"
+    deltas.mkdir(exist_ok=True)
+    lines = [f"# clustcontrol-delta 1 {old} {new}", *sorted(paths)] + (["# end"] if end else [])
+    (deltas / old).write_text("\n".join(lines) + "\n")
+    generation = std / "etc/clustcontrol-generation"
+    generation.write_text(f"{new}\n")
+    # Each commit at a clearly later time (the test file system has second-resolution times).
+    later = generation.stat().st_mtime + 10 * len(list(deltas.iterdir()))
+    os.utime(generation, (later, later))
+
+
+@pytest.mark.parametrize("transport", ["nfs", "rsync"])
+def test_generation_delta_moves_only_what_changed(
+    node: Node, rsync_daemon: RsyncDaemon, transport: str
+) -> None:
+    """A node one generation behind syncs only the paths of the master's delta: changed files
+    by rsync's delta algorithm, removed paths deleted, persistent and node-own paths kept.
+    Every N-th such boot still compares the whole tree; a bad delta falls back to it."""
+    std = node.std
+    if transport == "rsync":
+        write_control(std / "etc/clustcontrol", transport="rsync", rsync_port=rsync_daemon.port)
+        node.cmdline = node.cmdline.replace("transport=nfs", "transport=rsync")
+    (std / "opt/old/sub").mkdir(parents=True)
+    (std / "opt/old/sub/f").write_text("removed with its directory\n")
+    assert_ok(node.run())
+    with node.mounted(2) as root:
+        (root / "var/lib/keep/state").write_text("node data\n")
+        (root / "junk").write_text("not in the standard, not in any delta\n")
+
+    big = bytearray((std / "usr/share/doc/big").read_bytes())
+    big[200_000:201_000] = os.urandom(1000)
+    (std / "usr/share/doc/big").write_bytes(bytes(big))
+    (std / "usr/new").write_text("new in generation 2\n")
+    (std / "bin/tool-symlink").unlink()
+    shutil.rmtree(std / "opt/old")
+    (std / "var/lib/keep/state").unlink()  # persistent: the node's copy stays
+    (std / "etc/hostname").write_text("updatenode2\n")  # the node's own: never copied
+    later = time.time() + 10
+    for changed in ("usr/share/doc/big", "usr/new"):
+        os.utime(std / changed, (later, later))
+    paths = ["usr/share/doc/big", "usr/new", "bin/tool-symlink", "var/lib/keep/state"]
+    write_delta(std, "gen-1", "gen-2", [*paths, "etc/hostname", "opt/old", "opt/old/sub/f"])
+
+    r = node.run()
+    assert_ok(r)
+    assert "generation gen-1 -> gen-2: delta of 5 path(s)" in r.out
+    assert "(normal, delta)" in r.out
+    with node.mounted(2) as root:
+        assert (root / "usr/share/doc/big").read_bytes() == bytes(big)
+        assert (root / "usr/new").read_text() == "new in generation 2\n"
+        assert not (root / "bin/tool-symlink").exists()
+        assert not (root / "opt/old").exists()
+        assert (root / "var/lib/keep/state").read_text() == "node data\n"
+        assert (root / "etc/hostname").read_text() == "node01\n"
+        assert not (root / "etc/clustcontrol-deltas").exists()
+        assert (root / "junk").exists(), r.out  # only a whole-tree comparison finds it
+        rec = record(root)
+        assert rec["CC_SYNC_GENERATION"] == "gen-2"
+        assert rec["CC_SYNC_METHOD"] == "delta"
+        assert int(rec["CC_SYNC_FILES"]) == 3  # big, new, the generation file
+        if transport == "rsync":  # the edit travels, not the 512 KiB file
+            assert int(rec["CC_SYNC_BYTES"]) < 16 * 1024, rec
+        assert (root / STATE / "generation-skips").read_text() == "1\n"
+
+    # A truncated delta is not used: the whole tree is compared (and the junk goes).
+    write_delta(std, "gen-2", "gen-3", ["usr/new"], end=False)
+    r = node.run()
+    assert_ok(r)
+    assert "is not one to gen-3 or is truncated: comparing the whole tree" in r.out
+    with node.mounted(2) as root:
+        assert not (root / "junk").exists()
+        assert record(root)["CC_SYNC_METHOD"] == "tree"
+        assert not (root / STATE / "generation-skips").exists()
+
+    # Deltas count as boots without a whole-tree comparison: with verify=2 the next is one.
+    (std / "junk2").write_text("uncommitted on the master\n")
+    write_delta(std, "gen-3", "gen-4", ["usr/new"])
+    r = node.run()
+    assert_ok(r)
+    assert "(normal, delta)" in r.out, r.out
+    write_delta(std, "gen-4", "gen-5", ["usr/new"])
+    node.cmdline += " clustcontrol.verify=2"
+    r = node.run()
+    assert_ok(r)
+    assert "generation gen-5: every 2th boot compares the whole tree: now" in r.out
+    with node.mounted(2) as root:
+        assert (root / "junk2").exists()
+        assert record(root)["CC_SYNC_METHOD"] == "tree"

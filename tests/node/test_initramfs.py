@@ -62,7 +62,7 @@ def build_tree(dest: Path, control: Path) -> subprocess.CompletedProcess[str]:
     # Debian's busybox hook (zz-busybox, in /usr/share) runs before hooks in /etc and hard-links
     # its applets, mke2fs and tune2fs among them: the hook must replace those with the real tools.
     shutil.copy2(BUSYBOX, dest / "bin/busybox")
-    for applet in (*APPLETS, "sh", "mke2fs", "tune2fs", "blkid", "modprobe"):
+    for applet in (*APPLETS, "sh", "mke2fs", "tune2fs", "blkid", "modprobe", "tar"):
         if not (dest / "bin" / applet).exists():
             os.link(dest / "bin/busybox", dest / "bin" / applet)
         if applet in ("mke2fs", "tune2fs", "blkid") and not (dest / "sbin" / applet).exists():
@@ -110,6 +110,11 @@ def test_hook_tree_runs_local_top_and_bottom(node: Node) -> None:
         res = subprocess.run(["chroot", str(tree), tool, "-V"], capture_output=True, text=True)
         banner = res.stdout + res.stderr
         assert re.search(r"^(mke2fs|tune2fs) 1\.\d+", banner, re.MULTILINE), (tool, banner)
+    # GNU tar (the first copy onto a blank root), not busybox's tar applet.
+    res = subprocess.run(
+        ["chroot", str(tree), "/bin/tar", "--version"], capture_output=True, text=True
+    )
+    assert res.stdout.startswith("tar (GNU tar)"), res.stdout + res.stderr
 
     # Complete the tree like mkinitramfs would: /scripts, /conf/conf.d.
     for d in (
