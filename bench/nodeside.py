@@ -33,6 +33,8 @@ from tests.node.conftest import LIB as LIB
 STATE_DIR = "var/lib/clustcontrol-node"  # the engine's CC_STATE_DIR default, inside the root
 LOG_DIR = "var/log/clustcontrol"
 ENGINE_PATHS = (STATE_DIR, LOG_DIR)  # written by the engine, not part of the standard
+DELTAS_DIR = "etc/clustcontrol-deltas"  # the master's generation deltas, never copied to nodes
+NOT_COPIED = (*ENGINE_PATHS, DELTAS_DIR)
 
 SCRIPT = r"""
 set -u
@@ -83,6 +85,14 @@ class SyncResult:
     @property
     def file_bytes(self) -> int:
         return self.stats.get("Total transferred file size", 0)
+
+    @property
+    def method(self) -> str:
+        """How the engine copied: skip, tar, delta or tree (from its console output)."""
+        if "no transfer" in self.output:
+            return "skip"
+        found = re.findall(r"^clustcontrol: sync done \((\w+)\)", self.output, re.MULTILINE)
+        return found[-1] if found else "unknown"
 
 
 @dataclass

@@ -261,6 +261,7 @@ def metric_full(b: Bench) -> dict[str, Any]:
         faithful=not problems,
         faithful_problems=problems[:10],
         baseline_faithful=not base_problems,
+        ours_method=last[0].method,
         engine_files_transferred=stats.get("Number of regular files transferred", 0),
         engine_log_tail=last[0].output.strip().splitlines()[-2:],
     )
@@ -283,7 +284,7 @@ def metric_noop(b: Bench) -> dict[str, Any]:
         r = b.node_sync(tree.root, ours_dir)
         check_sync(r, "noop")
         transferred.append(r.stats.get("Number of regular files transferred", 0))
-        skipped.append("no transfer" in r.output)
+        skipped.append(r.method == "skip")
         return r.seconds
 
     def baseline() -> float:
@@ -297,11 +298,6 @@ def metric_noop(b: Bench) -> dict[str, Any]:
     check_sync(verify, "noop: verify boot")
     every = 10
     amortized = ((every - 1) * statistics.median(o) + verify.seconds) / every
-    # What a walk of the standard costs (the engine's file-list generation, when no
-    # generation file exists).
-    filt = b.work / "noop-node.run" / "rsync-filter"
-    listing = f'rsync -r --list-only --filter="merge {filt}" "{tree.root}/" | cksum'
-    gen_s = statistics.median(timed(["sh", "-c", listing])[0] for _ in range(3))
     problems = synthetic.compare_trees(tree.root, ours_dir, nodeside.ENGINE_PATHS)
     b.cleanup(ours_dir, base_dir)
     return summary(
@@ -317,41 +313,47 @@ def metric_noop(b: Bench) -> dict[str, Any]:
         verify_every=every,
         amortized_s=round(amortized, 4),
         amortized_ratio=round(amortized / statistics.median(bl), 3),
-        generation_listing_s=round(gen_s, 4),
         faithful=not problems,
     )
 
 
 def metric_incremental(b: Bench) -> dict[str, Any]:
-    """1% changed: the engine over a real rsync daemon vs the seed's local rsync."""
+    """1% changed, one committed generation later: the engine over a real rsync daemon (a node
+    at the previous generation: the master's delta) vs the seed's local rsync of the tree."""
     tree = b.tree(b.cfg.tree)
     start = time.perf_counter()
     changed, changes = synthetic.ensure_changed_tree(tree, b.cache)
     b.note_generation("changed standard", time.perf_counter() - start)
     ours_dir, base_dir = b.scratch("inc-node"), b.scratch("inc-rsync")
-    for d in (ours_dir, base_dir):
-        copy_tree(tree.root, d)
+    # The node as the engine left it at the previous generation (its sync record included).
+    at_previous = b.scratch("inc-node-previous")
+    check_sync(b.node_sync(tree.root, at_previous), "incremental: first sync")
+    copy_tree(tree.root, base_dir)
     received: list[int] = []
+    from_master: list[int] = []
     runs: list[nodeside.SyncResult] = []
     base_bytes: list[int] = []
 
-    def reset(d: Path) -> None:
-        """Back to the old standard (untimed): the engine's state goes too."""
-        timed(["rsync", "-aHAX", "--delete", f"{tree.root}/", f"{d}/"])
+    def reset(source: Path, d: Path) -> None:
+        """Back to the previous generation (untimed)."""
+        timed(["rsync", "-aHAX", "--delete", f"{source}/", f"{d}/"])
         os.sync()
 
     with nodeside.rsync_daemon(changed, b.work / "inc-daemon") as daemon:
 
         def ours() -> float:
-            reset(ours_dir)
+            reset(at_previous, ours_dir)
+            offset = daemon.log_size()
             r = b.node_sync("", ours_dir, transport="rsync", port=daemon.port)
             check_sync(r, "incremental")
             received.append(r.bytes_received)
+            # Every connection of this boot: the generation, the delta, the sync.
+            from_master.append(nodeside.RsyncDaemon.sent_bytes(daemon.log_since(offset)))
             runs.append(r)
             return r.seconds
 
         def baseline() -> float:
-            reset(base_dir)
+            reset(tree.root, base_dir)
             argv = ["rsync", "-aHAX", "--delete", "--stats", f"{changed}/", f"{base_dir}/"]
             seconds, proc = timed(argv)
             st = nodeside.parse_stats(proc.stdout)
@@ -359,15 +361,11 @@ def metric_incremental(b: Bench) -> dict[str, Any]:
             return seconds
 
         o, bl = interleave(b.cfg.reps, ours, baseline)
-        # What the engine's generation listing (after every sync) costs on the wire.
-        filt = b.work / "inc-node.run" / "rsync-filter"
-        url = f"rsync://127.0.0.1:{daemon.port}/default/"
-        listing = ["rsync", "-r", "--list-only", "--stats", f"--filter=merge {filt}", url]
-        gen_bytes = nodeside.parse_stats(timed(listing)[1].stdout).get("Total bytes received", 0)
-    problems = synthetic.compare_trees(changed, ours_dir, nodeside.ENGINE_PATHS)
+    problems = synthetic.compare_trees(changed, ours_dir, nodeside.NOT_COPIED)
     problems += synthetic.compare_trees(changed, base_dir)
-    b.cleanup(ours_dir, base_dir)
+    b.cleanup(ours_dir, base_dir, at_previous)
     ours_bytes = int(statistics.median(received))
+    all_bytes = int(statistics.median(from_master))
     st = runs[-1].stats
     return summary(
         "incremental",
@@ -381,16 +379,15 @@ def metric_incremental(b: Bench) -> dict[str, Any]:
             "change_set": changes.as_dict(),
         },
         changed_bytes=changes.changed_bytes,
+        ours_method=runs[-1].method,
         ours_bytes_received=ours_bytes,
         bytes_ratio=round(ours_bytes / changes.changed_bytes, 3),
+        ours_bytes_from_master_all_connections=all_bytes,
+        bytes_ratio_all_connections=round(all_bytes / changes.changed_bytes, 3),
         ours_literal_bytes=st.get("Literal data", 0),
         ours_matched_bytes=st.get("Matched data", 0),
         ours_overhead_bytes=ours_bytes - st.get("Literal data", 0),
         ours_bytes_sent=st.get("Total bytes sent", 0),
-        generation_listing_bytes=gen_bytes,
-        bytes_ratio_with_generation_listing=round(
-            (ours_bytes + gen_bytes) / changes.changed_bytes, 3
-        ),
         baseline_pipe_bytes=int(statistics.median(base_bytes)),
         faithful=not problems,
         faithful_problems=problems[:10],
@@ -483,11 +480,9 @@ def metric_storm(b: Bench) -> dict[str, Any]:
         failures=failures,
         refused_connections_retried=sum(refused_engine),
         refused_by_daemon_log=sum(refused_daemon),
-        # The daemon also refuses the engine's other connections: the fetch of the standard's
-        # generation file before the sync (and, for an uncommitted standard, the generation
-        # listing after it). Those are not retried; a failure only means "no skip" or a
-        # generation "list-unknown".
-        refused_generation_listings=sum(refused_daemon) - sum(refused_engine),
+        # The daemon also refuses the engine's other connection, the fetch of the standard's
+        # generation file before the sync; it is retried with the same back-off.
+        refused_generation_fetches=sum(refused_daemon) - sum(refused_engine),
         failed_attempts_retried=sum(retried),
         slowest_node_s=round(max(slowest), 3),
         aggregate_mb_per_s=round(aggregate / 1e6, 2),
