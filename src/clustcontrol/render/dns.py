@@ -61,13 +61,13 @@ def _forward_records(view: ClusterView) -> list[ARecord]:
         ARecord(view.master_name, str(view.master_ip)),
         ARecord(view.update_label, str(view.update_ip)),
     ]
-    records += [ARecord(h.name, str(h.ip)) for h in view.hosts]
+    records += [ARecord(h.name, h.ip) for h in view.hosts]
     return records
 
 
 def _reverse_records(view: ClusterView) -> list[tuple[IPv4Address, str]]:
     pairs = [(view.master_ip, view.master_name), (view.update_ip, view.update_label)]
-    pairs += [(h.ip, h.name) for h in view.hosts]
+    pairs += [(h.address, h.name) for h in view.hosts]
     return pairs
 
 
