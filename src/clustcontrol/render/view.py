@@ -30,9 +30,9 @@ def reverse_zone_name(zone: IPv4Network) -> str:
     return ".".join(reversed(octets)) + ".in-addr.arpa"
 
 
-def reverse_owner(ip: IPv4Address, zone: IPv4Network) -> str:
-    """The PTR owner name of ip relative to its zone (e.g. '11' in 0.168.192.in-addr.arpa)."""
-    octets = str(ip).split(".")[zone.prefixlen // 8 :]
+def reverse_owner(ip: str, zone: IPv4Network) -> str:
+    """The PTR owner name of a dotted address in its zone (e.g. '11' in 0.168.192.in-addr.arpa)."""
+    octets = ip.split(".")[zone.prefixlen // 8 :]
     return ".".join(reversed(octets))
 
 
