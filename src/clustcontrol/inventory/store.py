@@ -6,7 +6,6 @@ edited document as a whole first and writes atomically, so a failed edit writes 
 
 from __future__ import annotations
 
-import gc
 import io
 import os
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from ruamel.yaml.resolver import VersionedResolver
 
 from clustcontrol.errors import ClustcontrolError, InvalidInputError
 from clustcontrol.fsutil import atomic_write
+from clustcontrol.gcpause import gc_paused
 from clustcontrol.inventory.checks import check_inventory
 from clustcontrol.inventory.model import Inventory
 
@@ -140,22 +140,9 @@ def _safe_yaml() -> YAML:
     return yaml
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Building a large document allocates many objects and no garbage cycles; without this the
-    cyclic collector would rescan them all, again and again, while they are being built."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def load_inventory(path: Path) -> Inventory:
     text = _read_text(path)
-    with _gc_paused():
+    with gc_paused():
         try:
             data = _safe_yaml().load(text)
         except YAMLError as exc:
