@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
+from typing import NamedTuple
 
 from clustcontrol.render.base import Output, RenderContext, render_template, template_macro
 from clustcontrol.render.view import ClusterView, reverse_owner, reverse_zone_name, reverse_zones
@@ -21,14 +21,12 @@ _HASH = re.compile(rb"^; content-hash: ([0-9a-f]+)$", re.MULTILINE)
 _SERIAL = re.compile(rb"^\s*(\d+)\s*; serial", re.MULTILINE)
 
 
-@dataclass(frozen=True)
-class ARecord:
+class ARecord(NamedTuple):
     owner: str
     ip: str
 
 
-@dataclass(frozen=True)
-class PtrRecord:
+class PtrRecord(NamedTuple):
     owner: str
     target: str
 
