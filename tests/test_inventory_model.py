@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
 import pytest
 
 from clustcontrol.errors import InvalidInputError
-from clustcontrol.inventory.store import parse_inventory
+from clustcontrol.inventory.store import load_inventory, parse_inventory
 from tests.conftest import BASE, inventory_data, make_inventory
 
 
@@ -177,3 +180,47 @@ def test_disk_layout_needs_one_root() -> None:
 def test_two_images_cannot_share_a_root() -> None:
     data = inventory_data(images={"a": {"root": "/srv/x"}, "b": {"root": "/srv/x"}})
     assert problems(data) == ["images.b.root: '/srv/x' is also the root of 'a'"]
+
+
+YAML_FEATURES = """\
+base: &base {kernel_args: [quiet], verify_every: 0x10}
+images:
+  default: {<<: *base, root: /srv/a, persistent: [&p /var/x, *p]}
+  gpu: {<<: [*base, {transport: rsync}], root: !!str /srv/b}
+flags: [true, yes, ~, null, '', 1.5, .inf, 0o17, 017, 2020-01-01, !!binary aGk=, "52:54:00:00:01"]
+? [a, b]
+: c
+set: !!set {x, y}
+omap: !!omap [{a: 1}, {b: 2}]
+"""
+
+
+def test_fast_yaml_reading_agrees_with_ruamel_safe_loader() -> None:
+    from ruamel.yaml import YAML
+
+    from clustcontrol.inventory.store import _safe_yaml
+
+    expected = YAML(typ="safe", pure=False).load(YAML_FEATURES)
+    assert _safe_yaml().load(YAML_FEATURES) == expected
+    assert expected["images"]["gpu"]["transport"] == "rsync"  # merge keys were applied
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "cluster: {domain: x}\ncluster: {}\n",
+        "nodes: [\n",
+        "cluster: {}\n",
+        "images: {default: {root: /srv/x}}\ncluster: {domain: a, network: 10.0.0.0/24,"
+        " master: {ip: 10.0.0.1}}\n",
+    ],
+)
+def test_load_inventory_leaves_the_garbage_collector_enabled(tmp_path: Path, text: str) -> None:
+    import gc
+
+    path = tmp_path / "cluster.yaml"
+    path.write_text(text)
+    assert gc.isenabled()
+    with contextlib.suppress(InvalidInputError):
+        load_inventory(path)
+    assert gc.isenabled()

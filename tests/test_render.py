@@ -58,6 +58,24 @@ def test_forward_and_reverse_zone_records() -> None:
     assert 'zone "rostclust"' in snippet and 'zone "0.168.192.in-addr.arpa"' in snippet
 
 
+def test_each_reverse_zone_has_exactly_its_own_records() -> None:
+    nodes = [
+        {"name": f"n{i}", "mac": f"52:54:00:00:00:{i:02x}", "ip": f"10.1.{4 + i % 4}.{10 + i}"}
+        for i in range(8)
+    ]
+    cluster = {**BASE["cluster"], "network": "10.1.4.0/22", "master": {"ip": "10.1.4.1"}}
+    tree = render(cluster=cluster, nodes=nodes)
+    ptr = re.compile(r"^(\S+)\tIN\tPTR\t(\S+)\.rostclust\.$", re.MULTILINE)
+    for third in range(4, 8):
+        zone = text(tree, f"/etc/bind/clustcontrol/db.{third}.1.10.in-addr.arpa")
+        expected = [(str(10 + i), f"n{i}") for i in range(8) if 4 + i % 4 == third]
+        if third == 4:
+            expected.insert(0, ("1", "master"))
+        if third == 7:
+            expected.insert(0, ("253", "updatenode"))  # 10.1.7.253, the /22's update address
+        assert sorted(ptr.findall(zone)) == sorted(expected), zone
+
+
 def test_zone_serial_changes_only_with_content() -> None:
     path = "/etc/bind/clustcontrol/db.rostclust"
     first = render_all(RenderContext(make_inventory())).outputs[path].data()

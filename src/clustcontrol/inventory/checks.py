@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from ipaddress import IPv4Address
+from typing import TypeVar
 
-from clustcontrol.inventory.model import UPDATE_NODE_LABEL, Inventory
+from clustcontrol.inventory.model import UPDATE_NODE_LABEL, Inventory, Node
+
+Key = TypeVar("Key", bound=Hashable)
 
 
-def _duplicates(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
-    seen: dict[str, list[str]] = defaultdict(list)
+def _duplicates(pairs: Iterable[tuple[Key, str]]) -> list[tuple[Key, list[str]]]:
+    seen: dict[Key, list[str]] = defaultdict(list)
     for key, where in pairs:
         seen[key].append(where)
     return [(key, wheres) for key, wheres in seen.items() if len(wheres) > 1]
@@ -80,17 +83,19 @@ def check_inventory(inv: Inventory) -> list[str]:
                 f"{where}.disk_layout: {node.disk_layout!r} is not a defined disk layout"
             )
 
-    for field, key in (
+    keys: tuple[tuple[str, Callable[[Node], Hashable]], ...] = (
         ("name", lambda n: n.name),
         ("mac", lambda n: n.mac),
-        ("ip", lambda n: str(n.ip)),
-    ):
+        ("ip", lambda n: n.ip),
+    )
+    for field, key in keys:
         for value, wheres in _duplicates((key(n), n.name) for n in inv.nodes):
             first, *others = wheres
+            shown = repr(str(value))
             for other in others:
                 problems.append(
-                    f"nodes.{other}.{field}: {value!r} duplicates the {field} of node {first!r}"
+                    f"nodes.{other}.{field}: {shown} duplicates the {field} of node {first!r}"
                     if field != "name"
-                    else f"nodes.{other}.name: {value!r} is defined more than once"
+                    else f"nodes.{other}.name: {shown} is defined more than once"
                 )
     return problems

@@ -10,15 +10,20 @@ import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
+from ruamel.yaml.constructor import SafeConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.resolver import VersionedResolver
 
 from clustcontrol.errors import ClustcontrolError, InvalidInputError
 from clustcontrol.fsutil import atomic_write
+from clustcontrol.gcpause import gc_paused
 from clustcontrol.inventory.checks import check_inventory
 from clustcontrol.inventory.model import Inventory
 
@@ -102,13 +107,47 @@ def _read_text(path: Path) -> str:
         raise ClustcontrolError(f"cannot read inventory {path}: {exc.strerror}") from None
 
 
+class _FixedVersionResolver(VersionedResolver):
+    """ruamel's resolver, looking its rules up once per document instead of once per scalar.
+
+    With the C parser the YAML version is fixed for the whole load (a %YAML directive never
+    reaches the resolver), so the lookup always has the same answer."""
+
+    @cached_property
+    def versioned_resolver(self) -> Any:
+        return super().versioned_resolver
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+class _SafeConstructor(SafeConstructor):
+    """ruamel's safe constructor with a short cut for plain strings, most of an inventory.
+
+    A string is immutable, so it needs none of the bookkeeping that keeps an aliased (or
+    recursive) collection one object."""
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        if node.__class__ is ScalarNode and node.tag == _STR_TAG:
+            return node.value
+        return super().construct_object(node, deep)
+
+
+def _safe_yaml() -> YAML:
+    yaml = YAML(typ="safe", pure=False)
+    yaml.Resolver = _FixedVersionResolver
+    yaml.Constructor = _SafeConstructor
+    return yaml
+
+
 def load_inventory(path: Path) -> Inventory:
     text = _read_text(path)
-    try:
-        data = YAML(typ="safe", pure=False).load(text)
-    except YAMLError as exc:
-        raise _yaml_error(path, exc) from None
-    return parse_inventory(data, str(path))
+    with gc_paused():
+        try:
+            data = _safe_yaml().load(text)
+        except YAMLError as exc:
+            raise _yaml_error(path, exc) from None
+        return parse_inventory(data, str(path))
 
 
 def _round_trip() -> YAML:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from clustcontrol.gcpause import gc_paused
 from clustcontrol.render.base import Output, RenderContext, RenderedTree
 from clustcontrol.render.control import render_control
 from clustcontrol.render.dhcp.dnsmasq import render_dnsmasq
@@ -33,6 +34,7 @@ RENDERERS: tuple[Renderer, ...] = (
 
 def render_all(ctx: RenderContext) -> RenderedTree:
     tree = RenderedTree()
-    for renderer in RENDERERS:
-        tree.extend(renderer(ctx))
+    with gc_paused():
+        for renderer in RENDERERS:
+            tree.extend(renderer(ctx))
     return tree

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from posixpath import join as pjoin
 
 from clustcontrol.inventory.model import DiskLayout, Inventory
-from clustcontrol.render.base import Output, RenderContext, render_template
+from clustcontrol.render.base import Output, RenderContext, render_template, template_macro
 from clustcontrol.render.pxe import partition_device
 from clustcontrol.render.view import ClusterView
 
@@ -23,7 +23,7 @@ Values = list[tuple[str, object]]
 
 
 def _params(path: str, title: str, values: Values) -> Output:
-    content = render_template("control/params.j2", title=title, values=values)
+    content = template_macro("control/params.j2", "params")(title, values)
     return Output(path=path, service="control", content=content)
 
 
@@ -98,8 +98,6 @@ def render_control(ctx: RenderContext) -> Iterator[Output]:
             path=pjoin(base, f"sfdisk-{name}"), service="control", content=layout.sfdisk.encode()
         )
     for host in view.hosts:
-        node = inv.node(host.name)
-        assert node is not None
         yield _params(
             pjoin(base, "nodes", host.name),
             f"node {host.name!r}",
@@ -109,7 +107,7 @@ def render_control(ctx: RenderContext) -> Iterator[Output]:
                 ("CC_IP", host.ip),
                 ("CC_MAC", host.mac),
                 ("CC_IMAGE", host.image),
-                ("CC_DISK_LAYOUT", inv.layout_of(node)),
+                ("CC_DISK_LAYOUT", host.layout),
                 ("CC_KERNEL_ARGS", " ".join(host.kernel_args)),
             ],
         )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
+from typing import NamedTuple
 
-from clustcontrol.render.base import Output, RenderContext, render_template
+from clustcontrol.render.base import Output, RenderContext, render_template, template_macro
 from clustcontrol.render.view import ClusterView, reverse_owner, reverse_zone_name, reverse_zones
 
 BIND_DIR = "/etc/bind"
@@ -21,14 +21,12 @@ _HASH = re.compile(rb"^; content-hash: ([0-9a-f]+)$", re.MULTILINE)
 _SERIAL = re.compile(rb"^\s*(\d+)\s*; serial", re.MULTILINE)
 
 
-@dataclass(frozen=True)
-class ARecord:
+class ARecord(NamedTuple):
     owner: str
     ip: str
 
 
-@dataclass(frozen=True)
-class PtrRecord:
+class PtrRecord(NamedTuple):
     owner: str
     target: str
 
@@ -47,12 +45,16 @@ def next_serial(previous: bytes | None, content_hash: str) -> int:
     return (serial + 1) % 2**32 or 1
 
 
-def _zone(ctx: RenderContext, template: str, path: str, **values: object) -> Output:
-    # Render once with a fixed serial to hash the content, then with the real serial.
-    body = render_template(template, serial=0, content_hash="", **values)
+def _zone(ctx: RenderContext, path: str, origin: str, records: bytes) -> Output:
+    """The zone file: its head, then the records. The content hash is taken with serial 0 and an
+    empty hash in the head; only the head is rendered again with the real serial and hash."""
+    view = ctx.view
+    head = template_macro("dns/zone.j2", "head")
+    values = {"origin": origin, "domain": view.domain, "master_name": view.master_name}
+    body = head(serial=0, content_hash="", **values) + records
     content_hash = hashlib.sha256(body).hexdigest()[:16]
     serial = next_serial(ctx.previous(path), content_hash)
-    content = render_template(template, serial=serial, content_hash=content_hash, **values)
+    content = head(serial=serial, content_hash=content_hash, **values) + records
     return Output(path=path, service="dns", content=content)
 
 
@@ -61,40 +63,36 @@ def _forward_records(view: ClusterView) -> list[ARecord]:
         ARecord(view.master_name, str(view.master_ip)),
         ARecord(view.update_label, str(view.update_ip)),
     ]
-    records += [ARecord(h.name, str(h.ip)) for h in view.hosts]
+    records += [ARecord(h.name, h.ip) for h in view.hosts]
     return records
 
 
-def _reverse_records(view: ClusterView) -> list[tuple[IPv4Address, str]]:
-    pairs = [(view.master_ip, view.master_name), (view.update_ip, view.update_label)]
-    pairs += [(h.ip, h.name) for h in view.hosts]
+def _reverse_records(view: ClusterView) -> list[tuple[IPv4Address, str, str]]:
+    """(address, address as text, name) of every PTR record."""
+    pairs = [
+        (view.master_ip, str(view.master_ip), view.master_name),
+        (view.update_ip, str(view.update_ip), view.update_label),
+    ]
+    pairs += [(h.address, h.ip, h.name) for h in view.hosts]
     return pairs
 
 
 def render_dns(ctx: RenderContext) -> Iterator[Output]:
     view = ctx.view
-    common = {"domain": view.domain, "master_name": view.master_name}
-    yield _zone(
-        ctx,
-        "dns/forward.zone.j2",
-        f"{ZONE_DIR}/db.{view.domain}",
-        records=_forward_records(view),
-        **common,
-    )
+    a_records = template_macro("dns/zone.j2", "a_records")(_forward_records(view))
+    yield _zone(ctx, f"{ZONE_DIR}/db.{view.domain}", view.domain, a_records)
     zones = reverse_zones(view.network)
-    by_zone: dict[str, list[PtrRecord]] = {reverse_zone_name(z): [] for z in zones}
-    for ip, name in _reverse_records(view):
-        zone = next(z for z in zones if ip in z)
-        by_zone[reverse_zone_name(zone)].append(PtrRecord(reverse_owner(ip, zone), name))
-    for zone_name, records in by_zone.items():
-        yield _zone(
-            ctx,
-            "dns/reverse.zone.j2",
-            f"{ZONE_DIR}/db.{zone_name}",
-            zone_name=zone_name,
-            records=records,
-            **common,
-        )
+    # The zones are equally large: an address's zone is the one starting at its masked address.
+    mask = int(zones[0].netmask)
+    by_start = {int(zone.network_address): zone for zone in zones}
+    by_zone: dict[IPv4Network, list[PtrRecord]] = {zone: [] for zone in zones}
+    for ip, text, name in _reverse_records(view):
+        zone = by_start[int(ip) & mask]
+        by_zone[zone].append(PtrRecord(reverse_owner(text, zone), name))
+    ptr_records = template_macro("dns/zone.j2", "ptr_records")
+    for zone, records in by_zone.items():
+        name = reverse_zone_name(zone)
+        yield _zone(ctx, f"{ZONE_DIR}/db.{name}", name, ptr_records(records, view.domain))
     yield Output(
         path=SNIPPET,
         service="dns",
@@ -102,7 +100,7 @@ def render_dns(ctx: RenderContext) -> Iterator[Output]:
             "dns/named.conf.clustcontrol.j2",
             domain=view.domain,
             zone_dir=ZONE_DIR,
-            reverse_zones=[{"name": name} for name in by_zone],
+            reverse_zones=[{"name": reverse_zone_name(zone)} for zone in zones],
         ),
     )
     yield Output(

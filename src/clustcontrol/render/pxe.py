@@ -17,7 +17,7 @@ from posixpath import join as pjoin
 
 from clustcontrol.errors import ClustcontrolError
 from clustcontrol.inventory.model import Inventory
-from clustcontrol.render.base import Output, RenderContext, render_template
+from clustcontrol.render.base import Output, RenderContext, render_template, template_macro
 from clustcontrol.render.view import ClusterView, ImageView, hex_ip
 
 # What pxelinux.0 (syslinux 6) needs beside it; more modules only for menus, which we do not use.
@@ -110,7 +110,7 @@ def _host_file(
     return Output(
         path=pjoin(view.boot_root, "pxelinux.cfg", hex_name),
         service="pxe",
-        content=render_template("pxe/host.cfg.j2", comment=comment, default=default, labels=labels),
+        content=template_macro("pxe/host.cfg.j2", "host_cfg")(comment, default, labels),
     )
 
 
@@ -122,13 +122,10 @@ def _own_host_files(inv: Inventory, view: ClusterView) -> Iterator[Output]:
     for host in view.hosts:
         if host.mac == update_mac:
             continue  # booting as the update node; its regular address is not handed out
-        node = inv.node(host.name)
-        assert node is not None
-        layout = inv.layout_of(node)
-        if host.image == default_image and not host.kernel_args and layout == default_layout:
+        if host.image == default_image and not host.kernel_args and host.layout == default_layout:
             continue
         label = sync_label(
-            inv, f"linux-{host.name}", view.image(host.image), layout, host.kernel_args
+            inv, f"linux-{host.name}", view.image(host.image), host.layout, host.kernel_args
         )
         yield _host_file(
             view, host.hex_ip, label.name, f"node {host.name}: image {host.image}", [label]
@@ -160,15 +157,8 @@ def render_pxe(ctx: RenderContext) -> Iterator[Output]:
             "pxe/pxelinux-common.j2", serial=_serial(inv), labels=_common_labels(inv, view)
         ),
     )
-    yield Output(
-        path=pjoin(view.boot_root, "pxelinux.cfg", "default"),
-        service="pxe",
-        content=render_template(
-            "pxe/host.cfg.j2",
-            comment="regular nodes: sync to the standard, boot the local disk",
-            default="linux",
-            labels=[],
-        ),
+    yield _host_file(
+        view, "default", "linux", "regular nodes: sync to the standard, boot the local disk", []
     )
     update_image = view.update_image.name
     yield _host_file(

@@ -30,18 +30,20 @@ def reverse_zone_name(zone: IPv4Network) -> str:
     return ".".join(reversed(octets)) + ".in-addr.arpa"
 
 
-def reverse_owner(ip: IPv4Address, zone: IPv4Network) -> str:
-    """The PTR owner name of ip relative to its zone (e.g. '11' in 0.168.192.in-addr.arpa)."""
-    octets = str(ip).split(".")[zone.prefixlen // 8 :]
+def reverse_owner(ip: str, zone: IPv4Network) -> str:
+    """The PTR owner name of a dotted address in its zone (e.g. '11' in 0.168.192.in-addr.arpa)."""
+    octets = ip.split(".")[zone.prefixlen // 8 :]
     return ".".join(reversed(octets))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HostView:
     name: str
     mac: str
-    ip: IPv4Address
+    ip: str  # as written into config files; `address` is the same address for computing
+    address: IPv4Address
     image: str
+    layout: str
     kernel_args: tuple[str, ...]
     hex_ip: str
 
@@ -95,20 +97,26 @@ class ClusterView:
         """Absolute path of the PXELINUX directory in the TFTP tree."""
         return pjoin(self.cluster.tftp_root, self.cluster.boot_dir)
 
-    def _host(self, node: Node) -> HostView:
+    def _host(self, node: Node, name: str, address: IPv4Address, image: str) -> HostView:
         return HostView(
-            name=node.name,
+            name=name,
             mac=node.mac,
-            ip=node.ip,
-            image=self.inv.image_of(node),
+            ip=str(address),
+            address=address,
+            image=image,
+            layout=self.inv.layout_of(node),
             kernel_args=tuple(node.kernel_args),
-            hex_ip=hex_ip(node.ip),
+            hex_ip=hex_ip(address),
         )
 
     @cached_property
     def hosts(self) -> list[HostView]:
         """Every node with its regular address, sorted by address."""
-        return sorted((self._host(n) for n in self.inv.nodes), key=lambda h: h.ip)
+        image_of = self.inv.image_of
+        return sorted(
+            (self._host(n, n.name, n.ip, image_of(n)) for n in self.inv.nodes),
+            key=lambda h: h.address,
+        )
 
     @cached_property
     def update_host(self) -> HostView | None:
@@ -116,14 +124,7 @@ class ClusterView:
         node = self.inv.update_node_entry
         if node is None:
             return None
-        return HostView(
-            name=UPDATE_NODE_LABEL,
-            mac=node.mac,
-            ip=self.update_ip,
-            image=self.inv.update_image_name,
-            kernel_args=tuple(node.kernel_args),
-            hex_ip=hex_ip(self.update_ip),
-        )
+        return self._host(node, UPDATE_NODE_LABEL, self.update_ip, self.inv.update_image_name)
 
     @cached_property
     def dhcp_hosts(self) -> list[HostView]:

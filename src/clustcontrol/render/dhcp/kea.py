@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from typing import NamedTuple
 
 from clustcontrol.render.base import Output, RenderContext, render_template
 from clustcontrol.render.dhcp import common_values, reservations
+from clustcontrol.render.view import HostView
 
 KEA_CONF = "/etc/kea/kea-dhcp4.conf"
+
+
+class Reservation(NamedTuple):
+    """A host reservation's values as JSON strings.
+
+    Names, MACs and addresses are validated to letters, digits, '-', ':' and '.', so json.dumps
+    writes them just as the template's tojson filter would, at a fraction of its cost per value."""
+
+    mac: str
+    ip: str
+    name: str
+
+    @classmethod
+    def of(cls, host: HostView) -> Reservation:
+        return cls(json.dumps(host.mac), json.dumps(host.ip), json.dumps(host.name))
 
 
 def render_kea(ctx: RenderContext) -> Iterator[Output]:
@@ -19,7 +37,7 @@ def render_kea(ctx: RenderContext) -> Iterator[Output]:
         content=render_template(
             "dhcp/kea-dhcp4.conf.j2",
             interfaces=view.cluster.dhcp_interface or "*",
-            reservations=reservations(view),
+            reservations=[Reservation.of(host) for host in reservations(view)],
             **common_values(view),
         ),
     )
