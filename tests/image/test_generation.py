@@ -21,25 +21,6 @@ from tests.conftest import Cli, inventory_data, make_inventory
 from tests.image.conftest import IMAGE_ROOT
 
 
-def build(root: Path) -> None:
-    (root / "etc/clustcontrol").mkdir(parents=True)
-    (root / "etc/clustcontrol/default").write_text("CC_X=1\n")  # the master's bind mount
-    (root / "usr/bin").mkdir(parents=True)
-    (root / "usr/bin/tool").write_bytes(b"\x7fELF" + b"x" * 5000)
-    (root / "usr/bin/tool").chmod(0o755)
-    (root / "usr/bin/alias").symlink_to("tool")
-    os.link(root / "usr/bin/tool", root / "usr/bin/tool-hardlink")
-    (root / "etc/motd").write_text("hello\n")
-    (root / "proc").mkdir()
-    (root / "proc/cpuinfo").write_text("not part of the standard\n")
-
-
-@pytest.fixture
-def prefix(tmp_path: Path) -> Path:
-    build(tmp_path / IMAGE_ROOT)
-    return tmp_path
-
-
 def test_scan_records_types_and_skips_excluded(prefix: Path) -> None:
     manifest = scan(prefix / IMAGE_ROOT)
     assert manifest["usr/bin/alias"].kind == "l" and manifest["usr/bin/alias"].digest == "tool"

@@ -7,6 +7,7 @@ unread), and when anything changed records a new generation:
     /var/lib/clustcontrol/images/NAME/generations/SEQ-HASH.manifest.gz   the manifest
     /var/lib/clustcontrol/images/NAME/current                            SEQ-HASH
     IMAGE_ROOT/etc/clustcontrol-generation                               SEQ-HASH (read by nodes)
+    IMAGE_ROOT/etc/clustcontrol-deltas/FROM      what changed since FROM (see deltas.py)
 
 A node that already holds that generation skips the transfer at boot. Changes made to the
 standard after the last commit are invisible to such nodes until the next commit, so
@@ -26,12 +27,13 @@ from clustcontrol.errors import ClustcontrolError
 from clustcontrol.fsutil import atomic_write, read_bytes_or_none
 
 GENERATION_FILE = "etc/clustcontrol-generation"
+DELTAS_DIR = "etc/clustcontrol-deltas"
 STATE_DIR = "/var/lib/clustcontrol/images"
 # Never part of the standard's content (the node's sync excludes them too): pseudo and scratch
 # file systems (their directories are kept, not their contents), the bind-mounted control
-# directory, and the generation file itself.
+# directory, the generation file and the generation deltas.
 CONTENT_EXCLUDED = ("proc", "sys", "dev", "run", "tmp", "mnt", "media")
-PATH_EXCLUDED = ("etc/clustcontrol", GENERATION_FILE, "lost+found")
+PATH_EXCLUDED = ("etc/clustcontrol", GENERATION_FILE, DELTAS_DIR, "lost+found")
 _CHUNK = 1 << 20
 
 
@@ -57,6 +59,8 @@ class Entry:
 
 
 Manifest = dict[str, Entry]
+# (st_dev, st_ino) -> the paths of a tree that name that regular file (hard links).
+InodeGroups = dict[tuple[int, int], list[str]]
 
 
 def _kind(mode: int) -> str:
@@ -99,12 +103,23 @@ def _walk(root: str) -> Iterator[tuple[str, os.stat_result, str]]:
                     stack.append(rel)
 
 
-def scan(root: Path, previous: Manifest | None = None, hash_files: bool = True) -> Manifest:
-    """The manifest of root; regular files unchanged since `previous` keep their digest."""
+def scan(
+    root: Path,
+    previous: Manifest | None = None,
+    hash_files: bool = True,
+    *,
+    links: InodeGroups | None = None,
+) -> Manifest:
+    """The manifest of root; regular files unchanged since `previous` keep their digest.
+
+    With `links`, every regular file with more than one link is added to its inode's group
+    (names whose other links lie outside the scanned tree make groups of one)."""
     previous = previous or {}
     manifest: Manifest = {}
     for rel, st, path in _walk(str(root)):
         kind = _kind(st.st_mode)
+        if links is not None and kind == "f" and st.st_nlink > 1:
+            links.setdefault((st.st_dev, st.st_ino), []).append(rel)
         digest = ""
         if kind == "l":
             digest = os.readlink(path)  # noqa: PTH115 - hot path, plain str paths
@@ -251,11 +266,29 @@ class GenerationStore:
             )
         return deserialize(data)
 
+    def recorded(self) -> list[str]:
+        """Every generation that has a manifest, by sequence number (oldest first)."""
+        suffix = ".manifest.gz"
+        try:
+            names = [path.name for path in (self.base / "generations").iterdir()]
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in names:
+            generation = name.removesuffix(suffix)
+            if generation != name and generation.partition("-")[0].isdigit():
+                found.append((sequence(generation), generation))
+        return [generation for _seq, generation in sorted(found)]
+
     def record(self, generation: str, manifest: Manifest) -> None:
         atomic_write(self.base / "generations" / f"{generation}.manifest.gz", serialize(manifest))
         atomic_write(self.base / "current", f"{generation}\n".encode())
 
 
+def sequence(generation: str) -> int:
+    """SEQ of a generation id SEQ-HASH."""
+    return int(generation.split("-", 1)[0])
+
+
 def next_generation(current: str | None, digest: str) -> str:
-    sequence = int(current.split("-", 1)[0]) + 1 if current else 1
-    return f"{sequence}-{digest[:12]}"
+    return f"{sequence(current) + 1 if current else 1}-{digest[:12]}"
