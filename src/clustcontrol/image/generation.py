@@ -19,7 +19,7 @@ import gzip
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,7 +154,14 @@ def content_hash(manifest: Manifest) -> str:
     return digest.hexdigest()
 
 
+def _plain(text: str) -> bool:
+    """Whether text is its own escape (printable ASCII without a backslash): most paths."""
+    return text.isascii() and text.isprintable() and "\\" not in text
+
+
 def _escape(path: str) -> str:
+    if _plain(path):
+        return path
     return (
         path.encode("utf-8", "surrogateescape")
         .decode("latin-1")
@@ -164,6 +171,8 @@ def _escape(path: str) -> str:
 
 
 def _unescape(text: str) -> str:
+    if "\\" not in text:
+        return text
     return (
         text.encode("ascii")
         .decode("unicode_escape")
@@ -172,8 +181,9 @@ def _unescape(text: str) -> str:
     )
 
 
-def serialize(manifest: Manifest) -> bytes:
-    lines = [
+def manifest_lines(manifest: Manifest) -> list[str]:
+    """The manifest as text lines (sorted by path): equal lines are equal entries."""
+    return [
         "\t".join(
             (
                 _escape(e.path),
@@ -189,12 +199,11 @@ def serialize(manifest: Manifest) -> bytes:
         )
         for e in (manifest[rel] for rel in sorted(manifest))
     ]
-    return gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=6, mtime=0)
 
 
-def deserialize(data: bytes) -> Manifest:
+def parse_lines(lines: Iterable[str]) -> Manifest:
     manifest: Manifest = {}
-    for line in gzip.decompress(data).decode().splitlines():
+    for line in lines:
         path, kind, mode, uid, gid, size, mtime, digest, ctime = line.split("\t")
         entry = Entry(
             _unescape(path),
@@ -209,6 +218,19 @@ def deserialize(data: bytes) -> Manifest:
         )
         manifest[entry.path] = entry
     return manifest
+
+
+def serialize(manifest: Manifest) -> bytes:
+    text = "\n".join(manifest_lines(manifest)) + "\n"
+    return gzip.compress(text.encode(), compresslevel=6, mtime=0)
+
+
+def _text_lines(data: bytes) -> list[str]:
+    return gzip.decompress(data).decode().splitlines()
+
+
+def deserialize(data: bytes) -> Manifest:
+    return parse_lines(_text_lines(data))
 
 
 @dataclass(frozen=True)
@@ -243,6 +265,12 @@ def compare(old: Manifest, new: Manifest, *, by_content: bool = True) -> Differe
     return Difference(added, removed, changed)
 
 
+def differing_entries(old: set[str], new: set[str]) -> tuple[Manifest, Manifest]:
+    """The entries of two manifests (as manifest_lines) whose lines differ. compare() of these
+    gives the difference of the whole manifests, without parsing the unchanged bulk."""
+    return parse_lines(old - new), parse_lines(new - old)
+
+
 @dataclass(frozen=True)
 class GenerationStore:
     """Where the master keeps an image's manifests (under an installation prefix)."""
@@ -257,14 +285,21 @@ class GenerationStore:
         data = read_bytes_or_none(self.base / "current")
         return data.decode().strip() or None if data is not None else None
 
-    def manifest(self, generation: str) -> Manifest:
+    def _read(self, generation: str) -> bytes:
         data = read_bytes_or_none(self.base / "generations" / f"{generation}.manifest.gz")
         if data is None:
             raise ClustcontrolError(
                 f"{self.base}: the manifest of generation {generation} is missing",
                 hint="run clustcontrol image commit again to record a new generation",
             )
-        return deserialize(data)
+        return data
+
+    def manifest(self, generation: str) -> Manifest:
+        return deserialize(self._read(generation))
+
+    def lines(self, generation: str) -> set[str]:
+        """The manifest's lines, unparsed (see differing_entries)."""
+        return set(_text_lines(self._read(generation)))
 
     def recorded(self) -> list[str]:
         """Every generation that has a manifest, by sequence number (oldest first)."""
