@@ -97,10 +97,11 @@ def write_deltas(
     then remove every other file of directory. Old manifests are compared as text lines: only
     the entries that differ are parsed (nothing is read from the tree)."""
     earlier = [g for g in store.recorded() if sequence(g) < sequence(target)]
+    sources = earlier[max(len(earlier) - keep, 0) :]
     partners = {path: group for group in links.values() if len(group) > 1 for path in group}
-    lines = set(manifest_lines(manifest))
+    lines = set(manifest_lines(manifest)) if sources else set()
     deltas: list[Delta] = []
-    for source in earlier[max(len(earlier) - keep, 0) :]:
+    for source in sources:
         try:
             difference = compare(*differing_entries(store.lines(source), lines))
         except (ClustcontrolError, OSError, EOFError, ValueError, zlib.error) as exc:
