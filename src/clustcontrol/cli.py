@@ -392,6 +392,15 @@ def image_commit(state: State, name: str, root: Path) -> None:
         f"image {name}: generation {result.generation} ({result.difference.summary()}"
         f"{since}; {result.files} files, {result.seconds:.1f} s)"
     )
+    if result.deltas:
+        written = sum(delta.skipped is None for delta in result.deltas)
+        out.print(f"deltas: from {written} earlier generation(s)")
+    for delta in result.deltas:
+        if delta.skipped is not None:
+            out.print(
+                f"no delta from {delta.source} (its nodes sync the whole tree): {delta.skipped}",
+                markup=False,
+            )
 
 
 # --- node -----------------------------------------------------------------------------------

@@ -130,6 +130,27 @@ def env(tmp_path: Path, node_files: Path) -> ImageEnv:
     return ImageEnv(prefix, make_inventory())
 
 
+def build_standard(root: Path) -> None:
+    """A small standard for the generation tests: a hard link, a symlink, the control
+    directory and a pseudo file system that are not part of its content."""
+    (root / "etc/clustcontrol").mkdir(parents=True)
+    (root / "etc/clustcontrol/default").write_text("CC_X=1\n")  # the master's bind mount
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/tool").write_bytes(b"\x7fELF" + b"x" * 5000)
+    (root / "usr/bin/tool").chmod(0o755)
+    (root / "usr/bin/alias").symlink_to("tool")
+    os.link(root / "usr/bin/tool", root / "usr/bin/tool-hardlink")
+    (root / "etc/motd").write_text("hello\n")
+    (root / "proc").mkdir()
+    (root / "proc/cpuinfo").write_text("not part of the standard\n")
+
+
+@pytest.fixture
+def prefix(tmp_path: Path) -> Path:
+    build_standard(tmp_path / IMAGE_ROOT)
+    return tmp_path
+
+
 def snapshot(top: Path) -> dict[str, tuple[bytes, int, int]]:
     """Every file under top: content, mode and mtime (ns)."""
     state: dict[str, tuple[bytes, int, int]] = {}

@@ -12,32 +12,17 @@ from clustcontrol.image import generation
 from clustcontrol.image.commit import commit_image, image_status
 from clustcontrol.image.generation import (
     GENERATION_FILE,
+    Difference,
     GenerationStore,
+    compare,
     deserialize,
+    differing_entries,
+    manifest_lines,
     scan,
     serialize,
 )
 from tests.conftest import Cli, inventory_data, make_inventory
 from tests.image.conftest import IMAGE_ROOT
-
-
-def build(root: Path) -> None:
-    (root / "etc/clustcontrol").mkdir(parents=True)
-    (root / "etc/clustcontrol/default").write_text("CC_X=1\n")  # the master's bind mount
-    (root / "usr/bin").mkdir(parents=True)
-    (root / "usr/bin/tool").write_bytes(b"\x7fELF" + b"x" * 5000)
-    (root / "usr/bin/tool").chmod(0o755)
-    (root / "usr/bin/alias").symlink_to("tool")
-    os.link(root / "usr/bin/tool", root / "usr/bin/tool-hardlink")
-    (root / "etc/motd").write_text("hello\n")
-    (root / "proc").mkdir()
-    (root / "proc/cpuinfo").write_text("not part of the standard\n")
-
-
-@pytest.fixture
-def prefix(tmp_path: Path) -> Path:
-    build(tmp_path / IMAGE_ROOT)
-    return tmp_path
 
 
 def test_scan_records_types_and_skips_excluded(prefix: Path) -> None:
@@ -54,10 +39,34 @@ def test_manifest_round_trip_with_awkward_names(tmp_path: Path) -> None:
     root.mkdir()
     (root / "tab\there").write_text("a")
     (root / "new\nline").write_text("b")
+    (root / "back\\slash").write_text("c")
     os.close(os.open(os.fsencode(root) + b"/latin1-\xe9", os.O_CREAT | os.O_WRONLY, 0o644))
     manifest = scan(root)
     assert deserialize(serialize(manifest)) == manifest
-    assert len(manifest) == 3
+    assert len(manifest) == 4
+
+
+def test_differing_lines_give_the_whole_difference(prefix: Path) -> None:
+    root = prefix / IMAGE_ROOT
+    old = scan(root)
+    (root / "usr/bin/tool").chmod(0o755)  # ctime only (and of tool-hardlink): not a change
+    (root / "usr/bin/alias").unlink()
+    (root / "usr/bin/alias").symlink_to("tool-hardlink")
+    (root / "etc/motd").unlink()
+    (root / "etc/new").write_text("new\n")
+    new = scan(root, old)
+    old_only, new_only = differing_entries(set(manifest_lines(old)), set(manifest_lines(new)))
+    # Lines differ for a new ctime and for a directory's mtime, neither of them content.
+    assert set(old_only) == {
+        "etc",
+        "etc/motd",
+        "usr/bin",
+        "usr/bin/alias",
+        "usr/bin/tool",
+        "usr/bin/tool-hardlink",
+    }
+    assert compare(old_only, new_only) == compare(old, new)
+    assert compare(old, new) == Difference(("etc/new",), ("etc/motd",), ("usr/bin/alias",))
 
 
 def test_commit_then_unchanged(prefix: Path) -> None:

@@ -8,10 +8,13 @@ from pathlib import Path
 
 from clustcontrol.fsutil import atomic_write, exclusive_lock
 from clustcontrol.image.common import image_tree
+from clustcontrol.image.deltas import KEEP, Delta, write_deltas
 from clustcontrol.image.generation import (
+    DELTAS_DIR,
     GENERATION_FILE,
     Difference,
     GenerationStore,
+    InodeGroups,
     compare,
     content_hash,
     next_generation,
@@ -29,6 +32,7 @@ class CommitResult:
     created: bool
     files: int
     seconds: float
+    deltas: tuple[Delta, ...] = ()  # written, or skipped with the reason
 
 
 @dataclass(frozen=True)
@@ -67,15 +71,20 @@ def _read_generation(root: Path) -> str | None:
         return None
 
 
-def commit_image(inv: Inventory, name: str, root_prefix: Path = Path("/")) -> CommitResult:
-    """Record a new generation of the standard when its content changed since the last one."""
+def commit_image(
+    inv: Inventory, name: str, root_prefix: Path = Path("/"), *, deltas: int = KEEP
+) -> CommitResult:
+    """Record a new generation of the standard when its content changed since the last one,
+    with the deltas from the last `deltas` earlier generations (written before the generation
+    file, so a node never sees a generation without its deltas)."""
     start = time.monotonic()
     tree = image_tree(inv, name, root_prefix)
     store = GenerationStore.for_image(root_prefix, name)
     with exclusive_lock(store.base / "lock"):
         current = store.current()
         previous = store.manifest(current) if current else {}
-        manifest = scan(tree.root, previous)
+        links: InodeGroups = {}
+        manifest = scan(tree.root, previous, links=links)
         difference = compare(previous, manifest)
         unchanged = current is not None and difference.empty
         if unchanged and _read_generation(tree.root) == current:
@@ -87,9 +96,18 @@ def commit_image(inv: Inventory, name: str, root_prefix: Path = Path("/")) -> Co
             current if unchanged and current else next_generation(current, content_hash(manifest))
         )
         store.record(generation, manifest)
+        written = write_deltas(
+            store,
+            tree.live(DELTAS_DIR),
+            generation,
+            manifest,
+            links,
+            keep=deltas,
+        )
         atomic_write(tree.live(GENERATION_FILE), f"{generation}\n".encode())
+    seconds = time.monotonic() - start
     return CommitResult(
-        name, generation, current, difference, True, len(manifest), time.monotonic() - start
+        name, generation, current, difference, True, len(manifest), seconds, written
     )
 
 

@@ -7,6 +7,7 @@ unread), and when anything changed records a new generation:
     /var/lib/clustcontrol/images/NAME/generations/SEQ-HASH.manifest.gz   the manifest
     /var/lib/clustcontrol/images/NAME/current                            SEQ-HASH
     IMAGE_ROOT/etc/clustcontrol-generation                               SEQ-HASH (read by nodes)
+    IMAGE_ROOT/etc/clustcontrol-deltas/FROM      what changed since FROM (see deltas.py)
 
 A node that already holds that generation skips the transfer at boot. Changes made to the
 standard after the last commit are invisible to such nodes until the next commit, so
@@ -18,7 +19,7 @@ import gzip
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,12 +27,13 @@ from clustcontrol.errors import ClustcontrolError
 from clustcontrol.fsutil import atomic_write, read_bytes_or_none
 
 GENERATION_FILE = "etc/clustcontrol-generation"
+DELTAS_DIR = "etc/clustcontrol-deltas"
 STATE_DIR = "/var/lib/clustcontrol/images"
 # Never part of the standard's content (the node's sync excludes them too): pseudo and scratch
 # file systems (their directories are kept, not their contents), the bind-mounted control
-# directory, and the generation file itself.
+# directory, the generation file and the generation deltas.
 CONTENT_EXCLUDED = ("proc", "sys", "dev", "run", "tmp", "mnt", "media")
-PATH_EXCLUDED = ("etc/clustcontrol", GENERATION_FILE, "lost+found")
+PATH_EXCLUDED = ("etc/clustcontrol", GENERATION_FILE, DELTAS_DIR, "lost+found")
 _CHUNK = 1 << 20
 
 
@@ -57,6 +59,8 @@ class Entry:
 
 
 Manifest = dict[str, Entry]
+# (st_dev, st_ino) -> the paths of a tree that name that regular file (hard links).
+InodeGroups = dict[tuple[int, int], list[str]]
 
 
 def _kind(mode: int) -> str:
@@ -99,12 +103,23 @@ def _walk(root: str) -> Iterator[tuple[str, os.stat_result, str]]:
                     stack.append(rel)
 
 
-def scan(root: Path, previous: Manifest | None = None, hash_files: bool = True) -> Manifest:
-    """The manifest of root; regular files unchanged since `previous` keep their digest."""
+def scan(
+    root: Path,
+    previous: Manifest | None = None,
+    hash_files: bool = True,
+    *,
+    links: InodeGroups | None = None,
+) -> Manifest:
+    """The manifest of root; regular files unchanged since `previous` keep their digest.
+
+    With `links`, every regular file with more than one link is added to its inode's group
+    (names whose other links lie outside the scanned tree make groups of one)."""
     previous = previous or {}
     manifest: Manifest = {}
     for rel, st, path in _walk(str(root)):
         kind = _kind(st.st_mode)
+        if links is not None and kind == "f" and st.st_nlink > 1:
+            links.setdefault((st.st_dev, st.st_ino), []).append(rel)
         digest = ""
         if kind == "l":
             digest = os.readlink(path)  # noqa: PTH115 - hot path, plain str paths
@@ -139,7 +154,14 @@ def content_hash(manifest: Manifest) -> str:
     return digest.hexdigest()
 
 
+def _plain(text: str) -> bool:
+    """Whether text is its own escape (printable ASCII without a backslash): most paths."""
+    return text.isascii() and text.isprintable() and "\\" not in text
+
+
 def _escape(path: str) -> str:
+    if _plain(path):
+        return path
     return (
         path.encode("utf-8", "surrogateescape")
         .decode("latin-1")
@@ -149,6 +171,8 @@ def _escape(path: str) -> str:
 
 
 def _unescape(text: str) -> str:
+    if "\\" not in text:
+        return text
     return (
         text.encode("ascii")
         .decode("unicode_escape")
@@ -157,8 +181,9 @@ def _unescape(text: str) -> str:
     )
 
 
-def serialize(manifest: Manifest) -> bytes:
-    lines = [
+def manifest_lines(manifest: Manifest) -> list[str]:
+    """The manifest as text lines (sorted by path): equal lines are equal entries."""
+    return [
         "\t".join(
             (
                 _escape(e.path),
@@ -174,12 +199,11 @@ def serialize(manifest: Manifest) -> bytes:
         )
         for e in (manifest[rel] for rel in sorted(manifest))
     ]
-    return gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=6, mtime=0)
 
 
-def deserialize(data: bytes) -> Manifest:
+def parse_lines(lines: Iterable[str]) -> Manifest:
     manifest: Manifest = {}
-    for line in gzip.decompress(data).decode().splitlines():
+    for line in lines:
         path, kind, mode, uid, gid, size, mtime, digest, ctime = line.split("\t")
         entry = Entry(
             _unescape(path),
@@ -194,6 +218,19 @@ def deserialize(data: bytes) -> Manifest:
         )
         manifest[entry.path] = entry
     return manifest
+
+
+def serialize(manifest: Manifest) -> bytes:
+    text = "\n".join(manifest_lines(manifest)) + "\n"
+    return gzip.compress(text.encode(), compresslevel=6, mtime=0)
+
+
+def _text_lines(data: bytes) -> list[str]:
+    return gzip.decompress(data).decode().splitlines()
+
+
+def deserialize(data: bytes) -> Manifest:
+    return parse_lines(_text_lines(data))
 
 
 @dataclass(frozen=True)
@@ -228,6 +265,12 @@ def compare(old: Manifest, new: Manifest, *, by_content: bool = True) -> Differe
     return Difference(added, removed, changed)
 
 
+def differing_entries(old: set[str], new: set[str]) -> tuple[Manifest, Manifest]:
+    """The entries of two manifests (as manifest_lines) whose lines differ. compare() of these
+    gives the difference of the whole manifests, without parsing the unchanged bulk."""
+    return parse_lines(old - new), parse_lines(new - old)
+
+
 @dataclass(frozen=True)
 class GenerationStore:
     """Where the master keeps an image's manifests (under an installation prefix)."""
@@ -242,20 +285,45 @@ class GenerationStore:
         data = read_bytes_or_none(self.base / "current")
         return data.decode().strip() or None if data is not None else None
 
-    def manifest(self, generation: str) -> Manifest:
+    def _read(self, generation: str) -> bytes:
         data = read_bytes_or_none(self.base / "generations" / f"{generation}.manifest.gz")
         if data is None:
             raise ClustcontrolError(
                 f"{self.base}: the manifest of generation {generation} is missing",
                 hint="run clustcontrol image commit again to record a new generation",
             )
-        return deserialize(data)
+        return data
+
+    def manifest(self, generation: str) -> Manifest:
+        return deserialize(self._read(generation))
+
+    def lines(self, generation: str) -> set[str]:
+        """The manifest's lines, unparsed (see differing_entries)."""
+        return set(_text_lines(self._read(generation)))
+
+    def recorded(self) -> list[str]:
+        """Every generation that has a manifest, by sequence number (oldest first)."""
+        suffix = ".manifest.gz"
+        try:
+            names = [path.name for path in (self.base / "generations").iterdir()]
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in names:
+            generation = name.removesuffix(suffix)
+            if generation != name and generation.partition("-")[0].isdigit():
+                found.append((sequence(generation), generation))
+        return [generation for _seq, generation in sorted(found)]
 
     def record(self, generation: str, manifest: Manifest) -> None:
         atomic_write(self.base / "generations" / f"{generation}.manifest.gz", serialize(manifest))
         atomic_write(self.base / "current", f"{generation}\n".encode())
 
 
+def sequence(generation: str) -> int:
+    """SEQ of a generation id SEQ-HASH."""
+    return int(generation.split("-", 1)[0])
+
+
 def next_generation(current: str | None, digest: str) -> str:
-    sequence = int(current.split("-", 1)[0]) + 1 if current else 1
-    return f"{sequence}-{digest[:12]}"
+    return f"{sequence(current) + 1 if current else 1}-{digest[:12]}"

@@ -1,0 +1,121 @@
+"""Generation deltas: the paths a node holding an older generation has to sync.
+
+For each of the last K generations before the one being committed, `image commit` writes
+IMAGE_ROOT/etc/clustcontrol-deltas/FROM (UTF-8, LF line ends):
+
+    # clustcontrol-delta 1 FROM TO
+    PATH        one per line, relative to the image root, sorted, no duplicates
+    # end
+
+The paths are those added or changed since FROM (by content), the other names of every
+hard-linked file among them (rsync -H links only names in its list), and those removed since
+FROM: the topmost ones only. A removed path whose parent was removed too, or is no longer a
+directory, goes with its parent (rsync --force deletes or replaces the non-empty directory;
+listed itself it would make rsync fail, or follow a symlink that replaced a directory). The node
+passes the path lines to `rsync -aH --files-from=LIST --delete-missing-args --force`; the
+`# end` line tells it the file is complete. When a path cannot be written in such a list (a line
+break, a leading `#` or `;` that rsync reads as a comment, or bytes that are not UTF-8), or the
+manifest of FROM cannot be read, there is no file for that FROM: its nodes sync the whole tree.
+Every other file in the directory is removed: deltas always lead to the generation being
+committed."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from clustcontrol.errors import ClustcontrolError
+from clustcontrol.fsutil import atomic_write
+from clustcontrol.image.generation import (
+    Difference,
+    GenerationStore,
+    InodeGroups,
+    Manifest,
+    compare,
+    differing_entries,
+    manifest_lines,
+    sequence,
+)
+
+FORMAT = 1
+KEEP = 8  # deltas from this many earlier generations
+
+
+@dataclass(frozen=True)
+class Delta:
+    """The delta from one earlier generation: how many paths it lists (or would), and why it was
+    not written (`skipped`)."""
+
+    source: str
+    paths: int
+    skipped: str | None = None
+
+
+def delta_paths(difference: Difference, new: Manifest, partners: dict[str, list[str]]) -> list[str]:
+    """What a node must pass to rsync to get from an older generation to `new`, given the
+    difference between them (see the module docstring); `partners` maps each hard-linked name of
+    `new` to every name of its inode."""
+    listed = set(difference.added) | set(difference.changed)
+    for path in (*difference.added, *difference.changed):
+        listed.update(partners.get(path, ()))
+    for path in difference.removed:
+        parent = path.rpartition("/")[0]
+        if not parent or (parent in new and new[parent].kind == "d"):
+            listed.add(path)
+    return sorted(listed)
+
+
+def unlistable(path: str) -> str | None:
+    """Why path cannot be a line of an rsync --files-from list, or None."""
+    if "\n" in path or "\r" in path:
+        return f"{path!r} contains a line break"
+    if path.startswith(("#", ";")):
+        return f"{path!r} starts with {path[0]} (a comment for rsync --files-from)"
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{path!r} is not valid UTF-8"
+    return None
+
+
+def render(source: str, target: str, paths: list[str]) -> bytes:
+    lines = [f"# clustcontrol-delta {FORMAT} {source} {target}", *paths, "# end"]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def write_deltas(
+    store: GenerationStore,
+    directory: Path,
+    target: str,
+    manifest: Manifest,
+    links: InodeGroups,
+    *,
+    keep: int = KEEP,
+) -> tuple[Delta, ...]:
+    """Write directory/FROM for each of the last `keep` recorded generations before `target`,
+    then remove every other file of directory. Old manifests are compared as text lines: only
+    the entries that differ are parsed (nothing is read from the tree)."""
+    earlier = [g for g in store.recorded() if sequence(g) < sequence(target)]
+    sources = earlier[max(len(earlier) - keep, 0) :]
+    partners = {path: group for group in links.values() if len(group) > 1 for path in group}
+    lines = set(manifest_lines(manifest)) if sources else set()
+    deltas: list[Delta] = []
+    for source in sources:
+        try:
+            difference = compare(*differing_entries(store.lines(source), lines))
+        except (ClustcontrolError, OSError, EOFError, ValueError, zlib.error) as exc:
+            # Deltas only save time: an unreadable old manifest must not block the commit.
+            deltas.append(Delta(source, 0, f"its manifest is unreadable ({exc})"))
+            continue
+        paths = delta_paths(difference, manifest, partners)
+        reason = next((r for r in map(unlistable, paths) if r is not None), None)
+        if reason is None:
+            atomic_write(directory / source, render(source, target, paths))
+        deltas.append(Delta(source, len(paths), reason))
+    written = {d.source for d in deltas if d.skipped is None}
+    if directory.is_dir():
+        for stale in directory.iterdir():
+            if stale.name not in written and not stale.is_dir():
+                stale.unlink()
+    return tuple(deltas)

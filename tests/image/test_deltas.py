@@ -1,0 +1,356 @@
+"""Generation deltas: what `image commit` tells nodes at an older generation to re-sync."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from clustcontrol import fsutil
+from clustcontrol.image.commit import CommitResult, commit_image, image_status
+from clustcontrol.image.deltas import Delta
+from clustcontrol.image.generation import (
+    DELTAS_DIR,
+    GENERATION_FILE,
+    GenerationStore,
+    InodeGroups,
+    scan,
+)
+from tests.conftest import Cli, inventory_data, make_inventory
+from tests.image.conftest import IMAGE_ROOT, have
+
+WRITERS = ("clustcontrol.image.commit", "clustcontrol.image.deltas")  # atomic_write's callers
+
+
+def commit(prefix: Path, **kwargs: int) -> CommitResult:
+    return commit_image(make_inventory(), "default", prefix, **kwargs)
+
+
+def deltas_dir(prefix: Path) -> Path:
+    return prefix / IMAGE_ROOT / DELTAS_DIR
+
+
+def delta_lines(prefix: Path, source: str) -> list[str]:
+    data = (deltas_dir(prefix) / source).read_bytes()
+    assert data.endswith(b"\n") and b"\r" not in data
+    return data.decode("utf-8").split("\n")[:-1]
+
+
+def listed(prefix: Path, source: str, target: str) -> list[str]:
+    """The paths of the delta from source, after checking its first and last line."""
+    lines = delta_lines(prefix, source)
+    assert lines[0] == f"# clustcontrol-delta 1 {source} {target}"
+    assert lines[-1] == "# end"
+    return lines[1:-1]
+
+
+def test_delta_lists_added_changed_and_topmost_removed_paths(prefix: Path) -> None:
+    root = prefix / IMAGE_ROOT
+    (root / "opt/old/sub").mkdir(parents=True)
+    (root / "opt/old/sub/data").write_text("gone\n")
+    (root / "opt/was-dir").mkdir()
+    (root / "opt/was-dir/inner").write_text("gone\n")
+    (root / "opt/was-file").write_text("file\n")
+    first = commit(prefix)
+    assert first.deltas == ()
+    (root / "etc/motd").write_text("changed\n")
+    (root / "etc/new").write_text("new\n")
+    (root / "usr/bin/alias").unlink()
+    (root / "usr/bin").chmod(0o700)
+    shutil.rmtree(root / "opt/old")
+    shutil.rmtree(root / "opt/was-dir")
+    (root / "opt/was-dir").write_text("now a file\n")
+    (root / "opt/was-file").unlink()
+    (root / "opt/was-file").mkdir()
+    (root / "opt/was-file/child").write_text("x\n")
+    second = commit(prefix)
+    # Not listed: opt/old/sub and opt/old/sub/data (go with opt/old), opt/was-dir/inner (goes
+    # when opt/was-dir becomes a file), the unchanged hard-linked usr/bin/tool.
+    assert listed(prefix, first.generation, second.generation) == [
+        "etc/motd",
+        "etc/new",
+        "opt/old",
+        "opt/was-dir",
+        "opt/was-file",
+        "opt/was-file/child",
+        "usr/bin",
+        "usr/bin/alias",
+    ]
+    assert second.deltas == (Delta(first.generation, 8),)
+    assert sorted(os.listdir(deltas_dir(prefix))) == [first.generation]
+
+
+def test_hard_link_partners_are_listed(prefix: Path) -> None:
+    root = prefix / IMAGE_ROOT
+    first = commit(prefix)
+    os.link(root / "usr/bin/tool", root / "usr/bin/tool-third")
+    second = commit(prefix)
+    assert listed(prefix, first.generation, second.generation) == [
+        "usr/bin/tool",
+        "usr/bin/tool-hardlink",
+        "usr/bin/tool-third",
+    ]
+    (root / "etc/motd").write_text("changed\n")
+    third = commit(prefix)
+    assert listed(prefix, second.generation, third.generation) == ["etc/motd"]
+
+
+def test_scan_collects_inode_groups(prefix: Path) -> None:
+    links: InodeGroups = {}
+    manifest = scan(prefix / IMAGE_ROOT, links=links)
+    assert manifest == scan(prefix / IMAGE_ROOT)
+    assert sorted(sorted(group) for group in links.values()) == [
+        ["usr/bin/tool", "usr/bin/tool-hardlink"]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        (b"etc/new\nline", "line break"),
+        (b"etc/carriage\rreturn", "line break"),
+        (b"#top-level", "comment"),
+        (b";top-level", "comment"),
+        (b"etc/latin1-\xe9", "not valid UTF-8"),
+    ],
+)
+def test_unlistable_path_means_no_delta(prefix: Path, name: bytes, reason: str) -> None:
+    root = prefix / IMAGE_ROOT
+    first = commit(prefix)
+    odd = os.fsencode(root) + b"/" + name
+    os.close(os.open(odd, os.O_CREAT | os.O_WRONLY, 0o644))
+    second = commit(prefix)
+    (skipped,) = second.deltas
+    assert skipped.source == first.generation and reason in (skipped.skipped or "")
+    assert not deltas_dir(prefix).exists()
+    # Gone again: listable from the first generation (it never had it), not from the second.
+    os.unlink(odd)
+    third = commit(prefix)
+    assert [d.source for d in third.deltas if d.skipped is None] == [first.generation]
+    assert listed(prefix, first.generation, third.generation) == []
+    assert os.listdir(deltas_dir(prefix)) == [first.generation]
+
+
+@pytest.mark.parametrize("damage", [b"not gzip", gzip.compress(b"one\tfield too few\n")])
+def test_unreadable_old_manifest_means_no_delta(prefix: Path, damage: bytes) -> None:
+    motd = prefix / IMAGE_ROOT / "etc/motd"
+    first = commit(prefix)
+    motd.write_text("second\n")
+    second = commit(prefix)
+    store = GenerationStore.for_image(prefix, "default")
+    (store.base / "generations" / f"{first.generation}.manifest.gz").write_bytes(damage)
+    motd.write_text("third\n")
+    third = commit(prefix)
+    assert third.deltas[1] == Delta(second.generation, 1)
+    assert third.deltas[0].source == first.generation
+    assert "manifest is unreadable" in (third.deltas[0].skipped or "")
+    assert os.listdir(deltas_dir(prefix)) == [second.generation]
+    assert (prefix / IMAGE_ROOT / GENERATION_FILE).read_text() == f"{third.generation}\n"
+
+
+def test_deltas_from_the_last_k_generations_only(prefix: Path) -> None:
+    motd = prefix / IMAGE_ROOT / "etc/motd"
+    generations = []
+    for number in range(11):
+        motd.write_text(f"edit {number}\n")
+        generations.append(commit(prefix).generation)
+    latest = generations[-1]
+    assert sorted(os.listdir(deltas_dir(prefix))) == sorted(generations[2:10])
+    for source in generations[2:10]:
+        assert listed(prefix, source, latest) == ["etc/motd"]
+    motd.write_text("edit 11\n")
+    newest = commit(prefix, deltas=2)
+    assert [d.source for d in newest.deltas] == [generations[-2], latest]
+    assert sorted(os.listdir(deltas_dir(prefix))) == sorted([latest, generations[-2]])
+
+
+def test_stale_deltas_are_removed(prefix: Path) -> None:
+    first = commit(prefix)
+    (prefix / IMAGE_ROOT / "etc/motd").write_text("changed\n")
+    second = commit(prefix)
+    (deltas_dir(prefix) / "leftover").write_text("# clustcontrol-delta 1 0-x 1-y\n# end\n")
+    (prefix / IMAGE_ROOT / "etc/new").write_text("new\n")
+    third = commit(prefix, deltas=1)
+    assert os.listdir(deltas_dir(prefix)) == [second.generation]
+    assert listed(prefix, second.generation, third.generation) == ["etc/new"]
+    assert first.generation not in os.listdir(deltas_dir(prefix))
+
+
+def test_generation_file_is_written_after_the_deltas(
+    prefix: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = commit(prefix)
+    (prefix / IMAGE_ROOT / "etc/motd").write_text("changed\n")
+    second = commit(prefix)
+    (deltas_dir(prefix) / "stale").write_text("x\n")
+    (prefix / IMAGE_ROOT / "etc/motd").write_text("changed again\n")
+    writes: list[tuple[str, list[str]]] = []
+
+    def recording(path: Path, data: bytes, mode: int | None = None) -> None:
+        writes.append((path.name, sorted(os.listdir(deltas_dir(prefix)))))
+        fsutil.atomic_write(path, data, mode)
+
+    for module in WRITERS:
+        monkeypatch.setattr(f"{module}.atomic_write", recording)
+    commit(prefix)
+    gen_writes = [i for i, (name, _) in enumerate(writes) if name == Path(GENERATION_FILE).name]
+    delta_writes = [
+        i for i, (name, _) in enumerate(writes) if name in {first.generation, second.generation}
+    ]
+    assert len(gen_writes) == 1 and len(delta_writes) == 2
+    assert max(delta_writes) < gen_writes[0] == len(writes) - 1
+    # When the generation file is written, the deltas are complete and the stale file is gone.
+    assert writes[gen_writes[0]][1] == sorted([first.generation, second.generation])
+
+
+def test_unchanged_commit_writes_nothing(prefix: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = commit(prefix)
+    (prefix / IMAGE_ROOT / "etc/motd").write_text("changed\n")
+    second = commit(prefix)
+
+    def refuse(path: Path, data: bytes, mode: int | None = None) -> None:
+        raise AssertionError(f"unchanged commit wrote {path}")
+
+    with monkeypatch.context() as patch:
+        for module in WRITERS:
+            patch.setattr(f"{module}.atomic_write", refuse)
+        again = commit(prefix)
+    assert not again.created and again.deltas == ()
+    # Content unchanged but the generation file lost: it and the deltas are written again.
+    (prefix / IMAGE_ROOT / GENERATION_FILE).unlink()
+    shutil.rmtree(deltas_dir(prefix))
+    repaired = commit(prefix)
+    assert repaired.created and repaired.generation == second.generation
+    assert repaired.deltas == (Delta(first.generation, 1),)
+    assert listed(prefix, first.generation, second.generation) == ["etc/motd"]
+
+
+def test_deltas_are_not_content(prefix: Path) -> None:
+    commit(prefix)
+    (prefix / IMAGE_ROOT / "etc/motd").write_text("changed\n")
+    commit(prefix)
+    (deltas_dir(prefix) / "someone-elses-file").write_text("x\n")
+    assert not any(path.startswith(DELTAS_DIR) for path in scan(prefix / IMAGE_ROOT))
+    status = image_status(make_inventory(), "default", prefix)
+    assert status.warning is None and status.uncommitted is not None
+    assert status.uncommitted.empty
+
+
+def test_cli_reports_deltas(cli: Cli, prefix: Path) -> None:
+    cli.config.write_text(json.dumps(inventory_data()))
+    assert "deltas" not in cli("image", "commit", "default", "--root", prefix).out
+    (prefix / IMAGE_ROOT / "etc/motd").write_text("changed\n")
+    second = cli("image", "commit", "default", "--root", prefix)
+    assert second.code == 0 and "deltas: from 1 earlier generation(s)" in second.out, second.err
+    (prefix / IMAGE_ROOT / "etc/[odd]\nname").write_text("x\n")
+    third = cli("image", "commit", "default", "--root", prefix)
+    assert "deltas: from 0 earlier generation(s)" in third.out
+    for source in ("1-", "2-"):
+        assert f"no delta from {source}" in third.out
+    assert "'etc/[odd]\\nname' contains a line break" in third.out
+
+
+def tree_state(top: Path, skip: tuple[str, ...]) -> dict[str, tuple[object, ...]]:
+    """Every path under top: kind, mode, and the size, mtime and content of a file or the target
+    of a symlink; plus, under the key "hard links", the groups of names sharing an inode."""
+    state: dict[str, tuple[object, ...]] = {}
+    inodes: dict[int, list[str]] = {}
+    for dirpath, dirs, names in os.walk(top):
+        for name in (*dirs, *names):
+            path = Path(dirpath, name)
+            rel = str(path.relative_to(top))
+            if rel in skip or rel.startswith(tuple(f"{s}/" for s in skip)):
+                continue
+            st = path.lstat()
+            detail: tuple[object, ...] = ()
+            if stat.S_ISREG(st.st_mode):
+                detail = (st.st_size, st.st_mtime_ns, path.read_bytes())
+                if st.st_nlink > 1:
+                    inodes.setdefault(st.st_ino, []).append(rel)
+            elif stat.S_ISLNK(st.st_mode):
+                detail = (os.readlink(path),)
+            state[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), *detail)
+    state["hard links"] = tuple(sorted(tuple(sorted(group)) for group in inodes.values()))
+    return state
+
+
+@pytest.mark.skipif(not have("rsync"), reason="rsync is not installed")
+def test_real_rsync_brings_a_node_to_the_new_generation(prefix: Path, tmp_path: Path) -> None:
+    root = prefix / IMAGE_ROOT
+    (root / "opt/old/sub").mkdir(parents=True)
+    (root / "opt/old/sub/data").write_text("gone\n")
+    (root / "opt/was-file").write_text("file\n")
+    (root / "opt/was-dir").mkdir()
+    (root / "opt/was-dir/inner").write_text("gone\n")
+    (root / "opt/link").symlink_to("was-file")
+    (root / "opt/merged").mkdir()
+    (root / "opt/merged/lib.so").write_text("so\n")
+    (root / "opt/pair-a").write_text("unchanged pair\n")
+    os.link(root / "opt/pair-a", root / "opt/pair-b")
+    first = commit(prefix)
+    node = tmp_path / "node"
+    subprocess.run(["cp", "-a", f"{root}/.", str(node)], check=True)
+
+    with (root / "usr/bin/tool").open("ab") as tool:  # in place: both names change
+        tool.write(b"patched")
+    os.link(root / "usr/bin/tool", root / "usr/bin/tool-new")  # a new name for a changed file
+    os.link(root / "opt/pair-a", root / "opt/pair-c")  # and for an unchanged one
+    shutil.rmtree(root / "opt/old")
+    (root / "opt/was-file").unlink()
+    (root / "opt/was-file").mkdir()
+    (root / "opt/was-file/child").write_text("x\n")
+    shutil.rmtree(root / "opt/was-dir")
+    (root / "opt/was-dir").write_text("now a file\n")
+    (root / "opt/link").unlink()
+    (root / "opt/link").symlink_to("was-dir")
+    shutil.rmtree(root / "opt/merged")  # a directory replaced by a symlink (merged /usr)
+    (root / "opt/usr-merged").mkdir()
+    (root / "opt/usr-merged/lib.so").write_text("so\n")
+    (root / "opt/merged").symlink_to("usr-merged")
+    (root / "etc").chmod(0o750)
+    (root / "etc/motd").write_text("new motd\n")
+    (root / "etc/new").write_text("new\n")
+    (root / "usr/bin/alias").unlink()
+    second = commit(prefix)
+    listing = listed(prefix, first.generation, second.generation)
+    assert listing == [
+        "etc",
+        "etc/motd",
+        "etc/new",
+        "opt/link",
+        "opt/merged",
+        "opt/old",
+        "opt/pair-a",
+        "opt/pair-b",
+        "opt/pair-c",
+        "opt/usr-merged",
+        "opt/usr-merged/lib.so",
+        "opt/was-dir",
+        "opt/was-file",
+        "opt/was-file/child",
+        "usr/bin/alias",
+        "usr/bin/tool",
+        "usr/bin/tool-hardlink",
+        "usr/bin/tool-new",
+    ]
+    paths = tmp_path / "files-from"
+    paths.write_text("".join(f"{path}\n" for path in listing))
+    argv = ["rsync", "-aH", "--relative", "--delete-missing-args", "--force"]
+    sync = subprocess.run(
+        [*argv, f"--files-from={paths}", f"{root}/", f"{node}/"], capture_output=True, text=True
+    )
+    assert sync.returncode == 0 and sync.stderr == "", sync.stderr
+    # The node has no deltas, and keeps the generation file it had (the node engine records
+    # the generation it synced to itself).
+    skip = (DELTAS_DIR, GENERATION_FILE)
+    assert tree_state(node, skip) == tree_state(root, skip)
+    assert tree_state(node, skip)["hard links"] == (
+        ("opt/pair-a", "opt/pair-b", "opt/pair-c"),
+        ("usr/bin/tool", "usr/bin/tool-hardlink", "usr/bin/tool-new"),
+    )
