@@ -18,6 +18,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -272,13 +273,60 @@ class RsyncDaemon:
             return f.read().decode(errors="replace")
 
     @staticmethod
-    def sent_bytes(log_text: str) -> int:
-        """Bytes the daemon sent over all connections in a log excerpt ("sent N bytes")."""
-        return sum(int(n) for n in re.findall(r"\bsent (\d+) bytes", log_text))
-
-    @staticmethod
     def refusals(log_text: str) -> int:
         return len(re.findall(r"max connections \(\d+\) reached", log_text))
+
+
+class CountingProxy:
+    """A TCP relay on 127.0.0.1 in front of a daemon that counts the bytes it relays from the
+    daemon to its clients over all connections: what a node read from the master, counted at
+    the transport (rsync's own statistics cover one connection, without protocol set-up)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.downstream = 0
+        self._lock = threading.Lock()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._server.getsockname()[1])
+        self._threads: list[threading.Thread] = []
+        self._accept = threading.Thread(target=self._serve, daemon=True)
+        self._accept.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:  # closed
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            for src, dst, count in ((client, upstream, False), (upstream, client, True)):
+                t = threading.Thread(target=self._pump, args=(src, dst, count), daemon=True)
+                t.start()
+                self._threads.append(t)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+                if count:
+                    with self._lock:
+                        self.downstream += len(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self._server.close()
+        for t in self._threads:
+            t.join(timeout=10)
+
+
+@contextlib.contextmanager
+def counting_proxy(target_port: int) -> Iterator[CountingProxy]:
+    proxy = CountingProxy(target_port)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
 
 
 @contextlib.contextmanager

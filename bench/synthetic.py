@@ -541,11 +541,34 @@ def apply_changes(root: Path, changes: ChangeSet, seed: int, generation: str) ->
         (root / path).unlink()
 
 
+def publish_delta(old: Path, new: Path, store_dir: Path) -> None:
+    """What `clustcontrol image commit` publishes in the standard `new` for nodes at the
+    generation of `old`: new/etc/clustcontrol-deltas/OLD_GENERATION, by the master's own code
+    (both trees scanned and hashed, the old manifest recorded in a generation store)."""
+    from clustcontrol.image.deltas import write_deltas
+    from clustcontrol.image.generation import GenerationStore, InodeGroups, scan
+
+    store = GenerationStore(store_dir)
+    store.record(read_generation(old), scan(old))
+    links: InodeGroups = {}
+    manifest = scan(new, links=links)
+    target = read_generation(new)
+    store.record(target, manifest)
+    deltas = write_deltas(store, new / "etc/clustcontrol-deltas", target, manifest, links)
+    if not deltas or deltas[0].skipped:
+        raise RuntimeError(f"no delta from {old} to {new}: {deltas}")
+
+
+def read_generation(root: Path) -> str:
+    return (root / GENERATION_FILE).read_text().strip()
+
+
 def ensure_changed_tree(tree: Tree, cache: Path | None = None) -> tuple[Path, ChangeSet]:
-    """A copy of tree with the 1% change set applied (cached next to the tree)."""
+    """A copy of tree with the 1% change set applied and committed: the next generation, with
+    the master's delta from the tree's (cached next to the tree)."""
     cache = cache or cache_dir()
     changes = plan_changes(tree)
-    key = tree_key(tree.preset, tree.seed) + "-changed"
+    key = tree_key(tree.preset, tree.seed) + "-changed-delta"
     root = cache / key
     stamp = cache / f"{key}.json"
     if root.is_dir() and stamp.is_file():
@@ -556,6 +579,11 @@ def ensure_changed_tree(tree: Tree, cache: Path | None = None) -> tuple[Path, Ch
             shutil.rmtree(stale)
     subprocess.run(["cp", "-a", f"{tree.root}/.", f"{tmp}/"], check=True)
     apply_changes(tmp, changes, tree.seed, generation_id(tree.seed, tree.preset.name, 2))
+    store = cache / f"{key}.store"
+    if store.exists():
+        shutil.rmtree(store)
+    publish_delta(tree.root, tmp, store)
+    shutil.rmtree(store)
     tmp.rename(root)
     stamp.write_text(json.dumps(changes.as_dict()))
     return root, changes
@@ -593,8 +621,9 @@ def signature(root: Path, ignore: tuple[str, ...] = ()) -> dict[str, tuple[objec
 
 def compare_trees(source: Path, copy: Path, ignore: tuple[str, ...] = ()) -> list[str]:
     """Differences between source and copy (empty: a faithful copy). `ignore` lists relative
-    paths (and everything below them) present only on the copy, such as the engine's state."""
-    a = signature(source)
+    paths (and everything below them) compared on neither side, such as the engine's state on
+    the copy or the master's deltas in the source."""
+    a = signature(source, ignore)
     b = signature(copy, ignore)
     problems = [f"missing on the copy: {p}" for p in sorted(a.keys() - b.keys())]
     problems += [f"extra on the copy: {p}" for p in sorted(b.keys() - a.keys())]
