@@ -7,10 +7,10 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
+from bench import nodeside
 
 from clustcontrol import fsutil
 from clustcontrol.image.commit import CommitResult, commit_image, image_status
@@ -24,8 +24,19 @@ from clustcontrol.image.generation import (
 )
 from tests.conftest import Cli, inventory_data, make_inventory
 from tests.image.conftest import IMAGE_ROOT, have
+from tests.node.conftest import BUSYBOX
 
 WRITERS = ("clustcontrol.image.commit", "clustcontrol.image.deltas")  # atomic_write's callers
+# What the node engine never copies: the deltas, the pseudo file systems' contents, the master's
+# control directory; and what it writes: its state and log (under var, which this standard
+# lacks).
+NOT_ON_NODES = (DELTAS_DIR, "proc/cpuinfo", "etc/clustcontrol", "var")
+
+
+def node_sync(standard: Path, node: Path, tmp_path: Path) -> nodeside.SyncResult:
+    """One boot's sync of node from standard by the node engine, the standard as if mounted."""
+    bbdir = nodeside.busybox_bin(tmp_path / "busybox-bin")
+    return nodeside.node_sync(standard, node, run_dir=tmp_path / "node.run", bbdir=bbdir)
 
 
 def commit(prefix: Path, **kwargs: int) -> CommitResult:
@@ -43,11 +54,13 @@ def delta_lines(prefix: Path, source: str) -> list[str]:
 
 
 def listed(prefix: Path, source: str, target: str) -> list[str]:
-    """The paths of the delta from source, after checking its first and last line."""
+    """The paths of the delta from source, those to delete marked "-", after checking its
+    first, separator and last line."""
     lines = delta_lines(prefix, source)
     assert lines[0] == f"# clustcontrol-delta 1 {source} {target}"
-    assert lines[-1] == "# end"
-    return lines[1:-1]
+    assert lines[-1] == "# end" and lines.count("# removed") == 1
+    split = lines.index("# removed")
+    return lines[1:split] + [f"-{path}" for path in lines[split + 1 : -1]]
 
 
 def test_delta_lists_added_changed_and_topmost_removed_paths(prefix: Path) -> None:
@@ -75,12 +88,12 @@ def test_delta_lists_added_changed_and_topmost_removed_paths(prefix: Path) -> No
     assert listed(prefix, first.generation, second.generation) == [
         "etc/motd",
         "etc/new",
-        "opt/old",
         "opt/was-dir",
         "opt/was-file",
         "opt/was-file/child",
         "usr/bin",
-        "usr/bin/alias",
+        "-opt/old",
+        "-usr/bin/alias",
     ]
     assert second.deltas == (Delta(first.generation, 8),)
     assert sorted(os.listdir(deltas_dir(prefix))) == [first.generation]
@@ -280,8 +293,13 @@ def tree_state(top: Path, skip: tuple[str, ...]) -> dict[str, tuple[object, ...]
     return state
 
 
-@pytest.mark.skipif(not have("rsync"), reason="rsync is not installed")
-def test_real_rsync_brings_a_node_to_the_new_generation(prefix: Path, tmp_path: Path) -> None:
+@pytest.mark.skipif(
+    not (have("rsync") and Path(BUSYBOX).exists()), reason="needs rsync and busybox"
+)
+def test_node_engine_brings_a_node_to_the_new_generation(prefix: Path, tmp_path: Path) -> None:
+    """The master's delta read by the real node engine (busybox sh, the standard as its NFS
+    mount): after the first copy and one commit, the node syncs the delta and equals the
+    standard again."""
     root = prefix / IMAGE_ROOT
     (root / "opt/old/sub").mkdir(parents=True)
     (root / "opt/old/sub/data").write_text("gone\n")
@@ -295,7 +313,8 @@ def test_real_rsync_brings_a_node_to_the_new_generation(prefix: Path, tmp_path: 
     os.link(root / "opt/pair-a", root / "opt/pair-b")
     first = commit(prefix)
     node = tmp_path / "node"
-    subprocess.run(["cp", "-a", f"{root}/.", str(node)], check=True)
+    result = node_sync(root, node, tmp_path)  # a blank root: the first copy
+    assert result.rc == 0 and "(normal, tar)" in result.output, result.output
 
     with (root / "usr/bin/tool").open("ab") as tool:  # in place: both names change
         tool.write(b"patched")
@@ -318,14 +337,12 @@ def test_real_rsync_brings_a_node_to_the_new_generation(prefix: Path, tmp_path: 
     (root / "etc/new").write_text("new\n")
     (root / "usr/bin/alias").unlink()
     second = commit(prefix)
-    listing = listed(prefix, first.generation, second.generation)
-    assert listing == [
+    assert listed(prefix, first.generation, second.generation) == [
         "etc",
         "etc/motd",
         "etc/new",
         "opt/link",
         "opt/merged",
-        "opt/old",
         "opt/pair-a",
         "opt/pair-b",
         "opt/pair-c",
@@ -334,23 +351,17 @@ def test_real_rsync_brings_a_node_to_the_new_generation(prefix: Path, tmp_path: 
         "opt/was-dir",
         "opt/was-file",
         "opt/was-file/child",
-        "usr/bin/alias",
         "usr/bin/tool",
         "usr/bin/tool-hardlink",
         "usr/bin/tool-new",
+        "-opt/old",
+        "-usr/bin/alias",
     ]
-    paths = tmp_path / "files-from"
-    paths.write_text("".join(f"{path}\n" for path in listing))
-    argv = ["rsync", "-aH", "--relative", "--delete-missing-args", "--force"]
-    sync = subprocess.run(
-        [*argv, f"--files-from={paths}", f"{root}/", f"{node}/"], capture_output=True, text=True
-    )
-    assert sync.returncode == 0 and sync.stderr == "", sync.stderr
-    # The node has no deltas, and keeps the generation file it had (the node engine records
-    # the generation it synced to itself).
-    skip = (DELTAS_DIR, GENERATION_FILE)
-    assert tree_state(node, skip) == tree_state(root, skip)
-    assert tree_state(node, skip)["hard links"] == (
+    result = node_sync(root, node, tmp_path)
+    assert result.rc == 0 and "(normal, delta)" in result.output, result.output
+    # The node has no deltas, nor the files the engine keeps as the node's own.
+    assert tree_state(node, NOT_ON_NODES) == tree_state(root, NOT_ON_NODES)
+    assert tree_state(node, NOT_ON_NODES)["hard links"] == (
         ("opt/pair-a", "opt/pair-b", "opt/pair-c"),
         ("usr/bin/tool", "usr/bin/tool-hardlink", "usr/bin/tool-new"),
     )

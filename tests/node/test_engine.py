@@ -367,12 +367,21 @@ def test_unchanged_generation_skips_the_transfer(node: Node, rsync_daemon: Rsync
     assert "standard generation gen-2 unchanged since the last sync: no transfer" in r.out
 
 
-def write_delta(std: Path, old: str, new: str, paths: list[str], *, end: bool = True) -> None:
-    """What `clustcontrol image commit` publishes: the paths changed from generation old to
-    new, then the new generation itself."""
+def write_delta(
+    std: Path,
+    old: str,
+    new: str,
+    copy: list[str],
+    delete: tuple[str, ...] = (),
+    *,
+    end: bool = True,
+) -> None:
+    """What `clustcontrol image commit` publishes: the paths to copy and to delete from
+    generation old to new, then the new generation itself."""
     deltas = std / "etc/clustcontrol-deltas"
     deltas.mkdir(exist_ok=True)
-    lines = [f"# clustcontrol-delta 1 {old} {new}", *sorted(paths)] + (["# end"] if end else [])
+    lines = [f"# clustcontrol-delta 1 {old} {new}", *sorted(copy), "# removed", *sorted(delete)]
+    lines += ["# end"] if end else []
     (deltas / old).write_text("\n".join(lines) + "\n")
     generation = std / "etc/clustcontrol-generation"
     generation.write_text(f"{new}\n")
@@ -410,12 +419,24 @@ def test_generation_delta_moves_only_what_changed(
     later = time.time() + 10
     for changed in ("usr/share/doc/big", "usr/new"):
         os.utime(std / changed, (later, later))
-    paths = ["usr/share/doc/big", "usr/new", "bin/tool-symlink", "var/lib/keep/state"]
-    write_delta(std, "gen-1", "gen-2", [*paths, "etc/hostname", "opt/old", "opt/old/sub/f"])
+    # An absolute symlink on the node leads out of its root: nothing is deleted through it.
+    outside = node.tmp / "outside"
+    (outside / "victim").mkdir(parents=True)
+    with node.mounted(2) as root:
+        (root / "opt/escape").symlink_to(outside)
+    write_delta(
+        std,
+        "gen-1",
+        "gen-2",
+        ["usr/share/doc/big", "usr/new", "etc/hostname"],
+        ("bin/tool-symlink", "opt/old", "var/lib/keep/state", "opt/escape/victim", "gone/x"),
+    )
 
     r = node.run()
     assert_ok(r)
-    assert "generation gen-1 -> gen-2: delta of 5 path(s)" in r.out
+    assert "generation gen-1 -> gen-2: delta of 2 path(s) to copy, 4 to delete" in r.out
+    assert "1 removed path(s) not deleted: a symlink on the way on this node" in r.out
+    assert (outside / "victim").is_dir()
     assert "(normal, delta)" in r.out
     with node.mounted(2) as root:
         assert (root / "usr/share/doc/big").read_bytes() == bytes(big)

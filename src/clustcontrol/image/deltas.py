@@ -4,19 +4,24 @@ For each of the last K generations before the one being committed, `image commit
 IMAGE_ROOT/etc/clustcontrol-deltas/FROM (UTF-8, LF line ends):
 
     # clustcontrol-delta 1 FROM TO
-    PATH        one per line, relative to the image root, sorted, no duplicates
+    PATH        one per line, relative to the image root, sorted, no duplicates: to copy
+    # removed
+    PATH        the same: to delete
     # end
 
-The paths are those added or changed since FROM (by content), the other names of every
-hard-linked file among them (rsync -H links only names in its list), and those removed since
-FROM: the topmost ones only. A removed path whose parent was removed too, or is no longer a
-directory, goes with its parent (rsync --force deletes or replaces the non-empty directory;
-listed itself it would make rsync fail, or follow a symlink that replaced a directory). The node
-passes the path lines to `rsync -aH --files-from=LIST --delete-missing-args --force`; the
-`# end` line tells it the file is complete. When a path cannot be written in such a list (a line
-break, a leading `#` or `;` that rsync reads as a comment, or bytes that are not UTF-8), or the
-manifest of FROM cannot be read, there is no file for that FROM: its nodes sync the whole tree.
-Every other file in the directory is removed: deltas always lead to the generation being
+The paths to copy are those added or changed since FROM (by content) and the other names of
+every hard-linked file among them (rsync -H links only names in its list). The paths to delete
+are those removed since FROM, the topmost ones only: a removed path whose parent was removed
+too, or is no longer a directory, goes with its parent (the node deletes a removed directory
+with its contents; rsync --force replaces a directory that became a file or a symlink, and a
+listed child would make rsync follow that symlink). The node passes the paths to copy to
+`rsync -aH --files-from=LIST --force` and deletes the others itself: rsync's own
+--delete-missing-args fails with "invalid file mode 00" in the rsync of Debian 12 and other
+releases with the flist.c hardening of recent security updates (RsyncProject/rsync#910). The
+`# end` line tells the node the file is complete. When a path cannot be written in such a list
+(a line break, a leading `#` or `;` that rsync reads as a comment, or bytes that are not UTF-8),
+or the manifest of FROM cannot be read, there is no file for that FROM: its nodes sync the whole
+tree. Every other file in the directory is removed: deltas always lead to the generation being
 committed."""
 
 from __future__ import annotations
@@ -52,18 +57,21 @@ class Delta:
     skipped: str | None = None
 
 
-def delta_paths(difference: Difference, new: Manifest, partners: dict[str, list[str]]) -> list[str]:
-    """What a node must pass to rsync to get from an older generation to `new`, given the
+def delta_paths(
+    difference: Difference, new: Manifest, partners: dict[str, list[str]]
+) -> tuple[list[str], list[str]]:
+    """What a node must copy and delete to get from an older generation to `new`, given the
     difference between them (see the module docstring); `partners` maps each hard-linked name of
     `new` to every name of its inode."""
-    listed = set(difference.added) | set(difference.changed)
+    copy = set(difference.added) | set(difference.changed)
     for path in (*difference.added, *difference.changed):
-        listed.update(partners.get(path, ()))
-    for path in difference.removed:
-        parent = path.rpartition("/")[0]
-        if not parent or (parent in new and new[parent].kind == "d"):
-            listed.add(path)
-    return sorted(listed)
+        copy.update(partners.get(path, ()))
+    delete = [
+        path
+        for path in difference.removed
+        if not (parent := path.rpartition("/")[0]) or (parent in new and new[parent].kind == "d")
+    ]
+    return sorted(copy), sorted(delete)
 
 
 def unlistable(path: str) -> str | None:
@@ -79,9 +87,9 @@ def unlistable(path: str) -> str | None:
     return None
 
 
-def render(source: str, target: str, paths: list[str]) -> bytes:
-    lines = [f"# clustcontrol-delta {FORMAT} {source} {target}", *paths, "# end"]
-    return ("\n".join(lines) + "\n").encode()
+def render(source: str, target: str, copy: list[str], delete: list[str]) -> bytes:
+    lines = [f"# clustcontrol-delta {FORMAT} {source} {target}", *copy, "# removed", *delete]
+    return ("\n".join([*lines, "# end"]) + "\n").encode()
 
 
 def write_deltas(
@@ -108,11 +116,11 @@ def write_deltas(
             # Deltas only save time: an unreadable old manifest must not block the commit.
             deltas.append(Delta(source, 0, f"its manifest is unreadable ({exc})"))
             continue
-        paths = delta_paths(difference, manifest, partners)
-        reason = next((r for r in map(unlistable, paths) if r is not None), None)
+        copy, delete = delta_paths(difference, manifest, partners)
+        reason = next((r for r in map(unlistable, copy + delete) if r is not None), None)
         if reason is None:
-            atomic_write(directory / source, render(source, target, paths))
-        deltas.append(Delta(source, len(paths), reason))
+            atomic_write(directory / source, render(source, target, copy, delete))
+        deltas.append(Delta(source, len(copy) + len(delete), reason))
     written = {d.source for d in deltas if d.skipped is None}
     if directory.is_dir():
         for stale in directory.iterdir():
