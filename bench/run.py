@@ -45,6 +45,7 @@ BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 WORKER = BENCH / "render_worker.py"
 METRICS = ("full", "noop", "incremental", "storm", "render")
+BLOCK_SIZES = (0, 256, 1024)  # incremental: the delta's rsync block size (0: rsync's, the default)
 GOALS = {
     "full": "ratio <= 1.1",
     "noop": "generation skip",
@@ -357,12 +358,31 @@ def metric_incremental(b: Bench) -> dict[str, Any]:
             return seconds
 
         o, bl = interleave(b.cfg.reps, ours, baseline)
-        # Once more (untimed) through a relay counting every byte of the boot's connections:
-        # the generation file, the delta, the sync.
-        reset(at_previous, ours_dir)
-        with nodeside.counting_proxy(daemon.port) as proxy:
-            check_sync(b.node_sync("", ours_dir, transport="rsync", port=proxy.port), "relayed")
-        all_bytes = proxy.downstream
+        # Untimed, through a relay counting every byte of the boot's connections (the
+        # generation file, the delta, the sync): the engine's default rsync block size, then
+        # smaller ones (fewer bytes from the master, more block checksums to it).
+        sweep = []
+        for block in BLOCK_SIZES:
+            reset(at_previous, ours_dir)
+            with nodeside.counting_proxy(daemon.port) as proxy:
+                r = b.node_sync(
+                    "",
+                    ours_dir,
+                    transport="rsync",
+                    port=proxy.port,
+                    env={"CC_DELTA_BLOCK_SIZE": str(block)},
+                )
+            check_sync(r, f"relayed, block size {block}")
+            sweep.append(
+                {
+                    "block_size": block,
+                    "from_master_bytes": proxy.downstream,
+                    "bytes_ratio": round(proxy.downstream / changes.changed_bytes, 3),
+                    "to_master_bytes": r.stats.get("Total bytes sent", 0),
+                    "seconds": round(r.seconds, 3),
+                }
+            )
+        all_bytes = sweep[0]["from_master_bytes"]
     problems = synthetic.compare_trees(changed, ours_dir, nodeside.NOT_COPIED)
     problems += synthetic.compare_trees(changed, base_dir)
     b.cleanup(ours_dir, base_dir, at_previous)
@@ -389,6 +409,7 @@ def metric_incremental(b: Bench) -> dict[str, Any]:
         ours_matched_bytes=st.get("Matched data", 0),
         ours_overhead_bytes=ours_bytes - st.get("Literal data", 0),
         ours_bytes_sent=st.get("Total bytes sent", 0),
+        block_size_sweep=sweep,
         baseline_pipe_bytes=int(statistics.median(base_bytes)),
         faithful=not problems,
         faithful_problems=problems[:10],
@@ -619,9 +640,12 @@ def notes(r: dict[str, Any]) -> str:
             f"1-in-{r['verify_every']} amortized ratio {r['amortized_ratio']:.2f}"
         )
     if m == "incremental":
+        small = r["block_size_sweep"][1]
         return (
-            f"bytes {r['ours_bytes_received'] / 1e6:.2f} MB / changed "
-            f"{r['changed_bytes'] / 1e6:.2f} MB = {r['bytes_ratio']:.2f}"
+            f"{r['ours_method']}: {r['ours_bytes_from_master_all_connections'] / 1e6:.2f} MB "
+            f"from the master / changed {r['changed_bytes'] / 1e6:.2f} MB = "
+            f"{r['bytes_ratio_all_connections']:.2f} ({small['bytes_ratio']:.2f} with "
+            f"{small['block_size']}-byte blocks, {small['to_master_bytes'] / 1e6:.0f} MB up)"
         )
     if m == "storm":
         p = r["params"]

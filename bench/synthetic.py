@@ -34,6 +34,7 @@ GIB = 1024 * MIB
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / "cache" / "bench"
 POOL_SIZE = 8 * MIB
+CHANGES_VERSION = 3  # of the changed standard (incompressible change bytes, the master's delta)
 BASE_MTIME = 1_700_000_000  # 2023-11-14: every mtime is BASE + a seeded offset
 EDIT_MTIME_SHIFT = 86_400  # an edited file's mtime moves one day forward
 # `clustcontrol image commit` writes SEQ-HASH here; nodes holding it skip the transfer.
@@ -513,7 +514,8 @@ def plan_changes(tree: Tree, fraction: float = 0.01) -> ChangeSet:
 
 
 def apply_changes(root: Path, changes: ChangeSet, seed: int, generation: str) -> None:
-    pool = memoryview(random_pool(f"changes:{seed}"))
+    """The change set's bytes are fresh random bytes, not slices of a pool: compression (the
+    rsync daemon's -z) must find nothing to gain in them, as in real changed binaries."""
     r = random.Random(f"apply:{seed}")
     for path, ranges in changes.edited:
         if path == GENERATION_FILE:
@@ -525,7 +527,7 @@ def apply_changes(root: Path, changes: ChangeSet, seed: int, generation: str) ->
         try:
             for off, n in ranges:
                 os.lseek(fd, off, os.SEEK_SET)
-                write_span(fd, pool, r.randrange(POOL_SIZE), n)
+                os.write(fd, r.randbytes(n))
         finally:
             os.close(fd)
         shifted = int(st.st_mtime) + EDIT_MTIME_SHIFT
@@ -533,7 +535,7 @@ def apply_changes(root: Path, changes: ChangeSet, seed: int, generation: str) ->
     for path, size in changes.added:
         fd = os.open(root / path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
-            write_span(fd, pool, r.randrange(POOL_SIZE), size)
+            os.write(fd, r.randbytes(size))
             os.utime(fd, (BASE_MTIME, BASE_MTIME))
         finally:
             os.close(fd)
@@ -568,7 +570,7 @@ def ensure_changed_tree(tree: Tree, cache: Path | None = None) -> tuple[Path, Ch
     the master's delta from the tree's (cached next to the tree)."""
     cache = cache or cache_dir()
     changes = plan_changes(tree)
-    key = tree_key(tree.preset, tree.seed) + "-changed-delta"
+    key = tree_key(tree.preset, tree.seed) + f"-changed-v{CHANGES_VERSION}"
     root = cache / key
     stamp = cache / f"{key}.json"
     if root.is_dir() and stamp.is_file():
