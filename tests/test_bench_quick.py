@@ -52,6 +52,7 @@ def test_render_and_tiny_full(tmp_path: Path) -> None:
 
     full = check_result(run_metric(bench, "full"), "full")
     assert full["faithful"] is True and full["baseline_faithful"] is True
+    assert full["ours_method"] == "tar"  # a blank root: one tar stream
 
     # The node-side copy itself: same names, sizes, hard-link counts, symlink targets.
     tree = synthetic.ensure_tree(synthetic.PRESETS["tiny"], 1, tmp_path / "cache")
