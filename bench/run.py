@@ -3,12 +3,16 @@
 Each metric measures "ours" (the real code path: the node-side engine under busybox sh, or the
 master-side renderers) against a baseline measured in the same run, interleaved
 ours/baseline/ours/baseline..., and reports medians. It prints a table row and writes
-bench/results/<metric>.json; a --full run also rewrites bench/RESULTS.md.
+bench/results/<metric>.json (a --quick run: bench/results/quick/); a --full run also rewrites
+bench/RESULTS.md.
 
-    full         blank target: the engine's cc_sync (NFS-like local source) vs tar | tar
+    full         blank target: the engine's cc_sync (NFS-like local source: its tar stream) vs
+                 tar | tar
     noop         node already in sync: cc_sync vs rsync -aHAX --delete (the seed's command)
-    incremental  1% of the files changed: cc_sync over a real rsync daemon (bytes received
-                 vs bytes changed) vs the seed's local rsync -aHAX --delete
+    incremental  1% of the files changed and committed: cc_sync of a node at the previous
+                 generation over a real rsync daemon (the master's delta; every byte of the
+                 boot counted by a relay, also with smaller rsync blocks) vs the seed's local
+                 rsync -aHAX --delete of the whole tree
     storm        N nodes at once from one rsync daemon with max connections N/2: wall time vs
                  N x one node, zero failures, refusals retried with the engine's back-off
     render       load_inventory + render_all of a 10,000-node inventory vs json.loads + one
@@ -790,7 +794,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cfg = CONFIGS["full" if args.full else "quick"]
     work = args.workdir or default_workdir()
-    b = Bench(cfg, work)
+    # The committed results are those of the full run; a quick run keeps its own.
+    b = Bench(cfg, work, results=RESULTS if args.full else RESULTS / cfg.name)
     metrics = args.only or list(METRICS)
     c = b.console
     c.print(
