@@ -29,9 +29,9 @@ from clustcontrol.fsutil import atomic_write, read_bytes_or_none
 GENERATION_FILE = "etc/clustcontrol-generation"
 DELTAS_DIR = "etc/clustcontrol-deltas"
 STATE_DIR = "/var/lib/clustcontrol/images"
-# Never part of the standard's content (the node's sync excludes them too): pseudo and scratch
-# file systems (their directories are kept, not their contents), the bind-mounted control
-# directory, the generation file and the generation deltas.
+# Never part of the standard's content: pseudo and scratch file systems (their directories are
+# kept, not their contents), the bind-mounted control directory and the generation deltas (the
+# node's sync excludes these too), and the generation file (which nodes copy and record).
 CONTENT_EXCLUDED = ("proc", "sys", "dev", "run", "tmp", "mnt", "media")
 PATH_EXCLUDED = ("etc/clustcontrol", GENERATION_FILE, DELTAS_DIR, "lost+found")
 _CHUNK = 1 << 20
