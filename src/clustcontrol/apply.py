@@ -84,6 +84,12 @@ def merge_block(existing: bytes | None, block: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class Change:
+    """One file to create, update or remove, with both contents for the diff.
+
+    `path` is absolute as seen on the target system (the installer puts it under its root),
+    `old` and `new` are the current and wanted contents (None: absent), `mode` the permission
+    bits a new file gets, `service` the owner (None for a stale file being removed)."""
+
     path: str
     action: Action
     service: Service | None
@@ -92,6 +98,8 @@ class Change:
     mode: int = 0o644
 
     def diff(self) -> str:
+        """A unified diff of old and new (a/PATH, b/PATH, /dev/null for an absent side), or a
+        one-line "Binary file ..." note when either side has a NUL byte in its first 8 KiB."""
         if _binary(self.old) or _binary(self.new):
             return f"Binary file {self.path} {'removed' if self.new is None else 'differs'}\n"
         old = (self.old or b"").decode().splitlines(keepends=True)
@@ -107,6 +115,10 @@ def _binary(data: bytes | None) -> bool:
 
 @dataclass
 class ApplyResult:
+    """What apply_tree did (or, with `dry_run`, would do): the changes, how many outputs were
+    already up to date, the checker results and the reload commands run (argv joined by spaces).
+    """
+
     changes: list[Change]
     unchanged: int
     checks: list[CheckResult] = field(default_factory=list)
@@ -121,9 +133,11 @@ class Installer:
         self.root = root
 
     def live(self, path: str) -> Path:
+        """The real location of an absolute target path under the installer's root."""
         return self.root / path.lstrip("/")
 
     def read(self, path: str) -> bytes | None:
+        """The installed content of an absolute target path, or None when it does not exist."""
         return read_bytes_or_none(self.live(path))
 
     def _manifest(self) -> set[str]:
@@ -141,6 +155,10 @@ class Installer:
         self, outputs: Iterable[Output], *, partial: bool = False
     ) -> tuple[list[Change], int, list[str]]:
         """Changes that install outputs, how many are unchanged, and the new manifest.
+
+        Returns (changes, unchanged count, sorted target paths for the manifest); block outputs
+        are merged into the installed file and are not listed in the manifest. Raises
+        ClustcontrolError when the existing manifest is not valid JSON of the expected shape.
 
         A partial plan (some services only) removes nothing and keeps every manifest entry: a
         file another service installed, or one no longer rendered, stays until the next full
@@ -167,7 +185,10 @@ class Installer:
         return changes, unchanged, sorted(installed)
 
     def write(self, changes: Iterable[Change]) -> None:
-        """Carry out changes: atomic replacement per file (an existing file keeps its mode)."""
+        """Carry out changes: atomic replacement per file (an existing file keeps its mode).
+
+        Removals unlink the file (missing is fine). Raises OSError when a write fails; files not
+        yet renamed keep their old content."""
         changes = list(changes)
         # One flush for the whole batch; each file is still replaced by a single rename.
         atomic_write_many(
@@ -178,6 +199,8 @@ class Installer:
                 self.live(change.path).unlink(missing_ok=True)
 
     def install(self, changes: list[Change], installed: list[str]) -> None:
+        """Write the changes, then the manifest (MANIFEST, JSON {"files": [...]}) listing the
+        `installed` target paths, when it differs. Raises OSError when a write fails."""
         self.write(changes)
         manifest = json.dumps({"files": installed}, indent=0).encode() + b"\n"
         if self.read(MANIFEST) != manifest:
@@ -185,6 +208,10 @@ class Installer:
 
 
 def reload_services(services: Iterable[Service]) -> list[str]:
+    """Run the RELOADS commands of each service once (sorted, duplicates dropped).
+
+    A command whose program is not installed is skipped. Returns the commands run, each argv
+    joined by spaces. Raises CommandError when one fails or takes more than 120 seconds."""
     done: list[str] = []
     for service in sorted(set(services)):
         for argv in RELOADS[service]:
@@ -206,7 +233,14 @@ def apply_tree(
     services: Collection[Service] | None = None,
 ) -> ApplyResult:
     """Install the tree's outputs of the selected services (all of them, or those of `services`
-    only: a partial apply, see Installer.plan)."""
+    only: a partial apply, see Installer.plan).
+
+    Files go under `root` (Path("/") for the live system). With `check` the changed files are
+    first checked with the services' own programs (verify.check_outputs); with `dry_run`
+    nothing is written, not even the lock; with `reload` the affected services are reloaded.
+    Raises ClustcontrolError when `reload` is asked under a root other than /, LockedError when
+    another apply holds the lock, InvalidInputError when a checker rejects a file (nothing is
+    installed then), CommandError when a reload fails and OSError when a write fails."""
     if reload and root.resolve() != Path("/"):
         raise ClustcontrolError("--reload only makes sense on the live root, not under --root")
     selected = selected_services(inv)
@@ -235,7 +269,8 @@ def apply_tree(
 def write_tree(tree: RenderedTree, out: Path) -> int:
     """`render --out`: every output (all services) under out, blocks as the block text alone.
 
-    Returns how many files were written; identical files are left untouched."""
+    Returns how many files were written; identical files are left untouched. Raises OSError
+    when a file cannot be written."""
     written = 0
     for output in tree:
         target = out / output.path.lstrip("/")

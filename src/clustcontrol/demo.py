@@ -21,7 +21,12 @@ MASTER_IP = "192.168.0.1"
 
 
 def build_demo_inventory(config: Path, count: int) -> None:
-    """The seed's cluster: rostclust on 192.168.0.0/24, two standard roots, one update node."""
+    """The seed's cluster: rostclust on 192.168.0.0/24, two standard roots, one update node.
+
+    Writes the inventory file `config` with `count` nodes node01.. (MAC 52:54:00:00:00:NN,
+    address 192.168.0.10+N, every fourth on the "gpu" image); node01 is the update node (when
+    count > 0). Raises InvalidInputError when the result does not validate (e.g. a count too
+    large for the /24)."""
     text = render_template(
         "inventory/cluster.yaml.j2",
         domain=DOMAIN,
@@ -52,6 +57,12 @@ def build_demo_inventory(config: Path, count: int) -> None:
 
 
 def run_demo(directory: Path | None, count: int, console: Console) -> Path:
+    """Build the demo cluster with `count` nodes in `directory` (a new temp directory if None).
+
+    Writes DIR/cluster.yaml (replacing an old one), renders every output into DIR/rendered,
+    applies twice under DIR/root (the second apply changes nothing) and prints a summary table
+    to `console`. Returns the directory. Errors of the steps (ClustcontrolError, OSError)
+    propagate."""
     base = directory or Path(tempfile.mkdtemp(prefix="clustcontrol-demo-"))
     base.mkdir(parents=True, exist_ok=True)
     config = base / "cluster.yaml"

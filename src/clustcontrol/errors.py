@@ -8,7 +8,10 @@ EXIT_INVALID = 2
 
 
 class ClustcontrolError(Exception):
-    """A failure to report to the user as a message, optionally with a hint on what to do."""
+    """A failure to report to the user as a message, optionally with a hint on what to do.
+
+    `message` is the text shown, `hint` an optional next step; `exit_code` is the process exit
+    status cli.py uses (EXIT_FAILURE here, EXIT_INVALID for InvalidInputError)."""
 
     exit_code = EXIT_FAILURE
 
@@ -18,11 +21,15 @@ class ClustcontrolError(Exception):
         self.hint = hint
 
     def lines(self) -> list[str]:
+        """The message as lines to print, one element per line of output (here: the message)."""
         return [self.message]
 
 
 class InvalidInputError(ClustcontrolError):
-    """Bad input: an inventory, argument or file that does not validate. Nothing was written."""
+    """Bad input: an inventory, argument or file that does not validate. Nothing was written.
+
+    `problems` is the list of every problem found, one line each; the message joins them with
+    newlines."""
 
     exit_code = EXIT_INVALID
 
@@ -31,6 +38,7 @@ class InvalidInputError(ClustcontrolError):
         self.problems = problems
 
     def lines(self) -> list[str]:
+        """One line per problem, each naming where it is (e.g. "nodes.node01.ip: ...")."""
         return list(self.problems)
 
 

@@ -43,7 +43,10 @@ def _stage(path: Path, data: bytes, mode: int | None, fsync: bool) -> Path:
 def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     """Replace path with data: temp file in the same directory, fsync, rename, fsync directory.
 
-    An existing file keeps its mode and owner; a new one gets `mode` (default 0644)."""
+    An existing file keeps its mode and owner; a new one gets `mode` (default 0644). Missing
+    parent directories are created. A reader sees either the old or the new content, never a
+    mix (rename(2) is atomic within a file system). Raises OSError when the directory is not
+    writable or the disk is full; the temp file is removed then."""
     tmp = _stage(path, data, mode, fsync=True)
     tmp.replace(path)
     fsync_dir(path.parent)
@@ -70,6 +73,9 @@ def atomic_write_many(items: list[tuple[Path, bytes, int | None]]) -> None:
 
 
 def fsync_dir(directory: Path) -> None:
+    """fsync(2) a directory, so that renames and new entries in it survive a crash.
+
+    Raises OSError when the directory cannot be opened (e.g. it does not exist)."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -78,6 +84,9 @@ def fsync_dir(directory: Path) -> None:
 
 
 def read_bytes_or_none(path: Path) -> bytes | None:
+    """The content of path, or None when it (or a parent directory) does not exist.
+
+    Other errors (a directory, no permission) raise OSError."""
     try:
         return path.read_bytes()
     except (FileNotFoundError, NotADirectoryError):
@@ -86,7 +95,11 @@ def read_bytes_or_none(path: Path) -> bytes | None:
 
 @contextlib.contextmanager
 def exclusive_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive, non-blocking flock on path; fail at once when another process holds it."""
+    """Hold an exclusive, non-blocking flock on path; fail at once when another process holds it.
+
+    The lock file (and its directory) is created when missing and holds the holder's pid while
+    locked; the lock is released when the `with` block ends (see flock(2)). Raises LockedError,
+    naming the other holder's pid, when the lock is taken, and OSError for any other failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

@@ -12,6 +12,10 @@ from contextlib import contextmanager
 
 @contextmanager
 def gc_paused() -> Iterator[None]:
+    """Disable the cyclic garbage collector for the `with` block (gc.disable()).
+
+    Re-enables it on exit, also on an exception, unless it was already disabled on entry, so
+    nested uses are safe. Reference counting still frees memory as usual."""
     enabled = gc.isenabled()
     gc.disable()
     try:

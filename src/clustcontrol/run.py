@@ -17,6 +17,11 @@ _CLEAN_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TMPDIR", "HOME")
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child process: only PATH, LANG, LC_ALL, TMPDIR and HOME of ours.
+
+    PATH gets a standard default when unset and LC_ALL is always "C" (messages in English,
+    parseable); `extra` (name -> value) is added last and may override both. Returns a new dict.
+    """
     env = {k: os.environ[k] for k in _CLEAN_ENV_KEYS if k in os.environ}
     env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     env["LC_ALL"] = "C"
@@ -32,6 +37,9 @@ def which(program: str) -> str | None:
 
 
 def require(program: str, package: str) -> str:
+    """The absolute path of `program` (found as by `which`).
+
+    Raises CommandError naming the Debian `package` to install when the program is missing."""
     found = which(program)
     if found is None:
         raise CommandError(
@@ -50,7 +58,13 @@ def run(
     cwd: Path | None = None,
     timeout: float | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run argv, capture its output; raise CommandError naming the command when check fails."""
+    """Run argv, capture its output; raise CommandError naming the command when check fails.
+
+    argv items are converted with str(); the child gets clean_env(env), `input` (bytes) on its
+    standard input, `cwd` as working directory and at most `timeout` seconds (None: no limit).
+    Returns the CompletedProcess with stdout and stderr as bytes. Raises CommandError when the
+    program is not found, when the timeout expires, and (with `check`, the default) when the
+    exit status is not 0, quoting stderr (or stdout when stderr is empty)."""
     args = [str(a) for a in argv]
     log.debug("run: %s", " ".join(args))
     try:

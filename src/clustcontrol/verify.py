@@ -20,6 +20,11 @@ from clustcontrol.run import run, which
 
 @dataclass(frozen=True)
 class CheckResult:
+    """The verdict of one checker program on one staged file.
+
+    `target` is the file's live path, `program` the checker's name, `output` its stdout and
+    stderr; `skipped` is true (and `ok` too) when the program is not installed."""
+
     service: Service
     program: str
     target: str
@@ -29,6 +34,9 @@ class CheckResult:
 
     @property
     def status(self) -> str:
+        """One word or phrase for the user: "ok", "FAILED", "skipped (not installed)", or the
+        checker note when it starts with "ok (" (e.g. the Kea interfaces that were not checked).
+        """
         if self.skipped:
             return "skipped (not installed)"
         if not self.ok:
@@ -58,7 +66,12 @@ def _isc(staged: dict[str, Path], _work: Path) -> Iterable[CheckResult]:
 
 def kea_checkable(text: str, present: set[str]) -> tuple[str, list[str]]:
     """Kea's -t also opens the configured interfaces; for a prefix apply on a machine without
-    them, check a copy listening on "*" and name the interfaces that were not checked."""
+    them, check a copy listening on "*" and name the interfaces that were not checked.
+
+    `text` is the rendered kea-dhcp4.conf (a comment line, then JSON), `present` the interface
+    names of this machine (/sys/class/net). An entry "IFACE/ADDRESS" counts as IFACE. Returns
+    (the text to check, the interfaces missing here); the text is unchanged when none is
+    missing. Raises ValueError (json.JSONDecodeError) or KeyError on text not in that shape."""
     comment, _, body = text.partition("\n")
     config = json.loads(body)
     interfaces = config["Dhcp4"]["interfaces-config"]["interfaces"]
@@ -106,7 +119,13 @@ CHECKERS: tuple[Checker, ...] = (_isc, _kea, _dnsmasq, _dns)
 
 
 def check_outputs(outputs: Iterable[Output]) -> list[CheckResult]:
-    """Stage the outputs in a scratch directory and run every applicable checker on them."""
+    """Stage the outputs in a scratch directory and run every applicable checker on them.
+
+    Checkers: `dhcpd -t -4 -cf` (dhcpd(8)), `kea-dhcp4 -t` (kea-dhcp4(8)), `dnsmasq --test`
+    (dnsmasq(8)), `named-checkconf` and `named-checkzone -k fail` (named-checkzone(1)), each
+    only when its file is among the outputs. Managed blocks and copied files are not checked.
+    Returns one CheckResult per check, in that order; a failing check is a result, not an
+    exception. Raises CommandError when a checker runs longer than 120 seconds."""
     with tempfile.TemporaryDirectory(prefix="clustcontrol-check-") as scratch:
         work = Path(scratch)
         staged: dict[str, Path] = {}
@@ -122,6 +141,7 @@ def check_outputs(outputs: Iterable[Output]) -> list[CheckResult]:
 
 
 def require_clean(results: list[CheckResult]) -> None:
+    """Raise InvalidInputError listing every failed check (skipped checks count as passed)."""
     failures = [r for r in results if not r.ok]
     if failures:
         raise InvalidInputError(
