@@ -25,6 +25,11 @@ from clustcontrol.inventory.model import Inventory
 
 @dataclass(frozen=True)
 class CommitResult:
+    """What `image commit` did: the generation now current (SEQ-HASH) and the one before it
+    (None on the first commit), the difference between their manifests, whether a generation
+    file was written (`created`), the number of manifest entries (`files`), the time taken
+    (`seconds`, wall clock) and the deltas."""
+
     image: str
     generation: str
     previous: str | None
@@ -37,6 +42,9 @@ class CommitResult:
 
 @dataclass(frozen=True)
 class ImageStatus:
+    """One image's line in `clustcontrol status`: `root` is its inventory path, the other
+    fields compare the last commit with the standard root (see the field comments)."""
+
     image: str
     root: str
     committed: str | None  # the last recorded generation
@@ -45,6 +53,9 @@ class ImageStatus:
 
     @property
     def warning(self) -> str | None:
+        """What the administrator must act on, or None: no commit yet, a generation file that
+        does not match the last commit, or changes made to the standard since the last commit.
+        """
         if self.committed is None:
             return (
                 f"image {self.image}: no generation committed; nodes sync the whole tree at "
@@ -76,7 +87,14 @@ def commit_image(
 ) -> CommitResult:
     """Record a new generation of the standard when its content changed since the last one,
     with the deltas from the last `deltas` earlier generations (written before the generation
-    file, so a node never sees a generation without its deltas)."""
+    file, so a node never sees a generation without its deltas).
+
+    `name` is an image of the inventory, its root taken under `root_prefix`; the generation
+    store is PREFIX/var/lib/clustcontrol/images/NAME, held under its lock while committing.
+    When nothing changed and the generation file is current, nothing is written (created is
+    False). Raises InvalidInputError for an unknown image, ClustcontrolError when its root is
+    not a directory, LockedError when another commit of the image holds the lock, and OSError
+    when the tree cannot be read or the store written."""
     start = time.monotonic()
     tree = image_tree(inv, name, root_prefix)
     store = GenerationStore.for_image(root_prefix, name)
@@ -112,7 +130,11 @@ def commit_image(
 
 
 def image_status(inv: Inventory, name: str, root_prefix: Path = Path("/")) -> ImageStatus:
-    """Compare the standard with its last committed manifest by metadata (no file is read)."""
+    """Compare the standard with its last committed manifest by metadata (no file is read).
+
+    Takes no lock and writes nothing. Raises InvalidInputError for an unknown image,
+    ClustcontrolError when its root is not a directory or the last manifest is missing, and
+    OSError when the tree cannot be scanned."""
     tree = image_tree(inv, name, root_prefix)
     store = GenerationStore.for_image(root_prefix, name)
     current = store.current()

@@ -32,6 +32,7 @@ class Step:
 
     @staticmethod
     def of(changes: Iterable[Change | None] = (), notes: Iterable[str] = ()) -> Step:
+        """A Step from any iterables; None changes (nothing to do) are dropped."""
         return Step(tuple(c for c in changes if c is not None), tuple(notes))
 
 
@@ -46,18 +47,24 @@ class ImageTree:
 
     @property
     def root(self) -> Path:
+        """The image root under the installation prefix (where it really is on this machine)."""
         return self.installer.live(self.image.root)
 
     def path(self, rel: str) -> str:
+        """The inventory-level absolute path of `rel`, a path relative to the image root (str)."""
         return pjoin(self.image.root, rel)
 
     def live(self, rel: str) -> Path:
+        """The real path of `rel` (relative to the image root) under the installation prefix."""
         return self.installer.live(self.path(rel))
 
     def read(self, rel: str) -> bytes | None:
+        """The content of `rel` (relative to the image root), or None when it does not exist."""
         return self.installer.read(self.path(rel))
 
     def mode(self, rel: str) -> int | None:
+        """The permission bits of `rel` (st_mode & 0o7777, symlinks followed), or None when it
+        does not exist."""
         try:
             return self.live(rel).stat().st_mode & 0o7777
         except (FileNotFoundError, NotADirectoryError):
@@ -74,7 +81,10 @@ class ImageTree:
 
 
 def image_tree(inv: Inventory, name: str, root_prefix: Path) -> ImageTree:
-    """The image called name, its root resolved under root_prefix; the root must exist."""
+    """The image called name, its root resolved under root_prefix; the root must exist.
+
+    Raises InvalidInputError when the inventory defines no such image and ClustcontrolError
+    when its root is not a directory under root_prefix."""
     image = inv.images.get(name)
     if image is None:
         defined = ", ".join(sorted(inv.images))
@@ -91,7 +101,9 @@ def image_tree(inv: Inventory, name: str, root_prefix: Path) -> ImageTree:
 
 def write_changes(installer: Installer, changes: Iterable[Change]) -> None:
     """Atomic write of each change; then every written file gets the change's mode (for edited
-    files that is their current mode, for clustcontrol's own files the mode they must have)."""
+    files that is their current mode, for clustcontrol's own files the mode they must have).
+
+    Raises OSError when a file cannot be written."""
     todo = list(changes)
     installer.write(todo)
     for change in todo:

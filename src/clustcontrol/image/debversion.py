@@ -55,7 +55,12 @@ def _split(version: str) -> tuple[int, str, str]:
 
 
 def compare_versions(a: str, b: str) -> int:
-    """<0, 0, >0 as a sorts before, with, after b (dpkg --compare-versions)."""
+    """<0, 0, >0 as a sorts before, with, after b (dpkg --compare-versions).
+
+    Versions are [epoch:]upstream[-revision] and compare as in deb-version(7): epoch as a
+    number, then upstream and revision part by part, a `~` sorting before anything, even the
+    end. A version whose text before the first ":" is not all digits has epoch 0 and keeps its
+    colon; nothing raises."""
     ea, ua, ra = _split(a)
     eb, ub, rb = _split(b)
     if ea != eb:
@@ -63,4 +68,5 @@ def compare_versions(a: str, b: str) -> int:
     return _verrevcmp(ua, ub) or _verrevcmp(ra, rb)
 
 
+# A sort key for sorted(), max() and friends: version_key(a) < version_key(b) as compare_versions.
 version_key = cmp_to_key(compare_versions)

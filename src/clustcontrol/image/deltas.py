@@ -75,7 +75,11 @@ def delta_paths(
 
 
 def unlistable(path: str) -> str | None:
-    """Why path cannot be a line of an rsync --files-from list, or None."""
+    """Why path cannot be a line of an rsync --files-from list, or None.
+
+    rsync(1) --files-from reads one name per line and skips lines starting with `#` or `;`;
+    `path` is relative to the image root (str; a name that is not UTF-8 holds the surrogate
+    escapes os.scandir decodes it with)."""
     if "\n" in path or "\r" in path:
         return f"{path!r} contains a line break"
     if path.startswith(("#", ";")):
@@ -88,6 +92,10 @@ def unlistable(path: str) -> str | None:
 
 
 def render(source: str, target: str, copy: list[str], delete: list[str]) -> bytes:
+    """The delta file from generation `source` to `target`, in the format of the module
+    docstring: header, paths to copy, `# removed`, paths to delete, `# end` (UTF-8 bytes).
+
+    The paths must pass `unlistable`; UnicodeEncodeError otherwise."""
     lines = [f"# clustcontrol-delta {FORMAT} {source} {target}", *copy, "# removed", *delete]
     return ("\n".join([*lines, "# end"]) + "\n").encode()
 
@@ -103,7 +111,12 @@ def write_deltas(
 ) -> tuple[Delta, ...]:
     """Write directory/FROM for each of the last `keep` recorded generations before `target`,
     then remove every other file of directory. Old manifests are compared as text lines: only
-    the entries that differ are parsed (nothing is read from the tree)."""
+    the entries that differ are parsed (nothing is read from the tree).
+
+    `manifest` is the new generation's, `links` its groups of hard-linked names. Returns one
+    Delta per earlier generation, oldest first; a generation whose manifest cannot be read or
+    whose paths cannot be listed is skipped with the reason, never raised. Raises OSError when
+    a delta file cannot be written or a stale one removed."""
     earlier = [g for g in store.recorded() if sequence(g) < sequence(target)]
     sources = earlier[max(len(earlier) - keep, 0) :]
     partners = {path: group for group in links.values() if len(group) > 1 for path in group}

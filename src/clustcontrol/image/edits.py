@@ -39,7 +39,10 @@ def _join(lines: list[str]) -> str:
 
 def set_shell_vars(text: str, values: Mapping[str, str]) -> tuple[str, list[str]]:
     """Set KEY=value assignments in a shell-style config: in place where KEY= is assigned
-    (every such line), appended where it is not (commented-out examples stay as they are)."""
+    (every such line), appended where it is not (commented-out examples stay as they are).
+
+    `values` maps KEY to the value text as written (quote it yourself if it needs quoting);
+    `export KEY=` lines keep their `export`. Returns (new text, one note per change)."""
     lines = _lines(text)
     done: list[str] = []
     for key, value in values.items():
@@ -61,7 +64,10 @@ def set_shell_vars(text: str, values: Mapping[str, str]) -> tuple[str, list[str]
 
 
 def comment_root_mount(text: str) -> tuple[str, list[str]]:
-    """Comment out fstab lines mounting `/`: a node's root comes from root= on its command line."""
+    """Comment out fstab lines mounting `/`: a node's root comes from root= on its command line.
+
+    A line whose second field (fs_file, fstab(5)) is `/` gets the FSTAB_PREFIX comment. Returns
+    (new text, the lines commented out, stripped)."""
     lines = _lines(text)
     commented: list[str] = []
     for index, line in enumerate(lines):
@@ -73,7 +79,10 @@ def comment_root_mount(text: str) -> tuple[str, list[str]]:
 
 
 def disable_net_generator(text: str) -> str:
-    """Make udev's persistent-net generator rule skip itself: a GOTO to its end label, first."""
+    """Make udev's persistent-net generator rule skip itself: a GOTO to its end label, first.
+
+    `text` is the rules file (75-persistent-net-generator.rules); returns it unchanged when the
+    GOTO line is already there."""
     if any(line.strip() == UDEV_GOTO for line in _lines(text)):
         return text
     return _join([UDEV_COMMENT, UDEV_GOTO, *_lines(text)])
@@ -88,7 +97,9 @@ def manual_iface(text: str, ifname: str) -> tuple[str, list[str]]:
     with ip=dhcp before the root was mounted; ifupdown must leave it alone).
 
     dhcp and static stanzas switch to manual (a static one loses its option lines); a missing
-    stanza is appended; other methods are reported and left alone."""
+    stanza is appended; other methods are reported and left alone.
+
+    Stanza keywords follow interfaces(5). Returns (new text, one note per change)."""
     out: list[str] = []
     notes: list[str] = []
     found = dropping = False
@@ -119,6 +130,8 @@ def manual_iface(text: str, ifname: str) -> tuple[str, list[str]]:
 
 
 def default_interfaces(ifname: str) -> str:
+    """A complete /etc/network/interfaces (interfaces(5)): loopback and `ifname` with the
+    manual method, plus the Debian default `source /etc/network/interfaces.d/*`."""
     return _join(
         [
             "# interfaces(5) file used by ifup(8) and ifdown(8)",
@@ -141,7 +154,11 @@ RC_LOCAL_HEAD = [
 
 def rc_local_with_block(text: str | None, block: str) -> str:
     """rc.local with clustcontrol's managed block: replaced in place when present, otherwise
-    inserted before the final `exit 0` (or appended); a new rc.local when there is none."""
+    inserted before the final `exit 0` (or appended); a new rc.local when there is none.
+
+    `text` is the current /etc/rc.local or None, `block` the block's lines without markers.
+    rc.local runs only when executable (systemd-rc-local-generator(8)); setting the mode is the
+    caller's job."""
     if text is None:
         return _join([*RC_LOCAL_HEAD, BLOCK_BEGIN, *_lines(block), BLOCK_END, "exit 0"])
     lines = _lines(text)

@@ -50,7 +50,13 @@ def _problem(tree: ImageTree, field: str, value: str, why: str) -> InvalidInputE
 
 
 def select_boot_files(tree: ImageTree) -> tuple[str, str]:
-    """The kernel and initrd file names in ROOT/boot for this image."""
+    """The kernel and initrd file names in ROOT/boot for this image.
+
+    Names set in the inventory must be files there (a symlink is followed inside the image);
+    `newest` picks the highest vmlinuz-VERSION in Debian version order (deb-version(7)) that
+    has an initrd.img-VERSION (any vmlinuz-VERSION when the initrd is named explicitly), and
+    the initrd of the chosen kernel's VERSION. Returns (kernel name, initrd name), names in
+    ROOT/boot. Raises InvalidInputError when a named file is missing or no pair is found."""
     boot = tree.live("boot")
     kernel, initrd = tree.image.kernel, tree.image.initrd
     kernels, initrds = _names(boot, KERNEL_PREFIX), _names(boot, INITRD_PREFIX)
@@ -81,6 +87,10 @@ def _copy_change(installer: Installer, source: Path, target: str) -> Change | No
 
 
 def boot_file_changes(inv: Inventory, tree: ImageTree) -> tuple[list[Change], str]:
+    """The copies of the image's kernel and initrd to BOOT_ROOT/NAME/vmlinuz and initrd.img.
+
+    Returns (changes for the files whose content differs, a note naming the chosen files).
+    Raises InvalidInputError as select_boot_files, OSError when a file cannot be read."""
     kernel, initrd = select_boot_files(tree)
     target = pjoin(ClusterView(inv).boot_root, tree.name)
     pairs = ((kernel, "vmlinuz"), (initrd, "initrd.img"))
@@ -96,6 +106,14 @@ def publish_image(
     dry_run: bool,
     root_prefix: Path = Path("/"),
 ) -> ImageResult:
+    """Copy the image's kernel and initrd into the TFTP tree and refresh the PXELINUX files.
+
+    Everything is under `root_prefix` (the live system by default); the copies are written
+    under apply's lock, then the `pxe` service is applied (a partial apply, see
+    Installer.plan). With `dry_run` nothing is written. Returns the changes and a note naming
+    the kernel and initrd. Raises InvalidInputError for an unknown image or missing boot files,
+    ClustcontrolError when the image root is not a directory, LockedError when an apply holds
+    the lock, and OSError when a file cannot be read or written."""
     tree = image_tree(inv, name, root_prefix)
     installer = tree.installer
     changes, note = boot_file_changes(inv, tree)
