@@ -32,6 +32,8 @@ CONFIG_ENV = "CLUSTCONTROL_CONFIG"
 
 
 def config_path(explicit: Path | None) -> Path:
+    """The inventory file to use: `explicit` (--config) if given, else $CLUSTCONTROL_CONFIG if
+    set and not empty, else /etc/clustcontrol/cluster.yaml. Nothing is checked on disk."""
     if explicit is not None:
         return explicit
     env = os.environ.get(CONFIG_ENV)
@@ -73,7 +75,12 @@ def _describe(error: Any, data: Any) -> str:
 
 
 def parse_inventory(data: Any, source: str = "inventory") -> Inventory:
-    """Validate a plain-data document; raise InvalidInputError listing every problem."""
+    """Validate a plain-data document; raise InvalidInputError listing every problem.
+
+    `data` is the parsed YAML (dicts, lists, scalars), `source` the name used when the document
+    is not a mapping. Field errors are named by their path, nodes by name (e.g.
+    "nodes.node01.ip: ..."); when the fields are valid, the cross-field checks of checks.py
+    run. Returns the frozen Inventory."""
     if not isinstance(data, dict):
         raise InvalidInputError([f"{source}: the document must be a mapping with a 'cluster' key"])
     try:
@@ -141,6 +148,11 @@ def _safe_yaml() -> YAML:
 
 
 def load_inventory(path: Path) -> Inventory:
+    """Read, parse (YAML 1.2, safe loader) and validate the inventory file at `path`.
+
+    Raises ClustcontrolError when the file does not exist or cannot be read, and
+    InvalidInputError for a YAML syntax error (with its line) or an invalid inventory (every
+    problem, see parse_inventory)."""
     text = _read_text(path)
     with gc_paused():
         try:
@@ -168,12 +180,17 @@ def to_plain(node: Any) -> Any:
 
 
 def dump_document(document: Any) -> str:
+    """A round-trip document as YAML text, comments, quotes and key order kept."""
     buffer = io.StringIO()
     _round_trip().dump(document, buffer)
     return buffer.getvalue()
 
 
 def load_document(text: str, path: Path) -> Any:
+    """Parse YAML text in round-trip mode (ruamel CommentedMap/CommentedSeq, comments kept).
+
+    `path` only names the file in errors: InvalidInputError with the line of a syntax error.
+    The document is not validated."""
     try:
         return _round_trip().load(text)
     except YAMLError as exc:
@@ -182,7 +199,11 @@ def load_document(text: str, path: Path) -> Any:
 
 @contextmanager
 def edit_inventory(path: Path) -> Iterator[Any]:
-    """Yield the round-trip document; on normal exit validate it whole and save it atomically."""
+    """Yield the round-trip document; on normal exit validate it whole and save it atomically.
+
+    Nothing is written when the block raises or the edited document does not validate.
+    Raises ClustcontrolError when the file cannot be read, InvalidInputError when it (before
+    or after the edit) is not valid, and OSError when it cannot be written."""
     document = load_document(_read_text(path), path)
     yield document
     parse_inventory(to_plain(document), str(path))
@@ -190,6 +211,10 @@ def edit_inventory(path: Path) -> Iterator[Any]:
 
 
 def save_new_document(path: Path, text: str) -> None:
-    """Validate a freshly written document (e.g. from `init`) and save it atomically."""
+    """Validate a freshly written document (e.g. from `init`) and save it atomically.
+
+    A new file gets mode 0644 (an existing one keeps its mode). Raises InvalidInputError when
+    `text` is not a valid inventory (nothing is written) and OSError when it cannot be
+    written."""
     parse_inventory(to_plain(load_document(text, path)), str(path))
     atomic_write(path, text.encode(), mode=0o644)

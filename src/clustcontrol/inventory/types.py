@@ -27,6 +27,8 @@ def _show(value: object) -> str:
 
 
 def check_host_label(value: str) -> str:
+    """A host name label (RFC 1123 section 2.1: letters, digits and inner '-', 1 to 63
+    characters), returned lower-cased. Raises ValueError otherwise."""
     if not isinstance(value, str) or not _LABEL.match(value):
         raise ValueError(
             f"{_show(value)} is not a host name (RFC 1123 label: letters, digits, '-')"
@@ -35,6 +37,9 @@ def check_host_label(value: str) -> str:
 
 
 def check_domain(value: str) -> str:
+    """A domain name: dot-separated labels as check_host_label, at most 253 characters.
+
+    Returns it lower-cased without a trailing dot. Raises ValueError otherwise."""
     if not isinstance(value, str) or len(value) > 253 or not value:
         raise ValueError(f"{_show(value)} is not a domain name")
     for label in value.rstrip(".").split("."):
@@ -44,6 +49,8 @@ def check_domain(value: str) -> str:
 
 
 def check_name(value: str) -> str:
+    """An inventory key (image, disk layout): 1 to 63 lower-case letters, digits, '-' and '_',
+    starting with a letter or digit. Returned unchanged; raises ValueError otherwise."""
     if not isinstance(value, str) or not _NAME.match(value):
         raise ValueError(
             f"{_show(value)} is not a valid name (lower-case letters, digits, '-', '_'; "
@@ -53,6 +60,9 @@ def check_name(value: str) -> str:
 
 
 def normalize_mac(value: object) -> object:
+    """A MAC address in the canonical form 52:54:00:12:34:56 (lower case, ':' separators) when
+    `value` is one with any case, '-' separators or surrounding blanks; else `value` as is (for
+    check_mac to reject)."""
     if isinstance(value, str):
         candidate = value.strip().lower().replace("-", ":")
         if _MAC.match(candidate):
@@ -61,6 +71,9 @@ def normalize_mac(value: object) -> object:
 
 
 def check_mac(value: str) -> str:
+    """A canonical MAC address (six lower-case hex pairs joined by ':'), unchanged.
+
+    Raises ValueError otherwise."""
     if not isinstance(value, str) or not _MAC.match(value):
         raise ValueError(
             f"{_show(value)} is not a MAC address (six hex pairs, e.g. 52:54:00:12:34:56)"
@@ -69,6 +82,10 @@ def check_mac(value: str) -> str:
 
 
 def check_abs_path(value: str) -> str:
+    """An absolute path of safe characters (letters, digits, '._+@-'), without '.' or '..'
+    components or empty ones ('//'). Returned without a trailing '/' ("/" stays "/").
+
+    Raises ValueError otherwise."""
     if not isinstance(value, str) or not value.startswith("/"):
         raise ValueError(f"{_show(value)} is not an absolute path")
     if not _ABS_PATH.match(value) or "/../" in value + "/" or "/./" in value + "/":
@@ -80,12 +97,16 @@ def check_abs_path(value: str) -> str:
 
 
 def check_file_name(value: str) -> str:
+    """A plain file name (no '/'): letters, digits and '._+-', not starting with '.', '+' or
+    '-'. Returned unchanged; raises ValueError otherwise."""
     if not isinstance(value, str) or not _FILE_NAME.match(value):
         raise ValueError(f"{_show(value)} is not a plain file name")
     return value
 
 
 def check_kernel_arg(value: str) -> str:
+    """One word of a kernel command line (e.g. console=ttyS0,115200): letters, digits and
+    '_.,:=/+@%-' only. Returned unchanged; raises ValueError otherwise."""
     if not isinstance(value, str) or not _KERNEL_ARG.match(value):
         raise ValueError(
             f"{_show(value)} is not a safe kernel argument "
@@ -95,18 +116,27 @@ def check_kernel_arg(value: str) -> str:
 
 
 def check_ifname(value: str) -> str:
+    """A network interface name: 1 to 15 characters (Linux IFNAMSIZ is 16 with the NUL) of
+    letters, digits and '_.:-', starting with a letter or digit. Returned unchanged; raises
+    ValueError otherwise."""
     if not isinstance(value, str) or not _IFNAME.match(value):
         raise ValueError(f"{_show(value)} is not a network interface name")
     return value
 
 
 def check_device(value: str) -> str:
+    """A device path under /dev (e.g. /dev/sda, /dev/disk/by-id/...), without '..'.
+
+    Returned unchanged; raises ValueError otherwise."""
     if not isinstance(value, str) or not _DEVICE.match(value) or ".." in value:
         raise ValueError(f"{_show(value)} is not a device path under /dev")
     return value
 
 
 def check_sfdisk_script(value: str) -> str:
+    """An sfdisk input script (sfdisk(8), "INPUT FORMATS"): not empty, and each line (as split
+    by str.splitlines) holds printable ASCII and tabs only. Its syntax is left to sfdisk.
+    Returned ending with a newline; raises ValueError otherwise."""
     if not isinstance(value, str) or not value.strip():
         raise ValueError("the sfdisk script is empty")
     for number, line in enumerate(value.splitlines(), 1):
