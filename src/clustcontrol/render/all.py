@@ -33,6 +33,11 @@ RENDERERS: tuple[Renderer, ...] = (
 
 
 def render_all(ctx: RenderContext) -> RenderedTree:
+    """Every output of every renderer in RENDERERS, for all services (apply selects later).
+
+    Nothing is written; the files the PXE renderer copies (pxelinux.0, .c32 modules) are only
+    located here and read when installed. Raises ValueError when two renderers produce the
+    same path and ClustcontrolError when one of those files is in none of ctx.syslinux_dirs."""
     tree = RenderedTree()
     with gc_paused():
         for renderer in RENDERERS:

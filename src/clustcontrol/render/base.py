@@ -46,6 +46,8 @@ class Output:
     block: bool = False
 
     def data(self) -> bytes:
+        """The bytes to install: `content`, or the current content of `source` (OSError when it
+        cannot be read)."""
         if self.content is not None:
             return self.content
         assert self.source is not None
@@ -54,14 +56,18 @@ class Output:
 
 @dataclass
 class RenderedTree:
+    """Every output of a render, keyed by live path; iterating yields them sorted by path."""
+
     outputs: dict[str, Output] = field(default_factory=dict)
 
     def add(self, output: Output) -> None:
+        """Add one output; ValueError when another output already has its path."""
         if output.path in self.outputs:
             raise ValueError(f"two renderers produce {output.path}")
         self.outputs[output.path] = output
 
     def extend(self, outputs: Iterable[Output]) -> None:
+        """Add each output as `add` (ValueError on a repeated path)."""
         for output in outputs:
             self.add(output)
 
@@ -75,6 +81,7 @@ class RenderedTree:
         return self.outputs[path]
 
     def services(self) -> set[Service]:
+        """The services that have at least one output."""
         return {o.service for o in self.outputs.values()}
 
 
@@ -125,6 +132,11 @@ _ENV = _environment()
 
 
 def render_template(name: str, **values: object) -> bytes:
+    """Render the packaged template `name` (relative to clustcontrol/templates) with `values`.
+
+    Returns UTF-8 bytes. Templates also see `header` and the `sh` filter (shlex.quote).
+    Raises jinja2.TemplateNotFound for an unknown name and jinja2.UndefinedError when the
+    template uses a value not given (StrictUndefined)."""
     return _ENV.get_template(name).render(**values).encode()
 
 

@@ -26,6 +26,9 @@ def reverse_zones(network: IPv4Network) -> list[IPv4Network]:
 
 
 def reverse_zone_name(zone: IPv4Network) -> str:
+    """The in-addr.arpa name of an octet-aligned zone (RFC 1035 section 3.5), e.g.
+    192.168.0.0/24 -> "0.168.192.in-addr.arpa". Prefix bits beyond a multiple of 8 are
+    ignored."""
     octets = str(zone.network_address).split(".")[: zone.prefixlen // 8]
     return ".".join(reversed(octets)) + ".in-addr.arpa"
 
@@ -38,6 +41,9 @@ def reverse_owner(ip: str, zone: IPv4Network) -> str:
 
 @dataclass(frozen=True, slots=True)
 class HostView:
+    """One host as the templates see it: DNS/DHCP name, canonical MAC, address as text and
+    IPv4Address, image and disk layout names, extra kernel words and PXELINUX hex name."""
+
     name: str
     mac: str
     ip: str  # as written into config files; `address` is the same address for computing
@@ -50,6 +56,9 @@ class HostView:
 
 @dataclass(frozen=True)
 class ImageView:
+    """One image as the templates see it: `kernel_path` and `initrd_path` are relative to the
+    PXELINUX directory (NAME/vmlinuz, NAME/initrd.img), `transport` is "nfs" or "rsync"."""
+
     name: str
     root: str
     kernel_path: str
@@ -59,32 +68,43 @@ class ImageView:
 
 
 class ClusterView:
+    """Read-only, precomputed values of one inventory for the renderers and templates.
+
+    Lists are computed once per view (cached); addresses are IPv4Address unless named as text.
+    """
+
     def __init__(self, inventory: Inventory) -> None:
         self.inv = inventory
         self.cluster = inventory.cluster
 
     @property
     def domain(self) -> str:
+        """The cluster's DNS domain, lower case, no trailing dot."""
         return self.cluster.domain
 
     @property
     def network(self) -> IPv4Network:
+        """The cluster subnet."""
         return self.cluster.network
 
     @property
     def master_ip(self) -> IPv4Address:
+        """The master's address on the cluster network."""
         return self.cluster.master.ip
 
     @property
     def master_name(self) -> str:
+        """The master's host name (a label in the cluster domain)."""
         return self.cluster.master.name
 
     @property
     def update_ip(self) -> IPv4Address:
+        """The update node's address: update_node.ip, else the subnet's broadcast address - 2."""
         return self.inv.update_ip
 
     @property
     def update_label(self) -> str:
+        """The update node's host name in DNS and DHCP (UPDATE_NODE_LABEL)."""
         return UPDATE_NODE_LABEL
 
     @property
@@ -136,6 +156,7 @@ class ClusterView:
 
     @cached_property
     def images(self) -> list[ImageView]:
+        """Every image, sorted by name."""
         return [
             ImageView(
                 name=name,
@@ -149,20 +170,26 @@ class ClusterView:
         ]
 
     def image(self, name: str) -> ImageView:
+        """The image called name; StopIteration when there is none (inventory checks prevent
+        that for the names an inventory refers to)."""
         return next(i for i in self.images if i.name == name)
 
     @property
     def default_image(self) -> ImageView:
+        """The image of nodes that name none (default_image, else the first image defined)."""
         return self.image(self.inv.default_image_name)
 
     @property
     def update_image(self) -> ImageView:
+        """The image the update node boots read-write (update_node.image, else the default)."""
         return self.image(self.inv.update_image_name)
 
     @property
     def netmask(self) -> IPv4Address:
+        """The cluster subnet's netmask (e.g. 255.255.255.0)."""
         return self.network.netmask
 
     @property
     def broadcast(self) -> IPv4Address:
+        """The cluster subnet's broadcast address (its last address)."""
         return self.network.broadcast_address
