@@ -22,17 +22,28 @@ _SERIAL = re.compile(rb"^\s*(\d+)\s*; serial", re.MULTILINE)
 
 
 class ARecord(NamedTuple):
+    """An A record: owner name relative to the zone origin, dotted IPv4 address (RFC 1035
+    section 3.4.1)."""
+
     owner: str
     ip: str
 
 
 class PtrRecord(NamedTuple):
+    """A PTR record: owner relative to its in-addr.arpa zone, target host label (the template
+    appends the cluster domain) (RFC 1035 section 3.5)."""
+
     owner: str
     target: str
 
 
 def next_serial(previous: bytes | None, content_hash: str) -> int:
-    """Keep the installed serial when the content is unchanged, else bump it by one."""
+    """Keep the installed serial when the content is unchanged, else bump it by one.
+
+    `previous` is the installed zone file (None: not installed, serial 1), `content_hash` the
+    hash of the new zone written with serial 0. The SOA serial is an unsigned 32-bit number
+    (RFC 1035 section 3.3.13); it wraps to 1, skipping 0, as allowed by RFC 1982 serial
+    arithmetic. A previous file without a recognisable serial starts again at 1."""
     if previous is None:
         return 1
     old_hash = _HASH.search(previous)
@@ -78,6 +89,14 @@ def _reverse_records(view: ClusterView) -> list[tuple[IPv4Address, str, str]]:
 
 
 def render_dns(ctx: RenderContext) -> Iterator[Output]:
+    """bind9 files: the forward zone db.DOMAIN (A records of the master, the update address
+    and every node), one db.N.N.in-addr.arpa per reverse zone (PTR records), the zone
+    statements (named.conf.clustcontrol), named.conf.options, and a managed block in
+    named.conf.local including the zone statements.
+
+    Zone files use the master-file format of RFC 1035 section 5 and keep their serial while
+    their content is unchanged (next_serial, read through ctx.previous); named.conf syntax is
+    named.conf(5)."""
     view = ctx.view
     a_records = template_macro("dns/zone.j2", "a_records")(_forward_records(view))
     yield _zone(ctx, f"{ZONE_DIR}/db.{view.domain}", view.domain, a_records)

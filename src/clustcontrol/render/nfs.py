@@ -19,6 +19,10 @@ def control_mount_point(image_root: str, control_dir: str) -> str:
 
 
 def render_exports(ctx: RenderContext) -> Iterator[Output]:
+    """/etc/exports.d/clustcontrol.exports (exports(5)): each image root read-only to the
+    cluster subnet and, for the update image, read-write to the update address (a single host
+    takes precedence over a network, whatever the order on the line). Both use EXPORT_OPTIONS;
+    crossmnt makes the bind-mounted control directory visible."""
     view = ctx.view
     update_image = view.update_image.name
     exports = [
@@ -68,6 +72,8 @@ def render_ganesha(ctx: RenderContext) -> Iterator[Output]:
 
 
 def render_bind_mounts(ctx: RenderContext) -> Iterator[Output]:
+    """A managed block in /etc/fstab (fstab(5)): the control directory bind-mounted read-only
+    into each image root, at control_mount_point."""
     view = ctx.view
     control_dir = view.cluster.control_dir
     mounts = [

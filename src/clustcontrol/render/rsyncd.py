@@ -10,6 +10,9 @@ RSYNCD_CONF = "/etc/rsyncd.conf"
 
 
 def render_rsyncd(ctx: RenderContext) -> Iterator[Output]:
+    """/etc/rsyncd.conf (rsyncd.conf(5)): one read-only module per image, named after it,
+    open to the cluster subnet and 127.0.0.1 only, on cluster.rsync_port with at most
+    cluster.rsync_max_connections clients."""
     view = ctx.view
     yield Output(
         path=RSYNCD_CONF,

@@ -12,6 +12,11 @@ def reservations(view: ClusterView) -> list[HostView]:
 
 
 def common_values(view: ClusterView) -> dict[str, object]:
+    """The template values every DHCP server needs: domain name (option 15), DNS server
+    (option 6, the master), subnet with netmask (option 1) and broadcast address (option 28),
+    gateway as router (option 3, None: none), and the PXE next-server (the master) and boot
+    file name (BOOTP siaddr and file fields). Options as numbered in RFC 2132, fields as in
+    RFC 2131 section 2."""
     return {
         "domain": view.domain,
         "network": view.network,

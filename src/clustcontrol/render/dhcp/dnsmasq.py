@@ -11,6 +11,9 @@ DNSMASQ_CONF = "/etc/dnsmasq.d/clustcontrol.conf"
 
 
 def render_dnsmasq(ctx: RenderContext) -> Iterator[Output]:
+    """/etc/dnsmasq.d/clustcontrol.conf: DHCP only (port=0 turns off DNS), a static range
+    over the cluster subnet and one dhcp-host=MAC,IP,NAME per reservation (dnsmasq(8)). With
+    no gateway the router option is sent empty, so dnsmasq does not offer its own address."""
     view = ctx.view
     yield Output(
         path=DNSMASQ_CONF,

@@ -12,6 +12,9 @@ DEFAULTS = "/etc/default/isc-dhcp-server"
 
 
 def render_isc(ctx: RenderContext) -> Iterator[Output]:
+    """/etc/dhcp/dhcpd.conf (dhcpd.conf(5)): the subnet with PXE next-server and filename, a
+    host declaration (hardware ethernet, fixed-address) per node and one for the update node.
+    With cluster.dhcp_interface also /etc/default/isc-dhcp-server (INTERFACESv4)."""
     view = ctx.view
     yield Output(
         path=DHCPD_CONF,

@@ -25,10 +25,14 @@ class Reservation(NamedTuple):
 
     @classmethod
     def of(cls, host: HostView) -> Reservation:
+        """The host's MAC, address and name, each JSON-encoded (quoted)."""
         return cls(json.dumps(host.mac), json.dumps(host.ip), json.dumps(host.name))
 
 
 def render_kea(ctx: RenderContext) -> Iterator[Output]:
+    """/etc/kea/kea-dhcp4.conf, mode 0640: one subnet4 with reservations by hw-address, on
+    cluster.dhcp_interface or on every interface ("*"). Format: the Kea DHCPv4 configuration
+    (kea-dhcp4(8) and the Kea Administrator Reference Manual)."""
     view = ctx.view
     yield Output(
         path=KEA_CONF,
