@@ -11,7 +11,11 @@ from clustcontrol.inventory.model import UPDATE_NODE_LABEL, Inventory, Node
 
 
 def hex_ip(ip: IPv4Address) -> str:
-    """PXELINUX's per-host config file name: the address as eight upper-case hex digits."""
+    """PXELINUX's per-host config file name: the address as eight upper-case hex digits.
+
+    192.168.0.11 -> "C0A8000B". PXELINUX looks in pxelinux.cfg/ for the client UUID, then
+    01-MAC, then this name and ever shorter prefixes of it, then "default" (PXELINUX README,
+    /usr/share/doc/pxelinux/README.txt.gz; syslinux wiki "PXELINUX")."""
     return f"{int(ip):08X}"
 
 
