@@ -1,13 +1,13 @@
-"""Drive the real node-side sync engine (src/clustcontrol/node/lib/clustcontrol-functions) the
+"""Drive the real node-side sync engine (src/clustcontrol/node/engine/) the
 way the initramfs does: busybox sh, busybox applets first in PATH, the real rsync after them.
 
 `node_sync(source, target, ...)` is the one entry point of the benchmarks: it sources the
-functions library, sets the CC_* variables and calls `cc_sync TARGET TRANSPORT MODE`, so a
-change of the engine (a faster path, image generations) shows up in the numbers without any
-change here. The NFS transport is a plain local directory (CC_SOURCE_MNT points at it, as if
-it were the mounted export); the rsync transport talks to a real `rsync --daemon` on loopback
-(`RsyncDaemon`). Disk partitioning and mounting (cc_run) are left out: the target is a
-directory.
+engine (engine.sh and its modules), sets the CC_* variables and calls
+`cc_sync TARGET TRANSPORT MODE`, so a change of the engine (a faster path, image generations)
+shows up in the numbers without any change here. The NFS transport is a plain local directory
+(CC_SOURCE_MNT points at it, as if it were the mounted export); the rsync transport talks to a
+real `rsync --daemon` on loopback (`RsyncDaemon`). Disk partitioning and mounting (cc_run) are
+left out: the target is a directory.
 """
 
 from __future__ import annotations
@@ -29,17 +29,18 @@ from typing import TypedDict, Unpack
 # node tests use, from one place.
 from tests.node.conftest import APPLETS as APPLETS
 from tests.node.conftest import BUSYBOX as BUSYBOX
-from tests.node.conftest import LIB as LIB
+from tests.node.conftest import ENGINE as ENGINE
+
+from clustcontrol.contract import DELTAS_DIR  # the generation deltas, never copied to nodes
 
 STATE_DIR = "var/lib/clustcontrol-node"  # the engine's CC_STATE_DIR default, inside the root
 LOG_DIR = "var/log/clustcontrol"
 ENGINE_PATHS = (STATE_DIR, LOG_DIR)  # written by the engine, not part of the standard
-DELTAS_DIR = "etc/clustcontrol-deltas"  # the master's generation deltas, never copied to nodes
 NOT_COPIED = (*ENGINE_PATHS, DELTAS_DIR)
 
 SCRIPT = r"""
 set -u
-. "${CC_BENCH_LIB}"
+. "${CC_ENGINE_DIR}/engine.sh"
 cc_defaults
 mkdir -p "${CC_RUN_DIR}" "${CC_TARGET}" || exit 1
 CC_IMAGE="${CC_BENCH_IMAGE}"
@@ -148,7 +149,7 @@ def start_node_sync(
         "PATH": f"{bbdir}:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": "/root",
         "LC_ALL": "C",
-        "CC_BENCH_LIB": str(LIB),
+        "CC_ENGINE_DIR": str(ENGINE),
         "CC_BENCH_IMAGE": image,
         "CC_BENCH_SERVER": server,
         "CC_BENCH_RETRIES": str(retries),

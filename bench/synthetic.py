@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clustcontrol.contract import DELTAS_DIR, GENERATION_FILE
+
 GEN_VERSION = 2
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -38,7 +40,6 @@ CHANGES_VERSION = 3  # of the changed standard (incompressible change bytes, the
 BASE_MTIME = 1_700_000_000  # 2023-11-14: every mtime is BASE + a seeded offset
 EDIT_MTIME_SHIFT = 86_400  # an edited file's mtime moves one day forward
 # `clustcontrol image commit` writes SEQ-HASH here; nodes holding it skip the transfer.
-GENERATION_FILE = "etc/clustcontrol-generation"
 
 
 def generation_id(seed: int, preset: str, sequence: int) -> str:
@@ -556,7 +557,7 @@ def publish_delta(old: Path, new: Path, store_dir: Path) -> None:
     manifest = scan(new, links=links)
     target = read_generation(new)
     store.record(target, manifest)
-    deltas = write_deltas(store, new / "etc/clustcontrol-deltas", target, manifest, links)
+    deltas = write_deltas(store, new / DELTAS_DIR, target, manifest, links)
     if not deltas or deltas[0].skipped:
         raise RuntimeError(f"no delta from {old} to {new}: {deltas}")
 

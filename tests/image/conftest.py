@@ -111,7 +111,7 @@ def node_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The package's node files; a placeholder for each one another change has not added yet."""
     package = tmp_path / "node-package"
     real = prepare.node_package()
-    for file in (*prepare.NODE_FILES, prepare.BOOTABLE_DISK_FILE):
+    for file in (*prepare.node_files(), prepare.BOOTABLE_DISK_FILE):
         target = package / file.source
         target.parent.mkdir(parents=True, exist_ok=True)
         source = real.joinpath(file.source)

@@ -1,5 +1,5 @@
 """One real build: a debootstrapped Debian root (cached), image prepare --rebuild-initramfs, and
-lsinitramfs to check our scripts, the functions library, rsync and the disk drivers are in.
+lsinitramfs to check our scripts, the engine modules, rsync and the disk drivers are in.
 
 Cold cache: debootstrap, about 70-120 s; warm: a copy of the cached root and update-initramfs."""
 
@@ -72,7 +72,9 @@ def test_prepared_root_builds_an_initramfs_with_the_sync_engine(
         "scripts/local-top/clustcontrol",
         "scripts/local-bottom/clustcontrol",
         "conf/conf.d/clustcontrol",
-        "usr/share/clustcontrol/functions",
+        "usr/share/clustcontrol/engine/engine.sh",
+        "usr/share/clustcontrol/engine/contract.sh",
+        "usr/share/clustcontrol/engine/sync.sh",
         "usr/bin/rsync",
         "usr/sbin/sfdisk",
     ):

@@ -16,10 +16,13 @@ from clustcontrol.image.prepare import (
     UPDATE_GRUB_STUB,
     update_initramfs_argv,
 )
+from clustcontrol.image.prepare import (
+    node_files as all_node_files,
+)
 from tests.image.conftest import FSTAB, GENERATOR_RULE, IMAGE_ROOT, ImageEnv, snapshot
 
 ROOT = "/" + IMAGE_ROOT
-NODE_TARGETS = {f"{ROOT}/{f.target}": f for f in NODE_FILES}
+NODE_TARGETS = {f"{ROOT}/{f.target}": f for f in all_node_files()}
 EDITED = {
     f"{ROOT}/etc/initramfs-tools/initramfs.conf",
     f"{ROOT}/etc/fstab",
@@ -50,13 +53,13 @@ def test_node_files_are_installed_from_the_package_with_their_modes(
     env: ImageEnv, node_files: Path
 ) -> None:
     run_prepare(env)
-    for file in NODE_FILES:
+    for file in all_node_files():
         installed = env.root / file.target
         assert installed.read_bytes() == (node_files / file.source).read_bytes(), file.target
         assert mode(installed) == file.mode, file.target
     assert mode(env.root / "etc/initramfs-tools/conf.d/clustcontrol") == 0o644
     assert mode(env.root / "etc/initramfs-tools/hooks/clustcontrol") == 0o755
-    assert mode(env.root / "usr/share/clustcontrol/functions") == 0o644
+    assert mode(env.root / "usr/share/clustcontrol/engine/engine.sh") == 0o644
 
 
 def test_a_wrong_mode_on_an_installed_file_is_repaired(env: ImageEnv) -> None:

@@ -23,7 +23,9 @@ from clustcontrol.render.base import RenderContext
 from clustcontrol.render.control import render_control
 
 NODE_DIR = Path(__file__).resolve().parents[2] / "src" / "clustcontrol" / "node"
-LIB = NODE_DIR / "lib" / "clustcontrol-functions"
+ENGINE = NODE_DIR / "engine"
+# What a test script starts with: the engine, sourced the way the initramfs scripts do.
+SOURCE_ENGINE = f"CC_ENGINE_DIR='{ENGINE}'\n. \"${{CC_ENGINE_DIR}}/engine.sh\"\n"
 BUSYBOX = "/bin/busybox"
 IMAGE_ROOT = "/srv/nfs4/teststandard"
 DISK_MIB = 72
@@ -192,7 +194,7 @@ class Node:
     def script(self, body: str) -> str:
         return (
             "set -u\n"
-            f". '{LIB}'\n"
+            f"{SOURCE_ENGINE}"
             # The NFS mount replaced by a read-only bind mount of the test standard.
             "cc_test_nfs() {\n"
             '  [ "$1" = "${CC_TEST_SERVER}:${CC_TEST_IMAGE_ROOT}" ] ||\n'

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.node.conftest import BUSYBOX, LIB, SFDISK_A, SFDISK_B, write_control
+from tests.node.conftest import BUSYBOX, SFDISK_A, SFDISK_B, SOURCE_ENGINE, write_control
 
 
 def sh(body: str, **env: str) -> tuple[int, str]:
     proc = subprocess.run(
-        [BUSYBOX, "sh", "-c", f"set -u\n. '{LIB}'\ncc_defaults\n{body}"],
+        [BUSYBOX, "sh", "-c", f"set -u\n{SOURCE_ENGINE}cc_defaults\n{body}"],
         capture_output=True,
         text=True,
         timeout=60,

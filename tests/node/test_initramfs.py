@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.node.conftest import APPLETS, BUSYBOX, LIB, NODE_DIR, Node
+from tests.node.conftest import APPLETS, BUSYBOX, ENGINE, NODE_DIR, Node
 
 ITR = NODE_DIR / "initramfs-tools"
 FUNCTIONS = Path("/usr/share/initramfs-tools/scripts/functions")
@@ -73,7 +73,8 @@ def build_tree(dest: Path, control: Path) -> subprocess.CompletedProcess[str]:
         "verbose": "n",
         "version": os.uname().release,
         "MODULESDIR": f"/lib/modules/{os.uname().release}",
-        "CC_LIB_SRC": str(LIB),
+        "CC_ENGINE_SRC": str(ENGINE),
+        "CC_CONFD": str(ITR / "conf.d/clustcontrol"),
         "CC_CONTROL_SRC": str(control),
     }
     return subprocess.run(
@@ -91,7 +92,11 @@ def test_hook_tree_runs_local_top_and_bottom(node: Node) -> None:
     tree = node.tmp / "initrd"
     proc = build_tree(tree, node.std / "etc/clustcontrol")
     assert proc.returncode == 0, proc.stderr
-    assert (tree / "usr/share/clustcontrol/functions").read_bytes() == LIB.read_bytes()
+    modules = sorted(ENGINE.glob("*.sh"))
+    assert modules
+    for module in modules:
+        installed = tree / "usr/share/clustcontrol/engine" / module.name
+        assert installed.read_bytes() == module.read_bytes(), module.name
     assert (tree / "etc/clustcontrol/default").is_file()
     for tool in ("rsync", "sfdisk", "blkid", "mkfs.ext4", "e2fsck", "mkswap", "partx"):
         assert list(tree.glob(f"usr/*bin/{tool}")), tool

@@ -11,7 +11,7 @@ import pytest
 from tests.node.conftest import BUSYBOX, NODE_DIR
 
 SCRIPTS = [
-    NODE_DIR / "lib/clustcontrol-functions",
+    *sorted((NODE_DIR / "engine").glob("*.sh")),
     NODE_DIR / "initramfs-tools/conf.d/clustcontrol",
     NODE_DIR / "initramfs-tools/hooks/clustcontrol",
     NODE_DIR / "initramfs-tools/scripts/local-top/clustcontrol",
@@ -22,7 +22,7 @@ SCRIPTS = [
 def test_all_node_scripts_are_listed() -> None:
     found = {
         p
-        for sub in ("lib", "initramfs-tools")
+        for sub in ("engine", "initramfs-tools")
         for p in (NODE_DIR / sub).rglob("*")
         if p.is_file() and "__pycache__" not in p.parts
     }
@@ -36,7 +36,7 @@ def test_busybox_sh_parses(script: Path) -> None:
 
 
 def test_modes() -> None:
-    """Hook and scripts executable (run by initramfs-tools), conf.d and library not."""
+    """Hook and scripts executable (run by initramfs-tools), conf.d and engine modules not."""
     for script in SCRIPTS:
         executable = "/hooks/" in str(script) or "/scripts/" in str(script)
         assert bool(script.stat().st_mode & 0o111) == executable, script

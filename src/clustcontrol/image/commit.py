@@ -102,7 +102,7 @@ def commit_image(
         current = store.current()
         previous = store.manifest(current) if current else {}
         links: InodeGroups = {}
-        manifest = scan(tree.root, previous, links=links)
+        manifest = scan(tree.root, previous, links=links, control_dir=inv.cluster.control_dir)
         difference = compare(previous, manifest)
         unchanged = current is not None and difference.empty
         if unchanged and _read_generation(tree.root) == current:
@@ -140,6 +140,6 @@ def image_status(inv: Inventory, name: str, root_prefix: Path = Path("/")) -> Im
     current = store.current()
     uncommitted = None
     if current is not None:
-        now = scan(tree.root, hash_files=False)
+        now = scan(tree.root, hash_files=False, control_dir=inv.cluster.control_dir)
         uncommitted = compare(store.manifest(current), now, by_content=False)
     return ImageStatus(name, tree.image.root, current, _read_generation(tree.root), uncommitted)

@@ -30,6 +30,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from clustcontrol.contract import DELTA_FORMAT
 from clustcontrol.errors import ClustcontrolError
 from clustcontrol.fsutil import atomic_write
 from clustcontrol.image.generation import (
@@ -43,7 +44,6 @@ from clustcontrol.image.generation import (
     sequence,
 )
 
-FORMAT = 1
 KEEP = 8  # deltas from this many earlier generations
 
 
@@ -96,7 +96,7 @@ def render(source: str, target: str, copy: list[str], delete: list[str]) -> byte
     docstring: header, paths to copy, `# removed`, paths to delete, `# end` (UTF-8 bytes).
 
     The paths must pass `unlistable`; UnicodeEncodeError otherwise."""
-    lines = [f"# clustcontrol-delta {FORMAT} {source} {target}", *copy, "# removed", *delete]
+    lines = [f"# {DELTA_FORMAT} {source} {target}", *copy, "# removed", *delete]
     return ("\n".join([*lines, "# end"]) + "\n").encode()
 
 

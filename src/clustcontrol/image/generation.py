@@ -23,17 +23,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from clustcontrol.contract import CONTROL_DIR, DELTAS_DIR, GENERATION_FILE, exclusions
 from clustcontrol.errors import ClustcontrolError
 from clustcontrol.fsutil import atomic_write, read_bytes_or_none
 
-GENERATION_FILE = "etc/clustcontrol-generation"
-DELTAS_DIR = "etc/clustcontrol-deltas"
 STATE_DIR = "/var/lib/clustcontrol/images"
-# Never part of the standard's content: pseudo and scratch file systems (their directories are
-# kept, not their contents), the bind-mounted control directory and the generation deltas (the
-# node's sync excludes these too), and the generation file (which nodes copy and record).
-CONTENT_EXCLUDED = ("proc", "sys", "dev", "run", "tmp", "mnt", "media")
-PATH_EXCLUDED = ("etc/clustcontrol", GENERATION_FILE, DELTAS_DIR, "lost+found")
+
 _CHUNK = 1 << 20
 
 
@@ -85,8 +80,28 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _walk(root: str) -> Iterator[tuple[str, os.stat_result, str]]:
+__all__ = ["DELTAS_DIR", "GENERATION_FILE"]
+
+
+def manifest_exclusions(control_dir: str = CONTROL_DIR) -> tuple[frozenset[str], frozenset[str]]:
+    """What a manifest leaves out (contract.EXCLUSIONS with `manifest`): pseudo and scratch file
+    systems (their directories are kept, not their contents), the bind-mounted control
+    directory, the generation deltas, lost+found and the generation file (which nodes copy).
+
+    Args:
+        control_dir: cluster.control_dir, an absolute path.
+    Returns:
+        (paths left out, directories whose contents are left out), relative to the root."""
+    rows = list(exclusions({"CC_CONTROL_DIR": control_dir}, manifest=True))
+    return (
+        frozenset(p for p, contents in rows if not contents),
+        frozenset(p for p, contents in rows if contents),
+    )
+
+
+def _walk(root: str, control_dir: str) -> Iterator[tuple[str, os.stat_result, str]]:
     """(relative path, lstat, absolute path) of everything under root, on root's file system."""
+    path_excluded, content_excluded = manifest_exclusions(control_dir)
     device = Path(root).stat().st_dev  # the root itself may be reached through a symlink
     stack = [""]
     while stack:
@@ -95,11 +110,11 @@ def _walk(root: str) -> Iterator[tuple[str, os.stat_result, str]]:
         with os.scandir(abs_dir) as entries:
             for entry in entries:
                 rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                if rel in PATH_EXCLUDED:
+                if rel in path_excluded:
                     continue
                 st = entry.stat(follow_symlinks=False)
                 yield rel, st, entry.path
-                if stat.S_ISDIR(st.st_mode) and st.st_dev == device and rel not in CONTENT_EXCLUDED:
+                if stat.S_ISDIR(st.st_mode) and st.st_dev == device and rel not in content_excluded:
                     stack.append(rel)
 
 
@@ -109,6 +124,7 @@ def scan(
     hash_files: bool = True,
     *,
     links: InodeGroups | None = None,
+    control_dir: str = CONTROL_DIR,
 ) -> Manifest:
     """The manifest of root; regular files unchanged since `previous` keep their digest.
 
@@ -116,7 +132,7 @@ def scan(
     (names whose other links lie outside the scanned tree make groups of one)."""
     previous = previous or {}
     manifest: Manifest = {}
-    for rel, st, path in _walk(str(root)):
+    for rel, st, path in _walk(str(root), control_dir):
         kind = _kind(st.st_mode)
         if links is not None and kind == "f" and st.st_nlink > 1:
             links.setdefault((st.st_dev, st.st_ino), []).append(rel)

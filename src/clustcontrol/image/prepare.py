@@ -23,6 +23,7 @@ from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
 
+from clustcontrol.contract import CONFD_FILE, CONTROL_DIR, ENGINE_DIR
 from clustcontrol.errors import ClustcontrolError
 from clustcontrol.image import edits
 from clustcontrol.image.common import ImageResult, ImageTree, Step, image_tree, write_changes
@@ -74,9 +75,7 @@ class NodeFile:
 
 
 NODE_FILES = (
-    NodeFile(
-        "initramfs-tools/conf.d/clustcontrol", "etc/initramfs-tools/conf.d/clustcontrol", 0o644
-    ),
+    NodeFile("initramfs-tools/conf.d/clustcontrol", CONFD_FILE, 0o644),
     NodeFile("initramfs-tools/hooks/clustcontrol", "etc/initramfs-tools/hooks/clustcontrol", 0o755),
     NodeFile(
         "initramfs-tools/scripts/local-top/clustcontrol",
@@ -88,8 +87,8 @@ NODE_FILES = (
         "etc/initramfs-tools/scripts/local-bottom/clustcontrol",
         0o755,
     ),
-    NodeFile("lib/clustcontrol-functions", "usr/share/clustcontrol/functions", 0o644),
 )
+OLD_FUNCTIONS = "usr/share/clustcontrol/functions"
 BOOTABLE_DISK_FILE = NodeFile("extras/make-disk-bootable", BOOTABLE_DISK_SCRIPT, 0o755)
 
 
@@ -115,8 +114,39 @@ def _install(tree: ImageTree, file: NodeFile) -> Step:
     return Step.of([change], notes)
 
 
+def engine_files() -> tuple[NodeFile, ...]:
+    """The engine's modules (node/engine/*.sh) and where they go in the standard root.
+
+    Returns:
+        one NodeFile per module, target under contract.ENGINE_DIR, mode 0644 (sourced)."""
+    modules = sorted(
+        entry.name
+        for entry in node_package().joinpath("engine").iterdir()
+        if entry.name.endswith(".sh")
+    )
+    return tuple(NodeFile(f"engine/{m}", f"{ENGINE_DIR}/{m}", 0o644) for m in modules)
+
+
+def node_files() -> tuple[NodeFile, ...]:
+    """Every node file `image prepare` installs: NODE_FILES and the engine's modules."""
+    return (*NODE_FILES, *engine_files())
+
+
 def install_node_files(tree: ImageTree) -> Step:
-    steps = [_install(tree, file) for file in NODE_FILES]
+    """Our initramfs-tools conf.d file, hook and scripts, and the engine's modules.
+
+    Args:
+        tree: the standard root.
+    Returns:
+        the changes (content or mode) and a note for each file whose mode alone changes, plus
+        one about the shell library of earlier versions, which the hook no longer installs.
+    Raises:
+        ClustcontrolError: the package lacks one of its node files."""
+    steps = [_install(tree, file) for file in node_files()]
+    if tree.read(OLD_FUNCTIONS) is not None:
+        steps.append(
+            Step.of(notes=[f"{tree.path(OLD_FUNCTIONS)}: left by an earlier version, unused now"])
+        )
     return Step.of([c for s in steps for c in s.changes], [n for s in steps for n in s.notes])
 
 
@@ -235,9 +265,18 @@ def require_update_initramfs(tree: ImageTree) -> None:
     require("chroot", "coreutils")
 
 
-def run_update_initramfs(tree: ImageTree) -> str:
+def run_update_initramfs(tree: ImageTree, control_dir: str = CONTROL_DIR) -> str:
+    """Run update_initramfs_argv in the standard root.
+
+    Args:
+        tree: the standard root.
+        control_dir: the control directory inside it, which the hook bakes into the initramfs.
+    Returns:
+        the command line that ran, for the notes.
+    Raises:
+        CommandError: update-initramfs failed or took longer than 900 seconds."""
     argv = update_initramfs_argv(tree)
-    run(argv, timeout=900)
+    run(argv, timeout=900, env={"CC_CONTROL_SRC": control_dir})
     return " ".join(argv)
 
 
@@ -273,5 +312,5 @@ def prepare_image(
         return ImageResult(changes, tuple(notes), dry_run=True)
     write_changes(tree.installer, changes)
     if rebuild_initramfs:
-        notes.append(f"ran: {run_update_initramfs(tree)}")
+        notes.append(f"ran: {run_update_initramfs(tree, inv.cluster.control_dir)}")
     return ImageResult(changes, tuple(notes), dry_run=False)

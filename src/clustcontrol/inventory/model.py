@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from clustcontrol.contract import CONTROL_DIR
 from clustcontrol.inventory.types import (
     AbsPath,
     DevicePath,
@@ -60,7 +61,7 @@ class Cluster(_Model):
     dns_forwarders: list[IPv4Address] = Field(default_factory=list)
     tftp_root: AbsPath = "/var/lib/tftpboot"
     boot_dir: FileName = "cluster_node"
-    control_dir: AbsPath = "/etc/clustcontrol"
+    control_dir: AbsPath = CONTROL_DIR
     dhcp_server: DhcpServer = "isc"
     dhcp_interface: IfName | None = None
     nfs_server: NfsServer = "kernel"

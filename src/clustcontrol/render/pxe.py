@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from posixpath import join as pjoin
 
+from clustcontrol.contract import CONTROL_DIR, PARAMS, partition_device, switch
 from clustcontrol.errors import ClustcontrolError
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.render.base import Output, RenderContext, render_template, template_macro
@@ -33,22 +34,25 @@ class Label:
     append: str
 
 
-def partition_device(device: str, number: int) -> str:
-    """/dev/sda + 2 -> /dev/sda2; /dev/nvme0n1 + 2 -> /dev/nvme0n1p2 (kernel naming rule)."""
-    return f"{device}p{number}" if device[-1].isdigit() else f"{device}{number}"
-
-
 def _console_args(inv: Inventory) -> list[str]:
     return [f"console={inv.cluster.serial_console}"] if inv.cluster.serial_console else []
 
 
 def _source_args(inv: Inventory, image: ImageView) -> list[str]:
-    """Where the node finds its standard: the NFS path, or a non-default rsync daemon port."""
+    """Where the node finds its standard: the NFS path, or a non-default rsync daemon port; and
+    the control directory inside it when that is not the default."""
+    args = []
     if image.transport == "nfs":
-        return [f"clustcontrol.imageroot={image.root}"]
-    if inv.cluster.rsync_port != 873:
-        return [f"clustcontrol.rsyncport={inv.cluster.rsync_port}"]
-    return []
+        args.append(f"{switch('CC_ARG_IMAGEROOT')}={image.root}")
+    elif str(inv.cluster.rsync_port) != _default("CC_RSYNC_PORT"):
+        args.append(f"{switch('CC_ARG_RSYNCPORT')}={inv.cluster.rsync_port}")
+    if inv.cluster.control_dir != CONTROL_DIR:
+        args.append(f"{switch('CC_ARG_CONTROL')}={inv.cluster.control_dir}")
+    return args
+
+
+def _default(key: str) -> str | None:
+    return next(p.default for p in PARAMS if p.key == key)
 
 
 def sync_label(
@@ -58,9 +62,9 @@ def sync_label(
     args = [
         f"root={partition_device(disk.device, disk.root.number)}",
         "ip=dhcp",
-        f"clustcontrol.server={inv.cluster.master.ip}",
-        f"clustcontrol.image={image.name}",
-        f"clustcontrol.transport={image.transport}",
+        f"{switch('CC_ARG_SERVER')}={inv.cluster.master.ip}",
+        f"{switch('CC_ARG_IMAGE')}={image.name}",
+        f"{switch('CC_ARG_TRANSPORT')}={image.transport}",
         *_source_args(inv, image),
         *_console_args(inv),
         *image.kernel_args,
@@ -76,7 +80,7 @@ def nfsroot_label(inv: Inventory, name: str, image: ImageView, extra: tuple[str,
         f"nfsroot={inv.cluster.master.ip}:{image.root},vers=3,tcp",
         "ip=dhcp",
         "rw",
-        f"clustcontrol.image={image.name}",
+        f"{switch('CC_ARG_IMAGE')}={image.name}",
         *_console_args(inv),
         *image.kernel_args,
         *extra,

@@ -1,0 +1,558 @@
+"""The master<->node contract, declared once: every parameter the node engine reads.
+
+`PARAMS` is the one table (in the spirit of mkosi's `SETTINGS`). Each row names a shell variable,
+its type, its default, who sets it and what it does. Everything else is generated from it:
+
+    the control files            render/control.py writes the cluster, image, layout and node
+                                 rows into /etc/clustcontrol/{default,images/*,layouts/*,nodes/*}
+    node/engine/contract.sh      the engine's defaults (`cc_defaults`), the kernel command line
+                                 parser (`cc_parse_cmdline`), partition naming and the exclusions
+    node/initramfs-tools/conf.d  the settings an administrator may change, with their defaults
+    README.md                    the table of kernel switches and settings
+
+Three more facts live here for both sides: the default control directory, the partition naming
+rule (`partition_device`) and the paths a node never takes from the standard (`EXCLUSIONS`).
+
+`python -m clustcontrol.contract` rewrites the generated files; tests/test_contract.py fails when
+one of them is stale, and runs the real shell to prove that the node reads every key the master
+writes and reads no control key the master cannot write.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from clustcontrol.inventory.model import DiskLayout, Inventory
+    from clustcontrol.render.view import HostView
+
+Source = Literal["cluster", "image", "layout", "node", "kernel", "conf.d", "engine"]
+Type = Literal[
+    "name", "path", "paths", "uint", "ip", "host", "iface", "device", "enum", "bool", "mac", "text"
+]
+
+#: Where the master keeps the control directory and where it appears inside every standard root
+#: (bind-mounted read-only). `cluster.control_dir` changes it; nodes learn the new path from the
+#: `clustcontrol.control=` kernel switch.
+CONTROL_DIR = "/etc/clustcontrol"
+#: Where the engine's modules live in the standard root and in the initramfs (no leading slash).
+ENGINE_DIR = "usr/share/clustcontrol/engine"
+#: The initramfs-tools conf.d file (in the standard root; /conf/conf.d/clustcontrol in the initrd).
+CONFD_FILE = "etc/initramfs-tools/conf.d/clustcontrol"
+#: The generation id of a standard, written by `clustcontrol image commit`, copied by nodes.
+GENERATION_FILE = "etc/clustcontrol-generation"
+#: The deltas from earlier generations: DELTAS_DIR/FROM, each starting with
+#: "# DELTA_FORMAT FROM TO" (see image/deltas.py).
+DELTAS_DIR = "etc/clustcontrol-deltas"
+DELTA_FORMAT = "clustcontrol-delta 1"
+#: Control files: which file of the control directory holds the rows of each source.
+CONTROL_FILES: dict[Source, str] = {
+    "cluster": "default",
+    "image": "images/IMAGE",
+    "layout": "layouts/LAYOUT",
+    "node": "nodes/NODE",
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One row of the contract.
+
+    `key` is the shell variable (CC_*). `source` says who sets it: a control file (cluster,
+    image, layout, node: `value` computes it from the inventory), a kernel switch (`switch`, e.g.
+    clustcontrol.server), a setting of the conf.d file (conf.d) or the engine itself (engine:
+    derived paths and test hooks, not documented as settings). `default` is the shell default
+    (may refer to variables defaulted before it); None when the master always writes the key.
+    `choices` bounds an enum."""
+
+    key: str
+    type: Type
+    source: Source
+    doc: str
+    default: str | None = None
+    switch: str | None = None
+    choices: tuple[str, ...] = ()
+    value: Callable[..., object] | None = None
+
+
+def _cluster(get: Callable[[Inventory], object]) -> Callable[..., object]:
+    return get
+
+
+def _image(get: Callable[[Inventory, str], object]) -> Callable[..., object]:
+    return get
+
+
+def _layout(get: Callable[[str, DiskLayout], object]) -> Callable[..., object]:
+    return get
+
+
+def _node(get: Callable[[Inventory, HostView], object]) -> Callable[..., object]:
+    return get
+
+
+def _partition_words(layout: DiskLayout) -> str:
+    parts = sorted(layout.partitions, key=lambda p: p.number)
+    return " ".join(
+        f"{p.number}:{p.use}:{p.filesystem}:{p.mount or ('/' if p.use == 'root' else '')}:"
+        f"{int(p.persistent)}"
+        for p in parts
+    )
+
+
+PARAMS: tuple[Param, ...] = (
+    # --- the control directory: default (cluster-wide) ---------------------------------------
+    Param("CC_DOMAIN", "name", "cluster", "DNS domain; the node's FQDN in /etc/hosts",
+          value=_cluster(lambda inv: inv.cluster.domain)),
+    Param("CC_MASTER_NAME", "host", "cluster", "the master's host name, for /etc/hosts",
+          value=_cluster(lambda inv: inv.cluster.master.name)),
+    Param("CC_MASTER_IP", "ip", "cluster", "the master: server of the sync and of /etc/hosts",
+          value=_cluster(lambda inv: inv.cluster.master.ip)),
+    Param("CC_DEFAULT_IMAGE", "name", "cluster", "image of a node that has none of its own",
+          default="default", value=_cluster(lambda inv: inv.default_image_name)),
+    Param("CC_CONTROL_DIR", "path", "cluster",
+          "the control directory inside the standard: the exclusions name it",
+          default=CONTROL_DIR, value=_cluster(lambda inv: inv.cluster.control_dir)),
+    Param("CC_TRANSPORT", "enum", "cluster", "the transport of images without their own",
+          default="nfs", choices=("nfs", "rsync"),
+          value=_cluster(lambda inv: inv.cluster.transport)),
+    Param("CC_RSYNC_PORT", "uint", "cluster", "TCP port of the master's rsync daemon",
+          default="873", value=_cluster(lambda inv: inv.cluster.rsync_port)),
+    Param("CC_SYNC_RETRIES", "uint", "cluster", "retries of each step that needs the master",
+          default="5", value=_cluster(lambda inv: inv.cluster.sync_retries)),
+    # --- images/IMAGE ---------------------------------------------------------------------------
+    Param("CC_IMAGE", "name", "image", "the image's name",
+          value=_image(lambda inv, name: name)),
+    Param("CC_IMAGE_ROOT", "path", "image", "the standard root's path on the master (NFS)",
+          value=_image(lambda inv, name: inv.images[name].root)),
+    Param("CC_IMAGE_TRANSPORT", "enum", "image", "the image's transport", choices=("nfs", "rsync"),
+          value=_image(lambda inv, name: inv.transport_of(name))),
+    Param("CC_RSYNC_MODULE", "name", "image", "the rsync daemon module serving the image",
+          value=_image(lambda inv, name: name)),
+    Param("CC_PERSISTENT", "paths", "image",
+          "paths kept on the node: seeded from the standard once, never overwritten",
+          value=_image(lambda inv, name: " ".join(inv.images[name].persistent))),
+    Param("CC_DISK_LAYOUT", "name", "image", "the image's disk layout",
+          value=_image(lambda inv, name: inv.images[name].disk_layout)),
+    Param("CC_BOOT_INTERFACE", "iface", "image", "set to `inet manual` in /etc/network/interfaces",
+          value=_image(lambda inv, name: inv.images[name].boot_interface)),
+    Param("CC_VERIFY_EVERY", "uint", "image",
+          "compare the whole tree every N-th boot that skips or syncs a delta (0: never)",
+          default="10", value=_image(lambda inv, name: inv.images[name].verify_every)),
+    # --- layouts/LAYOUT -------------------------------------------------------------------------
+    Param("CC_DISK_DEVICE", "device", "layout", "the disk the layout partitions",
+          value=_layout(lambda name, layout: layout.device)),
+    Param("CC_ROOT_PARTITION", "uint", "layout", "number of the root partition",
+          value=_layout(lambda name, layout: layout.root.number)),
+    Param("CC_ROOT_DEVICE", "device", "layout",
+          "the root partition's device (recomputed on CC_DISK_OVERRIDE)",
+          value=_layout(lambda name, layout: partition_device(layout.device, layout.root.number))),
+    Param("CC_ROOT_FS", "name", "layout", "the root file system type",
+          value=_layout(lambda name, layout: layout.root.filesystem)),
+    Param("CC_PARTITIONS", "text", "layout",
+          "one number:use:fs:mount:persistent word per partition",
+          value=_layout(lambda name, layout: _partition_words(layout))),
+    # --- nodes/NODE -----------------------------------------------------------------------------
+    Param("CC_HOSTNAME", "host", "node", "/etc/hostname",
+          value=_node(lambda inv, host: host.name)),
+    Param("CC_FQDN", "name", "node", "the node's name in /etc/hosts",
+          value=_node(lambda inv, host: f"{host.name}.{inv.cluster.domain}")),
+    Param("CC_IP", "ip", "node", "the node's address: finds the node by IP, /etc/hosts",
+          value=_node(lambda inv, host: host.ip)),
+    Param("CC_IMAGE", "name", "node", "the node's image",
+          value=_node(lambda inv, host: host.image)),
+    Param("CC_DISK_LAYOUT", "name", "node", "the node's disk layout",
+          value=_node(lambda inv, host: host.layout)),
+    # --- kernel switches (rendered into the PXE labels, or typed at a boot prompt) -------------
+    Param("CC_ARG_SERVER", "ip", "kernel", "the master", switch="clustcontrol.server"),
+    Param("CC_ARG_IMAGE", "name", "kernel", "the image to sync", switch="clustcontrol.image"),
+    Param("CC_ARG_TRANSPORT", "enum", "kernel", "the transport", switch="clustcontrol.transport",
+          choices=("nfs", "rsync")),
+    Param("CC_ARG_IMAGEROOT", "path", "kernel", "the image's NFS path on the master",
+          switch="clustcontrol.imageroot"),
+    Param("CC_ARG_CONTROL", "path", "kernel",
+          "the control directory inside the standard (rendered when not the default)",
+          default=CONTROL_DIR, switch="clustcontrol.control"),
+    Param("CC_ARG_RSYNCPORT", "uint", "kernel", "the rsync daemon's port (when not 873)",
+          switch="clustcontrol.rsyncport"),
+    Param("CC_ARG_SYNC", "enum", "kernel",
+          "full: compare every file's content; skip: boot the local copy as it is",
+          default="normal", switch="clustcontrol.sync", choices=("normal", "skip", "full")),
+    Param("CC_ARG_REPARTITION", "bool", "kernel",
+          "yes: partition and format the disk even when its layout matches (DATA IS LOST)",
+          default="no", switch="clustcontrol.repartition"),
+    Param("CC_ARG_RETRIES", "uint", "kernel", "overrides the cluster's sync_retries",
+          switch="clustcontrol.retries"),
+    Param("CC_ARG_VERIFY", "uint", "kernel", "overrides the image's verify_every",
+          switch="clustcontrol.verify"),
+    Param("CC_ARG_BOOTIF", "mac", "kernel", "the MAC that PXE-booted (pxelinux IPAPPEND 2)",
+          switch="BOOTIF"),
+    Param("CC_ARG_ROOT", "device", "kernel", "the root device, for a fallback without the master",
+          switch="root"),
+    # --- settings (initramfs-tools conf.d) ------------------------------------------------------
+    Param("CC_ENGINE_DIR", "path", "conf.d", "the engine's modules in the initramfs",
+          default=f"/{ENGINE_DIR}"),
+    Param("CC_RUN_DIR", "path", "conf.d", "scratch space in the initramfs",
+          default="/run/clustcontrol"),
+    Param("CC_BAKED_CONTROL", "path", "conf.d",
+          "the control directory baked into the initramfs (fallback for the server, NFS path, "
+          "rsync port)", default=CONTROL_DIR),
+    Param("CC_STATE_DIR", "path", "conf.d", "sync marker and record, on the node's root",
+          default="/var/lib/clustcontrol-node"),
+    Param("CC_LOG_DIR", "path", "conf.d", "the saved boot-sync logs, on the node's root",
+          default="/var/log/clustcontrol"),
+    Param("CC_RETRY_BASE", "uint", "conf.d",
+          "seconds of the first retry delay; each retry doubles it, plus jitter", default="2"),
+    Param("CC_RETRY_MAX", "uint", "conf.d", "cap of one retry delay, seconds", default="60"),
+    Param("CC_WARN_PAUSE", "uint", "conf.d",
+          "seconds a loud warning (lost partitions, an old copy) stays on screen", default="10"),
+    Param("CC_DISK_WAIT", "uint", "conf.d", "seconds to wait for the disk to appear",
+          default="30"),
+    Param("CC_NFS_OPTS", "text", "conf.d",
+          "NFS mount options of the standard (ro and nolock are always added)",
+          default="vers=3,tcp"),
+    Param("CC_NFS_TIMEOUT", "uint", "conf.d", "seconds one NFS mount attempt may take",
+          default="30"),
+    Param("CC_FIRST_COPY", "enum", "conf.d",
+          "how a blank root is filled over NFS", default="tar",
+          choices=("tar", "rsync")),
+    Param("CC_DELTA_SYNC", "enum", "conf.d",
+          "a node at an earlier committed generation syncs only the master's delta",
+          default="yes", choices=("yes", "no")),
+    Param("CC_DELTA_BLOCK_SIZE", "uint", "conf.d",
+          "rsync block size of a delta sync (0: rsync's own, the least traffic both ways)",
+          default="0"),
+    Param("CC_RSYNC", "path", "conf.d", "the rsync program", default="rsync"),
+    Param("CC_RSYNC_EXTRA", "text", "conf.d", "extra rsync options (word-split)", default=""),
+    Param("CC_RSYNC_FLAGS", "text", "conf.d",
+          "replaces the -aHAXx rsync flags (empty: what this rsync supports)", default=""),
+    Param("CC_TAR", "text", "conf.d", "GNU tar (empty: /usr/bin/tar or /bin/tar)", default=""),
+    # --- the engine's own (derived paths, test hooks) -------------------------------------------
+    Param("CC_CMDLINE_FILE", "path", "engine", "the kernel command line", default="/proc/cmdline"),
+    Param("CC_CONTROL", "path", "engine", "the fetched control directory",
+          default="${CC_RUN_DIR}/control"),
+    Param("CC_TARGET", "path", "engine", "where the local root is mounted for the sync",
+          default="${CC_RUN_DIR}/target"),
+    Param("CC_SOURCE_MNT", "path", "engine", "where the NFS standard is mounted",
+          default="${CC_RUN_DIR}/source"),
+    Param("CC_LOG", "path", "engine", "this boot's log", default="${CC_RUN_DIR}/boot-sync.log"),
+    Param("CC_DISK_OVERRIDE", "device", "engine", "this disk instead of the layout's",
+          default=""),
+    Param("CC_NFS_MOUNT", "text", "engine", "a command replacing the NFS mount (tests)",
+          default=""),
+    Param("CC_UUID_SOURCE", "path", "engine", "random UUIDs for machine-id",
+          default="/proc/sys/kernel/random/uuid"),
+    Param("CC_NET_CONF_DIR", "path", "engine", "ipconfig's net-*.conf files", default="/run"),
+    Param("CC_NODE_HOSTNAME", "host", "engine", "identity (empty: from DHCP)", default=""),
+    Param("CC_NODE_MAC", "mac", "engine", "identity (empty: from BOOTIF or the interface)",
+          default=""),
+    Param("CC_NODE_IP", "ip", "engine", "identity (empty: from DHCP)", default=""),
+    Param("CC_NOW", "uint", "engine", "a fixed 'now', epoch seconds (tests)", default=""),
+    Param("CC_SYNC_MODE", "enum", "engine", "overrides clustcontrol.sync (tests)", default=""),
+)  # fmt: skip
+
+
+def params(*sources: Source) -> tuple[Param, ...]:
+    """The rows of the given sources, in table order.
+
+    Args:
+        sources: one or more of cluster, image, layout, node, kernel, conf.d, engine.
+    Returns:
+        the matching `Param` rows; the table's order is the control files' line order."""
+    return tuple(p for p in PARAMS if p.source in sources)
+
+
+def switch(key: str) -> str:
+    """The kernel command line word of a kernel row, e.g. CC_ARG_SERVER -> clustcontrol.server.
+
+    Raises:
+        KeyError: no kernel switch sets `key`."""
+    for p in params("kernel"):
+        if p.key == key and p.switch:
+            return p.switch
+    raise KeyError(key)
+
+
+def control_values(source: Source, *args: object) -> list[tuple[str, object]]:
+    """The (key, value) pairs of one control file.
+
+    Args:
+        source: cluster, image, layout or node.
+        args: what that source's getters take: (inventory) for cluster, (inventory, image name)
+            for image, (layout name, DiskLayout) for layout, (inventory, HostView) for node.
+    Returns:
+        [(CC_KEY, value)] in table order, values not yet shell-quoted."""
+    return [(p.key, p.value(*args)) for p in params(source) if p.value is not None]
+
+
+# --- Partition naming ----------------------------------------------------------------------------
+#: The kernel's and udev's partition names, first match wins (fnmatch patterns, which are shell
+#: `case` patterns too): /dev/disk/by-id/X -> X-part2 (udev's 60-persistent-storage.rules),
+#: /dev/nvme0n1 -> /dev/nvme0n1p2 and /dev/mmcblk0 -> /dev/mmcblk0p2 (the kernel adds "p" after
+#: a name ending in a digit, block/partitions/core.c), /dev/sda -> /dev/sda2.
+PARTITION_NAMING: tuple[tuple[str, str], ...] = (
+    ("/dev/disk/by-*/*", "-part"),
+    ("*[0-9]", "p"),
+    ("*", ""),
+)
+
+
+def partition_device(device: str, number: int) -> str:
+    """The device of partition `number` on `device` (see `PARTITION_NAMING`).
+
+    Args:
+        device: a disk, e.g. /dev/sda, /dev/nvme0n1, /dev/disk/by-id/ata-X.
+        number: the partition number, 1-based.
+    Returns:
+        e.g. /dev/sda2, /dev/nvme0n1p2, /dev/disk/by-id/ata-X-part2."""
+    for pattern, separator in PARTITION_NAMING:
+        if fnmatchcase(device, pattern):
+            return f"{device}{separator}{number}"
+    raise AssertionError("PARTITION_NAMING ends with a catch-all")
+
+
+# --- Exclusions ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Exclusion:
+    """A path a node never takes from the standard, or that is not part of a generation.
+
+    `path` is relative to the root, may hold `*` (within one name) and may name a variable of
+    the contract (`${CC_CONTROL_DIR}`: the node expands it; the master passes its own values).
+    `contents`: the directory itself is synced, its contents are not (pseudo file systems).
+    `sync`: the node's sync leaves it alone (neither copied nor deleted).
+    `manifest`: not part of the standard's content (generation manifests and deltas)."""
+
+    path: str
+    why: str
+    contents: bool = False
+    sync: bool = True
+    manifest: bool = False
+
+
+EXCLUSIONS: tuple[Exclusion, ...] = (
+    *(
+        Exclusion(p, "pseudo or scratch file system", contents=True, manifest=True)
+        for p in ("proc", "sys", "dev", "run", "tmp", "mnt", "media")
+    ),
+    Exclusion("lost+found", "made by mkfs on each root", manifest=True),
+    Exclusion("${CC_CONTROL_DIR}", "the master's control directory, bind-mounted", manifest=True),
+    Exclusion(DELTAS_DIR, "the generation deltas", manifest=True),
+    Exclusion(GENERATION_FILE, "the generation id: nodes copy it", sync=False, manifest=True),
+    Exclusion("${CC_STATE_DIR}", "the node's sync marker and record"),
+    Exclusion("${CC_LOG_DIR}", "the node's boot-sync logs"),
+    Exclusion("etc/machine-id", "the node's identity, made once"),
+    Exclusion("etc/ssh/ssh_host_*", "the node's own SSH host keys"),
+    Exclusion("etc/hostname", "written by the node at every boot"),
+    Exclusion("etc/fstab", "written by the node at every boot"),
+)  # fmt: skip
+
+
+def exclusions(
+    values: dict[str, str], *, sync: bool = False, manifest: bool = False
+) -> Iterator[tuple[str, bool]]:
+    """The exclusions as (relative path, contents only) with variables expanded.
+
+    Args:
+        values: the variables a path may name, e.g. {"CC_CONTROL_DIR": "/etc/clustcontrol"}.
+        sync, manifest: which exclusions: those of the node's sync, or of the manifests.
+    Raises:
+        KeyError: a path names a variable missing from `values`."""
+    for e in EXCLUSIONS:
+        if (sync and e.sync) or (manifest and e.manifest):
+            path = e.path
+            for key, value in values.items():
+                path = path.replace("${" + key + "}", value.strip("/"))
+            if "${" in path:
+                raise KeyError(path)
+            yield path, e.contents
+
+
+# --- Generated files -----------------------------------------------------------------------------
+GENERATED = "generated by `python -m clustcontrol.contract` from src/clustcontrol/contract.py"
+
+
+def _shell_default(p: Param) -> str:
+    assert p.default is not None
+    return f': "${{{p.key}:={p.default}}}"'
+
+
+def _sh_word(text: str) -> str:
+    """Single-quote a fixed table text for the shell (the table holds no single quote)."""
+    assert "'" not in text
+    return f"'{text}'"
+
+
+def render_contract_sh() -> str:
+    """node/engine/contract.sh: defaults, the command line parser, partition naming, exclusions.
+
+    Returns:
+        the file's text (POSIX sh, sourced by the engine)."""
+    kernel = params("kernel")
+    lines = [
+        f"# {GENERATED}; do not edit.",
+        "# The master<->node contract on the node's side: the engine's defaults, the kernel",
+        "# command line switches, partition naming and the paths a node never takes from the",
+        "# standard. Sourced by engine.sh before the step modules.",
+        "# shellcheck shell=sh",
+        "# shellcheck disable=SC2034 # variables are read by the other modules",
+        "# shellcheck disable=SC3043 # local: busybox ash and dash have it",
+        "",
+        "# Paths and formats of the standard that `clustcontrol image commit` writes.",
+        f"CC_GENERATION_FILE={_sh_word(GENERATION_FILE)}",
+        f"CC_DELTAS_DIR={_sh_word(DELTAS_DIR)}",
+        f"CC_DELTA_FORMAT={_sh_word(DELTA_FORMAT)}",
+        "",
+        "# cc_defaults: every setting's default; a value already set (conf.d, tests) wins.",
+        "cc_defaults()",
+        "{",
+        *(
+            f"\t{_shell_default(p)}"
+            for p in PARAMS
+            if p.default is not None and p.source != "kernel"
+        ),
+        "\treturn 0",
+        "}",
+        "",
+        "# cc_parse_cmdline [FILE]: the clustcontrol switches of the kernel command line into",
+        "# CC_ARG_*; a bad value is warned about and ignored (an enum falls back to its default).",
+        "cc_parse_cmdline()",
+        "{",
+        '\tlocal file="${1:-${CC_CMDLINE_FILE:-/proc/cmdline}}" line="" x',
+        *(f"\t{p.key}={_sh_word(p.default or '')}" for p in kernel),
+        '\tif [ -r "${file}" ]; then',
+        '\t\tline=$(cat "${file}")',
+        "\tfi",
+        "\tset -f",
+        "\t# shellcheck disable=SC2086 # word splitting of the command line is the point",
+        "\tfor x in ${line}; do",
+        '\t\tcase "${x}" in',
+        *(f'\t\t{p.switch}=*) {p.key}="${{x#*=}}" ;;' for p in kernel),
+        "\t\tesac",
+        "\tdone",
+        "\tset +f",
+    ]
+    for p in kernel:
+        check = {
+            "enum": f"cc_arg_enum {p.key} {p.switch} {_sh_word(p.default or '')} "
+            f"{_sh_word(' '.join(p.choices))}",
+            "uint": f"cc_arg_uint {p.key} {p.switch}",
+            "bool": f"cc_arg_bool {p.key}",
+            "mac": f"cc_arg_bootif {p.key}",
+            "path": f"cc_arg_path {p.key} {p.switch} {_sh_word(p.default or '')}",
+        }.get(p.type)
+        if check:
+            lines.append(f"\t{check}")
+    lines += [
+        "\treturn 0",
+        "}",
+        "",
+        "# cc_partition_device DISK N: the device of partition N (/dev/sda 2 -> /dev/sda2,",
+        "# /dev/nvme0n1 2 -> /dev/nvme0n1p2, /dev/disk/by-id/X 2 -> /dev/disk/by-id/X-part2).",
+        "cc_partition_device()",
+        "{",
+        '\tcase "$1" in',
+        *(f'\t{pat}) echo "$1{sep}$2" ;;' for pat, sep in PARTITION_NAMING),
+        "\tesac",
+        "}",
+        "",
+        "# cc_exclusions: what the sync never takes from the standard nor deletes on the node, one",
+        '# "contents PATH" (the directory stays, not what is in it) or "path PATH" per line, PATH',
+        "# relative to the root (* within one name).",
+        "cc_exclusions()",
+        "{",
+    ]
+    for e in EXCLUSIONS:
+        if not e.sync:
+            continue
+        path = e.path
+        for p in PARAMS:
+            path = path.replace("${" + p.key + "}", "${" + p.key + "#/}")
+        lines.append(f'\techo "{"contents" if e.contents else "path"} {path}"')
+    lines += ["}", ""]
+    return "\n".join(lines)
+
+
+def render_confd() -> str:
+    """node/initramfs-tools/conf.d/clustcontrol: the settings, commented out at their defaults.
+
+    Returns:
+        the file's text; only CC_ENGINE_DIR is set (unless set already)."""
+    lines = [
+        "# shellcheck shell=sh",
+        f"# clustcontrol: settings of the boot sync; {GENERATED}.",
+        "# Installed as /etc/initramfs-tools/conf.d/clustcontrol; the initramfs has it as",
+        "# /conf/conf.d/clustcontrol, sourced by the clustcontrol scripts. Uncomment a line to",
+        "# change a setting, then rebuild the initramfs. Kernel switches (clustcontrol.*) win.",
+        "",
+    ]
+    for p in params("conf.d"):
+        assert p.default is not None
+        lines.append(f"# {p.doc}")
+        if p.key == "CC_ENGINE_DIR":  # the scripts need it to find the engine
+            lines.append(_shell_default(p))
+        else:
+            lines.append(f"#{p.key}={_sh_word(p.default)}" if p.default else f"#{p.key}=")
+    return "\n".join(lines) + "\n"
+
+
+README_BEGIN = "<!-- contract table: generated by python -m clustcontrol.contract -->"
+README_END = "<!-- end of contract table -->"
+
+
+def render_readme_table() -> str:
+    """The README's table of kernel switches and settings (between the README markers)."""
+    rows = [
+        README_BEGIN,
+        "| kernel switch / conf.d setting | default | what it does |",
+        "| --- | --- | --- |",
+    ]
+    for p in params("kernel", "conf.d"):
+        name = f"`{p.switch}=`" if p.switch else f"`{p.key}`"
+        choices = f" ({' / '.join(p.choices)})" if p.choices else ""
+        default = f"`{p.default}`" if p.default else ""
+        rows.append(f"| {name} | {default} | {p.doc}{choices} |")
+    rows.append(README_END)
+    return "\n".join(rows)
+
+
+def generated_files(repo: Path) -> dict[Path, str]:
+    """Each generated file of the source tree with its expected content.
+
+    Args:
+        repo: the source tree's top directory.
+    Returns:
+        {path: text}; the README's entry is the whole README with the table replaced.
+    Raises:
+        ValueError: the README lacks the table markers."""
+    node = repo / "src/clustcontrol/node"
+    readme = repo / "README.md"
+    text = readme.read_text()
+    head, begin, rest = text.partition(README_BEGIN)
+    _, end, tail = rest.partition(README_END)
+    if not begin or not end:
+        raise ValueError(f"{readme}: no contract table markers")
+    return {
+        node / "engine/contract.sh": render_contract_sh(),
+        node / "initramfs-tools/conf.d/clustcontrol": render_confd(),
+        readme: head + render_readme_table() + tail,
+    }
+
+
+def main(argv: list[str]) -> int:
+    """`python -m clustcontrol.contract [REPO]`: rewrite the generated files (default: the tree
+    this module was loaded from). Returns the exit status: 0."""
+    repo = Path(argv[0]) if argv else Path(__file__).resolve().parents[2]
+    for path, text in generated_files(repo).items():
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+            print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

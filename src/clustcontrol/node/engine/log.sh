@@ -1,0 +1,91 @@
+# clustcontrol engine, logging: console messages, the boot's log, helpers every step uses.
+#
+# Console messages go to stderr, prefixed "clustcontrol:", and into $CC_LOG with a time stamp.
+# Functions that produce a value print it on stdout; 0 is success.
+# shellcheck shell=sh
+# shellcheck disable=SC3043 # local: busybox ash and dash have it (initramfs-tools relies on it)
+
+cc_log()
+{
+	printf 'clustcontrol: %s\n' "$*" >&2
+	if [ -n "${CC_LOG:-}" ] && [ -d "${CC_LOG%/*}" ]; then
+		printf '%s clustcontrol: %s\n' "$(date '+%Y-%m-%d %H:%M:%S' 2>/dev/null)" "$*" \
+			2>/dev/null >>"${CC_LOG}" || true
+	fi
+	return 0
+}
+
+cc_warn()
+{
+	cc_log "WARNING: $*"
+}
+
+cc_err()
+{
+	cc_log "ERROR: $*"
+}
+
+# cc_loud LINE...: a warning nobody can miss: a framed block, then CC_WARN_PAUSE seconds so a
+# human at the console reads it.
+cc_loud()
+{
+	local line
+	cc_log "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+	for line in "$@"; do
+		cc_log "!!! ${line}"
+	done
+	cc_log "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+	if [ "${CC_WARN_PAUSE:-0}" -gt 0 ] 2>/dev/null; then
+		sleep "${CC_WARN_PAUSE}"
+	fi
+	return 0
+}
+
+# cc_quiet CMD ARGS...: run a command with its output into the log only (rsync, mkfs, sfdisk
+# chatter); when it fails, its last five lines go to the console too. Returns its status.
+cc_quiet()
+{
+	local out rc=0
+	out="${CC_RUN_DIR:-/tmp}/quiet.$$"
+	[ -d "${out%/*}" ] || out="${TMPDIR:-/tmp}/clustcontrol-quiet.$$"
+	"$@" >"${out}" 2>&1 || rc=$?
+	if [ -n "${CC_LOG:-}" ] && [ -d "${CC_LOG%/*}" ]; then
+		cat "${out}" >>"${CC_LOG}" 2>/dev/null || true
+	fi
+	if [ "${rc}" -ne 0 ]; then
+		echo "clustcontrol:   $* (status ${rc}):" >&2
+		tail -n 5 "${out}" 2>/dev/null | sed 's/^/clustcontrol:     /' >&2
+	fi
+	rm -f "${out}"
+	return "${rc}"
+}
+
+# cc_now: seconds since the epoch (CC_NOW when set: tests).
+cc_now()
+{
+	if [ -n "${CC_NOW:-}" ]; then
+		echo "${CC_NOW}"
+	else
+		date +%s
+	fi
+}
+
+# cc_save_log ROOT [rotate|update]: keep this boot's log on the node's disk, in ROOT$CC_LOG_DIR;
+# rotate (the default) first moves the previous boot's log to boot-sync.log.1.
+cc_save_log()
+{
+	local d="$1${CC_LOG_DIR}"
+	[ -n "${CC_LOG:-}" ] && [ -f "${CC_LOG}" ] || return 0
+	mkdir -p "${d}" || return 1
+	if [ "${2:-rotate}" = rotate ] && [ -f "${d}/boot-sync.log" ]; then
+		mv -f "${d}/boot-sync.log" "${d}/boot-sync.log.1"
+	fi
+	cp "${CC_LOG}" "${d}/boot-sync.log"
+	cc_flush
+}
+
+# cc_flush: write everything to the disks (before a marker or record counts).
+cc_flush()
+{
+	sync 2>/dev/null || true
+}

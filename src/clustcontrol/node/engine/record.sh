@@ -1,0 +1,137 @@
+# clustcontrol engine, the sync record: the in-progress marker written before a copy touches
+# the root, the record that replaces it once the copy is complete and flushed, the generations
+# of the standard and of the node, and when a whole-tree comparison is due. All in
+# ROOT$CC_STATE_DIR on the node's disk.
+# shellcheck shell=sh
+# shellcheck disable=SC3043 # local: busybox ash and dash have it
+# shellcheck disable=SC2034 # CC_STD_GENERATION, CC_REC_GENERATION are read by the caller
+
+# cc_marker ROOT, cc_record ROOT, cc_skips ROOT: the paths of the marker, the record and the
+# count of boots since the last whole-tree comparison.
+cc_marker() { echo "$1${CC_STATE_DIR}/sync-in-progress"; }
+cc_record() { echo "$1${CC_STATE_DIR}/last-sync"; }
+cc_skips() { echo "$1${CC_STATE_DIR}/generation-skips"; }
+
+# cc_write_marker ROOT IMAGE SOURCE: "a sync is running"; on disk before rsync touches a file.
+cc_write_marker()
+{
+	local m
+	m=$(cc_marker "$1")
+	mkdir -p "${m%/*}" || return 1
+	{
+		echo "CC_MARK_IMAGE='$2'"
+		echo "CC_MARK_SOURCE='$3'"
+		echo "CC_MARK_START='$(cc_now)'"
+	} >"${m}.tmp" && mv "${m}.tmp" "${m}" || return 1
+	cc_flush
+}
+
+# cc_write_record ROOT IMAGE SOURCE GENERATION START END BYTES RSYNC_RC MODE: the sync record
+# replaces the marker (record first, then marker removal, each flushed).
+cc_write_record()
+{
+	local r
+	r=$(cc_record "$1")
+	mkdir -p "${r%/*}" || return 1
+	{
+		echo "CC_SYNC_IMAGE='$2'"
+		echo "CC_SYNC_SOURCE='$3'"
+		echo "CC_SYNC_GENERATION='$4'"
+		echo "CC_SYNC_START='$5'"
+		echo "CC_SYNC_END='$6'"
+		echo "CC_SYNC_BYTES='$7'"
+		echo "CC_SYNC_RSYNC_EXIT='$8'"
+		echo "CC_SYNC_MODE='$9'"
+		echo "CC_SYNC_FILES='${CC_SYNC_FILES:-0}'"
+		echo "CC_SYNC_FILE_BYTES='${CC_SYNC_FILE_BYTES:-0}'"
+		echo "CC_SYNC_METHOD='${CC_SYNC_METHOD:-tree}'"
+	} >"${r}.tmp" && mv "${r}.tmp" "${r}" || return 1
+	cc_flush
+	rm -f "$(cc_marker "$1")" "$(cc_skips "$1")"
+	cc_flush
+}
+
+# cc_has_complete_sync ROOT: a record and no marker.
+cc_has_complete_sync()
+{
+	[ -f "$(cc_record "$1")" ] && [ ! -e "$(cc_marker "$1")" ]
+}
+
+# cc_sync_age ROOT: "3 days 2 hours" since the end of the recorded sync.
+cc_sync_age()
+{
+	local end now s
+	end=$(sed -n "s/^CC_SYNC_END='\\{0,1\\}\\([0-9]*\\).*/\\1/p" "$(cc_record "$1")" 2>/dev/null)
+	[ -n "${end}" ] || { echo "unknown age"; return 0; }
+	now=$(cc_now)
+	s=$((now - end))
+	[ "${s}" -ge 0 ] || s=0
+	if [ "${s}" -ge 86400 ]; then
+		echo "$((s / 86400)) day(s) $((s % 86400 / 3600)) hour(s) old"
+	elif [ "${s}" -ge 3600 ]; then
+		echo "$((s / 3600)) hour(s) $((s % 3600 / 60)) minute(s) old"
+	else
+		echo "$((s / 60)) minute(s) old"
+	fi
+}
+
+# cc_generation ROOT: the generation the sync just copied (the standard's
+# CC_GENERATION_FILE, written by `clustcontrol image commit`), or "uncommitted".
+cc_generation()
+{
+	local g=""
+	if [ -f "$1/${CC_GENERATION_FILE}" ]; then
+		g=$(head -n 1 "$1/${CC_GENERATION_FILE}" | tr -cd 'A-Za-z0-9._:+-')
+	fi
+	echo "${g:-uncommitted}"
+}
+
+# cc_standard_generation TRANSPORT SRC: the standard's committed generation (written by
+# `clustcontrol image commit`), or nothing when it has none or it cannot be read.
+cc_standard_generation()
+{
+	local f="${CC_RUN_DIR}/standard-generation" g=""
+	cc_fetch_file "$1" "$2" "${CC_GENERATION_FILE}" "${f}" || true
+	[ -f "${f}" ] && g=$(head -n 1 "${f}")
+	printf '%s' "${g}" | tr -cd 'A-Za-z0-9._:+-'
+}
+
+# cc_generations ROOT TRANSPORT SRC: CC_STD_GENERATION (the standard's committed generation,
+# or empty) and CC_REC_GENERATION (the one of the node's last complete sync, or empty).
+cc_generations()
+{
+	CC_STD_GENERATION=$(cc_standard_generation "$2" "$3")
+	CC_REC_GENERATION=$(cc_param_value "$(cc_record "$1")" CC_SYNC_GENERATION) || CC_REC_GENERATION=""
+}
+
+# cc_unverified ROOT: boots since the node last compared the whole tree (generation skips and
+# delta syncs count).
+cc_unverified()
+{
+	local n
+	n=$(cat "$(cc_skips "$1")" 2>/dev/null) || n=0
+	case "${n}" in "" | *[!0-9]*) n=0 ;; esac
+	echo "${n}"
+}
+
+# cc_verify_every: compare the whole tree every N-th boot that would not (CC_VERIFY_EVERY, the
+# image's verify_every; clustcontrol.verify=N overrides; 0 = never).
+cc_verify_every()
+{
+	echo "${CC_ARG_VERIFY:-${CC_VERIFY_EVERY}}"
+}
+
+# cc_verify_due ROOT: true when this boot must compare the whole tree.
+cc_verify_due()
+{
+	local every
+	every=$(cc_verify_every)
+	[ "${every}" -gt 0 ] && [ $(($(cc_unverified "$1") + 1)) -ge "${every}" ]
+}
+
+# cc_count_unverified ROOT: one more boot without a whole-tree comparison.
+cc_count_unverified()
+{
+	echo $(($(cc_unverified "$1") + 1)) >"$(cc_skips "$1")" || return 1
+	cc_flush
+}

@@ -1,0 +1,153 @@
+# clustcontrol engine, the sync step: decide what this boot copies (cc_copy_decision, the one
+# place that chooses), then marker, copy, flush, record.
+# shellcheck shell=sh
+# shellcheck disable=SC3043 # local: busybox ash and dash have it
+# shellcheck disable=SC2034 # CC_COPY_*, CC_SYNC_* are read by the caller and the record
+
+# cc_copy_decision MARKER MODE STD REC VERIFY_DUE BLANK TAR DELTA: what this boot copies, from
+# facts only (no disk, no network):
+#   MARKER      yes: the previous sync did not finish (its marker is on the root)
+#   MODE        normal | full (clustcontrol.sync=full: every file's content compared)
+#   STD, REC    the standard's committed generation, the node's recorded one (may be empty)
+#   VERIFY_DUE  yes: this boot must compare the whole tree (verify_every)
+#   BLANK       yes: the root holds nothing but lost+found
+#   TAR         yes: a tar stream can fill it (NFS, CC_FIRST_COPY=tar, GNU tar present)
+#   DELTA       yes: delta syncs are on (CC_DELTA_SYNC)
+# Sets CC_COPY_METHOD (skip | tar | delta | tree), CC_COPY_MODE (normal | full) and CC_COPY_WHY
+# (a line for the log, or empty). In order:
+#   1. an interrupted sync:                      the whole tree, contents compared (full)
+#   2. the node holds the standard's generation: skip, unless a whole-tree comparison is due
+#   3. a blank root:                             first copy, one tar stream
+#   4. an earlier committed generation:          the delta from it, unless a comparison is due
+#   5. anything else:                            the whole tree (rsync --delete)
+cc_copy_decision()
+{
+	local marker="$1" std="$3" rec="$4" due="$5" blank="$6" tar="$7" delta="$8"
+	CC_COPY_MODE="$2"
+	CC_COPY_WHY=""
+	if [ "${marker}" = yes ]; then
+		CC_COPY_MODE=full
+		CC_COPY_WHY="the previous sync did not finish: full re-sync (contents compared)"
+	elif [ "${CC_COPY_MODE}" = normal ] && [ -n "${std}" ] && [ "${std}" = "${rec}" ]; then
+		if [ "${due}" != yes ]; then
+			CC_COPY_METHOD=skip
+			return 0
+		fi
+		CC_COPY_WHY="generation ${std} unchanged; every $(cc_verify_every)th boot compares the whole tree: now"
+	fi
+	if [ "${blank}" = yes ] && [ "${tar}" = yes ]; then
+		CC_COPY_METHOD=tar
+	elif [ "${CC_COPY_MODE}" = normal ] && [ "${delta}" = yes ] && [ -n "${std}" ] \
+		&& [ -n "${rec}" ] && [ "${rec}" != uncommitted ] && [ "${std}" != "${rec}" ]; then
+		if [ "${due}" = yes ]; then
+			CC_COPY_METHOD=tree
+			CC_COPY_WHY="generation ${std}: every $(cc_verify_every)th boot compares the whole tree: now"
+		else
+			CC_COPY_METHOD="delta"
+		fi
+	else
+		CC_COPY_METHOD=tree
+	fi
+	return 0
+}
+
+# cc_copy_facts ROOT TRANSPORT MODE SRC: gather the facts of cc_copy_decision and decide.
+# Reads the standard's generation (CC_STD_GENERATION) and the node's record
+# (CC_REC_GENERATION) unless the previous sync was interrupted or the mode is full.
+cc_copy_facts()
+{
+	local root="$1" marker=no due=no blank=no tar=no
+	CC_STD_GENERATION=""
+	CC_REC_GENERATION=""
+	if [ -e "$(cc_marker "${root}")" ]; then
+		marker=yes
+	elif [ "$3" = normal ]; then
+		cc_generations "${root}" "$2" "$4"
+	fi
+	cc_verify_due "${root}" && due=yes
+	cc_root_blank "${root}" && blank=yes
+	if [ "${blank}" = yes ] && [ "$2" = nfs ] && [ "${CC_FIRST_COPY}" = tar ] && cc_tar_usable; then
+		tar=yes
+	fi
+	cc_copy_decision "${marker}" "$3" "${CC_STD_GENERATION}" "${CC_REC_GENERATION}" "${due}" \
+		"${blank}" "${tar}" "${CC_DELTA_SYNC}"
+}
+
+# cc_sync ROOT TRANSPORT MODE(normal|full): decide, then marker, copy (with retries), record.
+# A failed tar stream or delta falls back to the whole tree. Sets CC_SYNC_BYTES (bytes moved),
+# CC_SYNC_FILES, CC_SYNC_FILE_BYTES and CC_SYNC_METHOD. Returns non-zero when the sync did not
+# complete (the marker stays: the next boot re-syncs fully).
+cc_sync()
+{
+	local root="$1" transport="$2" src filter stats list start end rc=0 gen bytes method mode
+	src=$(cc_source "${transport}")
+	filter="${CC_RUN_DIR}/rsync-filter"
+	stats="${CC_RUN_DIR}/rsync-stats"
+	list="${CC_RUN_DIR}/delta-list"
+	cc_copy_facts "${root}" "${transport}" "$3" "${src}"
+	method="${CC_COPY_METHOD}"
+	mode="${CC_COPY_MODE}"
+	if [ -n "${CC_COPY_WHY}" ]; then
+		if [ "${mode}" != "$3" ]; then cc_warn "${CC_COPY_WHY}"; else cc_log "${CC_COPY_WHY}"; fi
+	fi
+	if [ "${method}" = skip ]; then
+		cc_count_unverified "${root}" || return 1
+		CC_SYNC_BYTES=0
+		cc_log "standard generation ${CC_STD_GENERATION} unchanged since the last sync: no transfer" \
+			"(skipped $(cc_unverified "${root}") time(s); full comparison every $(cc_verify_every) boots, 0 = never)"
+		return 0
+	fi
+	cc_write_filter "${root}" "${filter}" || return 1
+	if [ "${method}" = delta ] && ! cc_fetch_delta "${transport}" "${src}" "${filter}" "${list}"; then
+		method=tree
+	fi
+	start=$(cc_now)
+	cc_write_marker "${root}" "${CC_IMAGE}" "${transport}:${src}" || { cc_err "cannot write the sync marker"; return 1; }
+	cc_log "syncing image ${CC_IMAGE} from ${src} (${mode}, ${method})"
+	CC_LAST_RSYNC_RC=0
+	case "${method}" in
+	tar)
+		cc_tar_copy "${src}" "${root}" "${filter}" "${stats}" || {
+			cc_warn "the tar copy failed: comparing the whole tree with rsync"
+			method=tree
+			mode=full
+		}
+		;;
+	delta)
+		if ! cc_delete_removed "${root}" "${list}.removed"; then
+			cc_warn "deleting the removed paths failed: comparing the whole tree"
+			method=tree
+		elif ! cc_retry "${CC_RETRIES}" "delta sync from ${src}" cc_rsync_once "${src}" \
+			"${root}" delta "${filter}" "${stats}" "${list}"; then
+			cc_warn "the delta sync failed: comparing the whole tree"
+			method=tree
+		fi
+		;;
+	esac
+	if [ "${method}" = tree ]; then
+		cc_retry "${CC_RETRIES}" "sync from ${src}" cc_rsync_once "${src}" "${root}" "${mode}" \
+			"${filter}" "${stats}" || rc=1
+	fi
+	if [ "${rc}" -ne 0 ]; then
+		cc_err "the sync of ${root} from ${src} did not complete"
+		return 1
+	fi
+	cc_flush
+	end=$(cc_now)
+	# Bytes over the wire (daemon), the pipe between the local rsync processes or the tar
+	# stream (NFS).
+	bytes=$(($(cc_stats_value "Total bytes sent" "${stats}") + $(cc_stats_value "Total bytes received" "${stats}")))
+	CC_SYNC_BYTES="${bytes:-0}"
+	CC_SYNC_FILE_BYTES=$(cc_stats_value "Total transferred file size" "${stats}")
+	CC_SYNC_FILES=$(cc_stats_value "Number of regular files transferred" "${stats}")
+	CC_SYNC_METHOD="${method}"
+	gen=$(cc_generation "${root}")
+	cc_write_record "${root}" "${CC_IMAGE}" "${CC_SERVER} ${transport}" "${gen}" "${start}" \
+		"${end}" "${CC_SYNC_BYTES}" "${CC_LAST_RSYNC_RC}" "${mode}" || { cc_err "cannot write the sync record"; return 1; }
+	if [ "${method}" = delta ]; then
+		cc_count_unverified "${root}" || return 1
+	fi
+	cc_log "sync done (${method}): ${CC_SYNC_FILES:-0} file(s) updated (${CC_SYNC_FILE_BYTES:-0} bytes of" \
+		"file data), ${CC_SYNC_BYTES} bytes moved, generation ${gen}"
+	return 0
+}
