@@ -1,7 +1,7 @@
 """The control directory (/etc/clustcontrol) read by the nodes at boot.
 
     default              cluster-wide parameters (shell-sourceable KEY='value'; the keys of
-                         every file are those of the contract, clustcontrol/contract.py)
+                         every file are those of the contract, clustcontrol/contract/)
     images/IMAGE         per standard root: its path, transport, persistent paths, disk layout
     layouts/LAYOUT       per disk layout: device, root/swap/data partitions
     sfdisk-LAYOUT        the layout's sfdisk script (fed to `sfdisk DEVICE`)
