@@ -18,11 +18,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from clustcontrol import __version__, edit
+from clustcontrol import __version__
 from clustcontrol.apply import ApplyResult, Installer, apply_tree, selected_services, write_tree
 from clustcontrol.errors import EXIT_FAILURE, EXIT_INVALID, ClustcontrolError, InvalidInputError
 from clustcontrol.image import ImageResult, prepare_image, publish_image
 from clustcontrol.image.commit import commit_image, image_status
+from clustcontrol.inventory import edit
 from clustcontrol.inventory import types as T
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.inventory.store import (

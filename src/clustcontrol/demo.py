@@ -9,8 +9,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from clustcontrol import edit
 from clustcontrol.apply import Installer, apply_tree, write_tree
+from clustcontrol.inventory import edit
 from clustcontrol.inventory.store import edit_inventory, load_inventory, save_new_document
 from clustcontrol.render import RenderContext, render_all
 from clustcontrol.render.base import render_template
