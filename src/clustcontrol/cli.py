@@ -10,7 +10,6 @@ import logging
 import sys
 from collections.abc import Callable
 from functools import wraps
-from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -20,11 +19,10 @@ from rich.table import Table
 
 from clustcontrol import __version__
 from clustcontrol.apply import ApplyResult, Installer, apply_tree, selected_services, write_tree
-from clustcontrol.errors import EXIT_FAILURE, EXIT_INVALID, ClustcontrolError, InvalidInputError
+from clustcontrol.errors import EXIT_FAILURE, EXIT_INVALID, ClustcontrolError
 from clustcontrol.image import ImageResult, prepare_image, publish_image
 from clustcontrol.image.commit import commit_image, image_status
-from clustcontrol.inventory import edit
-from clustcontrol.inventory import types as T
+from clustcontrol.inventory import edit, normalize
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.inventory.store import (
     config_path,
@@ -53,34 +51,6 @@ class State:
 
 
 pass_state = click.make_pass_decorator(State)
-
-
-def _precheck(**values: tuple[Callable[[str], str], str | None]) -> None:
-    """Validate CLI arguments before they go anywhere near a document; all problems at once."""
-    problems = []
-    for field, (check, value) in values.items():
-        if value is None:
-            continue
-        try:
-            check(value)
-        except ValueError as exc:
-            problems.append(f"{field}: {exc}")
-    if problems:
-        raise InvalidInputError(problems)
-
-
-def _check_ip(value: str) -> str:
-    try:
-        return str(IPv4Address(value))
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 address") from None
-
-
-def _check_network(value: str) -> str:
-    try:
-        return str(IPv4Network(value))
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not an IPv4 network: {exc}") from None
 
 
 def _json_or_table(
@@ -178,12 +148,12 @@ def init(
       clustcontrol --config /etc/clustcontrol/cluster.yaml init --domain rostclust \\
           --network 192.168.0.0/24 --master-ip 192.168.0.1
     """
-    _precheck(
-        domain=(T.check_domain, domain),
-        network=(_check_network, network),
-        master_ip=(_check_ip, master_ip),
-        master_name=(T.check_host_label, master_name),
-        image_root=(T.check_abs_path, image_root),
+    normalize.check_cluster_settings(
+        domain=domain,
+        network=network,
+        master_ip=master_ip,
+        master_name=master_name,
+        image_root=image_root,
     )
     if state.config.exists() and not force:
         raise ClustcontrolError(
@@ -238,7 +208,7 @@ def image_add(
     Example:
       clustcontrol image add gpu --root /srv/nfs4/gpunoderoot --persistent /var/lib/gpu
     """
-    _precheck(name=(T.check_name, name))
+    name = normalize.image_name(name)
     fields = {
         "root": root,
         "kernel": kernel,
@@ -425,24 +395,10 @@ def node_add(state: State, name: str, mac: str, ip: str, image: str | None) -> N
     Example:
       clustcontrol node add node01 --mac 52:54:00:12:34:01 --ip 192.168.0.11
     """
-    _precheck(
-        name=(T.check_host_label, name),
-        mac=(_check_mac, mac),
-        ip=(_check_ip, ip),
-        image=(T.check_name, image),
-    )
+    entry = normalize.new_node(name, mac, ip, image)
     with edit_inventory(state.config) as document:
-        edit.add_node(document, name.lower(), _mac(mac), ip, image)
-    out.print(f"added node {name.lower()}")
-
-
-def _check_mac(value: str) -> str:
-    return T.check_mac(_mac(value))
-
-
-def _mac(value: str) -> str:
-    normalized = T.normalize_mac(value)
-    return normalized if isinstance(normalized, str) else value
+        edit.add_node(document, entry)
+    out.print(f"added node {entry.name}")
 
 
 @node.command("set")
@@ -466,13 +422,7 @@ def node_set(
     Example:
       clustcontrol node set node01 --image gpu
     """
-    _precheck(mac=(_check_mac, mac), ip=(_check_ip, ip))
-    changes = {
-        "mac": _mac(mac) if mac else mac,
-        "ip": ip,
-        "image": image,
-        "disk_layout": disk_layout,
-    }
+    changes = normalize.node_changes(mac=mac, ip=ip, image=image, disk_layout=disk_layout)
     with edit_inventory(state.config) as document:
         edit.set_node(document, name, changes)
     out.print(f"updated node {name}")
@@ -526,10 +476,7 @@ def node_import(state: State, csv_file: Path) -> None:
     Example:
       clustcontrol node import rack3.csv
     """
-    rows = edit.read_node_csv(csv_file)
-    for row in rows:
-        row["mac"] = _mac(str(row["mac"]))
-        row["name"] = str(row["name"]).lower()
+    rows = normalize.read_node_csv(csv_file)
     with edit_inventory(state.config) as document:
         added, updated = edit.import_nodes(document, rows)
     out.print(f"imported {len(rows)} rows: {added} added, {updated} updated")
