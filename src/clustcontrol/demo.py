@@ -9,8 +9,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from clustcontrol import edit
 from clustcontrol.apply import Installer, apply_tree, write_tree
+from clustcontrol.inventory import edit
+from clustcontrol.inventory.normalize import NodeEntry
 from clustcontrol.inventory.store import edit_inventory, load_inventory, save_new_document
 from clustcontrol.render import RenderContext, render_all
 from clustcontrol.render.base import render_template
@@ -43,12 +44,12 @@ def build_demo_inventory(config: Path, count: int) -> None:
             {"root": "/srv/nfs4/gpunoderoot", "transport": "rsync", "persistent": ["/var/lib/gpu"]},
         )
         rows = [
-            {
-                "name": f"node{i:02d}",
-                "mac": f"52:54:00:00:00:{i:02x}",
-                "ip": f"192.168.0.{10 + i}",
-                "image": "gpu" if i % 4 == 0 else None,
-            }
+            NodeEntry(
+                name=f"node{i:02d}",
+                mac=f"52:54:00:00:00:{i:02x}",
+                ip=f"192.168.0.{10 + i}",
+                image="gpu" if i % 4 == 0 else None,
+            )
             for i in range(1, count + 1)
         ]
         edit.import_nodes(document, rows)

@@ -1,4 +1,5 @@
-"""The few error types library code raises; only cli.py turns them into messages and exit codes."""
+"""The few error types library code raises; only clustcontrol.cli turns them into messages
+and exit codes."""
 
 from __future__ import annotations
 

@@ -1,18 +1,19 @@
 """Edits of the round-trip inventory document used by the CLI verbs (comments are preserved).
 
 Every function takes the ruamel document and changes it in place; the caller (store.edit_inventory)
-validates the whole result before anything is written."""
+validates the whole result before anything is written. Values come checked and in canonical form
+from inventory.normalize."""
 
 from __future__ import annotations
 
-import csv
-from pathlib import Path
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from clustcontrol.errors import InvalidInputError
+from clustcontrol.inventory.normalize import NodeEntry
 
 NODE_FIELDS = ("name", "mac", "ip", "image", "disk_layout")
 
@@ -32,7 +33,7 @@ def _quoted(key: str, value: str) -> str:
     return DoubleQuotedScalarString(value) if key == "mac" else value
 
 
-def _node_map(fields: dict[str, str | None]) -> CommentedMap:
+def _node_map(fields: Mapping[str, str | None]) -> CommentedMap:
     entry = CommentedMap((k, _quoted(k, v)) for k, v in fields.items() if v not in (None, ""))
     entry.fa.set_flow_style()
     return entry
@@ -45,14 +46,22 @@ def _find_node(document: Any, name: str) -> tuple[int, Any]:
     raise InvalidInputError([f"nodes.{name}: no such node"])
 
 
-def add_node(document: Any, name: str, mac: str, ip: str, image: str | None) -> None:
+def add_node(document: Any, node: NodeEntry) -> None:
+    """Append node to the document's `nodes` list as a one-line flow mapping.
+
+    Raises InvalidInputError when a node of that name (compared case-insensitively) exists."""
+    name = node.name
     nodes = _section(document, "nodes", CommentedSeq)
     if any(str(e.get("name", "")).lower() == name.lower() for e in nodes if isinstance(e, dict)):
         raise InvalidInputError([f"nodes.{name}.name: {name!r} is defined more than once"])
-    nodes.append(_node_map({"name": name, "mac": mac, "ip": ip, "image": image}))
+    nodes.append(_node_map(node.fields()))
 
 
-def set_node(document: Any, name: str, changes: dict[str, str | None]) -> None:
+def set_node(document: Any, name: str, changes: Mapping[str, str | None]) -> None:
+    """Change fields of the node called name (case-insensitive).
+
+    changes maps a node field to its new value: None leaves the field alone, '' removes it.
+    Raises InvalidInputError when there is no such node."""
     _index, entry = _find_node(document, name)
     for key, value in changes.items():
         if value is None:
@@ -64,6 +73,9 @@ def set_node(document: Any, name: str, changes: dict[str, str | None]) -> None:
 
 
 def remove_node(document: Any, name: str) -> None:
+    """Remove the node called name (case-insensitive); clear it as update node if it was one.
+
+    Raises InvalidInputError when there is no such node."""
     index, _entry = _find_node(document, name)
     del document["nodes"][index]
     update = document.get("update_node")
@@ -71,63 +83,39 @@ def remove_node(document: Any, name: str) -> None:
         update["node"] = None
 
 
-def read_node_csv(path: Path) -> list[dict[str, str | None]]:
-    """Rows of a `name,mac,ip,image` CSV file (image may be empty)."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InvalidInputError([f"{path}: cannot read: {exc.strerror}"]) from None
-    reader = csv.DictReader(text.splitlines())
-    header = [h.strip() for h in reader.fieldnames or []]
-    if header[:3] != ["name", "mac", "ip"] or not set(header) <= {"name", "mac", "ip", "image"}:
-        raise InvalidInputError(
-            [f"{path}:1: header must be 'name,mac,ip,image', not {','.join(header)!r}"]
-        )
-    rows: list[dict[str, str | None]] = []
-    problems: list[str] = []
-    for number, row in enumerate(reader, start=2):
-        clean = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
-        if None in row or any(not clean.get(k) for k in ("name", "mac", "ip")):
-            problems.append(f"{path}:{number}: expected name,mac,ip[,image], got {row!r}")
-            continue
-        rows.append(
-            {
-                "name": clean["name"],
-                "mac": clean["mac"],
-                "ip": clean["ip"],
-                "image": clean.get("image") or None,
-            }
-        )
-    if problems:
-        raise InvalidInputError(problems)
-    return rows
+def import_nodes(document: Any, rows: Iterable[NodeEntry]) -> tuple[int, int]:
+    """Add new nodes and update existing ones, matched by name (case-insensitive).
 
-
-def import_nodes(document: Any, rows: list[dict[str, str | None]]) -> tuple[int, int]:
-    """Add new nodes and update existing ones (by name); returns (added, updated)."""
+    An existing node gets the row's MAC, address and image (no image: the field is removed, so
+    the default image applies); its other fields stay. Returns (added, updated) counts."""
     nodes = _section(document, "nodes", CommentedSeq)
     by_name = {str(e.get("name", "")).lower(): e for e in nodes if isinstance(e, dict)}
     added = updated = 0
     for row in rows:
-        name = str(row["name"])
+        name = row.name
         existing = by_name.get(name.lower())
         if existing is None:
-            entry = _node_map(row)
+            entry = _node_map(row.fields())
             nodes.append(entry)
             by_name[name.lower()] = entry
             added += 1
         else:
-            existing["mac"] = _quoted("mac", str(row["mac"]))
-            existing["ip"] = row["ip"]
-            if row.get("image"):
-                existing["image"] = row["image"]
+            existing["mac"] = _quoted("mac", row.mac)
+            existing["ip"] = row.ip
+            if row.image:
+                existing["image"] = row.image
             else:
                 existing.pop("image", None)
             updated += 1
     return added, updated
 
 
-def add_image(document: Any, name: str, fields: dict[str, Any]) -> None:
+def add_image(document: Any, name: str, fields: Mapping[str, Any]) -> None:
+    """Add the image name to the document's `images` mapping.
+
+    fields maps image fields (root, kernel, initrd, disk_layout, persistent, kernel_args,
+    transport) to values; None, '' and [] are left out so that the defaults apply.
+    Raises InvalidInputError when the image exists."""
     images = _section(document, "images", CommentedMap)
     if name in images:
         raise InvalidInputError([f"images.{name}: already defined"])
@@ -135,6 +123,9 @@ def add_image(document: Any, name: str, fields: dict[str, Any]) -> None:
 
 
 def remove_image(document: Any, name: str) -> None:
+    """Remove the image name; raises InvalidInputError when there is no such image.
+
+    Nodes still using it make the validation of the edited document fail."""
     images = document.get("images") or {}
     if name not in images:
         raise InvalidInputError([f"images.{name}: no such image"])
@@ -142,6 +133,10 @@ def remove_image(document: Any, name: str) -> None:
 
 
 def set_update_node(document: Any, name: str | None, image: str | None) -> None:
+    """Make the node name (stored lower-cased) the update node; None clears it.
+
+    image: the image the update node boots read-write; None leaves the setting alone.
+    Raises InvalidInputError when there is no node called name."""
     if name is not None:
         _find_node(document, name)
     update = _section(document, "update_node", CommentedMap)

@@ -1,0 +1,102 @@
+"""The clustcontrol command line: the group `cli`, its verbs, and the one error boundary `main`.
+
+One module per noun (init, image, node, update_node, apply, demo) holds the verbs, which only
+parse arguments, call the library and print; common.py holds what they share.
+
+Exit status: 0 success, 1 failure (a program failed, a lock is held), 2 invalid input
+(nothing was written)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import click
+
+from clustcontrol import __version__
+from clustcontrol.cli import apply, demo, image, init, node, update_node
+from clustcontrol.cli.common import State, err, path_option
+from clustcontrol.errors import EXIT_INVALID, ClustcontrolError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@path_option(
+    "--config",
+    "config",
+    "Inventory file [default: $CLUSTCONTROL_CONFIG or /etc/clustcontrol/cluster.yaml].",
+    default=None,
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks and the commands run.")
+@click.version_option(__version__)
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None, debug: bool) -> None:
+    """Keep cluster nodes identical to a standard root, synced at every boot.
+
+    \b
+    Typical use:
+      clustcontrol --config cluster.yaml init --domain rostclust \\
+          --network 192.168.0.0/24 --master-ip 192.168.0.1
+      clustcontrol --config cluster.yaml node add node01 --mac 52:54:00:00:00:01 --ip 192.168.0.11
+      clustcontrol --config cluster.yaml apply --dry-run
+    """
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(message)s")
+    ctx.obj = State(config, debug)
+
+
+for command in (
+    init.init,
+    image.image,
+    image.status,
+    node.node,
+    update_node.update_node,
+    apply.validate,
+    apply.render,
+    apply.apply,
+    demo.demo,
+):
+    cli.add_command(command)
+
+
+def _boundary(function: Callable[P, R]) -> Callable[P, R]:
+    """A ClustcontrolError becomes its lines on stderr and its exit code (a traceback only with
+    --debug); Ctrl-C exits 130."""
+
+    @wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        debug = "--debug" in sys.argv
+        try:
+            return function(*args, **kwargs)
+        except ClustcontrolError as exc:
+            if debug:
+                raise
+            for line in exc.lines():
+                err.print(f"clustcontrol: error: {line}", markup=False)
+            if exc.hint:
+                err.print(f"clustcontrol: hint: {exc.hint}", markup=False)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            err.print("clustcontrol: interrupted")
+            sys.exit(130)
+
+    return wrapper
+
+
+@_boundary
+def main() -> None:
+    """Entry point: click without its own error handling, so ours is the only boundary."""
+    try:
+        cli.main(prog_name="clustcontrol", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_INVALID if isinstance(exc, click.UsageError) else exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

@@ -1,0 +1,102 @@
+"""What the verb modules share: the consoles, the State of one invocation, the common options
+and the printing of rows as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from clustcontrol.inventory.model import Inventory
+from clustcontrol.inventory.store import config_path, edit_inventory, load_inventory
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Piped output (scripts, logs) is not cut to 80 columns: tables keep full MACs and paths.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class State:
+    """The global options of one invocation, passed to the verbs by pass_state.
+
+    config: the --config path, or None for $CLUSTCONTROL_CONFIG or the default path
+    (store.config_path); debug: --debug was given."""
+
+    def __init__(self, config: Path | None, debug: bool) -> None:
+        self.config = config_path(config)
+        self.debug = debug
+
+    def inventory(self) -> Inventory:
+        """The validated inventory at self.config; raises what store.load_inventory raises."""
+        return load_inventory(self.config)
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def print_rows(as_json: bool, rows: list[dict[str, Any]], title: str, columns: list[str]) -> None:
+    """Print rows on stdout: all their keys as a JSON array, or columns as a titled table.
+
+    In the table a missing or None value is an empty cell; JSON writes non-JSON values with str."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row.get(c) if row.get(c) is not None else "") for c in columns))
+    out.print(table)
+
+
+dry_run_option = click.option("--dry-run", is_flag=True, help="Show a unified diff; write nothing.")
+
+
+def path_option(
+    flag: str, dest: str, help: str, **settings: Any
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """An option whose value is a pathlib.Path: flag (e.g. '--out') stored as parameter dest.
+
+    settings are further click.option settings (default, required, show_default)."""
+    return click.option(flag, dest, type=click.Path(path_type=Path), help=help, **settings)
+
+
+def prefix_option(help: str, dest: str = "root") -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """--root PREFIX: where live paths are resolved (default /; tests use a scratch prefix)."""
+    return path_option("--root", dest, help, default=Path("/"), show_default=True)
+
+
+def remove_command(noun: str, remove: Callable[[Any, str], None], help: str) -> click.Command:
+    """The verb `remove NAME` of a noun's group.
+
+    noun: what NAME names ('image', 'node'); remove: the inventory.edit function that removes
+    NAME from the round-trip document, raising InvalidInputError when there is none; help: the
+    verb's help text. The edited inventory is validated and saved as a whole, then 'removed
+    NOUN NAME' is printed. Returns the click command, for the group's add_command."""
+
+    @click.command("remove", help=help)
+    @click.argument("name")
+    @pass_state
+    def remove_verb(state: State, name: str) -> None:
+        with edit_inventory(state.config) as document:
+            remove(document, name)
+        out.print(f"removed {noun} {name}")
+
+    return remove_verb
+
+
+output_option = click.option(
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Table for people, JSON for scripts.",
+)

@@ -1,0 +1,255 @@
+"""`clustcontrol image ...` and `clustcontrol status`: the standard roots and their generations."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from clustcontrol.cli.common import (
+    State,
+    dry_run_option,
+    err,
+    out,
+    output_option,
+    pass_state,
+    prefix_option,
+    print_rows,
+    remove_command,
+)
+from clustcontrol.errors import EXIT_FAILURE
+from clustcontrol.image import ImageResult, prepare_image, publish_image
+from clustcontrol.image.commit import commit_image, image_status
+from clustcontrol.inventory import edit, normalize
+from clustcontrol.inventory.store import edit_inventory
+
+
+@click.group()
+def image() -> None:
+    """Standard node roots (images)."""
+
+
+@image.command("add")
+@click.argument("name")
+@click.option("--root", "root", required=True, help="Absolute path of the standard root.")
+@click.option("--kernel", default=None, help="Kernel file name under ROOT/boot [newest].")
+@click.option("--initrd", default=None, help="Initrd file name under ROOT/boot [newest].")
+@click.option("--layout", "disk_layout", default=None, help="Disk layout name [default].")
+@click.option("--persistent", multiple=True, help="A path kept on the node (repeatable).")
+@click.option(
+    "--kernel-arg", "kernel_args", multiple=True, help="Extra kernel argument (repeatable)."
+)
+@click.option("--transport", type=click.Choice(["nfs", "rsync"]), default=None)
+@pass_state
+def image_add(
+    state: State,
+    name: str,
+    root: str,
+    kernel: str | None,
+    initrd: str | None,
+    disk_layout: str | None,
+    persistent: tuple[str, ...],
+    kernel_args: tuple[str, ...],
+    transport: str | None,
+) -> None:
+    """Add a standard root.
+
+    \b
+    Example:
+      clustcontrol image add gpu --root /srv/nfs4/gpunoderoot --persistent /var/lib/gpu
+    """
+    name = normalize.image_name(name)
+    fields = {
+        "root": root,
+        "kernel": kernel,
+        "initrd": initrd,
+        "disk_layout": disk_layout,
+        "persistent": list(persistent),
+        "kernel_args": list(kernel_args),
+        "transport": transport,
+    }
+    with edit_inventory(state.config) as document:
+        edit.add_image(document, name, fields)
+    out.print(f"added image {name}")
+
+
+image.add_command(
+    remove_command(
+        "image", edit.remove_image, "Remove a standard root (nodes using it must be moved first)."
+    )
+)
+
+
+@image.command("list")
+@output_option
+@pass_state
+def image_list(state: State, output: str) -> None:
+    """List the standard roots and how many nodes use each."""
+    inv = state.inventory()
+    counts: dict[str, int] = {}
+    for node in inv.nodes:
+        counts[inv.image_of(node)] = counts.get(inv.image_of(node), 0) + 1
+    rows = [
+        {
+            "name": name,
+            "root": img.root,
+            "transport": inv.transport_of(name),
+            "disk_layout": img.disk_layout,
+            "nodes": counts.get(name, 0),
+            "default": name == inv.default_image_name,
+            "persistent": " ".join(img.persistent),
+        }
+        for name, img in inv.images.items()
+    ]
+    print_rows(
+        output == "json",
+        rows,
+        "images",
+        ["name", "root", "transport", "disk_layout", "nodes", "default", "persistent"],
+    )
+
+
+def _print_image_result(result: ImageResult, what: str) -> None:
+    if result.dry_run:
+        for change in result.changes:
+            sys.stdout.write(change.diff())
+        sys.stdout.flush()
+    for change in result.changes:
+        out.print(f"{change.action:7} {change.path}")
+    for note in result.notes:
+        out.print(f"note: {note}")
+    verb = "would change" if result.dry_run else "changed"
+    out.print(f"{what}: {len(result.changes)} files {verb}")
+
+
+@image.command("prepare")
+@click.argument("name")
+@prefix_option("Installation prefix the image root is resolved under.", dest="prefix")
+@dry_run_option
+@click.option(
+    "--rebuild-initramfs",
+    is_flag=True,
+    help="Run update-initramfs in a chroot of the image afterwards.",
+)
+@click.option(
+    "--bootable-disk",
+    is_flag=True,
+    help="Install the rc.local part that makes each node's disk bootable (extlinux).",
+)
+@pass_state
+def image_prepare(
+    state: State,
+    name: str,
+    prefix: Path,
+    dry_run: bool,
+    rebuild_initramfs: bool,
+    bootable_disk: bool,
+) -> None:
+    """Make a standard root sync-on-boot capable (idempotent).
+
+    Installs the initramfs-tools hook and scripts and the node functions library, sets
+    initramfs.conf for a network boot, comments out the root line of etc/fstab, disables the
+    udev persistent-net generator, sets the boot interface to 'manual', installs an update-grub
+    stub.
+
+    \b
+    Example:
+      clustcontrol image prepare default --dry-run
+      clustcontrol image prepare default --rebuild-initramfs && clustcontrol image publish default
+    """
+    result = prepare_image(
+        state.inventory(),
+        name,
+        dry_run=dry_run,
+        rebuild_initramfs=rebuild_initramfs,
+        bootable_disk=bootable_disk,
+        root_prefix=prefix,
+    )
+    _print_image_result(result, f"image prepare {name}")
+
+
+@image.command("publish")
+@click.argument("name")
+@prefix_option("Installation prefix (image root and TFTP tree under it).", dest="prefix")
+@click.option("--dry-run", is_flag=True, help="Show what would be copied; write nothing.")
+@pass_state
+def image_publish(state: State, name: str, prefix: Path, dry_run: bool) -> None:
+    """Copy the image's kernel and initrd into the TFTP tree and refresh the PXELINUX files.
+
+    \b
+    Example:
+      clustcontrol image publish default   # -> /var/lib/tftpboot/cluster_node/default/vmlinuz
+    """
+    result = publish_image(state.inventory(), name, dry_run=dry_run, root_prefix=prefix)
+    _print_image_result(result, f"image publish {name}")
+
+
+@image.command("commit")
+@click.argument("name")
+@prefix_option("Installation prefix the image root and the manifests are resolved under.")
+@pass_state
+def image_commit(state: State, name: str, root: Path) -> None:
+    """Record a new generation of the standard root when its content changed.
+
+    Nodes that already hold the committed generation skip the transfer at boot; run this after
+    every change to the standard (from the update node, a chroot, a package install).
+
+    \b
+    Example:
+      clustcontrol image commit default
+    """
+    result = commit_image(state.inventory(), name, root_prefix=root)
+    if not result.created:
+        out.print(
+            f"image {name}: unchanged since generation {result.generation} "
+            f"({result.files} files, {result.seconds:.1f} s)"
+        )
+        return
+    since = f" since {result.previous}" if result.previous else ""
+    out.print(
+        f"image {name}: generation {result.generation} ({result.difference.summary()}"
+        f"{since}; {result.files} files, {result.seconds:.1f} s)"
+    )
+    if result.deltas:
+        written = sum(delta.skipped is None for delta in result.deltas)
+        out.print(f"deltas: from {written} earlier generation(s)")
+    for delta in result.deltas:
+        if delta.skipped is not None:
+            out.print(
+                f"no delta from {delta.source} (its nodes sync the whole tree): {delta.skipped}",
+                markup=False,
+            )
+
+
+@click.command()
+@prefix_option("Installation prefix the image roots and manifests are resolved under.")
+@output_option
+@pass_state
+def status(state: State, root: Path, output: str) -> None:
+    """Each standard root: its committed generation and any changes not yet committed.
+
+    Exit status 1 when a standard has uncommitted changes (nodes would not get them).
+
+    \b
+    Example:
+      clustcontrol status
+    """
+    inv = state.inventory()
+    states = [image_status(inv, name, root_prefix=root) for name in inv.images]
+    rows = [
+        {
+            "image": st.image,
+            "root": st.root,
+            "generation": st.committed,
+            "uncommitted": None if st.uncommitted is None else st.uncommitted.summary(),
+            "warning": st.warning,
+        }
+        for st in states
+    ]
+    print_rows(output == "json", rows, "images", ["image", "root", "generation", "uncommitted"])
+    warnings = [st.warning for st in states if st.warning]
+    for warning in warnings:
+        err.print(f"clustcontrol: WARNING: {warning}", markup=False)
+    if any(st.uncommitted is not None and not st.uncommitted.empty for st in states):
+        sys.exit(EXIT_FAILURE)
