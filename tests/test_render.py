@@ -163,10 +163,10 @@ def test_control_directory_is_shell_sourceable(tmp_path: object) -> None:
     node = text(tree, "/etc/clustcontrol/nodes/node01")
     layout = text(tree, "/etc/clustcontrol/layouts/default")
     script = node + layout + text(tree, "/etc/clustcontrol/default")
-    script += 'printf "%s|%s|%s|%s\\n" "$CC_HOSTNAME" "$CC_IP" "$CC_ROOT_DEVICE" "$CC_PARTITIONS"\n'
+    script += 'printf "%s|%s|%s|%s\\n" "$CC_HOSTNAME" "$CC_IP" "$CC_DISK_DEVICE" "$CC_PARTITIONS"\n'
     result = subprocess.run(["sh", "-eu"], input=script, capture_output=True, text=True, check=True)
     assert result.stdout == (
-        "node01|192.168.0.11|/dev/sda2|1:swap:swap::0 2:root:ext4:/:0 3:data:ext4:/scratch:1\n"
+        "node01|192.168.0.11|/dev/sda|1:swap:swap::0 2:root:ext4:/:0 3:data:ext4:/scratch:1\n"
     )
     assert "52:54:00:00:00:01 node01\n" in text(tree, "/etc/clustcontrol/nodes.by-mac")
     assert text(tree, "/etc/clustcontrol/sfdisk-default").startswith("label: dos\n")

@@ -76,10 +76,14 @@ def free_port() -> int:
 
 
 def inventory_dict(
-    sfdisk: str = SFDISK_A, transport: str = "nfs", rsync_port: int = 873
+    sfdisk: str = SFDISK_A,
+    transport: str = "nfs",
+    rsync_port: int = 873,
+    control_dir: str = "/etc/clustcontrol",
 ) -> dict[str, object]:
     return {
         "cluster": {
+            "control_dir": control_dir,
             "domain": "testclust",
             "network": "192.168.0.0/24",
             "master": {"name": "master", "ip": "192.168.0.1"},
@@ -110,6 +114,22 @@ def inventory_dict(
             {"name": "node02", "mac": "52:54:00:00:00:02", "ip": "192.168.0.12"},
         ],
     }
+
+
+def module_sh(modules: list[str], body: str, **env: str) -> tuple[int, str]:
+    """BODY under busybox sh with only contract.sh, log.sh and MODULES sourced (from the source
+    tree), after cc_defaults: a module's unit test sees what it needs and nothing else.
+
+    Returns (exit status, stdout + stderr)."""
+    sources = "".join(f". '{ENGINE}/{m}.sh'\n" for m in ("contract", "log", *modules))
+    proc = subprocess.run(
+        [BUSYBOX, "sh", "-c", f"set -u\n{sources}cc_defaults\n{body}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CC_LOG": "", "CC_WARN_PAUSE": "0", **env},
+    )
+    return proc.returncode, proc.stdout + proc.stderr
 
 
 def write_control(dest: Path, **kw: object) -> None:

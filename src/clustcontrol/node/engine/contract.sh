@@ -16,7 +16,6 @@ cc_defaults()
 {
 	: "${CC_DEFAULT_IMAGE:=default}"
 	: "${CC_CONTROL_DIR:=/etc/clustcontrol}"
-	: "${CC_TRANSPORT:=nfs}"
 	: "${CC_RSYNC_PORT:=873}"
 	: "${CC_SYNC_RETRIES:=5}"
 	: "${CC_VERIFY_EVERY:=10}"
@@ -38,6 +37,7 @@ cc_defaults()
 	: "${CC_RSYNC_EXTRA:=}"
 	: "${CC_RSYNC_FLAGS:=}"
 	: "${CC_TAR:=}"
+	: "${CC_TRANSPORT:=nfs}"
 	: "${CC_CMDLINE_FILE:=/proc/cmdline}"
 	: "${CC_CONTROL:=${CC_RUN_DIR}/control}"
 	: "${CC_TARGET:=${CC_RUN_DIR}/target}"

@@ -175,10 +175,11 @@ cc_find_node()
 # cc_load_params CONTROL_DIR NODE: the effective parameters. NODE may be empty (an unknown
 # node: the image's defaults). Needs cc_parse_cmdline first. Sources default, nodes/NODE,
 # images/IMAGE and layouts/LAYOUT, then sets CC_SERVER, CC_IMAGE, CC_TRANSPORT, CC_RETRIES,
-# CC_RSYNC_PORT, CC_DISK (the disk to use), CC_ROOT_DEVICE and CC_SFDISK (the layout's script).
+# CC_RSYNC_PORT, CC_DISK (the disk to use), CC_ROOT_PARTITION, CC_ROOT_DEVICE, CC_ROOT_FS (from
+# the layout's root partition) and CC_SFDISK (the layout's script).
 cc_load_params()
 {
-	local ctl="$1" node="${2:-}" node_image="" node_layout=""
+	local ctl="$1" node="${2:-}" node_image="" node_layout="" root
 	cc_source_params "${ctl}/default" || return 1
 	if [ -n "${node}" ]; then
 		cc_source_params "${ctl}/nodes/${node}" || return 1
@@ -206,11 +207,22 @@ cc_load_params()
 	CC_TRANSPORT="${CC_ARG_TRANSPORT:-${CC_IMAGE_TRANSPORT:-${CC_TRANSPORT}}}"
 	CC_RETRIES="${CC_ARG_RETRIES:-${CC_SYNC_RETRIES}}"
 	CC_RSYNC_PORT="${CC_ARG_RSYNCPORT:-${CC_RSYNC_PORT}}"
-	if [ -n "${CC_DISK_OVERRIDE}" ]; then
-		CC_DISK="${CC_DISK_OVERRIDE}"
-		CC_ROOT_DEVICE=$(cc_partition_device "${CC_DISK}" "${CC_ROOT_PARTITION}")
-	else
-		CC_DISK="${CC_DISK_DEVICE}"
-	fi
+	CC_DISK="${CC_DISK_OVERRIDE:-${CC_DISK_DEVICE}}"
+	root=$(cc_root_word) || { cc_err "layout ${CC_DISK_LAYOUT} has no root partition"; return 1; }
+	CC_ROOT_PARTITION="${root%%:*}"
+	CC_ROOT_FS=$(echo "${root}" | cut -d: -f3)
+	CC_ROOT_DEVICE=$(cc_partition_device "${CC_DISK}" "${CC_ROOT_PARTITION}")
 	return 0
+}
+
+# cc_root_word: the root partition's N:root:fs:mount:persistent word of CC_PARTITIONS.
+cc_root_word()
+{
+	local w
+	for w in ${CC_PARTITIONS:-}; do
+		case "${w}" in
+		*:root:*) echo "${w}"; return 0 ;;
+		esac
+	done
+	return 1
 }
