@@ -49,7 +49,7 @@ def test_generated_files_are_current() -> None:
 
 def test_keys_are_unique_per_file_and_typed() -> None:
     for source in ("cluster", "image", "layout", "node", "kernel", "conf.d", "engine"):
-        keys = [p.key for p in contract.params(source)]  # type: ignore[arg-type]
+        keys = [p.key for p in contract.params(source)]
         assert len(keys) == len(set(keys)), source
     for p in contract.PARAMS:
         assert re.fullmatch(r"CC_[A-Z0-9_]+", p.key), p.key
@@ -182,7 +182,7 @@ def test_every_outside_value_the_engine_reads_is_in_the_contract() -> None:
 def append_lines(control_dir: str, transport: str, rsync_port: int) -> list[str]:
     inv = parse_inventory(
         inventory_dict(transport=transport, rsync_port=rsync_port, control_dir=control_dir)
-    )  # type: ignore[arg-type]
+    )
     tree = render_all(RenderContext(inventory=inv))
     common = next(o for path, o in tree.outputs.items() if path.endswith("/pxelinux-common"))
     return [
