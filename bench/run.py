@@ -42,8 +42,8 @@ from rich.console import Console
 from rich.table import Table
 from tests.test_scale import write_large_inventory
 
-from bench import nodeside, synthetic
-from bench.synthetic import PRESETS, Preset
+from bench import changed_standard, nodeside, synthetic, tree_compare
+from bench.synthetic_plan import PRESETS, Preset
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -250,8 +250,8 @@ def metric_full(b: Bench) -> dict[str, Any]:
         return copy_tree(tree.root, base_dir)
 
     o, bl = interleave(b.cfg.reps, ours, baseline)
-    problems = synthetic.compare_trees(tree.root, ours_dir, nodeside.ENGINE_PATHS)
-    base_problems = synthetic.compare_trees(tree.root, base_dir)
+    problems = tree_compare.compare_trees(tree.root, ours_dir, nodeside.ENGINE_PATHS)
+    base_problems = tree_compare.compare_trees(tree.root, base_dir)
     b.cleanup(ours_dir, base_dir)
     stats = last[0].stats
     return summary(
@@ -303,7 +303,7 @@ def metric_noop(b: Bench) -> dict[str, Any]:
     check_sync(verify, "noop: verify boot")
     every = 10
     amortized = ((every - 1) * statistics.median(o) + verify.seconds) / every
-    problems = synthetic.compare_trees(tree.root, ours_dir, nodeside.ENGINE_PATHS)
+    problems = tree_compare.compare_trees(tree.root, ours_dir, nodeside.ENGINE_PATHS)
     b.cleanup(ours_dir, base_dir)
     return summary(
         "noop",
@@ -327,7 +327,7 @@ def metric_incremental(b: Bench) -> dict[str, Any]:
     at the previous generation: the master's delta) vs the seed's local rsync of the tree."""
     tree = b.tree(b.cfg.tree)
     start = time.perf_counter()
-    changed, changes = synthetic.ensure_changed_tree(tree, b.cache)
+    changed, changes = changed_standard.ensure_changed_tree(tree, b.cache)
     b.note_generation("changed standard", time.perf_counter() - start)
     ours_dir, base_dir = b.scratch("inc-node"), b.scratch("inc-rsync")
     # The node as the engine left it at the previous generation (its sync record included).
@@ -387,8 +387,8 @@ def metric_incremental(b: Bench) -> dict[str, Any]:
                 }
             )
         all_bytes = sweep[0]["from_master_bytes"]
-    problems = synthetic.compare_trees(changed, ours_dir, nodeside.NOT_COPIED)
-    problems += synthetic.compare_trees(changed, base_dir)
+    problems = tree_compare.compare_trees(changed, ours_dir, nodeside.NOT_COPIED)
+    problems += tree_compare.compare_trees(changed, base_dir)
     b.cleanup(ours_dir, base_dir, at_previous)
     ours_bytes = int(statistics.median(received))
     st = runs[-1].stats
@@ -477,10 +477,10 @@ def metric_storm(b: Bench) -> dict[str, Any]:
             return r.seconds
 
         o, one = interleave(b.cfg.storm_reps, storm, single)
-    signature = synthetic.signature(tree.root)
+    signature = tree_compare.signature(tree.root)
     unfaithful = 0
     for d in nodes:
-        copy = synthetic.signature(d, nodeside.ENGINE_PATHS)
+        copy = tree_compare.signature(d, nodeside.ENGINE_PATHS)
         unfaithful += copy != signature
     b.cleanup(b.work / "storm", single_dir)
     per_node = int(statistics.median(file_bytes))
