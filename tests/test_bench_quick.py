@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from bench import nodeside, synthetic, synthetic_plan, tree_compare
-from bench.run import CONFIGS, Bench, run_metric
+from bench.harness import CONFIGS, Bench
+from bench.report import run_metric
 
 pytestmark = [
     pytest.mark.slow,
