@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bench import nodeside, synthetic
-from bench.run import CONFIGS, Bench, run_metric
+from bench import nodeside, synthetic, synthetic_plan, tree_compare
+from bench.harness import CONFIGS, Bench
+from bench.report import run_metric
 
 pytestmark = [
     pytest.mark.slow,
@@ -55,13 +56,13 @@ def test_render_and_tiny_full(tmp_path: Path) -> None:
     assert full["ours_method"] == "tar"  # a blank root: one tar stream
 
     # The node-side copy itself: same names, sizes, hard-link counts, symlink targets.
-    tree = synthetic.ensure_tree(synthetic.PRESETS["tiny"], 1, tmp_path / "cache")
+    tree = synthetic.ensure_tree(synthetic_plan.PRESETS["tiny"], 1, tmp_path / "cache")
     copy = tmp_path / "work" / "full-node"
     assert (copy / nodeside.STATE_DIR / "last-sync").is_file()  # the engine recorded its sync
 
     def listing(root: Path) -> dict[str, tuple[Any, ...]]:
         out: dict[str, tuple[Any, ...]] = {}
-        for rel, st in synthetic.walk(root):
+        for rel, st in tree_compare.walk(root):
             if rel.startswith(nodeside.ENGINE_PATHS):
                 continue
             p = root / rel
@@ -78,4 +79,4 @@ def test_render_and_tiny_full(tmp_path: Path) -> None:
     assert have == want
     assert any(v[0] == "link" for v in want.values())
     assert any(v[0] == "file" and v[2] > 1 for v in want.values())  # hard links exist
-    assert synthetic.compare_trees(tree.root, copy, nodeside.ENGINE_PATHS) == []
+    assert tree_compare.compare_trees(tree.root, copy, nodeside.ENGINE_PATHS) == []

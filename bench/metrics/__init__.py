@@ -1,0 +1,23 @@
+"""The benchmark metrics, one module each: `METRIC_FUNCS` maps a metric's name to the function
+that measures it (ours vs its baseline, interleaved) and returns its result."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bench.harness import Bench
+from bench.metrics.full import metric_full
+from bench.metrics.incremental import metric_incremental
+from bench.metrics.noop import metric_noop
+from bench.metrics.render import metric_render
+from bench.metrics.storm import metric_storm
+
+METRIC_FUNCS: dict[str, Callable[[Bench], dict[str, Any]]] = {
+    "full": metric_full,
+    "noop": metric_noop,
+    "incremental": metric_incremental,
+    "storm": metric_storm,
+    "render": metric_render,
+}
+METRICS = tuple(METRIC_FUNCS)  # in the order a run measures them
