@@ -20,9 +20,7 @@ from hypothesis import strategies as st
 from clustcontrol import contract
 from clustcontrol.contract.generate import generated_files
 from clustcontrol.inventory.model import Cluster, Image
-from clustcontrol.inventory.store import parse_inventory
-from clustcontrol.render import RenderContext, render_all
-from tests.node.conftest import BUSYBOX, ENGINE, SOURCE_ENGINE, inventory_dict, write_control
+from tests.node.conftest import BUSYBOX, ENGINE, SOURCE_ENGINE, pxe_append, write_control
 
 REPO = Path(__file__).resolve().parents[1]
 MODULES = sorted(p for p in ENGINE.glob("*.sh") if p.name != "contract.sh")
@@ -179,19 +177,6 @@ def test_every_outside_value_the_engine_reads_is_in_the_contract() -> None:
 
 
 # --- kernel switches ----------------------------------------------------------------------------
-def append_lines(control_dir: str, transport: str, rsync_port: int) -> list[str]:
-    inv = parse_inventory(
-        inventory_dict(transport=transport, rsync_port=rsync_port, control_dir=control_dir)
-    )
-    tree = render_all(RenderContext(inventory=inv))
-    common = next(o for path, o in tree.outputs.items() if path.endswith("/pxelinux-common"))
-    return [
-        line.split("APPEND ", 1)[1]
-        for line in common.data().decode().splitlines()
-        if line.strip().startswith("APPEND") and "clustcontrol.server=" in line
-    ]
-
-
 @pytest.mark.parametrize(
     ("control_dir", "transport", "port"),
     [("/etc/clustcontrol", "nfs", 873), ("/srv/cc-ctl", "rsync", 8873)],
@@ -199,7 +184,7 @@ def append_lines(control_dir: str, transport: str, rsync_port: int) -> list[str]
 def test_the_node_parses_the_switches_the_master_renders(
     tmp_path: Path, control_dir: str, transport: str, port: int
 ) -> None:
-    lines = append_lines(control_dir, transport, port)
+    lines = pxe_append(control_dir=control_dir, transport=transport, rsync_port=port)
     assert lines
     for line in lines:
         cmdline = tmp_path / "cmdline"

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from clustcontrol.inventory.store import parse_inventory
+from clustcontrol.render import render_all
 from clustcontrol.render.base import RenderContext
 from clustcontrol.render.control import render_control
 
@@ -142,6 +143,19 @@ def write_control(dest: Path, **kw: object) -> None:
         rel = Path(out.path).relative_to(inv.cluster.control_dir)
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         (dest / rel).write_bytes(out.data())
+
+
+def pxe_append(**kw: object) -> list[str]:
+    """The APPEND lines of the sync labels PXELINUX gets (pxelinux-common), rendered by the real
+    renderer from inventory_dict(**kw): the kernel command lines of the nodes."""
+    inv = parse_inventory(inventory_dict(**kw))  # type: ignore[arg-type]
+    tree = render_all(RenderContext(inventory=inv))
+    common = next(o for path, o in tree.outputs.items() if path.endswith("/pxelinux-common"))
+    return [
+        line.split("APPEND ", 1)[1]
+        for line in common.data().decode().splitlines()
+        if line.strip().startswith("APPEND") and "clustcontrol.server=" in line
+    ]
 
 
 def build_standard(std: Path) -> None:

@@ -7,16 +7,12 @@
 # disk, mount point or control directory), so the tests run each one on loop devices and
 # scratch trees.
 #
-# cc_run returns 0 = disk synced, root ready and unmounted; 2 = master or sync unavailable
+# cc_run returns (CC_RC_* in fallback.sh) 0 = disk synced, root ready and unmounted; 2 = master or sync unavailable
 # but the disk holds a complete earlier sync: boot it; 1 = nothing bootable: the caller drops
 # to the initramfs shell. It sets CC_RESULT: synced | skipped | old-copy | failed.
 # shellcheck shell=sh
 # shellcheck disable=SC2034 # CC_* variables are read by the modules and the callers
 # shellcheck disable=SC3043 # local: busybox ash and dash have it
-
-CC_RC_OK=0
-CC_RC_FAIL=1
-CC_RC_OLD=2
 
 # contract  the master<->node contract: defaults, kernel switches, partition names, exclusions
 # log       console and log file

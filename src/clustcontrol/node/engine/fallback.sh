@@ -3,7 +3,12 @@
 # bootable.
 # shellcheck shell=sh
 # shellcheck disable=SC3043 # local: busybox ash and dash have it
-# shellcheck disable=SC2034 # CC_RESULT is read by the caller
+# shellcheck disable=SC2034 # CC_RESULT and CC_RC_* are read by the caller
+
+# What a boot sync ends with (cc_run's status): synced; nothing bootable; the earlier copy.
+CC_RC_OK=0
+CC_RC_FAIL=1
+CC_RC_OLD=2
 
 # cc_fallback ROOT_DEVICE REASON [loud|quiet]: the master cannot be used. Boot the earlier
 # copy when it is complete (returns 2; a loud warning unless quiet), else fail (returns 1).
