@@ -23,6 +23,7 @@ cc_disk_size()
 	fi
 }
 
+# cc_sector_size DISK: its logical sector size in bytes (512 for an image file).
 cc_sector_size()
 {
 	if [ -b "$1" ]; then
@@ -92,11 +93,6 @@ cc_layout_state()
 cc_fs_type()
 {
 	blkid -p -s TYPE -o value "$1" 2>/dev/null || true
-}
-
-cc_fs_label()
-{
-	blkid -s LABEL -o value "$1" 2>/dev/null || true
 }
 
 # cc_wait_for_dev DEV [SECONDS]: wait for a device node (udev, or partx as fallback).
