@@ -48,6 +48,9 @@ class Entry:
     ctime_ns: int = 0
 
     def content(self) -> tuple[str, str, int, int, int, int, int, str]:
+        """What the generation's identity depends on: (path, kind, mode, uid, gid, size,
+        mtime_ns, digest). Size counts for regular files only (0 otherwise), mtime for
+        everything but directories (0 for them); ctime_ns is left out."""
         size = self.size if self.kind == "f" else 0
         mtime = self.mtime_ns if self.kind != "d" else 0
         return (self.path, self.kind, self.mode, self.uid, self.gid, size, mtime, self.digest)
@@ -163,6 +166,9 @@ def scan(
 
 
 def content_hash(manifest: Manifest) -> str:
+    """The sha256 (64 lower-case hex digits) of a manifest's content: each entry's content()
+    in path order, so equal content gives equal hashes whatever the ctimes. The HASH part of a
+    generation id SEQ-HASH is its first 12 digits (next_generation)."""
     digest = hashlib.sha256()
     for rel in sorted(manifest):
         digest.update(repr(manifest[rel].content()).encode())
@@ -218,6 +224,10 @@ def manifest_lines(manifest: Manifest) -> list[str]:
 
 
 def parse_lines(lines: Iterable[str]) -> Manifest:
+    """The manifest written as manifest_lines: nine tab-separated fields per line (path, kind,
+    octal mode, uid, gid, size in bytes, mtime_ns, digest, ctime_ns), path and digest
+    unescaped. Raises ValueError on a line without exactly nine fields (an empty line
+    included) or with a number that does not parse."""
     manifest: Manifest = {}
     for line in lines:
         path, kind, mode, uid, gid, size, mtime, digest, ctime = line.split("\t")
@@ -237,6 +247,8 @@ def parse_lines(lines: Iterable[str]) -> Manifest:
 
 
 def serialize(manifest: Manifest) -> bytes:
+    """The manifest file's bytes: manifest_lines, each ending with a newline, gzip-compressed
+    (level 6, header mtime 0, so equal manifests give equal bytes)."""
     text = "\n".join(manifest_lines(manifest)) + "\n"
     return gzip.compress(text.encode(), compresslevel=6, mtime=0)
 
@@ -246,20 +258,28 @@ def _text_lines(data: bytes) -> list[str]:
 
 
 def deserialize(data: bytes) -> Manifest:
+    """The manifest stored as serialize wrote it. Raises gzip.BadGzipFile (an OSError),
+    EOFError or zlib.error when data is not an intact gzip stream, and ValueError when the text
+    is not UTF-8 (UnicodeDecodeError) or a line does not parse (see parse_lines)."""
     return parse_lines(_text_lines(data))
 
 
 @dataclass(frozen=True)
 class Difference:
+    """What compare() found between two manifests: paths (relative to the root, each tuple
+    sorted) only in the new one, only in the old one, and in both with different entries."""
+
     added: tuple[str, ...]
     removed: tuple[str, ...]
     changed: tuple[str, ...]
 
     @property
     def empty(self) -> bool:
+        """True when nothing was added, removed or changed."""
         return not (self.added or self.removed or self.changed)
 
     def summary(self) -> str:
+        """The counts for the user, e.g. "1 added, 0 changed, 2 removed"."""
         return f"{len(self.added)} added, {len(self.changed)} changed, {len(self.removed)} removed"
 
 
@@ -295,9 +315,14 @@ class GenerationStore:
 
     @classmethod
     def for_image(cls, prefix: Path, name: str) -> GenerationStore:
+        """The store of image `name`: PREFIX/var/lib/clustcontrol/images/NAME (STATE_DIR under
+        the installation prefix, "/" on a real master). Nothing is checked on disk."""
         return cls(prefix / STATE_DIR.lstrip("/") / name)
 
     def current(self) -> str | None:
+        """The last recorded generation id (SEQ-HASH, from the file `current`), or None when
+        none was recorded yet (no file, or an empty one). Raises OSError when the file exists
+        but cannot be read."""
         data = read_bytes_or_none(self.base / "current")
         return data.decode().strip() or None if data is not None else None
 
@@ -311,6 +336,10 @@ class GenerationStore:
         return data
 
     def manifest(self, generation: str) -> Manifest:
+        """The recorded manifest of `generation` (generations/GENERATION.manifest.gz).
+
+        Raises ClustcontrolError when that file is missing, and what deserialize raises when
+        it is damaged."""
         return deserialize(self._read(generation))
 
     def lines(self, generation: str) -> set[str]:
@@ -332,6 +361,9 @@ class GenerationStore:
         return [generation for _seq, generation in sorted(found)]
 
     def record(self, generation: str, manifest: Manifest) -> None:
+        """Store `manifest` as generations/GENERATION.manifest.gz, then make `generation` the
+        current one; each file is written atomically (fsutil.atomic_write, directories created
+        as needed). Raises OSError when the store cannot be written."""
         atomic_write(self.base / "generations" / f"{generation}.manifest.gz", serialize(manifest))
         atomic_write(self.base / "current", f"{generation}\n".encode())
 
@@ -342,4 +374,7 @@ def sequence(generation: str) -> int:
 
 
 def next_generation(current: str | None, digest: str) -> str:
+    """The id of the next generation: SEQ-HASH with SEQ one more than current's (1 when there
+    is none) and HASH the first 12 hex digits of `digest` (content_hash of its manifest).
+    Raises ValueError when current does not start with a decimal SEQ."""
     return f"{sequence(current) + 1 if current else 1}-{digest[:12]}"

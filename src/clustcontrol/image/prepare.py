@@ -69,6 +69,12 @@ fi
 
 @dataclass(frozen=True)
 class NodeFile:
+    """One file `image prepare` installs into the standard root: `source` is relative to the
+    package's node/ directory (node_package()), `target` relative to the image root, `mode`
+    the permission bits it must have: 0755 for what is executed (the initramfs-tools hook and
+    boot scripts, make-disk-bootable), 0644 for what is sourced (the conf.d file, the engine's
+    modules)."""
+
     source: str  # relative to the package's node/ directory
     target: str  # relative to the image root
     mode: int
@@ -151,6 +157,21 @@ def install_node_files(tree: ImageTree) -> Step:
 
 
 def configure_initramfs(tree: ImageTree) -> Step:
+    """Set BOOT=local and MODULES=most in the image's initramfs.conf (INITRAMFS_SETTINGS).
+
+    BOOT=local selects the initramfs' local-* boot scripts (initramfs.conf(5), and "boot" in
+    initramfs-tools(7)), among them our local-top script that syncs the disk; a boot= on the
+    kernel command line still wins (the update node's boot=nfs). MODULES=most includes the
+    disk drivers as well as the network and NFS ones (initramfs.conf(5); see the note at
+    INITRAMFS_SETTINGS). Each KEY= assignment is changed in place, a missing one appended
+    (edits.set_shell_vars).
+
+    Args:
+        tree: the standard root.
+    Returns:
+        the change to etc/initramfs-tools/initramfs.conf, or an empty Step when both are set.
+    Raises:
+        ClustcontrolError: the image has no initramfs.conf (initramfs-tools not installed)."""
     old = tree.read(INITRAMFS_CONF)
     if old is None:
         raise ClustcontrolError(
@@ -163,6 +184,14 @@ def configure_initramfs(tree: ImageTree) -> Step:
 
 
 def configure_fstab(tree: ImageTree) -> Step:
+    """Comment out the image's fstab lines that mount `/` (second field, fs_file in fstab(5)):
+    a node's root is the local partition named by root= on its kernel command line.
+
+    Args:
+        tree: the standard root.
+    Returns:
+        the change to etc/fstab (none when no such line is left), or only a note when the
+        image has no etc/fstab."""
     old = tree.read(FSTAB)
     if old is None:
         return Step.of(notes=[f"{tree.path(FSTAB)}: absent, nothing to comment out"])
@@ -191,6 +220,20 @@ def configure_persistent_net(tree: ImageTree) -> Step:
 
 
 def configure_interfaces(tree: ImageTree) -> Step:
+    """Give the image's boot interface (images.NAME.boot_interface) the `manual` method in
+    etc/network/interfaces: the kernel configured it from ip=dhcp before the root was mounted,
+    and ifupdown must not configure it again.
+
+    A `dhcp` or `static` stanza for it becomes `inet manual` (a static one loses its option
+    lines), one with another method is left alone with a note, a missing one is added, and a
+    missing file is created with loopback and the interface (edits.manual_iface,
+    edits.default_interfaces). Files in etc/network/interfaces.d that also define the
+    interface are only named in a note.
+
+    Args:
+        tree: the standard root.
+    Returns:
+        the change to etc/network/interfaces (none when it is already right) and the notes."""
     ifname = tree.image.boot_interface
     old = tree.read(INTERFACES)
     if old is None:
@@ -256,6 +299,13 @@ def update_initramfs_argv(tree: ImageTree) -> list[str]:
 
 
 def require_update_initramfs(tree: ImageTree) -> None:
+    """Check that `--rebuild-initramfs` can run, before anything is written.
+
+    Args:
+        tree: the standard root; update-initramfs must be in its usr/sbin or sbin.
+    Raises:
+        ClustcontrolError: the image has no update-initramfs (initramfs-tools not installed).
+        CommandError: chroot is not installed on the master (package coreutils)."""
     if not any(tree.live(d).joinpath("update-initramfs").exists() for d in ("usr/sbin", "sbin")):
         raise ClustcontrolError(
             f"{tree.root} has no update-initramfs: initramfs-tools is not installed in image "
@@ -289,6 +339,28 @@ def prepare_image(
     bootable_disk: bool = False,
     root_prefix: Path = Path("/"),
 ) -> ImageResult:
+    """`clustcontrol image prepare NAME`: run every step (see the module docstring) on the
+    image's root, then write all their changes at once.
+
+    Args:
+        inv: the inventory.
+        name: the image (a key of `images`).
+        dry_run: compute the changes and notes but write nothing and run nothing.
+        rebuild_initramfs: after writing, run `chroot ROOT update-initramfs` (see
+            update_initramfs_argv); its presence is checked before anything is written.
+        bootable_disk: also install the make-disk-bootable script and its rc.local block.
+        root_prefix: the installation prefix the image root is found under ("/" on a real
+            master).
+    Returns:
+        the changes (written, or that would be written) and the notes of every step, in step
+        order, then the update-initramfs command line ("would run: ..." or "ran: ..."); a
+        second run on the same root finds no change.
+    Raises:
+        InvalidInputError: no image `name` in the inventory.
+        ClustcontrolError: the root is not a directory, initramfs-tools is missing from the
+            image, or the package lacks one of its node files.
+        CommandError: chroot is missing, or update-initramfs failed or timed out (900 s).
+        OSError: a file cannot be read or written."""
     tree = image_tree(inv, name, root_prefix)
     if rebuild_initramfs:
         require_update_initramfs(tree)  # before anything is written

@@ -49,11 +49,51 @@ class _Model(BaseModel):
 
 
 class Master(_Model):
+    """`cluster.master`: the machine clustcontrol runs on, which serves DNS, DHCP, TFTP, NFS and
+    rsync to the nodes.
+
+    `name` is its host name in the cluster domain (an RFC 1123 label, lower-cased; default
+    "master", reserved: no node may use it), `ip` its IPv4 address on the cluster network (a
+    cross-field check in checks.py requires it inside cluster.network). Like every section,
+    unknown keys are rejected and the validated model is frozen."""
+
     name: HostLabel = "master"
     ip: IPv4Address
 
 
 class Cluster(_Model):
+    """`cluster`: the cluster network and the master's services.
+
+    Fields:
+        domain: the DNS domain of the nodes (forward zone), lower-cased, no trailing dot.
+        network: the cluster subnet in CIDR notation, host bits zero (DHCP subnet, reverse
+            zones, NFS and rsync access).
+        master: the master (see Master).
+        gateway: the default route DHCP hands out; None: no router option.
+        dns_forwarders: upstream resolvers for names outside the cluster (default none).
+        tftp_root: the TFTP server's root directory; DHCP's boot file name is relative to it.
+        boot_dir: the PXELINUX directory inside tftp_root (a plain file name).
+        control_dir: the control directory, an absolute path: where the master writes the
+            files the nodes read (render/control.py), bind-mounted at the same path inside
+            every standard root.
+        dhcp_server: the DHCP server `apply` configures: isc, kea or dnsmasq.
+        dhcp_interface: the master's interface on the cluster network, for the DHCP server to
+            listen on; None: left to the server (Kea: every interface).
+        nfs_server: kernel (exports in /etc/exports.d) or ganesha (NFS-Ganesha).
+        transport: how nodes reach a standard by default: nfs (the node mounts it read-only
+            and copies from it) or rsync (the master's rsync daemon); an image may override it.
+        rsync_port: the rsync daemon's TCP port, 1 to 65535 (default 873).
+        rsync_max_connections: clients the rsync daemon serves at once, all modules together
+            (one lock file, rsyncd.conf(5) "max connections"), 1 to 10000 (default 64).
+        serial_console: a kernel console= value such as ttyS0,115200; None: no serial
+            console. Every PXELINUX label gets console=VALUE; for ttySN[,SPEED] PXELINUX
+            itself also uses that port (SERIAL N SPEED, default speed 115200).
+        sync_retries: how often the node retries each step that needs the master, 0 to 100
+            (default 5; kernel switch clustcontrol.retries overrides it).
+
+    Paths are safe absolute paths, names and kernel words use the character sets of types.py;
+    out-of-range numbers, unknown keys and unknown choices are rejected by pydantic."""
+
     domain: DomainName
     network: IPv4Network
     master: Master
@@ -73,6 +113,27 @@ class Cluster(_Model):
 
 
 class Partition(_Model):
+    """One entry of `disk_layouts.NAME.partitions`: what a partition of the layout's sfdisk
+    script is for.
+
+    Fields:
+        number: the partition's number on the disk, 1 to 128 (the sfdisk script creates it;
+            /dev/sda2, /dev/nvme0n1p2, see contract.partition_device).
+        use: root (the node's root, synced to the standard at every boot), swap, or data (a
+            file system of the node's own, mounted at `mount`).
+        fs: ext4, ext3, ext2 or swap; None: ext4, or swap for a swap partition (see
+            filesystem).
+        mount: the absolute mount point of a data partition in the node's root (its contents
+            are left alone by the sync); ignored for root and swap.
+        persistent: its data is meant to survive: the node logs it as kept, and names it in
+            its loud warning when a changed layout (or clustcontrol.repartition=yes) makes it
+            re-partition and format the disk.
+
+    The after-validator (pydantic model_validator, mode "after", run on the validated fields)
+    raises ValueError when fs does not fit use (a swap partition with fs other than swap, or
+    fs swap for root or data), a data partition has no mount point, or the root partition is
+    persistent."""
+
     number: int = Field(ge=1, le=128)
     use: Literal["root", "swap", "data"]
     fs: FileSystem | None = None
@@ -81,6 +142,8 @@ class Partition(_Model):
 
     @property
     def filesystem(self) -> FileSystem:
+        """The file system the node makes on it: swap for a swap partition, else `fs`
+        (default ext4)."""
         return "swap" if self.use == "swap" else (self.fs or "ext4")
 
     @model_validator(mode="after")
@@ -106,6 +169,22 @@ def _default_partitions() -> list[Partition]:
 
 
 class DiskLayout(_Model):
+    """One entry of `disk_layouts` (keyed by layout name): how a node's local disk is
+    partitioned.
+
+    Fields:
+        device: the disk, a path under /dev (default /dev/sda; /dev/disk/by-id/... works).
+        sfdisk: the sfdisk input script (sfdisk(8), "INPUT FORMATS") that partitions it;
+            printable text, stored ending with a newline. Its syntax is left to sfdisk. The
+            default is a dos label with a 2 GiB swap partition, a 16 GiB bootable Linux
+            partition and a Linux partition for the rest.
+        partitions: what each partition is for (see Partition); default swap 1, root 2, and
+            data 3 mounted at /scratch, persistent.
+
+    The after-validator raises ValueError unless exactly one partition is the root and the
+    numbers are distinct. That the script creates the partitions listed is not checked: the
+    node finds out when it partitions."""
+
     device: DevicePath = "/dev/sda"
     sfdisk: SfdiskScript = DEFAULT_SFDISK
     partitions: list[Partition] = Field(default_factory=_default_partitions)
@@ -122,10 +201,32 @@ class DiskLayout(_Model):
 
     @property
     def root(self) -> Partition:
+        """The root partition (the validator guarantees there is exactly one)."""
         return next(p for p in self.partitions if p.use == "root")
 
 
 class Image(_Model):
+    """One entry of `images` (keyed by image name): a standard root nodes are synced to.
+
+    Fields:
+        root: the standard root's absolute path on the master (exported over NFS, served by
+            the rsync daemon); no two images may share one (checks.py).
+        kernel, initrd: file names in ROOT/boot that `image publish` copies to the TFTP
+            tree, or "newest" (default): the highest vmlinuz-VERSION that has an
+            initrd.img-VERSION, and that initrd (image/publish.py, select_boot_files).
+        kernel_args: extra kernel command line words for this image's nodes.
+        disk_layout: the name of its nodes' disk layout (default "default"); a node may name
+            its own.
+        persistent: absolute paths in the node's root kept on each node: seeded from the
+            standard once, never overwritten by the sync.
+        boot_interface: the interface the nodes boot from (default eth0), which `image
+            prepare` sets to the manual method in the image's /etc/network/interfaces.
+        transport: nfs or rsync; None: cluster.transport.
+        verify_every: a node whose synced generation matches the committed one skips the
+            transfer; every verify_every-th such boot (or delta sync) it runs the full rsync
+            comparison anyway, 0 to 10000 (default 10; 0: never forced; kernel switch
+            clustcontrol.verify overrides it)."""
+
     root: AbsPath
     kernel: FileName = NEWEST
     initrd: FileName = NEWEST
@@ -140,6 +241,20 @@ class Image(_Model):
 
 
 class Node(_Model):
+    """One entry of `nodes`: a machine that boots from the master.
+
+    Fields:
+        name: its host name, an RFC 1123 label, lower-cased (DNS, DHCP, /etc/hostname); not
+            the master's name or "updatenode", and unique (checks.py).
+        mac: the MAC address of the interface it PXE-boots from, normalised to lower case
+            with ':' separators (52-54-00-12-34-01 is accepted); unique.
+        ip: its fixed IPv4 address, inside cluster.network and not taken by the master, the
+            gateway or the update address; unique.
+        image: the name of its standard root; None: the default image.
+        disk_layout: the name of its disk layout; None: its image's.
+        kernel_args: extra kernel command line words, after its image's (a node with any gets
+            a pxelinux.cfg file of its own)."""
+
     name: HostLabel
     mac: MacAddress
     ip: IPv4Address
@@ -149,12 +264,41 @@ class Node(_Model):
 
 
 class UpdateNode(_Model):
+    """`update_node`: the address at which a node boots a standard root read-write over NFS,
+    to install software into it.
+
+    Fields:
+        ip: the update address; None: the third address from the top of the cluster network
+            (default_update_ip: .253 of a /24). It must lie inside the network and not be the
+            master's (checks.py).
+        image: the standard it boots; None: the default image.
+        node: the name of the node that boots as the update node: DHCP gives its MAC the
+            update address (and the host name "updatenode") instead of its own; None: no
+            node does."""
+
     ip: IPv4Address | None = None
     image: Name | None = None
     node: HostLabel | None = None
 
 
 class Inventory(_Model):
+    """The whole inventory file (YAML): the top-level keys `cluster`, `default_image`,
+    `images`, `disk_layouts`, `nodes` and `update_node`.
+
+    Fields:
+        cluster: the network and the master's services (see Cluster).
+        default_image: the image of nodes that name none; None: the first image defined.
+        images: the standard roots by name, at least one (see Image).
+        disk_layouts: the disk layouts by name (see DiskLayout); default one layout named
+            "default" with DiskLayout's defaults.
+        nodes: the nodes (see Node), in file order.
+        update_node: the update node (see UpdateNode); default all unset.
+
+    Validation by pydantic covers each value (types.py, field bounds, the Partition and
+    DiskLayout validators) and rejects unknown keys anywhere; the model is frozen. References
+    between sections (image and layout names, addresses inside the network, duplicates) are
+    checked by checks.check_inventory, which store.parse_inventory runs after the model."""
+
     cluster: Cluster
     default_image: Name | None = None
     images: dict[Name, Image] = Field(min_length=1)
@@ -165,25 +309,38 @@ class Inventory(_Model):
     # Derived values, computed once.
     @property
     def default_image_name(self) -> str:
+        """The image of nodes that name none: default_image, else the first key of images
+        (file order)."""
         return self.default_image or next(iter(self.images))
 
     @property
     def update_ip(self) -> IPv4Address:
+        """The update address: update_node.ip, else default_update_ip of cluster.network."""
         if self.update_node.ip is not None:
             return self.update_node.ip
         return default_update_ip(self.cluster.network)
 
     @property
     def update_image_name(self) -> str:
+        """The image the update node boots read-write: update_node.image, else the default
+        image."""
         return self.update_node.image or self.default_image_name
 
     def image_of(self, node: Node) -> str:
+        """The name of `node`'s image: its own, else the default image."""
         return node.image or self.default_image_name
 
     def layout_of(self, node: Node) -> str:
+        """The name of `node`'s disk layout: its own, else its image's.
+
+        Raises KeyError when it has none of its own and its image is not defined (checks.py
+        reports such an image)."""
         return node.disk_layout or self.images[self.image_of(node)].disk_layout
 
     def transport_of(self, image: str) -> Transport:
+        """The transport of image `image` (a key of images): its own, else cluster.transport.
+
+        Raises KeyError when there is no such image."""
         return self.images[image].transport or self.cluster.transport
 
     @cached_property
@@ -191,10 +348,15 @@ class Inventory(_Model):
         return {n.name: n for n in self.nodes}
 
     def node(self, name: str) -> Node | None:
+        """The node called `name` (compared lower-cased, as node names are stored), or None.
+
+        The name index is built on the first call; with repeated names the last entry wins
+        (checks.py reports repeats)."""
         return self._nodes_by_name.get(name.lower())
 
     @property
     def update_node_entry(self) -> Node | None:
+        """The node named by update_node.node, or None when that is unset or names no node."""
         return self.node(self.update_node.node) if self.update_node.node else None
 
 

@@ -28,6 +28,13 @@ TFTPD_DEFAULTS = "/etc/default/tftpd-hpa"
 
 @dataclass(frozen=True)
 class Label:
+    """One PXELINUX LABEL clause as the templates write it: `kernel` and `initrd` are paths
+    relative to the PXELINUX directory (PXELINUX resolves every file name relative to the
+    directory pxelinux.0 was loaded from: PXELINUX README), `append` the kernel command line
+    words, space-separated. The templates add IPAPPEND 2, with which PXELINUX appends
+    BOOTIF=<hardware type>-<MAC of the boot interface> to the command line (syslinux.cfg
+    documentation, "IPAPPEND"; /usr/share/doc/syslinux-common/asciidoc/syslinux.cfg.txt.gz)."""
+
     name: str
     kernel: str
     initrd: str
@@ -58,6 +65,26 @@ def _default(key: str) -> str | None:
 def sync_label(
     inv: Inventory, name: str, image: ImageView, layout: str, extra: tuple[str, ...]
 ) -> Label:
+    """The label of a sync boot: the initramfs syncs the local disk to `image`, then boots it.
+
+    The command line holds, in this order: root= (the root partition of `layout`, which
+    initramfs-tools mounts after the sync), ip=dhcp (the initramfs configures the network:
+    initramfs-tools(7), "ip"), the clustcontrol switches server (the master), image and
+    transport, then imageroot= for the NFS transport or, for the rsync transport, rsyncport=
+    when cluster.rsync_port is not the default 873, and control= when cluster.control_dir is
+    not the default; then console= (cluster.serial_console), the image's kernel_args and
+    `extra`.
+
+    Args:
+        inv: the inventory.
+        name: the label's name (e.g. linux, linux-IMAGE, linux-NODE).
+        image: the image to sync.
+        layout: the name of a disk layout (a key of disk_layouts).
+        extra: kernel words appended last (a node's kernel_args).
+    Returns:
+        the Label (kernel and initrd IMAGE/vmlinuz and IMAGE/initrd.img).
+    Raises:
+        KeyError: `layout` is not a defined disk layout."""
     disk = inv.disk_layouts[layout]
     args = [
         f"root={partition_device(disk.device, disk.root.number)}",
@@ -74,6 +101,22 @@ def sync_label(
 
 
 def nfsroot_label(inv: Inventory, name: str, image: ImageView, extra: tuple[str, ...]) -> Label:
+    """The label of an NFS-root boot: the standard itself as the root, read-write (the update
+    node, which installs software into the standard).
+
+    The command line follows initramfs-tools' NFS boot (initramfs-tools(7): "root", "nfsroot",
+    "boot", "ip"): root=/dev/nfs boot=nfs, nfsroot=MASTER:ROOT,vers=3,tcp (the form
+    [server:]path[,options] its nfs script parses, options passed to the mount), ip=dhcp, rw
+    (mounted read-write), the clustcontrol image switch, then console= (cluster.serial_console),
+    the image's kernel_args and `extra`. Our local-top script skips the sync on such a boot.
+
+    Args:
+        inv: the inventory.
+        name: the label's name (e.g. linuxnfsroot, linuxnfsroot-IMAGE).
+        image: the image booted as the root.
+        extra: kernel words appended last.
+    Returns:
+        the Label (kernel and initrd IMAGE/vmlinuz and IMAGE/initrd.img)."""
     args = [
         "root=/dev/nfs",
         "boot=nfs",
@@ -137,6 +180,12 @@ def _own_host_files(inv: Inventory, view: ClusterView) -> Iterator[Output]:
 
 
 def find_boot_file(ctx: RenderContext, name: str) -> Path:
+    """The syslinux file `name` (pxelinux.0, ldlinux.c32) in the first of ctx.syslinux_dirs
+    that has it as a regular file (symlinks followed).
+
+    Raises:
+        ClustcontrolError: no directory has it (the pxelinux or syslinux-common package is
+            not installed)."""
     for directory in ctx.syslinux_dirs:
         candidate = directory / name
         if candidate.is_file():
@@ -148,6 +197,27 @@ def find_boot_file(ctx: RenderContext, name: str) -> Path:
 
 
 def render_pxe(ctx: RenderContext) -> Iterator[Output]:
+    """The PXELINUX tree under <tftp_root>/<boot_dir> (service "pxe", mode 0644; see the module
+    docstring), in this order:
+
+    - pxelinux.0 and ldlinux.c32, copied from the syslinux packages (find_boot_file);
+    - pxelinux-common: SERIAL and CONSOLE 0 when the serial console is a ttyS port, PROMPT 0,
+      TIMEOUT 30 (tenths of a second: syslinux.cfg documentation, "TIMEOUT"), and the labels
+      linux-IMAGE (sync) and linuxnfsroot-IMAGE (NFS root) of every image by name, `linux`
+      (sync boot of the default image) and `linuxnfsroot` (NFS-root boot of the update image);
+    - pxelinux.cfg/default: INCLUDE pxelinux-common, DEFAULT linux (every regular node);
+    - pxelinux.cfg/<HEX update IP>: DEFAULT linuxnfsroot (the update node);
+    - pxelinux.cfg/<HEX IP> with a label linux-NODE of its own for each node whose image, disk
+      layout or kernel arguments differ from the default's, except the node that boots as the
+      update node.
+
+    PXELINUX looks for its config in pxelinux.cfg/ by client UUID, then 01-MAC, then the
+    upper-case hex IP and ever shorter prefixes of it, then `default` (PXELINUX README,
+    /usr/share/doc/pxelinux/README.txt.gz), so a node's own file wins over `default`.
+
+    Raises:
+        ClustcontrolError: pxelinux.0 or ldlinux.c32 is not installed (raised when the
+            iteration reaches it: this is a generator)."""
     inv = ctx.inventory
     view = ctx.view
     for name in BOOT_FILES:
@@ -176,6 +246,9 @@ def render_pxe(ctx: RenderContext) -> Iterator[Output]:
 
 
 def render_tftpd(ctx: RenderContext) -> Iterator[Output]:
+    """/etc/default/tftpd-hpa (service "tftp"), read by tftpd-hpa's init script: in.tftpd runs
+    as user tftp on every address, port 69, with --secure and cluster.tftp_root as its
+    directory, so clients' file names are relative to tftp_root (in.tftpd(8), "--secure")."""
     yield Output(
         path=TFTPD_DEFAULTS,
         service="tftp",
