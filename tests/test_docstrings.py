@@ -21,11 +21,6 @@ PACKAGE_DIR = Path(clustcontrol.__file__).resolve().parent
 # Being rewritten in parallel; remove from this set once documented.
 # An entry also covers every module below it (clustcontrol.node: the node side, shell today).
 PENDING = {
-    "clustcontrol.render.control",
-    "clustcontrol.render.pxe",
-    "clustcontrol.image.generation",
-    "clustcontrol.image.prepare",
-    "clustcontrol.inventory.model",
     "clustcontrol.node",
 }
 

@@ -277,8 +277,9 @@ def configure_ssh_host_keys(tree: ImageTree) -> Step:
 
 
 def install_bootable_disk(tree: ImageTree) -> Step:
-    """The script goes next to the shell library; a managed block in /etc/rc.local runs it
-    (systemd's rc-local.service runs /etc/rc.local when executable; nothing runs rc.local.d)."""
+    """The script goes next to the engine (usr/share/clustcontrol); a managed block in
+    /etc/rc.local runs it (systemd's rc-local.service runs /etc/rc.local when executable;
+    nothing runs rc.local.d)."""
     script = _install(tree, BOOTABLE_DISK_FILE)
     old = tree.read(RC_LOCAL)
     new = edits.rc_local_with_block(None if old is None else old.decode(), RC_LOCAL_BLOCK)
