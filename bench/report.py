@@ -148,7 +148,7 @@ RESULTS_NOTES = """\
 * `ratio` = ours / baseline, both medians of interleaved runs (ours, baseline, ours, ...)
   measured in the same run. Absolute seconds depend on the machine; the ratios much less.
 * **ours** is always the real code path: the node-side engine
-  (`src/clustcontrol/node/lib/clustcontrol-functions`) is sourced by `busybox sh` and its
+  (`src/clustcontrol/node/engine/`, `engine.sh` and its modules) is sourced by `busybox sh` and its
   `cc_sync` is called (`bench/nodeside.py: node_sync`), with the NFS transport as a plain local
   directory (`CC_SOURCE_MNT`) or a real `rsync --daemon` on 127.0.0.1. Disk partitioning and
   mounting (`cc_run`) are left out: the target is a directory.

@@ -148,7 +148,7 @@ def image_prepare(
 ) -> None:
     """Make a standard root sync-on-boot capable (idempotent).
 
-    Installs the initramfs-tools hook and scripts and the node functions library, sets
+    Installs the initramfs-tools hook and scripts and the engine modules, sets
     initramfs.conf for a network boot, comments out the root line of etc/fstab, disables the
     udev persistent-net generator, sets the boot interface to 'manual', installs an update-grub
     stub.
