@@ -126,15 +126,10 @@ def mutate(text: str, key: str, value: str) -> str:
     return new
 
 
-@pytest.mark.parametrize(
-    "param",
-    [p for p in contract.PARAMS if p.source in FILES],
-    ids=lambda p: f"{p.source}:{p.key}",
-)
-def test_the_node_reads_every_key_the_master_writes(tmp_path: Path, param: contract.Param) -> None:
-    """Change one value of one control file: what the real engine computes changes."""
+def changed_probe(tmp_path: Path, param: contract.Param) -> tuple[str, str]:
+    """The probe's output before and after one value of one control file changed."""
     ctl = tmp_path / "ctl"
-    write_control(ctl, transport="rsync", rsync_port=8873, control_dir="/srv/ccctl")
+    write_control(ctl, transport="rsync", rsync_port=8873, control_dir="/srv/clustcontrol.d")
     for keep in ("/var/lib/keep", "/etc/local.conf"):  # persistent paths present on the node
         (tmp_path / "root" / keep.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "root" / keep.lstrip("/")).write_text("")
@@ -148,8 +143,43 @@ def test_the_node_reads_every_key_the_master_writes(tmp_path: Path, param: contr
     else:
         value = SENTINEL[param.type]
     path.write_text(mutate(path.read_text(), param.key, value))
-    after = probe(ctl, tmp_path / "root")
+    return before, probe(ctl, tmp_path / "root")
+
+
+@pytest.mark.parametrize(
+    "param",
+    [p for p in contract.PARAMS if p.source in FILES and not p.legacy],
+    ids=lambda p: f"{p.source}:{p.key}",
+)
+def test_the_node_reads_every_key_the_master_writes(tmp_path: Path, param: contract.Param) -> None:
+    """Change one value of one control file: what the real engine computes changes."""
+    before, after = changed_probe(tmp_path, param)
     assert after != before, f"the engine ignores {param.key} in {FILES[param.source]}"
+
+
+@pytest.mark.parametrize(
+    "param", [p for p in contract.PARAMS if p.legacy], ids=lambda p: f"{p.source}:{p.key}"
+)
+def test_legacy_keys_are_written_for_old_engines_only(
+    tmp_path: Path, param: contract.Param
+) -> None:
+    """A legacy key is still written (initramfs images built before the split read it), and
+    the current engine derives the same fact itself instead."""
+    before, after = changed_probe(tmp_path, param)
+    assert after == before, f"the engine reads the legacy key {param.key}"
+
+
+def test_an_engine_of_another_contract_says_so(tmp_path: Path) -> None:
+    ctl = tmp_path / "ctl"
+    write_control(ctl)
+    default = ctl / "default"
+    assert f"CC_CONTRACT={contract.CONTRACT_VERSION}\n" in default.read_text()
+    default.write_text(mutate(default.read_text(), "CC_CONTRACT", "1"))
+    out = busybox(f"cc_parse_cmdline /dev/null\ncc_load_params '{ctl}' node01")
+    assert out.returncode == 0
+    assert f"control files are of contract 1, this initramfs of {contract.CONTRACT_VERSION}" in (
+        out.stderr
+    )
 
 
 # --- the node reads nothing undeclared ----------------------------------------------------------
@@ -168,18 +198,19 @@ def test_every_outside_value_the_engine_reads_is_in_the_contract() -> None:
     read |= set(re.findall(r"cc_param_value [^\n]* (CC_[A-Z0-9_]+)\b", code))
     assigned = set(re.findall(r"(?:^|[\s;({])(CC_[A-Z0-9_]+)=", code, re.MULTILINE))
     record = {k for k in read if k.startswith(("CC_SYNC_", "CC_MARK_"))}  # the node's own files
-    outside = read - assigned - record - {"CC_GENERATION_FILE", "CC_DELTAS_DIR", "CC_DELTA_FORMAT"}
+    constants = set(re.findall(r"^(CC_[A-Z0-9_]+)=", (ENGINE / "contract.sh").read_text(), re.M))
+    outside = read - assigned - record - constants
     declared = {p.key for p in contract.PARAMS}
     assert outside <= declared, f"read by the engine, not in the contract: {outside - declared}"
     # ... and every row but the test hooks is read somewhere.
-    unread = {p.key for p in contract.PARAMS if p.source != "kernel"} - read
+    unread = {p.key for p in contract.PARAMS if p.source != "kernel" and not p.legacy} - read
     assert not unread, f"in the contract, never read by the engine: {unread}"
 
 
 # --- kernel switches ----------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("control_dir", "transport", "port"),
-    [("/etc/clustcontrol", "nfs", 873), ("/srv/cc-ctl", "rsync", 8873)],
+    [("/etc/clustcontrol", "nfs", 873), ("/srv/clustcontrol-2", "rsync", 8873)],
 )
 def test_the_node_parses_the_switches_the_master_renders(
     tmp_path: Path, control_dir: str, transport: str, port: int
@@ -272,7 +303,7 @@ def test_partition_naming_agrees_between_python_and_the_shell(
 
 def test_exclusions_agree_between_python_and_the_shell() -> None:
     values = {
-        "CC_CONTROL_DIR": "/srv/ccctl",
+        "CC_CONTROL_DIR": "/srv/clustcontrol.d",
         "CC_STATE_DIR": "/var/lib/clustcontrol-node",
         "CC_LOG_DIR": "/var/log/clustcontrol",
     }
@@ -282,4 +313,4 @@ def test_exclusions_agree_between_python_and_the_shell() -> None:
         for path, contents in contract.exclusions(values, sync=True)
     ]
     assert out.stdout.splitlines() == python
-    assert "path srv/ccctl" in python and "path etc/clustcontrol-generation" not in python
+    assert "path srv/clustcontrol.d" in python and "path etc/clustcontrol-generation" not in python

@@ -9,7 +9,7 @@ from clustcontrol.contract import exclusions
 from tests.node.conftest import module_sh
 
 SETUP = (
-    "CC_CONTROL_DIR=/srv/ccctl CC_PERSISTENT='/var/lib/keep /etc/local.conf /opt/absent'\n"
+    "CC_CONTROL_DIR=/srv/clustcontrol.d CC_PERSISTENT='/var/lib/keep /etc/local.conf /opt/absent'\n"
     "CC_PARTITIONS='1:swap:swap::0 2:root:ext4:/:0 3:data:ext4:/scratch:1'\n"
 )
 
@@ -31,7 +31,7 @@ def test_filter_has_every_exclusion_once(tmp_path: Path) -> None:
     rules = filter_rules(tmp_path)
     assert len(rules) == len(set(rules))
     values = {
-        "CC_CONTROL_DIR": "/srv/ccctl",
+        "CC_CONTROL_DIR": "/srv/clustcontrol.d",
         "CC_STATE_DIR": "/var/lib/clustcontrol-node",
         "CC_LOG_DIR": "/var/log/clustcontrol",
     }
@@ -48,14 +48,14 @@ def test_tar_and_grep_forms_match_the_same_paths(tmp_path: Path) -> None:
     filter_rules(tmp_path)
     rc, tar = sh(f"cc_tar_excludes '{tmp_path}/f'")
     assert rc == 0
-    assert "./proc/*" in tar.splitlines() and "./srv/ccctl" in tar.splitlines()
+    assert "./proc/*" in tar.splitlines() and "./srv/clustcontrol.d" in tar.splitlines()
     assert all(line.startswith("./") for line in tar.splitlines())
     excluded = [
-        "proc/1/status", "lost+found", "srv/ccctl/default", "etc/ssh/ssh_host_rsa_key",
+        "proc/1/status", "lost+found", "srv/clustcontrol.d/default", "etc/ssh/ssh_host_rsa_key",
         "etc/fstab", "var/lib/keep/x", "scratch/data", "var/lib/clustcontrol-node/last-sync",
     ]  # fmt: skip
     kept = [
-        "proc", "etc/ssh/sshd_config", "usr/lost+found", "etc/fstab.d/x", "srv/ccctlx",
+        "proc", "etc/ssh/sshd_config", "usr/lost+found", "etc/fstab.d/x", "srv/clustcontrol.dx",
         "etc/clustcontrol-generation", "opt/absent/seed",
     ]  # fmt: skip
     (tmp_path / "paths").write_text("\n".join(excluded + kept) + "\n")

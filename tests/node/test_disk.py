@@ -65,3 +65,16 @@ def test_disk_size_of_a_file(tmp_path: Path) -> None:
         f.truncate(12345)
     assert sh(f"cc_disk_size '{disk}'; cc_sector_size '{disk}'") == (0, "12345\n512\n")
     assert sh(f"cc_disk_size '{tmp_path}/missing'")[0] == 1
+
+
+def test_layout_state_of_a_disk_whose_name_holds_colons(tmp_path: Path) -> None:
+    """udev's by-path names hold ':' (pci-0000:00:1f.2-ata-1); sfdisk --dump prints them."""
+    script = tmp_path / "a"
+    script.write_text(SFDISK_A)
+    disk = tmp_path / "pci-0000:00:1f.2-ata-1"
+    with open(disk, "wb") as f:
+        f.truncate(72 * 1024 * 1024)
+    subprocess.run(["sfdisk", "-q", str(disk)], input=SFDISK_A, text=True, check=True)
+    assert sh(f"cc_layout_state '{disk}' '{script}' '{tmp_path}'") == (0, "same\n")
+    rc, out = sh(f"cc_dump_disk '{disk}'")
+    assert rc == 0 and out.splitlines()[-1].startswith("3 : start="), out

@@ -483,20 +483,20 @@ def test_generation_delta_moves_only_what_changed(
 
 
 def test_a_changed_control_dir_boots(node: Node) -> None:
-    """cluster.control_dir: /srv/ccctl. The master bind-mounts the control directory there in
-    the standard and the PXE label says so (clustcontrol.control=); the node reads it there,
-    excludes it from the sync, and boots."""
+    """cluster.control_dir: /srv/clustcontrol.d. The master bind-mounts the control directory
+    there in the standard and the PXE label says so (clustcontrol.control=); the node reads it
+    there, excludes it from the sync, and boots."""
     shutil.rmtree(node.std / "etc/clustcontrol")
-    write_control(node.std / "srv/ccctl", control_dir="/srv/ccctl")
-    node.env["CC_BAKED_CONTROL"] = str(node.std / "srv/ccctl")
+    write_control(node.std / "srv/clustcontrol.d", control_dir="/srv/clustcontrol.d")
+    node.env["CC_BAKED_CONTROL"] = str(node.std / "srv/clustcontrol.d")
     node.env["CC_TEST_SERVER"] = "192.168.0.1"
-    (append,) = set(pxe_append(control_dir="/srv/ccctl"))
-    assert "clustcontrol.control=/srv/ccctl" in append
+    (append,) = set(pxe_append(control_dir="/srv/clustcontrol.d"))
+    assert "clustcontrol.control=/srv/clustcontrol.d" in append
     boot = f"{append} BOOTIF=01-52-54-00-00-00-01"
 
     # Without the switch the node looks in the default place and cannot boot: nothing to fall
     # back to on a blank disk.
-    node.cmdline = boot.replace(" clustcontrol.control=/srv/ccctl", "")
+    node.cmdline = boot.replace(" clustcontrol.control=/srv/clustcontrol.d", "")
     r = node.run()
     assert r.rc == 1 and "no etc/clustcontrol in the standard" in r.out, r.out
 
@@ -506,7 +506,7 @@ def test_a_changed_control_dir_boots(node: Node) -> None:
     assert "this is node node01" in r.out
     with node.mounted(2) as root:
         assert record(root)["CC_SYNC_METHOD"] == "tar"
-        assert not (root / "srv/ccctl").exists()
+        assert not (root / "srv/clustcontrol.d").exists()
         assert (root / "etc/hostname").read_text() == "node01\n"
     r = node.run()
     assert_ok(r)

@@ -57,10 +57,10 @@ def test_fetch_file_over_nfs(tmp_path: Path) -> None:
 def test_fetch_control_from_the_control_dir_path(tmp_path: Path) -> None:
     """The control directory is read where CC_CONTROL_DIR says, not at a fixed path."""
     std = tmp_path / "std"
-    write_control(std / "srv/ccctl", control_dir="/srv/ccctl")
+    write_control(std / "srv/clustcontrol.d", control_dir="/srv/clustcontrol.d")
     (std / "etc").mkdir()
     body = f"cc_fetch_control nfs 10.0.0.1 default '{tmp_path}/got' && ls '{tmp_path}/got'"
-    rc, out = sh(body, CC_SOURCE_MNT=str(std), CC_CONTROL_DIR="/srv/ccctl")
+    rc, out = sh(body, CC_SOURCE_MNT=str(std), CC_CONTROL_DIR="/srv/clustcontrol.d")
     assert rc == 0, out
     assert "default\n" in out and "nodes\n" in out
     rc, out = sh(body, CC_SOURCE_MNT=str(std), CC_CONTROL_DIR="/etc/clustcontrol")

@@ -132,3 +132,24 @@ def test_identity_from_ipconfig_and_bootif(tmp_path: Path) -> None:
     )
     assert rc == 0, out
     assert out == "node01|192.168.0.11|00:00:00:00:00:00\n52:54:00:00:00:09\n"
+
+
+def test_path_switches_accept_what_the_master_accepts(tmp_path: Path) -> None:
+    """The node's path check uses the master's characters (contract.PATH_CHARACTERS)."""
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text(
+        "clustcontrol.control=/etc/clustcontrol@v2 clustcontrol.imageroot=/srv/nfs4/root+x_1.2\n"
+    )
+    rc, out = sh(f"cc_parse_cmdline '{cmdline}'\necho \"$CC_ARG_CONTROL|$CC_ARG_IMAGEROOT\"")
+    assert (rc, out) == (0, "/etc/clustcontrol@v2|/srv/nfs4/root+x_1.2\n")
+    cmdline.write_text("clustcontrol.control= clustcontrol.imageroot=\n")
+    rc, out = sh(f"cc_parse_cmdline '{cmdline}'\necho \"$CC_ARG_CONTROL|$CC_ARG_IMAGEROOT\"")
+    assert (rc, out) == (0, "/etc/clustcontrol|\n")  # empty: the default, no warning
+
+
+def test_a_bad_bootif_is_ignored(tmp_path: Path) -> None:
+    cmdline = tmp_path / "cmdline"
+    for bad in ("01-.*", "01-52-54-00-00-00", "52:54:00:00:00:01", "01-52-54-00-00-00-0g"):
+        cmdline.write_text(f"BOOTIF={bad}\n")
+        rc, out = sh(f"cc_parse_cmdline '{cmdline}'\necho \"=$CC_ARG_BOOTIF\"")
+        assert rc == 0 and out.startswith("=\n") and f"bad BOOTIF={bad}; ignored" in out, out

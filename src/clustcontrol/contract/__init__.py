@@ -48,6 +48,15 @@ GENERATION_FILE = "etc/clustcontrol-generation"
 #: "# DELTA_FORMAT FROM TO" (see image/deltas.py).
 DELTAS_DIR = "etc/clustcontrol-deltas"
 DELTA_FORMAT = "clustcontrol-delta 1"
+#: The version of this contract. The master writes it into the control files (CC_CONTRACT); an
+#: engine built from another version warns that its initramfs needs rebuilding. Version 1 had
+#: no CC_CONTRACT; version 2 derives the root partition from CC_PARTITIONS.
+CONTRACT_VERSION = 2
+#: Characters of a path the master accepts (inventory/types.py) and the node's switch parser.
+PATH_CHARACTERS = "A-Za-z0-9._+@-"
+#: Words the master puts on every sync label's kernel command line besides the clustcontrol
+#: switches marked `rendered` (render/pxe.py; BOOTIF comes from IPAPPEND 2).
+RENDERED_WORDS = ("root", "ip", "initrd", "BOOTIF", "boot", "nfsroot")
 #: Control files: which file of the control directory holds the rows of each source.
 CONTROL_FILES: dict[Source, str] = {
     "cluster": "default",
@@ -66,7 +75,9 @@ class Param:
     clustcontrol.server), a setting of the conf.d file (conf.d) or the engine itself (engine:
     derived paths and test hooks, not documented as settings). `default` is the shell default
     (may refer to variables defaulted before it); None when the master always writes the key.
-    `choices` bounds an enum."""
+    `choices` bounds an enum. `rendered`: the master puts this kernel switch into every PXE
+    label itself, so kernel_args must not set it again. `legacy`: written only for initramfs
+    images built by an earlier version (the current engine does not read it)."""
 
     key: str
     type: Type
@@ -76,6 +87,8 @@ class Param:
     switch: str | None = None
     choices: tuple[str, ...] = ()
     value: Callable[..., object] | None = None
+    rendered: bool = False
+    legacy: bool = False
 
 
 def _cluster(get: Callable[[Inventory], object]) -> Callable[..., object]:
@@ -105,6 +118,9 @@ def _partition_words(layout: DiskLayout) -> str:
 
 PARAMS: tuple[Param, ...] = (
     # --- the control directory: default (cluster-wide) ---------------------------------------
+    Param("CC_CONTRACT", "uint", "cluster",
+          "the contract version of the control files; another than the engine's is warned about",
+          value=_cluster(lambda inv: CONTRACT_VERSION)),
     Param("CC_DOMAIN", "name", "cluster", "DNS domain; the node's FQDN in /etc/hosts",
           value=_cluster(lambda inv: inv.cluster.domain)),
     Param("CC_MASTER_NAME", "host", "cluster", "the master's host name, for /etc/hosts",
@@ -142,6 +158,13 @@ PARAMS: tuple[Param, ...] = (
     # --- layouts/LAYOUT -------------------------------------------------------------------------
     Param("CC_DISK_DEVICE", "device", "layout", "the disk the layout partitions",
           value=_layout(lambda name, layout: layout.device)),
+    Param("CC_ROOT_PARTITION", "uint", "layout", "the root partition's number", legacy=True,
+          value=_layout(lambda name, layout: layout.root.number)),
+    Param("CC_ROOT_DEVICE", "device", "layout", "the root partition's device", legacy=True,
+          value=_layout(lambda name, layout: partition_device(layout.device,
+                                                              layout.root.number))),
+    Param("CC_ROOT_FS", "name", "layout", "the root file system", legacy=True,
+          value=_layout(lambda name, layout: layout.root.filesystem)),
     Param("CC_PARTITIONS", "text", "layout",
           "one number:use:fs:mount:persistent word per partition (one of them the root)",
           value=_layout(lambda name, layout: _partition_words(layout))),
@@ -157,17 +180,19 @@ PARAMS: tuple[Param, ...] = (
     Param("CC_DISK_LAYOUT", "name", "node", "the node's disk layout",
           value=_node(lambda inv, host: host.layout)),
     # --- kernel switches (rendered into the PXE labels, or typed at a boot prompt) -------------
-    Param("CC_ARG_SERVER", "ip", "kernel", "the master", switch="clustcontrol.server"),
-    Param("CC_ARG_IMAGE", "name", "kernel", "the image to sync", switch="clustcontrol.image"),
+    Param("CC_ARG_SERVER", "ip", "kernel", "the master", switch="clustcontrol.server",
+          rendered=True),
+    Param("CC_ARG_IMAGE", "name", "kernel", "the image to sync", switch="clustcontrol.image",
+          rendered=True),
     Param("CC_ARG_TRANSPORT", "enum", "kernel", "the transport", switch="clustcontrol.transport",
-          choices=("nfs", "rsync")),
+          choices=("nfs", "rsync"), rendered=True),
     Param("CC_ARG_IMAGEROOT", "path", "kernel", "the image's NFS path on the master",
-          switch="clustcontrol.imageroot"),
+          switch="clustcontrol.imageroot", rendered=True),
     Param("CC_ARG_CONTROL", "path", "kernel",
           "the control directory inside the standard (rendered when not the default)",
-          default=CONTROL_DIR, switch="clustcontrol.control"),
+          default=CONTROL_DIR, switch="clustcontrol.control", rendered=True),
     Param("CC_ARG_RSYNCPORT", "uint", "kernel", "the rsync daemon's port (when not 873)",
-          switch="clustcontrol.rsyncport"),
+          switch="clustcontrol.rsyncport", rendered=True),
     Param("CC_ARG_SYNC", "enum", "kernel",
           "full: compare every file's content; skip: boot the local copy as it is",
           default="normal", switch="clustcontrol.sync", choices=("normal", "skip", "full")),
@@ -255,6 +280,14 @@ def params(*sources: Source) -> tuple[Param, ...]:
     Returns:
         the matching `Param` rows; the table's order is the control files' line order."""
     return tuple(p for p in PARAMS if p.source in sources)
+
+
+def rendered_words() -> frozenset[str]:
+    """What kernel_args must not set: the `name` of each `name=value` word the master renders
+    on every sync label itself (clustcontrol.server, ..., root, ip, initrd, BOOTIF, ...)."""
+    return frozenset(p.switch for p in params("kernel") if p.rendered and p.switch) | frozenset(
+        RENDERED_WORDS
+    )
 
 
 def switch(key: str) -> str:

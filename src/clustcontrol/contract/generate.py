@@ -7,12 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from clustcontrol.contract import (
+    CONTRACT_VERSION,
     DELTA_FORMAT,
     DELTAS_DIR,
     EXCLUSIONS,
     GENERATION_FILE,
     PARAMS,
     PARTITION_NAMING,
+    PATH_CHARACTERS,
     Param,
     params,
 )
@@ -51,6 +53,10 @@ def render_contract_sh() -> str:
         f"CC_GENERATION_FILE={_sh_word(GENERATION_FILE)}",
         f"CC_DELTAS_DIR={_sh_word(DELTAS_DIR)}",
         f"CC_DELTA_FORMAT={_sh_word(DELTA_FORMAT)}",
+        "# The contract this engine was built from (CC_CONTRACT in the control files).",
+        f"CC_ENGINE_CONTRACT={CONTRACT_VERSION}",
+        "# The characters of a path (besides /) the master accepts.",
+        f"CC_PATH_CHARACTERS={_sh_word(PATH_CHARACTERS)}",
         "",
         "# cc_defaults: every setting's default; a value already set (conf.d, tests) wins.",
         "cc_defaults()",

@@ -7,7 +7,12 @@ from collections.abc import Callable, Hashable, Iterable
 from ipaddress import IPv4Address
 from typing import TypeVar
 
+from clustcontrol.contract import rendered_words
 from clustcontrol.inventory.model import UPDATE_NODE_LABEL, Inventory, Node
+
+# Where a control directory must not be: pseudo and scratch file systems, the master's own
+# state of the generations.
+_NOT_UNDER = ("/proc", "/sys", "/dev", "/run", "/tmp", "/var/lib/clustcontrol")
 
 Key = TypeVar("Key", bound=Hashable)
 
@@ -63,6 +68,9 @@ def check_inventory(inv: Inventory) -> list[str]:
     ):
         problems.append(f"{wheres[1]}: {root!r} is also the root of {wheres[0].split('.')[1]!r}")
 
+    problems += _control_dir_problems(inv)
+    problems += _kernel_args_problems(inv)
+
     reserved = {cluster.master.name: "the master", UPDATE_NODE_LABEL: "the update node"}
     taken_ips = {master_ip: "the master's address", update_ip: "the update node's address"}
     if cluster.gateway is not None:
@@ -99,3 +107,49 @@ def check_inventory(inv: Inventory) -> list[str]:
                     else f"nodes.{other}.name: {shown} is defined more than once"
                 )
     return problems
+
+
+def _overlaps(a: str, b: str) -> bool:
+    """True when path a is b, or one lies inside the other (both absolute, no trailing '/')."""
+    return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
+
+
+def _control_dir_problems(inv: Inventory) -> list[str]:
+    """cluster.control_dir is bind-mounted read-only over the same path in every standard root
+    and excluded from every node's sync: it must be a directory of clustcontrol's own, not one
+    it would hide (/etc, /etc/default ...), overlap (an image root, the TFTP tree) or lose."""
+    where = "cluster.control_dir"
+    path = inv.cluster.control_dir
+    name = path.rsplit("/", 1)[-1]
+    problems = []
+    if path.count("/") < 2 or "clustcontrol" not in name:
+        problems.append(
+            f"{where}: {path!r} must be a directory of its own, named for clustcontrol (its last "
+            "component contains 'clustcontrol', e.g. /etc/clustcontrol, /srv/clustcontrol): it "
+            "is mounted over that path in every standard root"
+        )
+    for other in _NOT_UNDER:
+        if _overlaps(path, other):
+            problems.append(f"{where}: {path!r} overlaps {other}")
+    for image_name, image in sorted(inv.images.items()):
+        if _overlaps(path, image.root):
+            problems.append(f"{where}: {path!r} overlaps the root of image {image_name!r}")
+    if _overlaps(path, inv.cluster.tftp_root):
+        problems.append(f"{where}: {path!r} overlaps the TFTP root {inv.cluster.tftp_root!r}")
+    return problems
+
+
+def _kernel_args_problems(inv: Inventory) -> list[str]:
+    """kernel_args must not set again what the master renders on every sync label (the sync's
+    own clustcontrol switches, root=, ip=, initrd=, BOOTIF= ...): the kernel and the node would
+    read one value, the master another."""
+    taken = rendered_words()
+    owners = [(f"images.{n}", img.kernel_args) for n, img in sorted(inv.images.items())]
+    owners += [(f"nodes.{node.name}", node.kernel_args) for node in inv.nodes]
+    return [
+        f"{owner}.kernel_args: {arg!r} sets {arg.split('=', 1)[0]}=, which clustcontrol "
+        "renders itself"
+        for owner, args in owners
+        for arg in args
+        if arg.split("=", 1)[0] in taken
+    ]

@@ -12,14 +12,17 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator
 
+from clustcontrol.contract import PATH_CHARACTERS
+
 _LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62})$")
 _MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
-_ABS_PATH = re.compile(r"^/(?:[A-Za-z0-9._+@-]+/?)*$")
+_ABS_PATH = re.compile(rf"^/(?:[{PATH_CHARACTERS}]+/?)*$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _KERNEL_ARG = re.compile(r"^[A-Za-z0-9_.,:=/+@%-]+$")
 _IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}$")
-_DEVICE = re.compile(r"^/dev/[A-Za-z0-9/_.-]+$")
+# /dev/NAME[/NAME...]: udev's by-path names hold ':' (pci-0000:00:1f.2-ata-1); no empty names.
+_DEVICE = re.compile(r"^/dev(?:/[A-Za-z0-9_.:+@-]+)+$")
 
 
 def _show(value: object) -> str:
@@ -125,7 +128,8 @@ def check_ifname(value: str) -> str:
 
 
 def check_device(value: str) -> str:
-    """A device path under /dev (e.g. /dev/sda, /dev/disk/by-id/...), without '..'.
+    """A device path under /dev (e.g. /dev/sda, /dev/disk/by-path/pci-0000:00:1f.2-ata-1),
+    without '..', empty components or a trailing '/'.
 
     Returned unchanged; raises ValueError otherwise."""
     if not isinstance(value, str) or not _DEVICE.match(value) or ".." in value:

@@ -10,6 +10,10 @@
 CC_GENERATION_FILE='etc/clustcontrol-generation'
 CC_DELTAS_DIR='etc/clustcontrol-deltas'
 CC_DELTA_FORMAT='clustcontrol-delta 1'
+# The contract this engine was built from (CC_CONTRACT in the control files).
+CC_ENGINE_CONTRACT=2
+# The characters of a path (besides /) the master accepts.
+CC_PATH_CHARACTERS='A-Za-z0-9._+@-'
 
 # cc_defaults: every setting's default; a value already set (conf.d, tests) wins.
 cc_defaults()

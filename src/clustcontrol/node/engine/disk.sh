@@ -34,11 +34,11 @@ cc_sector_size()
 }
 
 # cc_normalize_dump: stdin `sfdisk --dump` -> the layout only: no label-id, device, device
-# names, partition UUIDs (random per run).
+# names (which may hold ':', as udev's by-path names do), partition UUIDs (random per run).
 cc_normalize_dump()
 {
 	sed -e '/^label-id:/d' -e '/^device:/d' -e '/^[[:space:]]*$/d' \
-		-e 's/^[^ :]*[^0-9]\([0-9][0-9]*\)[[:space:]]*:/\1 :/' \
+		-e 's/^[^ ]*[^0-9]\([0-9][0-9]*\)[[:space:]]*:/\1 :/' \
 		-e 's/,[[:space:]]*uuid=[^,]*//'
 }
 

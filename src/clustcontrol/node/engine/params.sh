@@ -35,15 +35,16 @@ cc_arg_uint()
 	return 0
 }
 
-# cc_arg_path VAR SWITCH DEFAULT: VAR must be an absolute path of safe characters without a
-# ".." component (or empty); else a warning and DEFAULT.
+# cc_arg_path VAR SWITCH DEFAULT: VAR must be an absolute path of the characters the master
+# accepts (CC_PATH_CHARACTERS and /) without a ".." component; else a warning and DEFAULT
+# (an empty value: DEFAULT without a warning).
 cc_arg_path()
 {
 	local value
 	eval "value=\"\${$1}\""
 	case "${value}" in
-	"") return 0 ;;
-	*/../* | */.. | *[!A-Za-z0-9._+/-]* | [!/]*) ;;
+	"") eval "$1=\"\$3\""; return 0 ;;
+	*/../* | */.. | *[!/${CC_PATH_CHARACTERS}]* | [!/]*) ;;
 	*) return 0 ;;
 	esac
 	cc_warn "bad $2=${value}; ${3:+using }${3:-ignored}"
@@ -61,13 +62,18 @@ cc_arg_bool()
 	esac
 }
 
-# cc_arg_bootif VAR: pxelinux's BOOTIF (IPAPPEND 2) as a MAC: 01-52-54-00-AB-CD-EF ->
-# 52:54:00:ab:cd:ef.
+# cc_arg_bootif VAR: pxelinux's BOOTIF (IPAPPEND 2: the ARP hardware type, then the MAC) as a
+# MAC: 01-52-54-00-AB-CD-EF -> 52:54:00:ab:cd:ef. Anything else: a warning and empty.
 cc_arg_bootif()
 {
-	local value
+	local value hex='[0-9A-Fa-f][0-9A-Fa-f]'
 	eval "value=\"\${$1}\""
 	[ -n "${value}" ] || return 0
+	# shellcheck disable=SC2254 # the pattern is built from ${hex} on purpose
+	case "${value}" in
+	${hex}-${hex}-${hex}-${hex}-${hex}-${hex}-${hex}) ;;
+	*) cc_warn "bad BOOTIF=${value}; ignored"; eval "$1=''"; return 0 ;;
+	esac
 	value=$(echo "${value#??-}" | tr 'A-F-' 'a-f:')
 	eval "$1=\"\${value}\""
 }
@@ -181,6 +187,10 @@ cc_load_params()
 {
 	local ctl="$1" node="${2:-}" node_image="" node_layout="" root
 	cc_source_params "${ctl}/default" || return 1
+	if [ "${CC_CONTRACT:-1}" != "${CC_ENGINE_CONTRACT}" ]; then
+		cc_warn "the control files are of contract ${CC_CONTRACT:-1}, this initramfs of" \
+			"${CC_ENGINE_CONTRACT}: rebuild it (clustcontrol image prepare --rebuild-initramfs, image publish)"
+	fi
 	if [ -n "${node}" ]; then
 		cc_source_params "${ctl}/nodes/${node}" || return 1
 		node_image="${CC_IMAGE:-}"
