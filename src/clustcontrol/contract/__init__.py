@@ -107,13 +107,24 @@ def _node(get: Callable[[Inventory, HostView], object]) -> Callable[..., object]
     return get
 
 
+#: The fields of a CC_PARTITIONS word, in order, joined by ':' (contract.sh splits them into
+#: CC_PART_NUMBER, CC_PART_USE ...): persistent is 1 or 0, mount is / for the root, empty for
+#: swap.
+PARTITION_FIELDS = ("number", "use", "fs", "mount", "persistent")
+
+
 def _partition_words(layout: DiskLayout) -> str:
-    parts = sorted(layout.partitions, key=lambda p: p.number)
-    return " ".join(
-        f"{p.number}:{p.use}:{p.filesystem}:{p.mount or ('/' if p.use == 'root' else '')}:"
-        f"{int(p.persistent)}"
-        for p in parts
-    )
+    words = []
+    for p in sorted(layout.partitions, key=lambda p: p.number):
+        fields = {
+            "number": p.number,
+            "use": p.use,
+            "fs": p.filesystem,
+            "mount": p.mount or ("/" if p.use == "root" else ""),
+            "persistent": int(p.persistent),
+        }
+        words.append(":".join(str(fields[f]) for f in PARTITION_FIELDS))
+    return " ".join(words)
 
 
 PARAMS: tuple[Param, ...] = (

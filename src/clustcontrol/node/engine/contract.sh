@@ -121,6 +121,21 @@ cc_partition_device()
 	esac
 }
 
+# cc_partition_word WORD: one CC_PARTITIONS word into CC_PART_NUMBER, CC_PART_USE, CC_PART_FS, CC_PART_MOUNT, CC_PART_PERSISTENT.
+cc_partition_word()
+{
+	local IFS=:
+	set -f
+	# shellcheck disable=SC2086 # split at ':'
+	set -- $1
+	set +f
+	CC_PART_NUMBER="${1:-}"
+	CC_PART_USE="${2:-}"
+	CC_PART_FS="${3:-}"
+	CC_PART_MOUNT="${4:-}"
+	CC_PART_PERSISTENT="${5:-}"
+}
+
 # cc_exclusions: what the sync never takes from the standard nor deletes on the node, one
 # "contents PATH" (the directory stays, not what is in it) or "path PATH" per line, PATH
 # relative to the root (* within one name).

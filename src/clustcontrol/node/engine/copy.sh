@@ -33,17 +33,17 @@ cc_rsync_flags()
 # without looking at its parents.
 cc_write_filter()
 {
-	local root="$1" f="$2" kind p w mount
+	local root="$1" f="$2" kind p w
 	{
 		cc_exclusions | while read -r kind p; do
 			[ "${kind}" = contents ] || echo "- /${p}"
 			echo "- /${p}/**"
 		done
 		for w in ${CC_PARTITIONS:-}; do
-			mount=$(echo "${w}" | cut -d: -f4)
-			case "${w}" in
-			*:data:*) [ -n "${mount}" ] && echo "- ${mount%/}/**" ;;
-			esac
+			cc_partition_word "${w}"
+			if [ "${CC_PART_USE}" = data ] && [ -n "${CC_PART_MOUNT}" ]; then
+				echo "- ${CC_PART_MOUNT%/}/**"
+			fi
 		done
 		set -f
 		for p in ${CC_PERSISTENT:-}; do

@@ -178,14 +178,13 @@ cc_check_root()
 	return 0
 }
 
-# cc_persistent_words: the persistent partitions of the layout as "N:use:fs:mount:1" words.
+# cc_persistent_words: the persistent partitions of the layout (their CC_PARTITIONS words).
 cc_persistent_words()
 {
 	local w
 	for w in ${CC_PARTITIONS:-}; do
-		case "${w}" in
-		*:1) echo "${w}" ;;
-		esac
+		cc_partition_word "${w}"
+		[ "${CC_PART_PERSISTENT}" != 1 ] || echo "${w}"
 	done
 }
 
@@ -195,7 +194,7 @@ cc_persistent_words()
 # (partitioned|kept) and CC_ROOT_REMADE (yes|no).
 cc_prepare_disk()
 {
-	local disk="$1" script="$2" scratch="$3" force="${4:-no}" state w n use fs mount persistent
+	local disk="$1" script="$2" scratch="$3" force="${4:-no}" state w n use fs
 	local dev lost=""
 	CC_DISK_ACTION=kept
 	CC_ROOT_REMADE=no
@@ -211,9 +210,8 @@ cc_prepare_disk()
 	if [ "${state}" != same ]; then
 		if [ "${state}" != blank ]; then
 			for w in $(cc_persistent_words); do
-				n="${w%%:*}"
-				mount=$(echo "${w}" | cut -d: -f4)
-				lost="${lost} ${n}(${mount})"
+				cc_partition_word "${w}"
+				lost="${lost} ${CC_PART_NUMBER}(${CC_PART_MOUNT})"
 			done
 			if [ "${state}" = forced ]; then
 				cc_loud "RE-PARTITIONING ${disk}: clustcontrol.repartition=yes on the kernel command line." \
@@ -229,10 +227,8 @@ cc_prepare_disk()
 		CC_ROOT_REMADE=yes
 	fi
 	for w in ${CC_PARTITIONS:-}; do
-		n=$(echo "${w}" | cut -d: -f1)
-		use=$(echo "${w}" | cut -d: -f2)
-		fs=$(echo "${w}" | cut -d: -f3)
-		persistent=$(echo "${w}" | cut -d: -f5)
+		cc_partition_word "${w}"
+		n="${CC_PART_NUMBER}" use="${CC_PART_USE}" fs="${CC_PART_FS}"
 		dev=$(cc_partition_device "${disk}" "${n}")
 		if [ "${CC_DISK_ACTION}" = partitioned ]; then
 			cc_mkfs "${dev}" "${fs}" "$(cc_fs_label_for "${use}" "${n}")" || return 1
@@ -251,7 +247,7 @@ cc_prepare_disk()
 			if [ -z "$(cc_fs_type "${dev}")" ]; then
 				cc_log "partition ${dev} (${use}) has no file system yet"
 				cc_mkfs "${dev}" "${fs}" "$(cc_fs_label_for "${use}" "${n}")" || return 1
-			elif [ "${persistent}" = 1 ]; then
+			elif [ "${CC_PART_PERSISTENT}" = 1 ]; then
 				cc_log "persistent partition ${dev} kept untouched"
 			fi
 			;;

@@ -105,15 +105,13 @@ cc_write_interfaces()
 # cc_write_fstab ROOT DISK: /etc/fstab for the local disk, by UUID: root, swap, data partitions.
 cc_write_fstab()
 {
-	local root="$1" disk="$2" f="$1/etc/fstab" w n use fs mount dev uuid pass
+	local root="$1" disk="$2" f="$1/etc/fstab" w n use fs mount dev uuid
 	{
 		echo "# /etc/fstab: written by clustcontrol at every boot sync; edits here are lost."
 		echo "# <file system> <mount point> <type> <options> <dump> <pass>"
 		for w in ${CC_PARTITIONS:-}; do
-			n=$(echo "${w}" | cut -d: -f1)
-			use=$(echo "${w}" | cut -d: -f2)
-			fs=$(echo "${w}" | cut -d: -f3)
-			mount=$(echo "${w}" | cut -d: -f4)
+			cc_partition_word "${w}"
+			n="${CC_PART_NUMBER}" use="${CC_PART_USE}" fs="${CC_PART_FS}" mount="${CC_PART_MOUNT}"
 			dev=$(cc_partition_device "${disk}" "${n}")
 			uuid=$(blkid -s UUID -o value "${dev}" 2>/dev/null)
 			if [ -n "${uuid}" ]; then uuid="UUID=${uuid}"; else uuid="LABEL=$(cc_fs_label_for "${use}" "${n}")"; fi
@@ -121,8 +119,7 @@ cc_write_fstab()
 			root) printf '%s\t/\t%s\terrors=remount-ro\t0\t1\n' "${uuid}" "${fs}" ;;
 			swap) printf '%s\tnone\tswap\tsw\t0\t0\n' "${uuid}" ;;
 			data)
-				pass=2
-				printf '%s\t%s\t%s\tdefaults,nofail\t0\t%s\n' "${uuid}" "${mount}" "${fs}" "${pass}"
+				printf '%s\t%s\t%s\tdefaults,nofail\t0\t2\n' "${uuid}" "${mount}" "${fs}"
 				mkdir -p "${root}${mount}"
 				;;
 			esac

@@ -218,21 +218,14 @@ cc_load_params()
 	CC_RETRIES="${CC_ARG_RETRIES:-${CC_SYNC_RETRIES}}"
 	CC_RSYNC_PORT="${CC_ARG_RSYNCPORT:-${CC_RSYNC_PORT}}"
 	CC_DISK="${CC_DISK_OVERRIDE:-${CC_DISK_DEVICE}}"
-	root=$(cc_root_word) || { cc_err "layout ${CC_DISK_LAYOUT} has no root partition"; return 1; }
-	CC_ROOT_PARTITION="${root%%:*}"
-	CC_ROOT_FS=$(echo "${root}" | cut -d: -f3)
-	CC_ROOT_DEVICE=$(cc_partition_device "${CC_DISK}" "${CC_ROOT_PARTITION}")
-	return 0
-}
-
-# cc_root_word: the root partition's N:root:fs:mount:persistent word of CC_PARTITIONS.
-cc_root_word()
-{
-	local w
-	for w in ${CC_PARTITIONS:-}; do
-		case "${w}" in
-		*:root:*) echo "${w}"; return 0 ;;
-		esac
+	for root in ${CC_PARTITIONS:-}; do
+		cc_partition_word "${root}"
+		[ "${CC_PART_USE}" = root ] || continue
+		CC_ROOT_PARTITION="${CC_PART_NUMBER}"
+		CC_ROOT_FS="${CC_PART_FS}"
+		CC_ROOT_DEVICE=$(cc_partition_device "${CC_DISK}" "${CC_ROOT_PARTITION}")
+		return 0
 	done
+	cc_err "layout ${CC_DISK_LAYOUT} has no root partition"
 	return 1
 }
