@@ -137,6 +137,8 @@ def test_hook_tree_runs_local_top_and_bottom(node: Node) -> None:
         FUNCTIONS.read_text() + '\npanic() { echo "PANIC: $*"; exit 99; }\n'
     )
     shutil.copy2(ITR / "conf.d/clustcontrol", tree / "conf/conf.d/clustcontrol")
+    # The site's own settings (image prepare never writes this file) win over the defaults.
+    (tree / "conf/conf.d/clustcontrol-local").write_text("CC_LOG_DIR=/var/log/clustcontrol-site\n")
     for stage in ("local-top", "local-bottom"):
         shutil.copy2(ITR / "scripts" / stage / "clustcontrol", tree / "scripts" / stage)
 
@@ -171,6 +173,6 @@ def test_hook_tree_runs_local_top_and_bottom(node: Node) -> None:
         ), "root not read-only again"
     subprocess.run(["umount", str(tree / "root")], check=True)
     with node.mounted(2) as root:
-        assert (root / "var/log/clustcontrol/last-boot-status").read_text() == "skipped\n"
-        log = (root / "var/log/clustcontrol/boot-sync.log").read_text()
+        assert (root / "var/log/clustcontrol-site/last-boot-status").read_text() == "skipped\n"
+        log = (root / "var/log/clustcontrol-site/boot-sync.log").read_text()
         assert "clustcontrol.sync=skip" in log and "root file system mounted at /root" in log

@@ -40,8 +40,10 @@ Type = Literal[
 CONTROL_DIR = "/etc/clustcontrol"
 #: Where the engine's modules live in the standard root and in the initramfs (no leading slash).
 ENGINE_DIR = "usr/share/clustcontrol/engine"
-#: The initramfs-tools conf.d file (in the standard root; /conf/conf.d/clustcontrol in the initrd).
+#: The initramfs-tools conf.d file (in the standard root; /conf/conf.d/clustcontrol in the initrd),
+#: and the site's own settings beside it, which clustcontrol never writes.
 CONFD_FILE = "etc/initramfs-tools/conf.d/clustcontrol"
+CONFD_LOCAL = "etc/initramfs-tools/conf.d/clustcontrol-local"
 #: The generation id of a standard, written by `clustcontrol image commit`, copied by nodes.
 GENERATION_FILE = "etc/clustcontrol-generation"
 #: The deltas from earlier generations: DELTAS_DIR/FROM, each starting with

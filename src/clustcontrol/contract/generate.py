@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from clustcontrol.contract import (
+    CONFD_LOCAL,
     CONTRACT_VERSION,
     DELTA_FORMAT,
     DELTAS_DIR,
@@ -146,13 +147,16 @@ def render_confd() -> str:
     """node/initramfs-tools/conf.d/clustcontrol: the settings, commented out at their defaults.
 
     Returns:
-        the file's text; only CC_ENGINE_DIR is set (unless set already)."""
+        the file's text; only CC_ENGINE_DIR is set (unless set already). A site's own values
+        go into CONFD_LOCAL, which `image prepare` never writes."""
     lines = [
         "# shellcheck shell=sh",
         f"# clustcontrol: settings of the boot sync; {GENERATED}.",
-        "# Installed as /etc/initramfs-tools/conf.d/clustcontrol; the initramfs has it as",
-        "# /conf/conf.d/clustcontrol, sourced by the clustcontrol scripts. Uncomment a line to",
-        "# change a setting, then rebuild the initramfs. Kernel switches (clustcontrol.*) win.",
+        "# Installed as /etc/initramfs-tools/conf.d/clustcontrol by `clustcontrol image prepare`,",
+        "# which rewrites it: do not edit it. Set a value in",
+        f"# /{CONFD_LOCAL} instead (e.g. CC_FIRST_COPY=rsync), then",
+        "# rebuild the initramfs. The initramfs has both in /conf/conf.d/; the clustcontrol",
+        "# scripts source this file, then the local one. Kernel switches (clustcontrol.*) win.",
         "",
     ]
     for p in params("conf.d"):
