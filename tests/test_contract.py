@@ -133,6 +133,9 @@ def changed_probe(tmp_path: Path, param: contract.Param) -> tuple[str, str]:
     for keep in ("/var/lib/keep", "/etc/local.conf"):  # persistent paths present on the node
         (tmp_path / "root" / keep.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "root" / keep.lstrip("/")).write_text("")
+    record = tmp_path / "root/var/lib/clustcontrol-node/last-sync"  # a complete sync held them
+    record.parent.mkdir(parents=True)
+    record.write_text("CC_SYNC_SEEDED='/var/lib/keep /etc/local.conf /zz9'\n")
     before = probe(ctl, tmp_path / "root")
     assert "load failed" not in before and "ERROR" not in before, before
     path = ctl / FILES[param.source]

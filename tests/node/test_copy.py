@@ -15,13 +15,18 @@ SETUP = (
 
 
 def sh(body: str, **env: str) -> tuple[int, str]:
-    return module_sh(["copy"], SETUP + body, **env)
+    return module_sh(["params", "record", "copy"], SETUP + body, **env)
 
 
 def filter_rules(tmp_path: Path) -> list[str]:
     (tmp_path / "var/lib/keep").mkdir(parents=True)
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc/local.conf").symlink_to("/nowhere")  # a dangling link still counts
+    # The last complete sync held them complete: they are the node's own now.
+    (tmp_path / "var/lib/clustcontrol-node").mkdir(parents=True)
+    (tmp_path / "var/lib/clustcontrol-node/last-sync").write_text(
+        "CC_SYNC_SEEDED='/var/lib/keep /etc/local.conf /opt/absent'\n"
+    )
     rc, out = sh(f"cc_write_filter '{tmp_path}' '{tmp_path}/f' && cat '{tmp_path}/f'")
     assert rc == 0, out
     return out.splitlines()
@@ -39,8 +44,8 @@ def test_filter_has_every_exclusion_once(tmp_path: Path) -> None:
         assert f"- /{path}/**" in rules, path
         assert (f"- /{path}" in rules) != contents, path
     assert "- /scratch/**" in rules  # the data partition's mount point
-    assert "- /var/lib/keep" in rules and "- /etc/local.conf/**" in rules  # present: kept
-    assert not any("absent" in r for r in rules)  # absent: seeded from the standard
+    assert "- /var/lib/keep" in rules and "- /etc/local.conf/**" in rules  # seeded: kept
+    assert not any("absent" in r for r in rules)  # absent: nothing to keep
     assert "- /etc/clustcontrol-generation" not in rules  # nodes copy the generation id
 
 
@@ -78,3 +83,23 @@ def test_root_blank_ignores_lost_and_found(tmp_path: Path) -> None:
 def test_rsync_flags_follow_the_build() -> None:
     assert sh("cc_rsync_flags") == (0, "-aHAXx\n")
     assert sh("cc_rsync_flags", CC_RSYNC_FLAGS="-a") == (0, "-a\n")
+
+
+def test_persistent_paths_are_kept_only_once_seeded_completely(tmp_path: Path) -> None:
+    """A persistent path is the node's own once a complete sync left it there (CC_SYNC_SEEDED of
+    the record); before that (a first sync cut half-way) it is seeded again. A record written
+    by an earlier version (no CC_SYNC_SEEDED) counts every existing path."""
+    (tmp_path / "var/lib/keep").mkdir(parents=True)
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/local.conf").write_text("")
+    record = tmp_path / "var/lib/clustcontrol-node/last-sync"
+    record.parent.mkdir(parents=True)
+    check = (
+        f"for p in /var/lib/keep /etc/local.conf; do cc_seeded '{tmp_path}' $p && echo $p; done"
+        "; true"
+    )
+    assert sh(check) == (0, "")  # no record: never complete
+    record.write_text("CC_SYNC_SEEDED='/etc/local.conf'\n")
+    assert sh(check) == (0, "/etc/local.conf\n")
+    record.write_text("CC_SYNC_GENERATION='g1'\n")
+    assert sh(check) == (0, "/var/lib/keep\n/etc/local.conf\n")

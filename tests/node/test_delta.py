@@ -9,7 +9,7 @@ from tests.node.conftest import module_sh
 
 
 def sh(body: str, **env: str) -> tuple[int, str]:
-    return module_sh(["params", "disk", "net", "copy", "delta"], body, **env)
+    return module_sh(["params", "disk", "net", "record", "copy", "delta"], body, **env)
 
 
 def fetch(tmp_path: Path, delta: str | None) -> tuple[int, str, Path]:
@@ -69,3 +69,27 @@ def test_removed_paths_are_deleted_inside_the_root_only(tmp_path: Path) -> None:
     assert not (root / "a/b").exists() and not (root / "gone").exists()
     assert (outside / "precious").read_text() == "keep me\n"
     assert "1 removed path(s) not deleted: a symlink on the way" in out
+
+
+def test_a_removed_parent_keeps_the_persistent_path_in_it(tmp_path: Path) -> None:
+    """The standard removes /opt/app; the node's persistent /opt/app/data stays, the rest of
+    /opt/app goes. An unseeded persistent path (never complete on the node) goes with it."""
+    root = tmp_path / "root"
+    (root / "opt/app/data/sub").mkdir(parents=True)
+    (root / "opt/app/data/sub/precious").write_text("node data\n")
+    (root / "opt/app/bin").mkdir()
+    (root / "opt/app/bin/tool").write_text("")
+    (root / "opt/app/.hidden").write_text("")
+    (root / "opt/other/cache").mkdir(parents=True)
+    (root / "var/lib/clustcontrol-node").mkdir(parents=True)
+    (root / "var/lib/clustcontrol-node/last-sync").write_text("CC_SYNC_SEEDED='/opt/app/data'\n")
+    (tmp_path / "removed").write_text("opt/app\nopt/other\n")
+    rc, out = sh(
+        f"cc_delete_removed '{root}' '{tmp_path}/removed'",
+        CC_PERSISTENT="/opt/app/data /opt/other/cache",
+    )
+    assert rc == 0, out
+    assert (root / "opt/app/data/sub/precious").read_text() == "node data\n"
+    assert sorted(p.name for p in (root / "opt/app").iterdir()) == ["data"]
+    assert not (root / "opt/other").exists()  # /opt/other/cache was never seeded
+    assert out.count("persistent /opt/app/data kept") == 1

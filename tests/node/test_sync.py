@@ -2,8 +2,9 @@
 
 The table reads like the README's list: an interrupted sync compares everything; an unchanged
 generation skips; a blank root is filled by tar; an earlier committed generation takes its
-delta; anything else walks the whole tree; every N-th boot compares the whole tree instead of
-skipping or taking a delta. A property test checks the same rules on random facts."""
+delta; anything else walks the whole tree; every N-th boot compares the whole tree, every
+file's content included, instead of skipping or taking a delta. A property test checks the
+same rules on random facts."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ BASE = dict(marker="no", mode="normal", std="", rec="", due="no", blank="no", ta
 TABLE = [
     ({"marker": "yes", "std": "g2", "rec": "g1"}, "tree", "full", "did not finish"),
     ({"std": "g1", "rec": "g1"}, "skip", "normal", ""),
-    ({"std": "g1", "rec": "g1", "due": "yes"}, "tree", "normal", "g1 unchanged; every 10th"),
+    ({"std": "g1", "rec": "g1", "due": "yes"}, "tree", "full", "g1 unchanged; every 10th"),
     ({"blank": "yes", "tar": "yes"}, "tar", "normal", ""),
     ({"blank": "yes", "tar": "yes", "std": "g2"}, "tar", "normal", ""),
     ({"blank": "yes"}, "tree", "normal", ""),
@@ -28,7 +29,9 @@ TABLE = [
     ({"mode": "full", "std": "g2", "rec": "g1"}, "tree", "full", ""),
     ({"mode": "full", "std": "g1", "rec": "g1"}, "tree", "full", ""),
     ({"std": "g2", "rec": "g1"}, "delta", "normal", ""),
-    ({"std": "g2", "rec": "g1", "due": "yes"}, "tree", "normal", "g2: every 10th boot"),
+    ({"std": "g2", "rec": "g1", "due": "yes"}, "tree", "full", "g2: every 10th boot"),
+    ({"std": "", "rec": "", "due": "yes"}, "tree", "full", ""),
+    ({"blank": "yes", "tar": "yes", "due": "yes"}, "tar", "normal", ""),
     ({"std": "g2", "rec": "g1", "delta": "no"}, "tree", "normal", ""),
     ({"std": "g2", "rec": "uncommitted"}, "tree", "normal", ""),
     ({"std": "", "rec": "g1"}, "tree", "normal", ""),
@@ -85,7 +88,8 @@ ROW = st.fixed_dictionaries(
 def test_decision_rules_hold_on_random_facts(rows: list[dict[str, str]]) -> None:
     for row, (method, mode, _) in zip(rows, decide(rows), strict=True):
         interrupted = row["marker"] == "yes"
-        assert mode == ("full" if interrupted or row["mode"] == "full" else "normal")
+        due_tree = row["due"] == "yes" and method == "tree"
+        assert mode == ("full" if interrupted or row["mode"] == "full" or due_tree else "normal")
         same = row["std"] != "" and row["std"] == row["rec"]
         assert (method == "skip") == (
             not interrupted and row["mode"] == "normal" and same and row["due"] == "no"

@@ -166,7 +166,7 @@ PARAMS: tuple[Param, ...] = (
     Param("CC_BOOT_INTERFACE", "iface", "image", "set to `inet manual` in /etc/network/interfaces",
           value=_image(lambda inv, name: inv.images[name].boot_interface)),
     Param("CC_VERIFY_EVERY", "uint", "image",
-          "compare the whole tree every N-th boot that skips or syncs a delta (0: never)",
+          "compare the whole tree, every file's content included, every N-th boot (0: never)",
           default="10", value=_image(lambda inv, name: inv.images[name].verify_every)),
     # --- layouts/LAYOUT -------------------------------------------------------------------------
     Param("CC_DISK_DEVICE", "device", "layout", "the disk the layout partitions",
@@ -385,6 +385,8 @@ EXCLUSIONS: tuple[Exclusion, ...] = (
     Exclusion("etc/ssh/ssh_host_*", "the node's own SSH host keys"),
     Exclusion("etc/hostname", "written by the node at every boot"),
     Exclusion("etc/fstab", "written by the node at every boot"),
+    Exclusion("boot/extlinux", "the node's own boot loader (image prepare --bootable-disk); "
+              "extlinux makes its ldlinux.sys immutable"),
 )  # fmt: skip
 
 

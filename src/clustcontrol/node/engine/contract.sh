@@ -157,4 +157,5 @@ cc_exclusions()
 	echo "path etc/ssh/ssh_host_*"
 	echo "path etc/hostname"
 	echo "path etc/fstab"
+	echo "path boot/extlinux"
 }

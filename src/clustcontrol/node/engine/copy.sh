@@ -27,10 +27,11 @@ cc_rsync_flags()
 
 # cc_write_filter ROOT FILE: the rsync filter rules. Excluded paths (cc_exclusions, the data
 # partitions' mount points, the persistent paths) are neither copied nor deleted (no
-# --delete-excluded). A persistent path is protected once it exists on the node; while it does
-# not, it is seeded from the standard. Every excluded path also gets a "PATH/**" rule: a delta
-# sync names paths directly (--files-from), and rsync matches such a name against the rules
-# without looking at its parents.
+# --delete-excluded). A persistent path is protected once a complete sync left it on the node
+# (cc_seeded); until then it is seeded from the standard, again after an interrupted seed.
+# Every excluded path also gets a "PATH/**" rule: a delta sync names paths directly
+# (--files-from), and rsync matches such a name against the rules without looking at its
+# parents.
 cc_write_filter()
 {
 	local root="$1" f="$2" kind p w
@@ -47,7 +48,7 @@ cc_write_filter()
 		done
 		set -f
 		for p in ${CC_PERSISTENT:-}; do
-			if [ -e "${root}${p}" ] || [ -L "${root}${p}" ]; then
+			if cc_seeded "${root}" "${p}"; then
 				echo "- ${p%/}"
 				echo "- ${p%/}/**"
 			fi
@@ -102,6 +103,8 @@ cc_rsync_once()
 		;;
 	*) set -- --delete ;;
 	esac
+	# --sparse: holes stay holes (a sparse /var/log/lastlog of a high uid is hundreds of MB).
+	set -- --sparse "$@"
 	cc_log "rsync ${flags} $* ${src} -> ${root}/"
 	# shellcheck disable=SC2086 # flags and extra options are word lists
 	"${CC_RSYNC}" ${flags} --numeric-ids --stats "$@" ${CC_RSYNC_EXTRA:-} \
@@ -154,8 +157,8 @@ cc_tar_copy()
 	# switch; on a one-CPU node under QEMU this made the first copy 35-42 s instead of 51 s.
 	{
 		crc=0
-		"${CC_TAR}" -C "${src}" --create --file=- --blocking-factor=128 --one-file-system --numeric-owner --xattrs \
-			--xattrs-include='*' --totals --anchored --exclude-from="${excludes}" \
+		"${CC_TAR}" -C "${src}" --create --file=- --blocking-factor=128 --one-file-system \
+			--sparse --numeric-owner --xattrs --xattrs-include='*' --totals --anchored --exclude-from="${excludes}" \
 			. 2>"${stats}.create" || crc=$?
 		echo "${crc}" >"${stats}.create-rc"
 	} | "${CC_TAR}" -C "${root}" --extract --file=- --blocking-factor=128 --numeric-owner --xattrs \

@@ -40,10 +40,10 @@ cc_fetch_delta()
 		"$(wc -l <"${list}.removed" | tr -d ' ') to delete"
 }
 
-# cc_delete_removed ROOT LIST: delete the paths of LIST (relative to ROOT) on the node. A path
-# is deleted only where its directory is the real one inside ROOT: an absolute symlink on the
-# way would lead out of the node's root, into the initramfs (the next whole-tree comparison
-# deals with such a node).
+# cc_delete_removed ROOT LIST: delete the paths of LIST (relative to ROOT) on the node, keeping
+# the persistent paths inside them (cc_delete_keeping). A path is deleted only where its
+# directory is the real one inside ROOT: an absolute symlink on the way would lead out of the
+# node's root, into the initramfs (the next whole-tree comparison deals with such a node).
 cc_delete_removed()
 {
 	local root="$1" real p dir kept=0 last="" safe=yes
@@ -61,9 +61,36 @@ cc_delete_removed()
 			continue
 		fi
 		if [ -e "${root}/${p}" ] || [ -L "${root}/${p}" ]; then
-			rm -rf -- "${root:?}/${p}" || return 1
+			cc_delete_keeping "${root}" "${p}" || return 1
 		fi
 	done <"$2"
 	[ "${kept}" -eq 0 ] || cc_warn "${kept} removed path(s) not deleted: a symlink on the way on this node"
 	return 0
+}
+
+# cc_delete_keeping ROOT PATH: delete ROOT/PATH except the persistent paths in it that are the
+# node's own (cc_seeded) and the directories leading to them: a standard that removes
+# /opt/app never takes the node's /opt/app/data with it. Says so once per kept path.
+cc_delete_keeping()
+{
+	local root="$1" rel="$2" q keep="" e
+	set -f
+	for q in ${CC_PERSISTENT:-}; do
+		case "${q#/}" in
+		"${rel}" | "${rel}"/*) cc_seeded "${root}" "${q}" && keep="${keep} ${q#/}" ;;
+		esac
+	done
+	set +f
+	case "${keep} " in
+	" ") rm -rf -- "${root:?}/${rel}"; return ;;
+	*" ${rel} "*) cc_warn "persistent /${rel} kept: the standard removed it or a directory above it"; return 0 ;;
+	esac
+	if [ -L "${root}/${rel}" ] || [ ! -d "${root}/${rel}" ]; then
+		rm -f -- "${root:?}/${rel}" # not the directory the persistent path is in
+		return
+	fi
+	for e in "${root}/${rel}"/* "${root}/${rel}"/.[!.]* "${root}/${rel}"/..?*; do
+		[ -e "${e}" ] || [ -L "${e}" ] || continue
+		cc_delete_keeping "${root}" "${rel}/${e##*/}" || return 1
+	done
 }

@@ -155,6 +155,7 @@ cc_fs_label_for()
 cc_mkfs()
 {
 	local dev="$1" fs="$2" label="$3"
+	CC_DISK_WRITTEN=yes
 	cc_wait_for_dev "${dev}" 10 || { cc_err "device ${dev} did not appear"; return 1; }
 	cc_log "making ${fs} on ${dev} (label ${label})"
 	case "${fs}" in
@@ -191,13 +192,15 @@ cc_persistent_words()
 # cc_prepare_disk DISK SFDISK_SCRIPT SCRATCH_DIR FORCE(yes|no): partition and format when the
 # disk is blank or its layout differs (or FORCE); otherwise check the root and give data
 # partitions without a file system one. Uses CC_PARTITIONS. Sets CC_DISK_ACTION
-# (partitioned|kept) and CC_ROOT_REMADE (yes|no).
+# (partitioned|kept), CC_ROOT_REMADE (yes|no) and CC_DISK_WRITTEN (yes once anything was written
+# to the disk: a failure before that leaves the earlier copy bootable).
 cc_prepare_disk()
 {
 	local disk="$1" script="$2" scratch="$3" force="${4:-no}" state w n use fs
 	local dev lost=""
 	CC_DISK_ACTION=kept
 	CC_ROOT_REMADE=no
+	CC_DISK_WRITTEN=no
 	if [ ! -f "${disk}" ] && ! cc_wait_for_dev "${disk}" "${CC_DISK_WAIT:-30}"; then
 		cc_err "disk ${disk} not found"
 		return 1
@@ -222,6 +225,7 @@ cc_prepare_disk()
 					"old layout: $(cc_dump_disk "${disk}" | sed -n 's/^\([0-9][0-9]* :.*\)/[\1]/p' | tr '\n' ' ')"
 			fi
 		fi
+		CC_DISK_WRITTEN=yes
 		cc_partition "${disk}" "${script}" || return 1
 		CC_DISK_ACTION=partitioned
 		CC_ROOT_REMADE=yes

@@ -84,7 +84,7 @@ cc_run_reach()
 }
 
 # cc_run_params: 2. this node's parameters; reach the master again when they name another
-# image or transport than the one reached.
+# image or transport than the one reached. Unusable parameters: the earlier copy, if any.
 cc_run_params()
 {
 	local node
@@ -97,8 +97,8 @@ cc_run_params()
 	fi
 	if ! cc_load_params "${CC_CONTROL}" "${node}"; then
 		cc_umount "${CC_SOURCE_MNT}"
-		cc_err "the control directory from ${CC_SERVER} is unusable"
-		return "${CC_RC_FAIL}"
+		cc_fallback "$(cc_fallback_device)" "the control directory from ${CC_SERVER} is unusable"
+		return $?
 	fi
 	if [ "${CC_IMAGE} ${CC_TRANSPORT}" != "${CC_REACHED}" ]; then
 		cc_umount "${CC_SOURCE_MNT}"
@@ -113,11 +113,16 @@ cc_run_params()
 	return "${CC_RC_OK}"
 }
 
-# cc_run_disk: 3. partition and format when the layout differs; mount the local root.
+# cc_run_disk: 3. partition and format when the layout differs; mount the local root. A
+# failure before anything was written to the disk boots the earlier copy, if any.
 cc_run_disk()
 {
 	if ! cc_prepare_disk "${CC_DISK}" "${CC_SFDISK}" "${CC_RUN_DIR}" "${CC_ARG_REPARTITION}"; then
 		cc_umount "${CC_SOURCE_MNT}"
+		if [ "${CC_DISK_WRITTEN}" = no ]; then # nothing changed on the disk yet
+			cc_fallback "${CC_ROOT_DEVICE}" "cannot check the disk ${CC_DISK}"
+			return $?
+		fi
 		cc_err "cannot prepare the disk ${CC_DISK}"
 		return "${CC_RC_FAIL}"
 	fi

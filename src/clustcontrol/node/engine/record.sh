@@ -27,7 +27,8 @@ cc_write_marker()
 }
 
 # cc_write_record ROOT IMAGE SOURCE GENERATION START END BYTES RSYNC_RC MODE: the sync record
-# replaces the marker (record first, then marker removal, each flushed).
+# replaces the marker (record first, then marker removal, each flushed). The count of boots
+# since the last whole-tree comparison is the caller's (cc_count_unverified, cc_verified).
 cc_write_record()
 {
 	local r
@@ -45,10 +46,29 @@ cc_write_record()
 		echo "CC_SYNC_FILES='${CC_SYNC_FILES:-0}'"
 		echo "CC_SYNC_FILE_BYTES='${CC_SYNC_FILE_BYTES:-0}'"
 		echo "CC_SYNC_METHOD='${CC_SYNC_METHOD:-tree}'"
+		echo "CC_SYNC_SEEDED='${CC_PERSISTENT:-}'"
 	} >"${r}.tmp" && mv "${r}.tmp" "${r}" || return 1
 	cc_flush
-	rm -f "$(cc_marker "$1")" "$(cc_skips "$1")"
+	rm -f "$(cc_marker "$1")"
 	cc_flush
+}
+
+# cc_seeded ROOT PATH: true when the persistent PATH is the node's own: the last complete sync
+# (the record) held it complete (CC_SYNC_SEEDED). Before that, it is seeded from the standard
+# like any other path: a first sync cut half-way leaves no half-filled persistent path behind.
+# A record of an earlier version (no CC_SYNC_SEEDED) counts every existing path.
+cc_seeded()
+{
+	local r seeded
+	r=$(cc_record "$1")
+	[ -f "${r}" ] || return 1
+	[ -e "$1$2" ] || [ -L "$1$2" ] || return 1
+	grep -q "^CC_SYNC_SEEDED=" "${r}" || return 0
+	seeded=$(cc_param_value "${r}" CC_SYNC_SEEDED) || return 1
+	case " ${seeded} " in
+	*" $2 "*) return 0 ;;
+	esac
+	return 1
 }
 
 # cc_has_complete_sync ROOT: a record and no marker.
@@ -104,8 +124,8 @@ cc_generations()
 	CC_REC_GENERATION=$(cc_param_value "$(cc_record "$1")" CC_SYNC_GENERATION) || CC_REC_GENERATION=""
 }
 
-# cc_unverified ROOT: boots since the node last compared the whole tree (generation skips and
-# delta syncs count).
+# cc_unverified ROOT: boots since the node last compared every file's content (a full
+# comparison or a tar first copy); skips, deltas and whole-tree syncs by size and time count.
 cc_unverified()
 {
 	local n
@@ -121,12 +141,18 @@ cc_verify_every()
 	echo "${CC_ARG_VERIFY:-${CC_VERIFY_EVERY}}"
 }
 
-# cc_verify_due ROOT: true when this boot must compare the whole tree.
+# cc_verify_due ROOT: true when this boot must compare the whole tree, contents included.
 cc_verify_due()
 {
 	local every
 	every=$(cc_verify_every)
 	[ "${every}" -gt 0 ] && [ $(($(cc_unverified "$1") + 1)) -ge "${every}" ]
+}
+
+# cc_verified ROOT: this boot compared every file's content: the count starts again.
+cc_verified()
+{
+	rm -f "$(cc_skips "$1")"
 }
 
 # cc_count_unverified ROOT: one more boot without a whole-tree comparison.

@@ -20,6 +20,7 @@
 #   3. a blank root:                             first copy, one tar stream
 #   4. an earlier committed generation:          the delta from it, unless a comparison is due
 #   5. anything else:                            the whole tree (rsync --delete)
+# A due comparison (every verify_every-th boot) compares contents (full) as well.
 cc_copy_decision()
 {
 	local marker="$1" std="$3" rec="$4" due="$5" blank="$6" tar="$7" delta="$8"
@@ -47,6 +48,11 @@ cc_copy_decision()
 		fi
 	else
 		CC_COPY_METHOD=tree
+	fi
+	# A comparison of the whole tree that is due compares every file's content too (--checksum):
+	# size and mtime miss content changed without them.
+	if [ "${due}" = yes ] && [ "${CC_COPY_METHOD}" = tree ]; then
+		CC_COPY_MODE=full
 	fi
 	return 0
 }
@@ -144,7 +150,11 @@ cc_sync()
 	gen=$(cc_generation "${root}")
 	cc_write_record "${root}" "${CC_IMAGE}" "${CC_SERVER} ${transport}" "${gen}" "${start}" \
 		"${end}" "${CC_SYNC_BYTES}" "${CC_LAST_RSYNC_RC}" "${mode}" || { cc_err "cannot write the sync record"; return 1; }
-	if [ "${method}" = delta ]; then
+	# Boots since the last comparison of every file's content: a tar first copy and a full
+	# comparison start the count again, any other copy is one more.
+	if [ "${method}" = tar ] || [ "${mode}" = full ]; then
+		cc_verified "${root}"
+	else
 		cc_count_unverified "${root}" || return 1
 	fi
 	cc_log "sync done (${method}): ${CC_SYNC_FILES:-0} file(s) updated (${CC_SYNC_FILE_BYTES:-0} bytes of" \
