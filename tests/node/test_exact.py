@@ -116,3 +116,14 @@ def test_a_failed_layout_check_boots_the_earlier_copy(node: Node) -> None:
     r = node.run()
     assert r.rc == 2, str(r)
     assert "cannot check the disk" in r.out and "BOOTING THE EARLIER COPY" in r.out
+
+
+def test_the_node_fstab_keeps_the_standards_lines(node: Node) -> None:
+    (node.std / "etc/fstab").write_text(
+        "# the update node's fstab\nmaster:/home /home nfs defaults,_netdev 0 0\n"
+    )
+    assert_ok(node.run())
+    with node.mounted(2) as root:
+        fstab = (root / "etc/fstab").read_text()
+    assert "master:/home /home nfs defaults,_netdev 0 0\n# BEGIN clustcontrol" in fstab
+    assert "\t/scratch\text4\tdefaults,nofail\t0\t2\n# END clustcontrol\n" in fstab

@@ -73,3 +73,34 @@ def test_an_unknown_node_keeps_the_hostname(tmp_path: Path) -> None:
     rc, out = sh(f"CC_HOSTNAME=''\ncc_write_hostname '{tmp_path}'")
     assert rc == 0 and "unknown node" in out
     assert (tmp_path / "etc/hostname").read_text() == "updatenode\n"
+
+
+def test_fstab_keeps_the_standards_lines(tmp_path: Path) -> None:
+    """The admin's NFS /home and tmpfs lines stay; the standard's root and swap lines, its line
+    for a data partition's mount point and an earlier clustcontrol block do not."""
+    (tmp_path / "etc").mkdir()
+    std = tmp_path / "std-fstab"
+    std.write_text(
+        "# the standard's fstab\n"
+        "#UUID=1234 / ext4 errors=remount-ro 0 1\n"
+        "UUID=1234 / ext4 errors=remount-ro 0 1\n"
+        "UUID=5678 none swap sw 0 0\n"
+        "master:/home /home nfs defaults,_netdev 0 0\n"
+        "  tmpfs   /var/tmp tmpfs size=1g 0 0   # comment after a line\n"
+        "/dev/sdb1 /scratch ext4 defaults 0 2\n"
+        "# BEGIN clustcontrol: this node's local disk\nUUID=9 / ext4 x 0 1\n# END clustcontrol\n"
+    )
+    rc, out = sh(
+        "CC_PARTITIONS='1:swap:swap::0 2:root:ext4:/:0 3:data:ext4:/scratch:1'\n"
+        f"cc_write_fstab '{tmp_path}' /dev/nonexistent '{std}' && cat '{tmp_path}/etc/fstab'"
+    )
+    assert rc == 0, out
+    kept, block = out.split("# BEGIN clustcontrol: this node's local disk\n")
+    assert kept.splitlines()[2:] == [
+        "# the standard's fstab",
+        "#UUID=1234 / ext4 errors=remount-ro 0 1",
+        "master:/home /home nfs defaults,_netdev 0 0",
+        "  tmpfs   /var/tmp tmpfs size=1g 0 0   # comment after a line",
+    ]
+    assert block.count("\n") == 5 and block.endswith("# END clustcontrol\n")
+    assert "LABEL=ccroot\t/\t" in block and "UUID=9" not in out

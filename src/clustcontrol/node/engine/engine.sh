@@ -145,8 +145,12 @@ cc_run_sync()
 		cc_err "cannot boot this node: fix the master or the network and reboot"
 		return "${CC_RC_FAIL}"
 	fi
+	# The standard's fstab (never synced: the node writes its own) for the lines the node keeps.
+	cc_fetch_file "${CC_TRANSPORT}" "$(cc_source "${CC_TRANSPORT}")" etc/fstab \
+		"${CC_RUN_DIR}/standard-fstab" || cc_warn "cannot read the standard's etc/fstab: the" \
+		"node's fstab holds its local disk only"
 	cc_umount "${CC_SOURCE_MNT}"
-	cc_write_node_files "${CC_TARGET}" "${CC_DISK}" || rc=1
+	cc_write_node_files "${CC_TARGET}" "${CC_DISK}" "${CC_RUN_DIR}/standard-fstab" || rc=1
 	cc_save_log "${CC_TARGET}"
 	cc_umount "${CC_TARGET}"
 	if [ "${rc}" -ne 0 ]; then

@@ -102,12 +102,48 @@ cc_write_interfaces()
 	mv "${f}.tmp" "${f}"
 }
 
-# cc_write_fstab ROOT DISK: /etc/fstab for the local disk, by UUID: root, swap, data partitions.
+# cc_standard_fstab FILE: the standard's fstab lines a node keeps: all but its root and swap
+# lines, the lines of the layout's data mount points and an earlier clustcontrol block. The
+# admin's NFS /home, tmpfs and bind lines stay.
+cc_standard_fstab()
+{
+	local file="$1" line skip=no w drop
+	while IFS= read -r line || [ -n "${line}" ]; do
+		case "${line}" in
+		"# BEGIN clustcontrol"*) skip=yes; continue ;;
+		"# END clustcontrol"*) skip=no; continue ;;
+		esac
+		[ "${skip}" = no ] || continue
+		case "${line#"${line%%[![:space:]]*}"}" in # without leading blanks
+		"" | "#"*) printf '%s\n' "${line}"; continue ;;
+		esac
+		set -f
+		# shellcheck disable=SC2086 # the line's fields
+		set -- ${line}
+		set +f
+		drop=no
+		[ "${2:-}" = / ] || [ "${3:-}" = swap ] && drop=yes
+		for w in ${CC_PARTITIONS:-}; do
+			cc_partition_word "${w}"
+			[ -n "${CC_PART_MOUNT}" ] && [ "${2:-}" = "${CC_PART_MOUNT}" ] && drop=yes
+		done
+		[ "${drop}" = yes ] || printf '%s\n' "${line}"
+	done <"${file}"
+}
+
+# cc_write_fstab ROOT DISK [STANDARD_FSTAB]: /etc/fstab of the node: the standard's lines it
+# keeps (cc_standard_fstab), then clustcontrol's block for the local disk, by UUID: root, swap,
+# data partitions.
 cc_write_fstab()
 {
 	local root="$1" disk="$2" f="$1/etc/fstab" w n use fs mount dev uuid
 	{
-		echo "# /etc/fstab: written by clustcontrol at every boot sync; edits here are lost."
+		echo "# /etc/fstab: the standard's lines, then this node's local disk (clustcontrol's block),"
+		echo "# rewritten at every boot sync: change the standard's /etc/fstab instead."
+		if [ -n "${3:-}" ] && [ -f "$3" ]; then
+			cc_standard_fstab "$3"
+		fi
+		echo "# BEGIN clustcontrol: this node's local disk"
 		echo "# <file system> <mount point> <type> <options> <dump> <pass>"
 		for w in ${CC_PARTITIONS:-}; do
 			cc_partition_word "${w}"
@@ -124,10 +160,11 @@ cc_write_fstab()
 				;;
 			esac
 		done
+		echo "# END clustcontrol"
 	} >"${f}.tmp" && mv "${f}.tmp" "${f}"
 }
 
-# cc_write_node_files ROOT DISK: all of the above, then flush.
+# cc_write_node_files ROOT DISK [STANDARD_FSTAB]: all of the above, then flush.
 cc_write_node_files()
 {
 	local root="$1"
@@ -137,7 +174,7 @@ cc_write_node_files()
 	cc_write_machine_id "${root}" || return 1
 	cc_check_ssh_keys "${root}"
 	cc_write_interfaces "${root}" || return 1
-	cc_write_fstab "${root}" "$2" || return 1
+	cc_write_fstab "${root}" "$2" "${3:-}" || return 1
 	cc_log "node files written: hostname ${CC_HOSTNAME:-?}, hosts, machine-id, interfaces, fstab"
 	cc_flush
 }
