@@ -12,18 +12,23 @@ cc_marker() { echo "$1${CC_STATE_DIR}/sync-in-progress"; }
 cc_record() { echo "$1${CC_STATE_DIR}/last-sync"; }
 cc_skips() { echo "$1${CC_STATE_DIR}/generation-skips"; }
 
+# cc_write_state FILE: stdin into FILE (in ROOT$CC_STATE_DIR) atomically: a temporary file,
+# renamed, then flushed.
+cc_write_state()
+{
+	mkdir -p "${1%/*}" || return 1
+	cat >"$1.tmp" && mv "$1.tmp" "$1" || return 1
+	cc_flush
+}
+
 # cc_write_marker ROOT IMAGE SOURCE: "a sync is running"; on disk before rsync touches a file.
 cc_write_marker()
 {
-	local m
-	m=$(cc_marker "$1")
-	mkdir -p "${m%/*}" || return 1
 	{
 		echo "CC_MARK_IMAGE='$2'"
 		echo "CC_MARK_SOURCE='$3'"
 		echo "CC_MARK_START='$(cc_now)'"
-	} >"${m}.tmp" && mv "${m}.tmp" "${m}" || return 1
-	cc_flush
+	} | cc_write_state "$(cc_marker "$1")"
 }
 
 # cc_write_record ROOT IMAGE SOURCE GENERATION START END BYTES RSYNC_RC MODE: the sync record
@@ -31,9 +36,6 @@ cc_write_marker()
 # since the last whole-tree comparison is the caller's (cc_count_unverified, cc_verified).
 cc_write_record()
 {
-	local r
-	r=$(cc_record "$1")
-	mkdir -p "${r%/*}" || return 1
 	{
 		echo "CC_SYNC_IMAGE='$2'"
 		echo "CC_SYNC_SOURCE='$3'"
@@ -47,8 +49,7 @@ cc_write_record()
 		echo "CC_SYNC_FILE_BYTES='${CC_SYNC_FILE_BYTES:-0}'"
 		echo "CC_SYNC_METHOD='${CC_SYNC_METHOD:-tree}'"
 		echo "CC_SYNC_SEEDED='${CC_PERSISTENT:-}'"
-	} >"${r}.tmp" && mv "${r}.tmp" "${r}" || return 1
-	cc_flush
+	} | cc_write_state "$(cc_record "$1")" || return 1
 	rm -f "$(cc_marker "$1")"
 	cc_flush
 }
