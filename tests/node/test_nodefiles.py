@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tests.node.conftest import module_sh
@@ -52,6 +53,20 @@ def test_machine_id_is_made_once_and_kept(tmp_path: Path) -> None:
     uuid.write_text("ffffffff-ffff-ffff-ffff-ffffffffffff\n")
     rc, out = sh(body, CC_UUID_SOURCE=str(uuid))
     assert (rc, out) == (0, "0f0e0d0c0b0a09080706050403020100\n")
+
+
+def test_dbus_machine_id_is_a_link_to_the_nodes(tmp_path: Path) -> None:
+    """The standard's /var/lib/dbus/machine-id (a copy of the update node's id) is never the
+    node's: it becomes a link to /etc/machine-id, as Debian's dbus makes it."""
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "var/lib/dbus").mkdir(parents=True)
+    (tmp_path / "var/lib/dbus/machine-id").write_text("0123456789abcdef0123456789abcdef\n")
+    uuid = tmp_path / "uuid"
+    uuid.write_text("0f0e0d0c-0b0a-0908-0706-050403020100\n")
+    for _ in range(2):
+        rc, out = sh(f"cc_write_machine_id '{tmp_path}'", CC_UUID_SOURCE=str(uuid))
+        assert rc == 0, out
+        assert os.readlink(tmp_path / "var/lib/dbus/machine-id") == "/etc/machine-id"
 
 
 def test_fstab_by_label_when_the_devices_are_absent(tmp_path: Path) -> None:

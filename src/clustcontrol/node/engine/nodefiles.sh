@@ -30,8 +30,9 @@ cc_write_hosts()
 	mv "${f}.tmp" "${f}"
 }
 
-# cc_write_machine_id ROOT: /etc/machine-id generated once per node, kept across syncs (excluded from the sync; a copy
-# in the state directory restores it should it go missing).
+# cc_write_machine_id ROOT: /etc/machine-id (and D-Bus's link to it) generated once per node,
+# kept across syncs (excluded from the sync; a copy in the state directory restores it should it
+# go missing).
 cc_write_machine_id()
 {
 	local f="$1/etc/machine-id" saved id
@@ -50,6 +51,11 @@ cc_write_machine_id()
 		cc_log "new machine-id ${id}"
 	fi
 	echo "${id}" >"${f}" || return 1
+	# D-Bus's copy is a link to it (as Debian's dbus makes it), never the standard's.
+	if [ -d "$1/var/lib/dbus" ] && [ "$(readlink "$1/var/lib/dbus/machine-id")" != /etc/machine-id ]; then
+		rm -f "$1/var/lib/dbus/machine-id"
+		ln -s /etc/machine-id "$1/var/lib/dbus/machine-id" || return 1
+	fi
 	mkdir -p "${saved%/*}" && echo "${id}" >"${saved}"
 }
 
