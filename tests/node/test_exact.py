@@ -127,3 +127,27 @@ def test_the_node_fstab_keeps_the_standards_lines(node: Node) -> None:
         fstab = (root / "etc/fstab").read_text()
     assert "master:/home /home nfs defaults,_netdev 0 0\n# BEGIN clustcontrol" in fstab
     assert "\t/scratch\text4\tdefaults,nofail\t0\t2\n# END clustcontrol\n" in fstab
+
+
+def test_a_commit_landing_during_the_copy_is_not_recorded(node: Node) -> None:
+    """The engine read generation gen-1; a commit lands before rsync copies the generation
+    file. The copy is a mix: the node records "uncommitted" and compares the whole tree next."""
+    rsync = node.tmp / "committing-rsync"
+    gen_file = node.std / "etc/clustcontrol-generation"
+    rsync.write_text(
+        "#!/bin/sh\n"
+        '[ "$1" = --version ] && exec rsync "$@"\n'
+        f"echo gen-2 >'{gen_file}'\n"
+        'exec rsync "$@"\n'
+    )
+    rsync.chmod(0o755)
+    r = node.run(CC_FIRST_COPY="rsync", CC_RSYNC=str(rsync))
+    assert_ok(r)
+    assert "generation changed during the copy (gen-1 -> gen-2)" in r.out
+    with node.mounted(2) as root:
+        assert record(root)["CC_SYNC_GENERATION"] == "uncommitted"
+    r = node.run()
+    assert_ok(r)
+    assert "(normal, tree)" in r.out and "no transfer" not in r.out
+    with node.mounted(2) as root:
+        assert record(root)["CC_SYNC_GENERATION"] == "gen-2"

@@ -85,7 +85,7 @@ cc_copy_facts()
 # complete (the marker stays: the next boot re-syncs fully).
 cc_sync()
 {
-	local root="$1" transport="$2" src filter stats list start end rc=0 gen bytes method mode
+	local root="$1" transport="$2" src filter stats list start end rc=0 gen bytes method mode before
 	src=$(cc_source "${transport}")
 	filter="${CC_RUN_DIR}/rsync-filter"
 	stats="${CC_RUN_DIR}/rsync-stats"
@@ -107,6 +107,9 @@ cc_sync()
 	if [ "${method}" = delta ] && ! cc_fetch_delta "${transport}" "${src}" "${filter}" "${list}"; then
 		method=tree
 	fi
+	# The generation this copy starts from: what the node may record if it is still the one it
+	# copied at the end (a commit landing during the copy makes the copy a mix of two).
+	before="${CC_STD_GENERATION:-$(cc_standard_generation "${transport}" "${src}")}"
 	start=$(cc_now)
 	cc_write_marker "${root}" "${CC_IMAGE}" "${transport}:${src}" || { cc_err "cannot write the sync marker"; return 1; }
 	cc_log "syncing image ${CC_IMAGE} from ${src} (${mode}, ${method})"
@@ -148,6 +151,11 @@ cc_sync()
 	CC_SYNC_FILES=$(cc_stats_value "Number of regular files transferred" "${stats}")
 	CC_SYNC_METHOD="${method}"
 	gen=$(cc_generation "${root}")
+	if [ "${gen}" != "${before:-uncommitted}" ]; then
+		cc_warn "the standard's generation changed during the copy (${before:-uncommitted} ->" \
+			"${gen}): recorded as uncommitted, the next boot compares the whole tree"
+		gen=uncommitted
+	fi
 	cc_write_record "${root}" "${CC_IMAGE}" "${CC_SERVER} ${transport}" "${gen}" "${start}" \
 		"${end}" "${CC_SYNC_BYTES}" "${CC_LAST_RSYNC_RC}" "${mode}" || { cc_err "cannot write the sync record"; return 1; }
 	# Boots since the last comparison of every file's content: a tar first copy and a full
