@@ -244,6 +244,9 @@ def test_the_node_parses_the_switches_the_master_renders(
         # Every clustcontrol.* word the master renders is a switch of the contract.
         words = {w.split("=", 1)[0] for w in line.split() if w.startswith("clustcontrol.")}
         assert words <= {p.switch for p in contract.params("kernel")}
+        # ... and every name=value word it renders is one kernel_args may not repeat.
+        named = {w.split("=", 1)[0] for w in line.split() if "=" in w}
+        assert named <= contract.rendered_words(), named - contract.rendered_words()
 
 
 def test_bad_switch_values_are_warned_about_and_ignored(tmp_path: Path) -> None:

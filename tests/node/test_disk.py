@@ -13,14 +13,19 @@ def sh(body: str, **env: str) -> tuple[int, str]:
     return module_sh(["disk"], body, **env)
 
 
+def blank_disk(path: Path, mib: int) -> Path:
+    """A sparse disk image file of `mib` MiB."""
+    with open(path, "wb") as f:
+        f.truncate(mib * 1024 * 1024)
+    return path
+
+
 def test_layout_state_on_image_files(tmp_path: Path) -> None:
     """Blank / same / different, comparing via a scratch file."""
     script_a, script_b = tmp_path / "a", tmp_path / "b"
     script_a.write_text(SFDISK_A)
     script_b.write_text(SFDISK_B)
-    disk = tmp_path / "disk.img"
-    with open(disk, "wb") as f:
-        f.truncate(72 * 1024 * 1024)
+    disk = blank_disk(tmp_path / "disk.img", 72)
     state = f"cc_layout_state '{disk}' '{{}}' '{tmp_path}'"
     assert sh(state.format(script_a)) == (0, "blank\n")
     subprocess.run(["sfdisk", "-q", str(disk)], input=SFDISK_A, text=True, check=True)
@@ -32,9 +37,7 @@ def test_layout_state_on_image_files(tmp_path: Path) -> None:
 def test_layout_state_gpt_ignores_random_uuids(tmp_path: Path) -> None:
     script = tmp_path / "gpt"
     script.write_text("label: gpt\n,8MiB,S\n,,L\n")
-    disk = tmp_path / "disk.img"
-    with open(disk, "wb") as f:
-        f.truncate(64 * 1024 * 1024)
+    disk = blank_disk(tmp_path / "disk.img", 64)
     subprocess.run(["sfdisk", "-q", str(disk)], input=script.read_text(), text=True, check=True)
     assert sh(f"cc_layout_state '{disk}' '{script}' '{tmp_path}'") == (0, "same\n")
 
@@ -42,9 +45,7 @@ def test_layout_state_gpt_ignores_random_uuids(tmp_path: Path) -> None:
 def test_a_script_that_does_not_fit_the_disk_is_an_error(tmp_path: Path) -> None:
     script = tmp_path / "big"
     script.write_text("label: dos\n,4MiB,L\n,8MiB,L\n")
-    disk = tmp_path / "disk.img"
-    with open(disk, "wb") as f:
-        f.truncate(8 * 1024 * 1024)
+    disk = blank_disk(tmp_path / "disk.img", 8)
     rc, out = sh(f"cc_layout_state '{disk}' '{script}' '{tmp_path}'")
     assert rc == 1
     assert "does not apply to a disk of 8388608 bytes" in out
@@ -71,9 +72,7 @@ def test_layout_state_of_a_disk_whose_name_holds_colons(tmp_path: Path) -> None:
     """udev's by-path names hold ':' (pci-0000:00:1f.2-ata-1); sfdisk --dump prints them."""
     script = tmp_path / "a"
     script.write_text(SFDISK_A)
-    disk = tmp_path / "pci-0000:00:1f.2-ata-1"
-    with open(disk, "wb") as f:
-        f.truncate(72 * 1024 * 1024)
+    disk = blank_disk(tmp_path / "pci-0000:00:1f.2-ata-1", 72)
     subprocess.run(["sfdisk", "-q", str(disk)], input=SFDISK_A, text=True, check=True)
     assert sh(f"cc_layout_state '{disk}' '{script}' '{tmp_path}'") == (0, "same\n")
     rc, out = sh(f"cc_dump_disk '{disk}'")
