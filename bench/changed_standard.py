@@ -153,15 +153,14 @@ def publish_delta(old: Path, new: Path, store_dir: Path) -> None:
     (both trees scanned and hashed, the old manifest recorded in a generation store at
     store_dir). Raises RuntimeError if the master writes no delta."""
     from clustcontrol.image.deltas import write_deltas
-    from clustcontrol.image.generation import GenerationStore, InodeGroups, scan
+    from clustcontrol.image.generation import GenerationStore, scan
 
     store = GenerationStore(store_dir)
     store.record(read_generation(old), scan(old))
-    links: InodeGroups = {}
-    manifest = scan(new, links=links)
+    manifest = scan(new)
     target = read_generation(new)
     store.record(target, manifest)
-    deltas = write_deltas(store, new / DELTAS_DIR, target, manifest, links)
+    deltas = write_deltas(store, new / DELTAS_DIR, target, manifest)
     if not deltas or deltas[0].skipped:
         raise RuntimeError(f"no delta from {old} to {new}: {deltas}")
 

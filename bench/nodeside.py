@@ -4,9 +4,11 @@ way the initramfs does: busybox sh, busybox applets first in PATH, the real rsyn
 `node_sync(source, target, ...)` is the one entry point of the benchmarks: it sources the
 engine (engine.sh and its modules), sets the CC_* variables and calls
 `cc_sync TARGET TRANSPORT MODE`, so a change of the engine (a faster path, image generations)
-shows up in the numbers without any change here. The NFS transport is a plain local directory
-(CC_SOURCE_MNT points at it, as if it were the mounted export); the rsync transport talks to a
-real `rsync --daemon` on loopback (`RsyncDaemon`). Disk partitioning and mounting (cc_run) are
+shows up in the numbers without any change here. The source stands for one generation's tree:
+the NFS transport reads a plain local directory, the rsync transport a real `rsync --daemon` on
+loopback (`RsyncDaemon`) whose module is that tree; `cc_source` is pointed at it, and the
+generation is the one its etc/clustcontrol-generation names (as `image commit` writes it).
+Disk partitioning and mounting (cc_run) and reading the master's current-generation file are
 left out: the target is a directory.
 """
 
@@ -31,7 +33,10 @@ from tests.node.conftest import APPLETS as APPLETS
 from tests.node.conftest import BUSYBOX as BUSYBOX
 from tests.node.conftest import ENGINE as ENGINE
 
-from clustcontrol.contract import DELTAS_DIR  # the generation deltas, never copied to nodes
+from clustcontrol.contract import (
+    DELTAS_DIR,  # the generation deltas, never copied to nodes
+    GENERATION_FILE,
+)
 
 STATE_DIR = "var/lib/clustcontrol-node"  # the engine's CC_STATE_DIR default, inside the root
 LOG_DIR = "var/log/clustcontrol"
@@ -47,6 +52,14 @@ CC_IMAGE="${CC_BENCH_IMAGE}"
 CC_SERVER="${CC_BENCH_SERVER}"
 CC_RSYNC_MODULE="${CC_BENCH_IMAGE}"
 CC_RETRIES="${CC_BENCH_RETRIES}"
+CC_STD_GENERATION="${CC_BENCH_GENERATION}"
+cc_source()
+{
+	case "$1" in
+	nfs) echo "${CC_SOURCE_MNT}/" ;;
+	rsync) echo "rsync://${CC_SERVER}:${CC_RSYNC_PORT}/${CC_RSYNC_MODULE}/" ;;
+	esac
+}
 cc_sync "${CC_TARGET}" "${CC_BENCH_TRANSPORT}" "${CC_BENCH_MODE}"
 """
 
@@ -145,7 +158,11 @@ def start_node_sync(
     env: dict[str, str] | None = None,
 ) -> RunningSync:
     """Start one node's sync (see node_sync) and return at once."""
+    generation = ""
+    with contextlib.suppress(OSError):
+        generation = (Path(source) / GENERATION_FILE).read_text().split("\n")[0]
     environ = {
+        "CC_BENCH_GENERATION": generation or "uncommitted",
         "PATH": f"{bbdir}:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": "/root",
         "LC_ALL": "C",

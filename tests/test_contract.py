@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clustcontrol import contract
+from clustcontrol.contract import STATE_DIR, generation_roots
 from clustcontrol.contract.generate import generated_files
 from clustcontrol.inventory.model import Cluster, Image
 from tests.node.conftest import BUSYBOX, ENGINE, SOURCE_ENGINE, pxe_append, write_control
@@ -102,7 +103,7 @@ echo "image root: $(cc_image_root "${CC_IMAGE}")"
 echo "by address: $(cc_find_node "${ctl}" '' '' 192.168.0.12)"
 cc_load_params "${ctl}" node02 || echo "load failed"
 echo "params: ${CC_SERVER}|${CC_IMAGE}|${CC_TRANSPORT}|${CC_RETRIES}|${CC_RSYNC_PORT}|${CC_DISK}"
-echo "root: ${CC_ROOT_DEVICE}|${CC_ROOT_FS}|${CC_SFDISK}|$(cc_source rsync)|$(cc_verify_every)"
+echo "root: ${CC_ROOT_DEVICE}|${CC_ROOT_FS}|${CC_SFDISK}|$(cc_served rsync)|$(cc_verify_every)"
 cc_write_filter "${root}" "${root}/filter" && cat "${root}/filter"
 mkdir -p "${root}/etc/network"
 printf 'auto eth0\\niface eth0 inet dhcp\\n' >"${root}/etc/network/interfaces"
@@ -238,7 +239,8 @@ def test_the_node_parses_the_switches_the_master_renders(
         assert got["CC_ARG_ROOT"] == "/dev/sda2"
         assert got["CC_ARG_BOOTIF"] == "52:54:00:ab:cd:ef"
         if transport == "nfs":
-            assert got["CC_ARG_IMAGEROOT"] == "/srv/nfs4/teststandard"
+            # Nodes mount the image's generation roots, never its working tree.
+            assert got["CC_ARG_IMAGEROOT"] == generation_roots(STATE_DIR, "default")
         else:
             assert got["CC_ARG_RSYNCPORT"] == str(port)
         # Every clustcontrol.* word the master renders is a switch of the contract.

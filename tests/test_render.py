@@ -146,13 +146,20 @@ def test_pxelinux_files() -> None:
 
 
 def test_exports_rw_only_to_update_address() -> None:
+    """Nodes read the generation roots (read-only, the cluster); the working tree goes to the
+    update node's address alone, read-write."""
     exports = text(render(), "/etc/exports.d/clustcontrol.exports")
-    line = next(x for x in exports.splitlines() if x.startswith("/srv"))
-    assert line.startswith("/srv/nfs4/clusternoderoot 192.168.0.253(rw,")
-    assert "192.168.0.0/24(ro," in line and line.count("crossmnt") == 2
+    lines = [x for x in exports.splitlines() if x.startswith("/")]
+    assert lines == [
+        "/var/lib/clustcontrol/images/default/roots "
+        "192.168.0.0/24(ro,sync,no_subtree_check,no_root_squash,crossmnt)",
+        "/srv/nfs4/clusternoderoot 192.168.0.253(rw,sync,no_subtree_check,no_root_squash,crossmnt)",
+    ]
     fstab = text(render(), "/etc/fstab")
-    assert (
-        fstab == "/etc/clustcontrol /srv/nfs4/clusternoderoot/etc/clustcontrol none bind,ro 0 0\n"
+    assert fstab == (
+        "/etc/clustcontrol /var/lib/clustcontrol/images/default/roots/etc/clustcontrol"
+        " none bind,ro 0 0\n"
+        "/etc/clustcontrol /srv/nfs4/clusternoderoot/etc/clustcontrol none bind,ro 0 0\n"
     )
 
 
@@ -174,8 +181,9 @@ def test_control_directory_is_shell_sourceable(tmp_path: object) -> None:
 
 def test_rsyncd_modules() -> None:
     conf = text(render(), "/etc/rsyncd.conf")
-    assert "[default]\n    comment = clustcontrol standard root default\n" in conf
-    assert "    path = /srv/nfs4/clusternoderoot\n    read only = yes\n" in conf
+    assert "[default]\n    comment = clustcontrol generations of image default\n" in conf
+    assert "    path = /var/lib/clustcontrol/images/default/roots\n    read only = yes\n" in conf
+    assert "clusternoderoot" not in conf  # never the working tree
     assert "hosts allow = 192.168.0.0/24 127.0.0.1" in conf
 
 
@@ -203,10 +211,20 @@ def test_ganesha_exports() -> None:
     conf = text(tree, "/etc/ganesha/ganesha.conf")
     blocks = conf.split("\nEXPORT {")[1:]
     paths = [re.search(r'Path = "([^"]+)"', b).group(1) for b in blocks]  # type: ignore[union-attr]
-    assert paths == ["/srv/a", "/srv/a/etc/clustcontrol", "/srv/b", "/srv/b/etc/clustcontrol"]
-    # Read-write only for the update node's address, only on the update image's root.
-    assert [("Clients = 192.168.0.253;" in b) for b in blocks] == [True, False, False, False]
-    assert all(
-        "Clients = 192.168.0.0/24;" in b and "Attr_Expiration_Time = 0;" in b for b in blocks
-    )
+    roots = "/var/lib/clustcontrol/images/{}/roots"
+    assert paths == [
+        roots.format("default"),
+        roots.format("default") + "/etc/clustcontrol",
+        roots.format("gpu"),
+        roots.format("gpu") + "/etc/clustcontrol",
+        "/srv/a",
+        "/srv/a/etc/clustcontrol",
+    ]
+    # The generation roots to the cluster, read-only; the update image's working tree to the
+    # update node's address alone (read-write, its control directory read-only).
+    cluster = [("Clients = 192.168.0.0/24;" in b) for b in blocks]
+    assert cluster == [True, True, True, True, False, False]
+    assert ["Clients = 192.168.0.253;" in b for b in blocks] == [False] * 4 + [True, True]
+    assert "Access_Type = RW;" in blocks[4] and "Access_Type = RW;" not in blocks[5]
+    assert all("Attr_Expiration_Time = 0;" in b for b in blocks)
     assert "Use_Getattr_Directory_Invalidation = true;" in conf

@@ -43,8 +43,14 @@ def commit(prefix: Path, **kwargs: int) -> CommitResult:
     return commit_image(make_inventory(), "default", prefix, **kwargs)
 
 
+def current_tree(prefix: Path) -> Path:
+    """The tree of the current generation: what nodes sync from."""
+    store = GenerationStore.for_image(prefix, "default")
+    return store.tree(store.current() or "none")
+
+
 def deltas_dir(prefix: Path) -> Path:
-    return prefix / IMAGE_ROOT / DELTAS_DIR
+    return current_tree(prefix) / DELTAS_DIR
 
 
 def delta_lines(prefix: Path, source: str) -> list[str]:
@@ -84,10 +90,13 @@ def test_delta_lists_added_changed_and_topmost_removed_paths(prefix: Path) -> No
     (root / "opt/was-file/child").write_text("x\n")
     second = commit(prefix)
     # Not listed: opt/old/sub and opt/old/sub/data (go with opt/old), opt/was-dir/inner (goes
-    # when opt/was-dir becomes a file), the unchanged hard-linked usr/bin/tool.
+    # when opt/was-dir becomes a file), the unchanged hard-linked usr/bin/tool. Listed: the
+    # directories whose entries changed (their mtime is part of the generation).
     assert listed(prefix, first.generation, second.generation) == [
+        "etc",
         "etc/motd",
         "etc/new",
+        "opt",
         "opt/was-dir",
         "opt/was-file",
         "opt/was-file/child",
@@ -95,7 +104,7 @@ def test_delta_lists_added_changed_and_topmost_removed_paths(prefix: Path) -> No
         "-opt/old",
         "-usr/bin/alias",
     ]
-    assert second.deltas == (Delta(first.generation, 8),)
+    assert second.deltas == (Delta(first.generation, 10),)
     assert sorted(os.listdir(deltas_dir(prefix))) == [first.generation]
 
 
@@ -105,6 +114,7 @@ def test_hard_link_partners_are_listed(prefix: Path) -> None:
     os.link(root / "usr/bin/tool", root / "usr/bin/tool-third")
     second = commit(prefix)
     assert listed(prefix, first.generation, second.generation) == [
+        "usr/bin",
         "usr/bin/tool",
         "usr/bin/tool-hardlink",
         "usr/bin/tool-third",
@@ -142,11 +152,13 @@ def test_unlistable_path_means_no_delta(prefix: Path, name: bytes, reason: str) 
     (skipped,) = second.deltas
     assert skipped.source == first.generation and reason in (skipped.skipped or "")
     assert not deltas_dir(prefix).exists()
-    # Gone again: listable from the first generation (it never had it), not from the second.
+    # Gone again: listable from the first generation (it never had it; its directory's mtime
+    # moved), not from the second.
     os.unlink(odd)
     third = commit(prefix)
     assert [d.source for d in third.deltas if d.skipped is None] == [first.generation]
-    assert listed(prefix, first.generation, third.generation) == []
+    parent = ["etc"] if name.startswith(b"etc/") else []  # the image root has no entry
+    assert listed(prefix, first.generation, third.generation) == parent
     assert os.listdir(deltas_dir(prefix)) == [first.generation]
 
 
@@ -164,7 +176,7 @@ def test_unreadable_old_manifest_means_no_delta(prefix: Path, damage: bytes) -> 
     assert third.deltas[0].source == first.generation
     assert "manifest is unreadable" in (third.deltas[0].skipped or "")
     assert os.listdir(deltas_dir(prefix)) == [second.generation]
-    assert (prefix / IMAGE_ROOT / GENERATION_FILE).read_text() == f"{third.generation}\n"
+    assert (current_tree(prefix) / GENERATION_FILE).read_text() == f"{third.generation}\n"
 
 
 def test_deltas_from_the_last_k_generations_only(prefix: Path) -> None:
@@ -183,7 +195,9 @@ def test_deltas_from_the_last_k_generations_only(prefix: Path) -> None:
     assert sorted(os.listdir(deltas_dir(prefix))) == sorted([latest, generations[-2]])
 
 
-def test_stale_deltas_are_removed(prefix: Path) -> None:
+def test_each_tree_has_the_deltas_to_it_only(prefix: Path) -> None:
+    """A generation's tree holds the deltas from the last K generations to it, nothing else:
+    a file left in an older tree's delta directory does not travel on."""
     first = commit(prefix)
     (prefix / IMAGE_ROOT / "etc/motd").write_text("changed\n")
     second = commit(prefix)
@@ -191,35 +205,41 @@ def test_stale_deltas_are_removed(prefix: Path) -> None:
     (prefix / IMAGE_ROOT / "etc/new").write_text("new\n")
     third = commit(prefix, deltas=1)
     assert os.listdir(deltas_dir(prefix)) == [second.generation]
-    assert listed(prefix, second.generation, third.generation) == ["etc/new"]
+    assert listed(prefix, second.generation, third.generation) == ["etc", "etc/new"]
     assert first.generation not in os.listdir(deltas_dir(prefix))
 
 
-def test_generation_file_is_written_after_the_deltas(
-    prefix: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_current_is_written_last(prefix: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """roots/current names the new generation only once its tree is complete and in place:
+    deltas, then the generation file, then current (nodes never see a tree being built)."""
     first = commit(prefix)
     (prefix / IMAGE_ROOT / "etc/motd").write_text("changed\n")
     second = commit(prefix)
-    (deltas_dir(prefix) / "stale").write_text("x\n")
     (prefix / IMAGE_ROOT / "etc/motd").write_text("changed again\n")
-    writes: list[tuple[str, list[str]]] = []
+    store = GenerationStore.for_image(prefix, "default")
+    writes: list[tuple[str, bool]] = []
 
     def recording(path: Path, data: bytes, mode: int | None = None) -> None:
-        writes.append((path.name, sorted(os.listdir(deltas_dir(prefix)))))
+        if path.parent == store.roots:  # current: the new tree must be complete
+            new = store.tree(data.decode().strip())
+            writes.append((path.name, (new / GENERATION_FILE).is_file()))
+        else:
+            writes.append((path.name, False))
         fsutil.atomic_write(path, data, mode)
 
-    for module in WRITERS:
+    for module in (*WRITERS, "clustcontrol.image.generation"):
         monkeypatch.setattr(f"{module}.atomic_write", recording)
-    commit(prefix)
-    gen_writes = [i for i, (name, _) in enumerate(writes) if name == Path(GENERATION_FILE).name]
-    delta_writes = [
-        i for i, (name, _) in enumerate(writes) if name in {first.generation, second.generation}
+    third = commit(prefix)
+    names = [name for name, _ in writes]
+    assert names == [
+        f"{third.generation}.manifest.gz",
+        first.generation,
+        second.generation,
+        Path(GENERATION_FILE).name,
+        "current",
     ]
-    assert len(gen_writes) == 1 and len(delta_writes) == 2
-    assert max(delta_writes) < gen_writes[0] == len(writes) - 1
-    # When the generation file is written, the deltas are complete and the stale file is gone.
-    assert writes[gen_writes[0]][1] == sorted([first.generation, second.generation])
+    assert writes[-1] == ("current", True)
+    assert sorted(os.listdir(deltas_dir(prefix))) == sorted([first.generation, second.generation])
 
 
 def test_unchanged_commit_writes_nothing(prefix: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -231,17 +251,17 @@ def test_unchanged_commit_writes_nothing(prefix: Path, monkeypatch: pytest.Monke
         raise AssertionError(f"unchanged commit wrote {path}")
 
     with monkeypatch.context() as patch:
-        for module in WRITERS:
+        for module in (*WRITERS, "clustcontrol.image.generation"):
             patch.setattr(f"{module}.atomic_write", refuse)
         again = commit(prefix)
     assert not again.created and again.deltas == ()
-    # Content unchanged but the generation file lost: it and the deltas are written again.
-    (prefix / IMAGE_ROOT / GENERATION_FILE).unlink()
-    shutil.rmtree(deltas_dir(prefix))
+    # Content unchanged but the current tree lost: a new generation of the same content.
+    shutil.rmtree(current_tree(prefix))
     repaired = commit(prefix)
-    assert repaired.created and repaired.generation == second.generation
-    assert repaired.deltas == (Delta(first.generation, 1),)
-    assert listed(prefix, first.generation, second.generation) == ["etc/motd"]
+    assert repaired.created and repaired.generation.startswith("3-")
+    assert repaired.generation.split("-")[1] == second.generation.split("-")[1]
+    assert [d.source for d in repaired.deltas] == [first.generation, second.generation]
+    assert listed(prefix, second.generation, repaired.generation) == []
 
 
 def test_deltas_are_not_content(prefix: Path) -> None:
@@ -313,7 +333,7 @@ def test_node_engine_brings_a_node_to_the_new_generation(prefix: Path, tmp_path:
     os.link(root / "opt/pair-a", root / "opt/pair-b")
     first = commit(prefix)
     node = tmp_path / "node"
-    result = node_sync(root, node, tmp_path)  # a blank root: the first copy
+    result = node_sync(current_tree(prefix), node, tmp_path)  # a blank root: the first copy
     assert result.rc == 0 and "(normal, tar)" in result.output, result.output
 
     with (root / "usr/bin/tool").open("ab") as tool:  # in place: both names change
@@ -341,6 +361,7 @@ def test_node_engine_brings_a_node_to_the_new_generation(prefix: Path, tmp_path:
         "etc",
         "etc/motd",
         "etc/new",
+        "opt",
         "opt/link",
         "opt/merged",
         "opt/pair-a",
@@ -351,16 +372,17 @@ def test_node_engine_brings_a_node_to_the_new_generation(prefix: Path, tmp_path:
         "opt/was-dir",
         "opt/was-file",
         "opt/was-file/child",
+        "usr/bin",
         "usr/bin/tool",
         "usr/bin/tool-hardlink",
         "usr/bin/tool-new",
         "-opt/old",
         "-usr/bin/alias",
     ]
-    result = node_sync(root, node, tmp_path)
+    result = node_sync(current_tree(prefix), node, tmp_path)
     assert result.rc == 0 and "(normal, delta)" in result.output, result.output
     # The node has no deltas, nor the files the engine keeps as the node's own.
-    assert tree_state(node, NOT_ON_NODES) == tree_state(root, NOT_ON_NODES)
+    assert tree_state(node, NOT_ON_NODES) == tree_state(current_tree(prefix), NOT_ON_NODES)
     assert tree_state(node, NOT_ON_NODES)["hard links"] == (
         ("opt/pair-a", "opt/pair-b", "opt/pair-c"),
         ("usr/bin/tool", "usr/bin/tool-hardlink", "usr/bin/tool-new"),

@@ -66,15 +66,20 @@ def test_differing_lines_give_the_whole_difference(prefix: Path) -> None:
         "usr/bin/tool-hardlink",
     }
     assert compare(old_only, new_only) == compare(old, new)
-    assert compare(old, new) == Difference(("etc/new",), ("etc/motd",), ("usr/bin/alias",))
+    # A directory's mtime is part of the generation: etc and usr/bin changed with their entries.
+    assert compare(old, new) == Difference(
+        ("etc/new",), ("etc/motd",), ("etc", "usr/bin", "usr/bin/alias")
+    )
 
 
 def test_commit_then_unchanged(prefix: Path) -> None:
     inv = make_inventory()
     first = commit_image(inv, "default", prefix)
     assert first.created and first.generation.startswith("1-") and first.previous is None
-    gen_file = prefix / IMAGE_ROOT / GENERATION_FILE
+    store = GenerationStore.for_image(prefix, "default")
+    gen_file = store.tree(first.generation) / GENERATION_FILE
     assert gen_file.read_text() == f"{first.generation}\n"
+    assert not (prefix / IMAGE_ROOT / GENERATION_FILE).exists()  # the working tree is left alone
     stamp = gen_file.stat().st_mtime_ns
     again = commit_image(inv, "default", prefix)
     assert not again.created and again.generation == first.generation
@@ -101,7 +106,7 @@ def test_commit_rehashes_only_changed_files(prefix: Path, monkeypatch: pytest.Mo
     second = commit_image(inv, "default", prefix)
     assert second.created and second.generation.startswith("2-")
     assert second.previous == first.generation
-    assert second.difference.changed == ("etc/motd",)
+    assert second.difference.changed == ("etc", "etc/motd", "usr/bin")
     assert second.difference.added == ("etc/new",)
     assert second.difference.removed == ("usr/bin/alias",)
     assert sorted(Path(p).name for p in hashed) == ["motd", "new"]
@@ -126,7 +131,7 @@ def test_status_warns_about_uncommitted_changes(prefix: Path) -> None:
     motd.write_text("HELLO\n")
     os.utime(motd, ns=(old.st_atime_ns, old.st_mtime_ns))
     sneaky = image_status(inv, "default", prefix)
-    assert sneaky.uncommitted is not None and sneaky.uncommitted.changed == ("etc/motd",)
+    assert sneaky.uncommitted is not None and sneaky.uncommitted.changed == ("etc", "etc/motd")
 
 
 def test_generation_store_layout(prefix: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 from clustcontrol.apply import MANIFEST, Installer, apply_tree
 from clustcontrol.errors import InvalidInputError
 from clustcontrol.image import publish_image
+from clustcontrol.image.commit import commit_image
 from clustcontrol.image.common import ImageResult, image_tree
 from clustcontrol.image.publish import select_boot_files
 from clustcontrol.render import RenderContext, render_all
@@ -62,7 +63,8 @@ def test_publish_copies_kernel_and_initrd_and_writes_the_pxe_files(env: ImageEnv
     assert "KERNEL default/vmlinuz" in common
     assert "INITRD default/initrd.img" in common
     assert result.notes == (
-        "image default: kernel vmlinuz-6.1.0-10-amd64, initrd initrd.img-6.1.0-10-amd64",
+        "image default: kernel vmlinuz-6.1.0-10-amd64, initrd initrd.img-6.1.0-10-amd64 "
+        f"(from the working tree {env.inv.images['default'].root}: no generation committed yet)",
     )
     # PXE files are recorded in apply's manifest; the kernels are not (apply would remove them).
     manifest = json.loads((env.prefix / MANIFEST.lstrip("/")).read_text())["files"]
@@ -88,6 +90,20 @@ def test_a_new_kernel_is_published_over_the_old(env: ImageEnv) -> None:
         (f"{TFTP}/default/initrd.img", "update"),
     ]
     assert result.changes[0].diff() == f"Binary file {TFTP}/default/vmlinuz differs\n"
+    assert env.tftp("default/vmlinuz").read_bytes().endswith(b"6.1.0-12-amd64")
+
+
+def test_once_committed_the_current_generation_is_published(env: ImageEnv) -> None:
+    """Nodes boot the kernel of the generation they sync: a kernel installed in the working
+    tree after the last commit is published only once committed."""
+    boot_files(env, *VERSIONS)
+    generation = commit_image(env.inv, "default", env.prefix).generation
+    boot_files(env, "6.1.0-12-amd64")
+    result = publish(env)
+    assert env.tftp("default/vmlinuz").read_bytes().endswith(b"6.1.0-10-amd64")
+    assert result.notes[0].endswith(f"(from generation {generation})")
+    newer = commit_image(env.inv, "default", env.prefix).generation
+    assert publish(env).notes[0].endswith(f"(from generation {newer})")
     assert env.tftp("default/vmlinuz").read_bytes().endswith(b"6.1.0-12-amd64")
 
 

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from clustcontrol.contract import CONTROL_DIR, STATE_DIR, generation_roots
+from clustcontrol.image.commit import commit_tree
+from clustcontrol.image.generation import GenerationStore
 from clustcontrol.inventory.store import parse_inventory
 from clustcontrol.render import render_all
 from clustcontrol.render.base import RenderContext
@@ -29,6 +32,8 @@ ENGINE = NODE_DIR / "engine"
 SOURCE_ENGINE = f"CC_ENGINE_DIR='{ENGINE}'\n. \"${{CC_ENGINE_DIR}}/engine.sh\"\n"
 BUSYBOX = "/bin/busybox"
 IMAGE_ROOT = "/srv/nfs4/teststandard"
+# The image's generation roots as the control files name them (what the node mounts over NFS).
+SERVED_PATH = generation_roots(STATE_DIR, "default")
 DISK_MIB = 72
 
 # Small layouts for a 72 MiB test disk: swap, root, persistent data partition.
@@ -190,8 +195,6 @@ def build_standard(std: Path) -> None:
     (std / "var/lib/keep/state").write_text("standard seed\n")
     (std / "usr/share/doc/big").write_bytes(os.urandom(512 * 1024))
     (std / "proc/should-not-copy").write_text("x\n")
-    (std / "etc/clustcontrol-generation").write_text("gen-1\n")
-    write_control(std / "etc/clustcontrol")
 
 
 @dataclass
@@ -203,9 +206,18 @@ class Result:
         return f"rc={self.rc}\n{self.out}"
 
 
+def commit(std: Path, store: Path, *, keep: int = 3) -> str:
+    """`image commit` of the working tree std into the generation store at `store` (the real
+    master code): the new generation's id, or the current one when nothing changed."""
+    result = commit_tree("default", std, GenerationStore(store), control_dir=CONTROL_DIR, keep=keep)
+    return result.generation
+
+
 @dataclass
 class Node:
-    """One simulated node: a loop-device disk, a run dir, and the standard it syncs from."""
+    """One simulated node: a loop-device disk, a run dir, the working tree of the standard
+    (`std`) and the generation store it is committed into (`store`; `served` is what the
+    master serves: the NFS export and the rsync module)."""
 
     tmp: Path
     std: Path
@@ -213,6 +225,29 @@ class Node:
     bbdir: Path
     env: dict[str, str] = field(default_factory=dict)
     cmdline: str = ""
+    generation: str = ""
+
+    @property
+    def store(self) -> Path:
+        return self.tmp / "state/images/default"
+
+    @property
+    def served(self) -> Path:
+        return self.store / "roots"
+
+    @property
+    def control(self) -> Path:
+        """The control directory as the master serves it (bind-mounted into `served`)."""
+        return self.served / "etc/clustcontrol"
+
+    def commit(self, *, keep: int = 3) -> str:
+        """`image commit`: the working tree becomes a new generation when it changed."""
+        self.generation = commit(self.std, self.store, keep=keep)
+        return self.generation
+
+    def tree(self, generation: str | None = None) -> Path:
+        """A generation's tree (default: the last committed)."""
+        return self.served / (generation or self.generation)
 
     @property
     def run_dir(self) -> Path:
@@ -229,11 +264,11 @@ class Node:
         return (
             "set -u\n"
             f"{SOURCE_ENGINE}"
-            # The NFS mount replaced by a read-only bind mount of the test standard.
+            # The NFS mount replaced by a read-only bind mount of the served generations.
             "cc_test_nfs() {\n"
             '  [ "$1" = "${CC_TEST_SERVER}:${CC_TEST_IMAGE_ROOT}" ] ||\n'
             '    { echo "bad spec $1" >&2; return 1; }\n'
-            '  mount -o bind "${CC_TEST_STD}" "$2" && mount -o remount,ro,bind "$2"\n'
+            '  mount -o bind "${CC_TEST_SERVED}" "$2" && mount -o remount,ro,bind "$2"\n'
             "}\n"
             f"{body}\n"
         )
@@ -247,12 +282,12 @@ class Node:
             "LC_ALL": "C",
             "CC_CMDLINE_FILE": str(cmdline),
             "CC_RUN_DIR": str(self.run_dir),
-            "CC_BAKED_CONTROL": str(self.std / "etc/clustcontrol"),
+            "CC_BAKED_CONTROL": str(self.control),
             "CC_DISK_OVERRIDE": self.disk,
             "CC_NFS_MOUNT": "cc_test_nfs",
-            "CC_TEST_STD": str(self.std),
+            "CC_TEST_SERVED": str(self.served),
             "CC_TEST_SERVER": "127.0.0.1",
-            "CC_TEST_IMAGE_ROOT": IMAGE_ROOT,
+            "CC_TEST_IMAGE_ROOT": SERVED_PATH,
             "CC_RETRY_BASE": "0",
             "CC_WARN_PAUSE": "0",
             "CC_DISK_WAIT": "1",
@@ -284,8 +319,11 @@ class Node:
             start_new_session=True,
         )
 
-    def run(self, **extra: str) -> Result:
-        """The whole engine: cc_run; its return code is the process exit code."""
+    def run(self, *, commit: bool = True, **extra: str) -> Result:
+        """The whole engine: cc_run; its return code is the process exit code. First the
+        working tree is committed (a no-op when it did not change), unless `commit` is off."""
+        if commit:
+            self.commit()
         return self.sh("cc_run", **extra)
 
     @contextlib.contextmanager
@@ -332,6 +370,7 @@ def node(tmp_path: Path, standard: Path, bbdir: Path) -> Iterator[Node]:
         ["losetup", "-f", "--show", "-P", str(image)], check=True, capture_output=True, text=True
     ).stdout.strip()
     n = Node(tmp_path, standard, disk, bbdir)
+    write_control(n.control)
     n.cmdline = (
         "root=/dev/sda2 ip=dhcp clustcontrol.server=127.0.0.1 clustcontrol.image=default "
         "clustcontrol.transport=nfs BOOTIF=01-52-54-00-00-00-01"
@@ -351,13 +390,15 @@ class RsyncDaemon:
 
 @pytest.fixture
 def rsync_daemon(tmp_path: Path, standard: Path) -> Iterator[RsyncDaemon]:
+    served = tmp_path / "state/images/default/roots"  # Node.served
+    served.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = tmp_path / "rsyncd.conf"
     conf.write_text(
         "uid = root\ngid = root\nuse chroot = yes\nnumeric ids = yes\nreverse lookup = no\n"
         f"pid file = {tmp_path}/rsyncd.pid\nlock file = {tmp_path}/rsyncd.lock\n"
         "refuse options = delete-excluded\n\n"
-        f"[default]\n    path = {standard}\n    read only = yes\n    list = yes\n"
+        f"[default]\n    path = {served}\n    read only = yes\n    list = yes\n"
         "    hosts allow = 127.0.0.1\n"
     )
     proc = subprocess.Popen(

@@ -89,7 +89,7 @@ def test_nfs_first_sync_then_incremental(node: Node) -> None:
         assert (root / "scratch").is_dir()
         rec = record(root)
         assert rec["CC_SYNC_IMAGE"] == "default"
-        assert rec["CC_SYNC_GENERATION"] == "gen-1"
+        assert rec["CC_SYNC_GENERATION"] == node.generation
         assert rec["CC_SYNC_SOURCE"] == "127.0.0.1 nfs"
         assert rec["CC_SYNC_MODE"] == "normal"
         assert rec["CC_SYNC_METHOD"] == "tar"
@@ -111,13 +111,16 @@ def test_nfs_first_sync_then_incremental(node: Node) -> None:
     (std / "usr/new").write_text("new in the standard\n")
     (std / "bin/tool-symlink").unlink()
     (std / "etc/local.conf").write_text("standard version 2\n")
-    (std / "etc/clustcontrol-generation").write_text("gen-2\n")
     # The small test file system has second-resolution times: move them clearly.
     later = time.time() + 10
-    for changed in ("usr/new", "etc/local.conf", "etc/clustcontrol-generation"):
+    for changed in ("usr/new", "etc/local.conf"):
         os.utime(std / changed, (later, later))
 
+    # A whole-tree comparison (a delta trusts the node's copy): clustcontrol.verify=1.
+    plain = node.cmdline
+    node.cmdline += " clustcontrol.verify=1"
     r = node.run()
+    node.cmdline = plain
     assert_ok(r)
     assert "layout same" in r.out
     assert "making" not in r.out
@@ -133,7 +136,7 @@ def test_nfs_first_sync_then_incremental(node: Node) -> None:
         assert (root / "etc/hosts").read_text() == hosts
         assert (root / "etc/fstab").read_text() == fstab
         rec2 = record(root)
-        assert rec2["CC_SYNC_GENERATION"] == "gen-2"
+        assert rec2["CC_SYNC_GENERATION"] == node.generation
         assert int(rec2["CC_SYNC_BYTES"]) < int(rec["CC_SYNC_BYTES"]) // 2
         assert (root / "var/log/clustcontrol/boot-sync.log.1").exists()
     with node.mounted(3) as scratch:
@@ -152,7 +155,7 @@ def test_nfs_first_sync_then_incremental(node: Node) -> None:
 
 def test_rsync_daemon_transport(node: Node, rsync_daemon: RsyncDaemon) -> None:
     # The control directory says rsync on the daemon's port; the initramfs copy has it too.
-    write_control(node.std / "etc/clustcontrol", transport="rsync", rsync_port=rsync_daemon.port)
+    write_control(node.control, transport="rsync", rsync_port=rsync_daemon.port)
     xattr = True
     try:
         os.setxattr(node.std / "usr/share/doc/big", "user.cc", b"kept")
@@ -237,6 +240,7 @@ def test_killed_sync_is_redone_fully(node: Node, first_copy: str) -> None:
     """Power cut during the first copy onto the blank root, by rsync or by the tar stream."""
     big = node.std / "usr/share/doc/huge"
     big.write_bytes(os.urandom(6 * 1024 * 1024))
+    node.commit()
     if first_copy == "rsync":
         proc = node.popen("cc_run", CC_FIRST_COPY="rsync", CC_RSYNC_EXTRA="--bwlimit=1500")
     else:
@@ -277,7 +281,7 @@ def test_layout_change_repartitions_loudly(node: Node) -> None:
     assert_ok(node.run())
     with node.mounted(3) as scratch:
         (scratch / "results").write_text("precious\n")
-    write_control(node.std / "etc/clustcontrol", sfdisk=SFDISK_B)
+    write_control(node.control, sfdisk=SFDISK_B)
     r = node.run()
     assert_ok(r)
     assert "THE DISK LAYOUT OF" in r.out and "CHANGED" in r.out
@@ -324,71 +328,70 @@ def test_data_partition_without_fs_gets_one(node: Node) -> None:
 
 
 def test_unchanged_generation_skips_the_transfer(node: Node, rsync_daemon: RsyncDaemon) -> None:
-    """A node holding the standard's committed generation moves nothing; every N-th boot it
-    compares the whole tree anyway; a new generation syncs; both transports read it."""
+    """A node holding the current generation moves nothing; every N-th boot it compares the
+    whole tree with that generation (never with the working tree); a new generation syncs; both
+    transports read it."""
     std = node.std
     assert_ok(node.run())
+    first_generation = node.generation
     with node.mounted(2) as root:
         first = record(root)
-    assert first["CC_SYNC_GENERATION"] == "gen-1"
-    # Changed but not committed (the generation file says gen-1 still): not transferred.
+    assert first["CC_SYNC_GENERATION"] == first_generation
+    # Changed but not committed: the node never sees the working tree.
     (std / "usr/uncommitted").write_text("edited on the master, not committed\n")
-    r = node.run()
+    r = node.run(commit=False)
     assert_ok(r)
-    assert "standard generation gen-1 unchanged since the last sync: no transfer" in r.out
+    assert (
+        f"standard generation {first_generation} unchanged since the last sync: no transfer"
+        in r.out
+    )
     assert "rsync -a" not in r.out
     with node.mounted(2) as root:
         assert not (root / "usr/uncommitted").exists()
         assert record(root) == first
         assert (root / STATE / "generation-skips").read_text() == "1\n"
         assert (root / "etc/hostname").read_text() == "node01\n"  # node files still written
-    # Every 2nd boot compares the whole tree: the uncommitted file arrives, the counter resets.
+        (root / "usr/node-junk").write_text("made on the node\n")
+    # Every 2nd boot compares the whole tree with the generation: the node's junk goes, the
+    # uncommitted file does not arrive, the counter resets.
     plain = node.cmdline
     node.cmdline += " clustcontrol.verify=2"
-    r = node.run()
+    r = node.run(commit=False)
     node.cmdline = plain
     assert_ok(r)
     assert "every 2th boot compares the whole tree: now" in r.out
     with node.mounted(2) as root:
-        assert (root / "usr/uncommitted").exists()
+        assert not (root / "usr/uncommitted").exists()
+        assert not (root / "usr/node-junk").exists()
         assert not (root / STATE / "generation-skips").exists()
     # A new generation over the rsync daemon: read from the daemon, then synced.
-    write_control(std / "etc/clustcontrol", transport="rsync", rsync_port=rsync_daemon.port)
+    write_control(node.control, transport="rsync", rsync_port=rsync_daemon.port)
     node.cmdline = node.cmdline.replace("transport=nfs", "transport=rsync")
-    (std / "etc/clustcontrol-generation").write_text("gen-2\n")
-    later = time.time() + 10
-    os.utime(std / "etc/clustcontrol-generation", (later, later))
     r = node.run()
+    assert node.generation != first_generation
     assert_ok(r)
     assert "no transfer" not in r.out
     with node.mounted(2) as root:
-        assert record(root)["CC_SYNC_GENERATION"] == "gen-2"
+        assert record(root)["CC_SYNC_GENERATION"] == node.generation
+        assert (root / "usr/uncommitted").exists()
     r = node.run()
     assert_ok(r)
-    assert "standard generation gen-2 unchanged since the last sync: no transfer" in r.out
+    assert (
+        f"standard generation {node.generation} unchanged since the last sync: no transfer" in r.out
+    )
 
 
-def write_delta(
-    std: Path,
-    old: str,
-    new: str,
-    copy: list[str],
-    delete: tuple[str, ...] = (),
-    *,
-    end: bool = True,
-) -> None:
-    """What `clustcontrol image commit` publishes: the paths to copy and to delete from
-    generation old to new, then the new generation itself."""
-    deltas = std / "etc/clustcontrol-deltas"
-    deltas.mkdir(exist_ok=True)
-    lines = [f"# clustcontrol-delta 1 {old} {new}", *sorted(copy), "# removed", *sorted(delete)]
-    lines += ["# end"] if end else []
-    (deltas / old).write_text("\n".join(lines) + "\n")
-    generation = std / "etc/clustcontrol-generation"
-    generation.write_text(f"{new}\n")
-    # Each commit at a clearly later time (the test file system has second-resolution times).
-    later = generation.stat().st_mtime + 10 * len(list(deltas.iterdir()))
-    os.utime(generation, (later, later))
+def damage_delta(node: Node, source: str) -> None:
+    """Cut the `# end` line off the current generation's delta from `source` (a master whose
+    disk lost the end of the file)."""
+    delta = node.tree() / "etc/clustcontrol-deltas" / source
+    delta.write_text(delta.read_text().removesuffix("# end\n"))
+
+
+def later(path: Path, seconds: int = 10) -> None:
+    """Move path's times clearly into the future (the test file systems have coarse times)."""
+    when = time.time() + seconds
+    os.utime(path, (when, when))
 
 
 @pytest.mark.parametrize("transport", ["nfs", "rsync"])
@@ -400,11 +403,13 @@ def test_generation_delta_moves_only_what_changed(
     Every N-th such boot still compares the whole tree; a bad delta falls back to it."""
     std = node.std
     if transport == "rsync":
-        write_control(std / "etc/clustcontrol", transport="rsync", rsync_port=rsync_daemon.port)
+        write_control(node.control, transport="rsync", rsync_port=rsync_daemon.port)
         node.cmdline = node.cmdline.replace("transport=nfs", "transport=rsync")
     (std / "opt/old/sub").mkdir(parents=True)
     (std / "opt/old/sub/f").write_text("removed with its directory\n")
+    (std / "opt/escape/victim").mkdir(parents=True)
     assert_ok(node.run())
+    first = node.generation
     with node.mounted(2) as root:
         (root / "var/lib/keep/state").write_text("node data\n")
         (root / "junk").write_text("not in the standard, not in any delta\n")
@@ -415,27 +420,24 @@ def test_generation_delta_moves_only_what_changed(
     (std / "usr/new").write_text("new in generation 2\n")
     (std / "bin/tool-symlink").unlink()
     shutil.rmtree(std / "opt/old")
+    shutil.rmtree(std / "opt/escape/victim")
     (std / "var/lib/keep/state").unlink()  # persistent: the node's copy stays
     (std / "etc/hostname").write_text("updatenode2\n")  # the node's own: never copied
-    later = time.time() + 10
     for changed in ("usr/share/doc/big", "usr/new"):
-        os.utime(std / changed, (later, later))
+        later(std / changed)
     # An absolute symlink on the node leads out of its root: nothing is deleted through it.
     outside = node.tmp / "outside"
     (outside / "victim").mkdir(parents=True)
     with node.mounted(2) as root:
+        shutil.rmtree(root / "opt/escape")
         (root / "opt/escape").symlink_to(outside)
-    write_delta(
-        std,
-        "gen-1",
-        "gen-2",
-        ["usr/share/doc/big", "usr/new", "etc/hostname"],
-        ("bin/tool-symlink", "opt/old", "var/lib/keep/state", "opt/escape/victim", "gone/x"),
-    )
 
     r = node.run()
+    second = node.generation
     assert_ok(r)
-    assert "generation gen-1 -> gen-2: delta of 2 path(s) to copy, 4 to delete" in r.out
+    # To copy: big, new, their directories and those of the removed paths (mtimes changed):
+    # usr, usr/share/doc, bin, opt, opt/escape, var/lib/keep; etc/hostname is the node's own.
+    assert f"generation {first} -> {second}: delta of" in r.out
     assert "1 removed path(s) not deleted: a symlink on the way on this node" in r.out
     assert (outside / "victim").is_dir()
     assert "(normal, delta)" in r.out
@@ -449,7 +451,7 @@ def test_generation_delta_moves_only_what_changed(
         assert not (root / "etc/clustcontrol-deltas").exists()
         assert (root / "junk").exists(), r.out  # only a whole-tree comparison finds it
         rec = record(root)
-        assert rec["CC_SYNC_GENERATION"] == "gen-2"
+        assert rec["CC_SYNC_GENERATION"] == second
         assert rec["CC_SYNC_METHOD"] == "delta"
         assert int(rec["CC_SYNC_FILES"]) == 3  # big, new, the generation file
         if transport == "rsync":  # the edit travels, not the 512 KiB file
@@ -460,33 +462,40 @@ def test_generation_delta_moves_only_what_changed(
         assert (root / STATE / "generation-skips").read_text() == f"{counted}\n"
 
     # A truncated delta is not used: the whole tree is compared (and the junk goes).
-    write_delta(std, "gen-2", "gen-3", ["usr/new"], end=False)
+    (std / "usr/new").write_text("generation 3\n")
+    later(std / "usr/new", 20)
+    node.commit()
+    damage_delta(node, second)
     r = node.run()
     assert_ok(r)
-    assert "is not one to gen-3 or is truncated: comparing the whole tree" in r.out
+    assert f"is not one to {node.generation} or is truncated: comparing the whole tree" in r.out
     with node.mounted(2) as root:
         assert not (root / "junk").exists()
         assert record(root)["CC_SYNC_METHOD"] == "tree"
         # Size and time only: one more boot without a comparison of every file's content.
         assert (root / STATE / "generation-skips").read_text() == f"{counted + 1}\n"
+        (root / "junk2").write_text("made on the node\n")
 
     # Deltas count as boots without a full comparison, and the count adds up across them: two
     # more deltas, then the whole tree with contents compared.
-    (std / "junk2").write_text("uncommitted on the master\n")
     every = counted + 4
     node.cmdline += f" clustcontrol.verify={every}"
-    for old, new in (("gen-3", "gen-4"), ("gen-4", "gen-5")):
-        write_delta(std, old, new, ["usr/new"])
+    for n in (4, 5):
+        (std / "usr/new").write_text(f"generation {n}\n")
+        later(std / "usr/new", 10 * n)
         r = node.run()
         assert_ok(r)
         assert "(normal, delta)" in r.out, r.out
-    write_delta(std, "gen-5", "gen-6", ["usr/new"])
+    (std / "usr/new").write_text("generation 6\n")
+    later(std / "usr/new", 60)
     r = node.run()
     assert_ok(r)
-    assert f"generation gen-6: every {every}th boot compares the whole tree: now" in r.out
+    assert (
+        f"generation {node.generation}: every {every}th boot compares the whole tree: now" in r.out
+    )
     assert "(full, tree)" in r.out
     with node.mounted(2) as root:
-        assert (root / "junk2").exists()
+        assert not (root / "junk2").exists()
         assert record(root)["CC_SYNC_METHOD"] == "tree"
         assert record(root)["CC_SYNC_MODE"] == "full"
         assert not (root / STATE / "generation-skips").exists()
@@ -494,11 +503,11 @@ def test_generation_delta_moves_only_what_changed(
 
 def test_a_changed_control_dir_boots(node: Node) -> None:
     """cluster.control_dir: /srv/clustcontrol.d. The master bind-mounts the control directory
-    there in the standard and the PXE label says so (clustcontrol.control=); the node reads it
-    there, excludes it from the sync, and boots."""
-    shutil.rmtree(node.std / "etc/clustcontrol")
-    write_control(node.std / "srv/clustcontrol.d", control_dir="/srv/clustcontrol.d")
-    node.env["CC_BAKED_CONTROL"] = str(node.std / "srv/clustcontrol.d")
+    there in the generation roots and the PXE label says so (clustcontrol.control=); the node
+    reads it there, excludes it from the sync, and boots."""
+    shutil.rmtree(node.control)
+    write_control(node.served / "srv/clustcontrol.d", control_dir="/srv/clustcontrol.d")
+    node.env["CC_BAKED_CONTROL"] = str(node.served / "srv/clustcontrol.d")
     node.env["CC_TEST_SERVER"] = "192.168.0.1"
     (append,) = set(pxe_append(control_dir="/srv/clustcontrol.d"))
     assert "clustcontrol.control=/srv/clustcontrol.d" in append
@@ -508,7 +517,7 @@ def test_a_changed_control_dir_boots(node: Node) -> None:
     # back to on a blank disk.
     node.cmdline = boot.replace(" clustcontrol.control=/srv/clustcontrol.d", "")
     r = node.run()
-    assert r.rc == 1 and "no etc/clustcontrol in the standard" in r.out, r.out
+    assert r.rc == 1 and "no etc/clustcontrol on the master's export" in r.out, r.out
 
     node.cmdline = boot
     r = node.run()

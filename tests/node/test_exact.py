@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+from pathlib import Path
 
 from tests.node.conftest import Node
 from tests.node.test_engine import STATE, assert_ok, record
@@ -100,7 +102,7 @@ def test_an_immutable_boot_loader_on_the_node_does_not_stop_the_sync(node: Node)
 
 def test_unusable_control_files_boot_the_earlier_copy(node: Node) -> None:
     assert_ok(node.run())
-    default = node.std / "etc/clustcontrol/default"
+    default = node.control / "default"
     default.write_text(default.read_text() + "rm -rf /\n")
     r = node.run()
     assert r.rc == 2, str(r)
@@ -111,7 +113,7 @@ def test_unusable_control_files_boot_the_earlier_copy(node: Node) -> None:
 def test_a_failed_layout_check_boots_the_earlier_copy(node: Node) -> None:
     """Nothing was written to the disk yet: the earlier copy is still good."""
     assert_ok(node.run())
-    sfdisk = node.std / "etc/clustcontrol/sfdisk-default"
+    sfdisk = node.control / "sfdisk-default"
     sfdisk.write_text("label: dos\n,60MiB,L\n,60MiB,L\n")  # does not fit the 72 MiB disk
     r = node.run()
     assert r.rc == 2, str(r)
@@ -129,25 +131,34 @@ def test_the_node_fstab_keeps_the_standards_lines(node: Node) -> None:
     assert "\t/scratch\text4\tdefaults,nofail\t0\t2\n# END clustcontrol\n" in fstab
 
 
-def test_a_commit_landing_during_the_copy_is_not_recorded(node: Node) -> None:
-    """The engine read generation gen-1; a commit lands before rsync copies the generation
-    file. The copy is a mix: the node records "uncommitted" and compares the whole tree next."""
+def test_a_commit_landing_during_the_copy_does_not_reach_the_copy(node: Node) -> None:
+    """The node chose generation 1; a commit of generation 2 lands while rsync starts. The
+    node copies generation 1's tree, which never changes, and records generation 1; the next
+    boot takes generation 2 by its delta."""
+    node.commit()
+    first = node.generation
     rsync = node.tmp / "committing-rsync"
-    gen_file = node.std / "etc/clustcontrol-generation"
     rsync.write_text(
         "#!/bin/sh\n"
-        '[ "$1" = --version ] && exec rsync "$@"\n'
-        f"echo gen-2 >'{gen_file}'\n"
+        'case "$*" in *--stats*) ;; *) exec rsync "$@" ;; esac\n'
+        f"echo edited >'{node.std}/etc/motd.dpkg-new'\n"
+        f"cd '{Path(__file__).resolve().parents[2]}' && '{sys.executable}' -c "
+        "'from tests.node.conftest import commit; "
+        f'from pathlib import Path; commit(Path("{node.std}"), Path("{node.store}"))\'\n'
         'exec rsync "$@"\n'
     )
     rsync.chmod(0o755)
-    r = node.run(CC_FIRST_COPY="rsync", CC_RSYNC=str(rsync))
+    r = node.run(commit=False, CC_FIRST_COPY="rsync", CC_RSYNC=str(rsync))
     assert_ok(r)
-    assert "generation changed during the copy (gen-1 -> gen-2)" in r.out
+    second = (node.served / "current").read_text().strip()
+    assert second != first
     with node.mounted(2) as root:
-        assert record(root)["CC_SYNC_GENERATION"] == "uncommitted"
-    r = node.run()
+        assert record(root)["CC_SYNC_GENERATION"] == first
+        assert not (root / "etc/motd.dpkg-new").exists()
+        assert (root / "etc/clustcontrol-generation").read_text() == f"{first}\n"
+    r = node.run(commit=False)
     assert_ok(r)
-    assert "(normal, tree)" in r.out and "no transfer" not in r.out
+    assert "(normal, delta)" in r.out
     with node.mounted(2) as root:
-        assert record(root)["CC_SYNC_GENERATION"] == "gen-2"
+        assert record(root)["CC_SYNC_GENERATION"] == second
+        assert (root / "etc/motd.dpkg-new").read_text() == "edited\n"

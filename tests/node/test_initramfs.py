@@ -90,7 +90,7 @@ def build_tree(dest: Path, control: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.skipif(not HOOK_FUNCTIONS.exists(), reason="initramfs-tools-core not installed")
 def test_hook_tree_runs_local_top_and_bottom(node: Node) -> None:
     tree = node.tmp / "initrd"
-    proc = build_tree(tree, node.std / "etc/clustcontrol")
+    proc = build_tree(tree, node.control)
     assert proc.returncode == 0, proc.stderr
     modules = sorted(ENGINE.glob("*.sh"))
     assert modules

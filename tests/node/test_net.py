@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.node.conftest import module_sh, write_control
+import pytest
+
+from tests.node.conftest import SERVED_PATH, module_sh, write_control
 
 
 def sh(body: str, **env: str) -> tuple[int, str]:
@@ -35,12 +37,54 @@ def test_retry_counts_attempts() -> None:
 
 
 def test_source_by_transport() -> None:
+    """The generation roots, and the current generation's tree in them."""
     rc, out = sh(
         "CC_SERVER=10.0.0.1 CC_RSYNC_PORT=8873 CC_RSYNC_MODULE=gpu CC_IMAGE=gpu\n"
+        "cc_served nfs; cc_served rsync; CC_STD_GENERATION=4-0123456789ab\n"
         "cc_source nfs; cc_source rsync",
         CC_RUN_DIR="/run/cc",
     )
-    assert (rc, out) == (0, "/run/cc/source/\nrsync://10.0.0.1:8873/gpu/\n")
+    assert (rc, out) == (
+        0,
+        "/run/cc/source/\nrsync://10.0.0.1:8873/gpu/\n"
+        "/run/cc/source/4-0123456789ab/\nrsync://10.0.0.1:8873/gpu/4-0123456789ab/\n",
+    )
+    rc, out = sh("cc_source nfs", CC_RUN_DIR="/run/cc")
+    assert rc != 0 and "no generation chosen" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("12-0123456789ab\n", "12-0123456789ab"),
+        ("3-abc\nsecond line\n", "3-abc"),
+        ("7-abc;rm -rf /\n", None),
+        ("../1-abc\n", None),
+        (".new\n", None),
+        ("\n", None),
+        (None, None),
+    ],
+)
+def test_current_generation_names_a_generation_or_fails(
+    tmp_path: Path, content: str | None, expected: str | None
+) -> None:
+    """CC_CURRENT_FILE of the generation roots: one SEQ-HASH, nothing else is used as a path."""
+    served = tmp_path / "served"
+    served.mkdir()
+    if content is not None:
+        (served / "current").write_text(content)
+    rc, out = sh(
+        'cc_current_generation nfs && echo "got $CC_STD_GENERATION"',
+        CC_SOURCE_MNT=str(served),
+        CC_RUN_DIR=str(tmp_path),
+        CC_IMAGE="default",
+    )
+    if expected is None:
+        assert rc == 1, out
+        assert "has no committed generation" in out or "names no generation" in out
+    else:
+        assert rc == 0, out
+        assert f"got {expected}\n" in out
 
 
 def test_fetch_file_over_nfs(tmp_path: Path) -> None:
@@ -65,7 +109,7 @@ def test_fetch_control_from_the_control_dir_path(tmp_path: Path) -> None:
     assert "default\n" in out and "nodes\n" in out
     rc, out = sh(body, CC_SOURCE_MNT=str(std), CC_CONTROL_DIR="/etc/clustcontrol")
     assert rc == 1
-    assert "no etc/clustcontrol in the standard" in out
+    assert "no etc/clustcontrol on the master's export" in out
 
 
 def test_image_root_from_the_switch_or_the_baked_copy(tmp_path: Path) -> None:
@@ -74,6 +118,6 @@ def test_image_root_from_the_switch_or_the_baked_copy(tmp_path: Path) -> None:
     assert sh("CC_ARG_IMAGEROOT=/srv/a\ncc_image_root default") == (0, "/srv/a\n")
     assert sh("CC_ARG_IMAGEROOT=''\ncc_image_root default", CC_BAKED_CONTROL=str(ctl)) == (
         0,
-        "/srv/nfs4/teststandard\n",
+        f"{SERVED_PATH}\n",
     )
     assert sh("CC_ARG_IMAGEROOT=''\ncc_image_root gpu", CC_BAKED_CONTROL=str(ctl))[0] == 1

@@ -41,19 +41,14 @@ def test_the_record_replaces_the_marker(tmp_path: Path) -> None:
     assert sh(f"cc_has_complete_sync '{tmp_path}'")[0] == 0
 
 
-def test_generations_of_the_standard_and_the_node(tmp_path: Path) -> None:
-    std, node = tmp_path / "std", tmp_path / "node"
-    (std / "etc").mkdir(parents=True)
-    (std / "etc/clustcontrol-generation").write_text("7-abc;rm\n")
+def test_the_generation_the_node_recorded(tmp_path: Path) -> None:
+    node = tmp_path / "node"
     (node / STATE).mkdir(parents=True)
+    rc, out = sh(f"cc_recorded_generation '{node}'; echo \"[$CC_REC_GENERATION]\"")
+    assert (rc, out) == (0, "[]\n")
     (node / STATE / "last-sync").write_text("CC_SYNC_GENERATION='6-def'\n")
-    rc, out = sh(
-        f"cc_generations '{node}' nfs '{std}/'\n"
-        'echo "$CC_STD_GENERATION|$CC_REC_GENERATION"\n'
-        f"cc_generation '{std}'; cc_generation '{node}'",
-        CC_RUN_DIR=str(tmp_path),
-    )
-    assert (rc, out) == (0, "7-abcrm|6-def\n7-abcrm\nuncommitted\n")
+    rc, out = sh(f"cc_recorded_generation '{node}'; echo \"[$CC_REC_GENERATION]\"")
+    assert (rc, out) == (0, "[6-def]\n")
 
 
 def test_verify_is_due_every_nth_boot(tmp_path: Path) -> None:

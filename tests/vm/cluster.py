@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clustcontrol.image.generation import GenerationStore
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.inventory.store import load_inventory
 from tests.vm.master import Master
@@ -68,6 +69,14 @@ class E2ECluster:
     def image_root(self, name: str) -> Path:
         return self.work / "standards" / name
 
+    @property
+    def state_dir(self) -> Path:
+        """cluster.state_dir: the generation stores (what nodes sync from)."""
+        return self.work / "state"
+
+    def store(self, name: str) -> GenerationStore:
+        return GenerationStore.for_image(Path("/"), name, str(self.state_dir))
+
     # --- set-up ------------------------------------------------------------------------
     def inventory_data(self) -> dict[str, object]:
         return {
@@ -77,6 +86,7 @@ class E2ECluster:
                 "master": {"name": "master", "ip": MASTER_IP},
                 "serial_console": "ttyS0,115200",
                 "nfs_server": "ganesha",
+                "state_dir": str(self.state_dir),
                 "sync_retries": 2,
             },
             "images": {
@@ -121,11 +131,14 @@ class E2ECluster:
                 root.parent.mkdir(parents=True, exist_ok=True)
                 copy_standard(standard, root)
                 (root / "etc/e2e-image").write_text(f"{name}\n")
-            # `image publish --root PREFIX` looks for the image under the prefix.
-            alias = self.prefix / str(root).lstrip("/")
+        # `image publish/commit --root PREFIX` look for the images and their generation stores
+        # under the prefix; the daemons serve their real paths.
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        for real in (*map(self.image_root, self.images), self.state_dir):
+            alias = self.prefix / str(real).lstrip("/")
             alias.parent.mkdir(parents=True, exist_ok=True)
             if not alias.is_symlink():
-                alias.symlink_to(root)
+                alias.symlink_to(real)
         self.write_inventory()
         self.reconfigure()
         for name in self.images:
@@ -159,10 +172,13 @@ class E2ECluster:
     def commit(self, image: str) -> str:
         """`clustcontrol image commit`: the standard's new generation, as nodes will see it."""
         self.clustcontrol("image", "commit", image, "--root", str(self.prefix))
-        return (self.image_root(image) / "etc/clustcontrol-generation").read_text().strip()
+        return self.generation(image)
 
     def generation(self, image: str) -> str:
-        return (self.image_root(image) / "etc/clustcontrol-generation").read_text().strip()
+        """The image's current generation (what nodes sync to)."""
+        current = self.store(image).current()
+        assert current is not None, f"image {image}: nothing committed"
+        return current
 
     def status(self) -> subprocess.CompletedProcess[str]:
         argv = [

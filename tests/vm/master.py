@@ -33,18 +33,26 @@ class Master:
         return self.prefix / path.lstrip("/")
 
     # --- the control directory inside each standard root (fstab's bind,ro line) ----------
+    def _control_mount_points(self) -> list[Path]:
+        """The control directory's mount points: each image's generation roots and working tree
+        (the fstab block apply writes)."""
+        control_dir = self.inv.cluster.control_dir
+        return [
+            Path(control_mount_point(root, control_dir))
+            for name, image in self.inv.images.items()
+            for root in (self.inv.generation_roots(name), image.root)
+        ]
+
     def bind_control_dirs(self) -> None:
         source = self.live(self.inv.cluster.control_dir)
-        for image in self.inv.images.values():
-            target = Path(control_mount_point(image.root, self.inv.cluster.control_dir))
+        for target in self._control_mount_points():
             target.mkdir(parents=True, exist_ok=True)
             if not _is_mountpoint(target):
                 sh(["mount", "--bind", str(source), str(target)])
                 sh(["mount", "-o", "remount,bind,ro", str(target)])
 
     def unbind_control_dirs(self) -> None:
-        for image in self.inv.images.values():
-            target = Path(control_mount_point(image.root, self.inv.cluster.control_dir))
+        for target in self._control_mount_points():
             while _is_mountpoint(target):
                 sh(["umount", "-l", str(target)], check=False)
 

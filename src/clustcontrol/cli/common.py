@@ -57,6 +57,24 @@ def print_rows(as_json: bool, rows: list[dict[str, Any]], title: str, columns: l
     out.print(table)
 
 
+def human_bytes(count: int) -> str:
+    """A byte count for people, in binary units: "0 B", "512 B", "1.5 KiB", "12.0 MiB"."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_age(seconds: float) -> str:
+    """An age in seconds for people, in its largest whole unit: "40 s", "5 min", "3 h", "2 d"."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{max(int(seconds), 0)} s"
+
+
 dry_run_option = click.option("--dry-run", is_flag=True, help="Show a unified diff; write nothing.")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -11,6 +12,8 @@ from clustcontrol.cli.common import (
     State,
     dry_run_option,
     err,
+    human_age,
+    human_bytes,
     out,
     output_option,
     pass_state,
@@ -21,6 +24,7 @@ from clustcontrol.cli.common import (
 from clustcontrol.errors import EXIT_FAILURE
 from clustcontrol.image import ImageResult, prepare_image, publish_image
 from clustcontrol.image.commit import commit_image, image_status
+from clustcontrol.image.generation import GenerationStore
 from clustcontrol.inventory import edit, normalize
 from clustcontrol.inventory.store import edit_inventory
 
@@ -82,31 +86,45 @@ image.add_command(
 
 
 @image.command("list")
+@prefix_option("Installation prefix the generation store is resolved under.")
 @output_option
 @pass_state
-def image_list(state: State, output: str) -> None:
-    """List the standard roots and how many nodes use each."""
+def image_list(state: State, root: Path, output: str) -> None:
+    """List the standard roots: nodes using each, the current generation, the generation
+    trees kept and the disk space they take.
+
+    \b
+    Example:
+      clustcontrol image list
+    """
     inv = state.inventory()
     counts: dict[str, int] = {}
     for node in inv.nodes:
         counts[inv.image_of(node)] = counts.get(inv.image_of(node), 0) + 1
-    rows = [
-        {
-            "name": name,
-            "root": img.root,
-            "transport": inv.transport_of(name),
-            "disk_layout": img.disk_layout,
-            "nodes": counts.get(name, 0),
-            "default": name == inv.default_image_name,
-            "persistent": " ".join(img.persistent),
-        }
-        for name, img in inv.images.items()
-    ]
+    rows: list[dict[str, object]] = []
+    for name, img in inv.images.items():
+        store = GenerationStore.for_image(root, name, inv.cluster.state_dir)
+        usage = store.usage()
+        space = sum(u.own_bytes for u in usage)
+        rows.append(
+            {
+                "name": name,
+                "root": img.root,
+                "transport": inv.transport_of(name),
+                "disk_layout": img.disk_layout,
+                "nodes": counts.get(name, 0),
+                "default": name == inv.default_image_name,
+                "persistent": " ".join(img.persistent),
+                "generation": store.current(),
+                "generations": len(usage),
+                "space": space if output == "json" else human_bytes(space),
+            }
+        )
     print_rows(
         output == "json",
         rows,
         "images",
-        ["name", "root", "transport", "disk_layout", "nodes", "default", "persistent"],
+        ["name", "root", "transport", "nodes", "default", "generation", "generations", "space"],
     )
 
 
@@ -211,6 +229,13 @@ def image_commit(state: State, name: str, root: Path) -> None:
         f"image {name}: generation {result.generation} ({result.difference.summary()}"
         f"{since}; {result.files} files, {result.seconds:.1f} s)"
     )
+    if result.tree is not None:
+        out.print(
+            f"tree: {result.tree.linked} file(s) linked to the previous generation, "
+            f"{result.tree.copied} copied ({human_bytes(result.tree.bytes_copied)})"
+        )
+    if result.pruned:
+        out.print(f"removed old generation(s): {' '.join(result.pruned)}")
     if result.deltas:
         written = sum(delta.skipped is None for delta in result.deltas)
         out.print(f"deltas: from {written} earlier generation(s)")
@@ -227,7 +252,8 @@ def image_commit(state: State, name: str, root: Path) -> None:
 @output_option
 @pass_state
 def status(state: State, root: Path, output: str) -> None:
-    """Each standard root: its committed generation and any changes not yet committed.
+    """Each standard root: its committed generation, any changes not yet committed, and the
+    generation trees kept with their size and age.
 
     Exit status 1 when a standard has uncommitted changes (nodes would not get them).
 
@@ -236,7 +262,8 @@ def status(state: State, root: Path, output: str) -> None:
       clustcontrol status
     """
     inv = state.inventory()
-    states = [image_status(inv, name, root_prefix=root) for name in inv.images]
+    states = [image_status(inv, name, root_prefix=root, usage=True) for name in inv.images]
+    now = time.time()
     rows = [
         {
             "image": st.image,
@@ -244,10 +271,39 @@ def status(state: State, root: Path, output: str) -> None:
             "generation": st.committed,
             "uncommitted": None if st.uncommitted is None else st.uncommitted.summary(),
             "warning": st.warning,
+            "generations": [
+                {
+                    "generation": u.generation,
+                    "current": u.generation == st.committed,
+                    "files": u.files,
+                    "bytes": u.bytes,
+                    "own_bytes": u.own_bytes,
+                    "age_seconds": round(now - u.mtime),
+                }
+                for u in st.generations
+            ],
         }
         for st in states
     ]
-    print_rows(output == "json", rows, "images", ["image", "root", "generation", "uncommitted"])
+    if output == "json":
+        print_rows(True, rows, "images", [])
+    else:
+        print_rows(False, rows, "images", ["image", "root", "generation", "uncommitted"])
+        kept = [
+            {
+                "image": st.image,
+                "generation": u.generation + (" (current)" if u.generation == st.committed else ""),
+                "files": u.files,
+                "size": human_bytes(u.bytes),
+                "own space": human_bytes(u.own_bytes),
+                "age": human_age(now - u.mtime),
+            }
+            for st in states
+            for u in st.generations
+        ]
+        print_rows(
+            False, kept, "generations", ["image", "generation", "files", "size", "own space", "age"]
+        )
     warnings = [st.warning for st in states if st.warning]
     for warning in warnings:
         err.print(f"clustcontrol: WARNING: {warning}", markup=False)

@@ -20,6 +20,7 @@ node reads every key the master writes and reads no control key the master canno
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -44,7 +45,20 @@ ENGINE_DIR = "usr/share/clustcontrol/engine"
 #: and the site's own settings beside it, which clustcontrol never writes.
 CONFD_FILE = "etc/initramfs-tools/conf.d/clustcontrol"
 CONFD_LOCAL = "etc/initramfs-tools/conf.d/clustcontrol-local"
-#: The generation id of a standard, written by `clustcontrol image commit`, copied by nodes.
+#: Where the master keeps each image's generations (the default of cluster.state_dir):
+#:
+#:     STATE_DIR/images/NAME/                    the image's state (image/generation.py)
+#:         lock                                  held by `image commit`
+#:         generations/SEQ-HASH.manifest.gz      each generation's manifest (master only)
+#:         roots/                                served to nodes: NFS export, rsync module NAME
+#:             current                           SEQ-HASH of the generation nodes sync to
+#:             SEQ-HASH/                         that generation's tree, never changed
+#:             CONTROL_DIR                       the control directory, bind-mounted read-only
+STATE_DIR = "/var/lib/clustcontrol"
+#: The file in an image's served directory (generation_roots) naming the current generation.
+CURRENT_FILE = "current"
+#: The generation id of a standard, written by `clustcontrol image commit` into each generation's
+#: tree, copied by nodes.
 GENERATION_FILE = "etc/clustcontrol-generation"
 #: The deltas from earlier generations: DELTAS_DIR/FROM, each starting with
 #: "# DELTA_FORMAT FROM TO" (see image/deltas.py).
@@ -52,8 +66,9 @@ DELTAS_DIR = "etc/clustcontrol-deltas"
 DELTA_FORMAT = "clustcontrol-delta 1"
 #: The version of this contract. The master writes it into the control files (CC_CONTRACT); an
 #: engine built from another version warns that its initramfs needs rebuilding. Version 1 had
-#: no CC_CONTRACT; version 2 derives the root partition from CC_PARTITIONS.
-CONTRACT_VERSION = 2
+#: no CC_CONTRACT; version 2 derives the root partition from CC_PARTITIONS; version 3 serves
+#: immutable generation trees (CC_IMAGE_ROOT names the generation roots, not the working tree).
+CONTRACT_VERSION = 3
 #: Characters of a path the master accepts (inventory/types.py) and the node's switch parser.
 PATH_CHARACTERS = "A-Za-z0-9._+@-"
 #: Words the master puts on every sync label's kernel command line besides the clustcontrol
@@ -152,8 +167,9 @@ PARAMS: tuple[Param, ...] = (
     # --- images/IMAGE ---------------------------------------------------------------------------
     Param("CC_IMAGE", "name", "image", "the image's name",
           value=_image(lambda inv, name: name)),
-    Param("CC_IMAGE_ROOT", "path", "image", "the standard root's path on the master (NFS)",
-          value=_image(lambda inv, name: inv.images[name].root)),
+    Param("CC_IMAGE_ROOT", "path", "image",
+          "the image's generation roots on the master (NFS): its current file and trees",
+          value=_image(lambda inv, name: inv.generation_roots(name))),
     Param("CC_IMAGE_TRANSPORT", "enum", "image", "the image's transport", choices=("nfs", "rsync"),
           value=_image(lambda inv, name: inv.transport_of(name))),
     Param("CC_RSYNC_MODULE", "name", "image", "the rsync daemon module serving the image",
@@ -336,6 +352,17 @@ PARTITION_NAMING: tuple[tuple[str, str], ...] = (
     ("*[0-9]", "p"),
     ("*", ""),
 )
+
+
+def image_state(state_dir: str, image: str) -> str:
+    """STATE_DIR/images/IMAGE: the state directory of one image (absolute paths, str)."""
+    return posixpath.join(state_dir, "images", image)
+
+
+def generation_roots(state_dir: str, image: str) -> str:
+    """STATE_DIR/images/IMAGE/roots: what nodes read of an image (absolute path, str): the file
+    CURRENT_FILE and one tree per generation (see STATE_DIR)."""
+    return posixpath.join(image_state(state_dir, image), "roots")
 
 
 def partition_device(device: str, number: int) -> str:

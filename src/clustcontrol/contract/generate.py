@@ -9,6 +9,7 @@ from pathlib import Path
 from clustcontrol.contract import (
     CONFD_LOCAL,
     CONTRACT_VERSION,
+    CURRENT_FILE,
     DELTA_FORMAT,
     DELTAS_DIR,
     EXCLUSIONS,
@@ -52,6 +53,9 @@ def render_contract_sh() -> str:
         "# shellcheck disable=SC3043 # local: busybox ash and dash have it",
         "",
         "# Paths and formats of the standard that `clustcontrol image commit` writes.",
+        "# The served directory of an image holds CC_CURRENT_FILE (the current generation's id)",
+        "# and one tree per generation.",
+        f"CC_CURRENT_FILE={_sh_word(CURRENT_FILE)}",
         f"CC_GENERATION_FILE={_sh_word(GENERATION_FILE)}",
         f"CC_DELTAS_DIR={_sh_word(DELTAS_DIR)}",
         f"CC_DELTA_FORMAT={_sh_word(DELTA_FORMAT)}",

@@ -1,34 +1,46 @@
-"""`clustcontrol image commit NAME` and the per-image part of `clustcontrol status`."""
+"""`clustcontrol image commit NAME` and the per-image part of `clustcontrol status`.
+
+A commit turns the working tree (images.NAME.root, which the administrator and the update node
+edit) into an immutable generation: a tree under STATE_DIR/images/NAME/roots (image/snapshot.py)
+with its manifest, its generation file and its deltas, published by rewriting roots/current
+last. Nodes read only generation trees, never the working tree."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from clustcontrol.contract import DELTAS_DIR, GENERATION_FILE
 from clustcontrol.fsutil import atomic_write, exclusive_lock
 from clustcontrol.image.common import image_tree
 from clustcontrol.image.deltas import KEEP, Delta, write_deltas
 from clustcontrol.image.generation import (
-    DELTAS_DIR,
-    GENERATION_FILE,
     Difference,
     GenerationStore,
-    InodeGroups,
+    Manifest,
+    TreeUsage,
     compare,
     content_hash,
     next_generation,
     scan,
 )
+from clustcontrol.image.snapshot import TreeStats, build_tree, remove_tree
 from clustcontrol.inventory.model import Inventory
+
+STAGING = (
+    ".new"  # roots/.new: the tree being built (a killed commit leaves it; the next removes it)
+)
 
 
 @dataclass(frozen=True)
 class CommitResult:
     """What `image commit` did: the generation now current (SEQ-HASH) and the one before it
     (None on the first commit), the difference between their manifests, whether a generation
-    file was written (`created`), the number of manifest entries (`files`), the time taken
-    (`seconds`, wall clock) and the deltas."""
+    was made (`created`), the number of manifest entries (`files`), the time taken (`seconds`,
+    wall clock), the deltas, how the tree was built (`tree`: files linked to the previous
+    generation and copied) and the generations whose trees were removed (`pruned`)."""
 
     image: str
     generation: str
@@ -38,108 +50,171 @@ class CommitResult:
     files: int
     seconds: float
     deltas: tuple[Delta, ...] = ()  # written, or skipped with the reason
+    tree: TreeStats | None = None
+    pruned: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class ImageStatus:
-    """One image's line in `clustcontrol status`: `root` is its inventory path, the other
-    fields compare the last commit with the standard root (see the field comments)."""
+    """One image's line in `clustcontrol status`: `root` is its working tree's inventory path,
+    the other fields compare the last commit with it (see the field comments)."""
 
     image: str
     root: str
-    committed: str | None  # the last recorded generation
-    in_root: str | None  # what the standard's etc/clustcontrol-generation says (nodes read it)
+    committed: str | None  # the generation nodes sync to
+    served: bool  # its tree exists (nodes can sync it)
     uncommitted: Difference | None  # None when nothing was ever committed
+    generations: tuple[TreeUsage, ...] = ()
 
     @property
     def warning(self) -> str | None:
-        """What the administrator must act on, or None: no commit yet, a generation file that
-        does not match the last commit, or changes made to the standard since the last commit.
-        """
+        """What the administrator must act on, or None: no commit yet, a current generation
+        whose tree is missing, or changes made to the working tree since the last commit."""
         if self.committed is None:
             return (
-                f"image {self.image}: no generation committed; nodes sync the whole tree at "
-                f"every boot (clustcontrol image commit {self.image})"
+                f"image {self.image}: no generation committed; nodes cannot sync it "
+                f"(clustcontrol image commit {self.image})"
             )
-        if self.in_root != self.committed:
+        if not self.served:
             return (
-                f"image {self.image}: {GENERATION_FILE} says {self.in_root!r}, the last commit "
-                f"is {self.committed!r} (clustcontrol image commit {self.image})"
+                f"image {self.image}: the tree of generation {self.committed} is missing; "
+                f"nodes cannot sync it (clustcontrol image commit {self.image})"
             )
         if self.uncommitted is not None and not self.uncommitted.empty:
             return (
                 f"image {self.image}: UNCOMMITTED CHANGES since generation {self.committed} "
-                f"({self.uncommitted.summary()}): nodes at that generation will not get them "
+                f"({self.uncommitted.summary()}): nodes will not get them "
                 f"until: clustcontrol image commit {self.image}"
             )
         return None
 
 
-def _read_generation(root: Path) -> str | None:
-    try:
-        return (root / GENERATION_FILE).read_text().strip() or None
-    except (FileNotFoundError, NotADirectoryError):
-        return None
+def _etc(manifest: Manifest) -> str | None:
+    """The directory of the generation file and the deltas (etc) when the tree has it as a real
+    directory: a symlink there would lead the writes out of the tree."""
+    parent = GENERATION_FILE.rpartition("/")[0]
+    entry = manifest.get(parent)
+    return parent if entry is not None and entry.kind == "d" else None
+
+
+def _finish_tree(
+    store: GenerationStore, tree: Path, generation: str, manifest: Manifest, deltas: int
+) -> tuple[Delta, ...]:
+    """Write the deltas and the generation file into a built tree, then give its etc back the
+    working tree's times (they are not part of the manifest, the directory's mtime is). A tree
+    without a real etc directory gets neither."""
+    etc = _etc(manifest)
+    if etc is None:
+        return ()
+    written = write_deltas(store, tree / DELTAS_DIR, generation, manifest, keep=deltas)
+    atomic_write(tree / GENERATION_FILE, f"{generation}\n".encode(), mode=0o644)
+    mtime = manifest[etc].mtime_ns
+    os.utime(tree / etc, ns=(mtime, mtime), follow_symlinks=False)
+    return written
 
 
 def commit_image(
     inv: Inventory, name: str, root_prefix: Path = Path("/"), *, deltas: int = KEEP
 ) -> CommitResult:
-    """Record a new generation of the standard when its content changed since the last one,
-    with the deltas from the last `deltas` earlier generations (written before the generation
-    file, so a node never sees a generation without its deltas).
+    """Make a new generation of image `name`'s working tree when it changed since the last one
+    (commit_tree), keeping images.NAME.keep_generations trees.
 
-    `name` is an image of the inventory, its root taken under `root_prefix`; the generation
-    store is PREFIX/var/lib/clustcontrol/images/NAME, held under its lock while committing.
-    When nothing changed and the generation file is current, nothing is written (created is
-    False). Raises InvalidInputError for an unknown image, ClustcontrolError when its root is
-    not a directory, LockedError when another commit of the image holds the lock, and OSError
-    when the tree cannot be read or the store written."""
-    start = time.monotonic()
+    `name` is an image of the inventory, its working tree taken under `root_prefix`; the store is
+    PREFIX/STATE_DIR/images/NAME (cluster.state_dir). Raises InvalidInputError for an unknown
+    image, ClustcontrolError when its root is not a directory, and what commit_tree raises."""
     tree = image_tree(inv, name, root_prefix)
-    store = GenerationStore.for_image(root_prefix, name)
-    with exclusive_lock(store.base / "lock"):
-        current = store.current()
-        previous = store.manifest(current) if current else {}
-        links: InodeGroups = {}
-        manifest = scan(tree.root, previous, links=links, control_dir=inv.cluster.control_dir)
-        difference = compare(previous, manifest)
-        unchanged = current is not None and difference.empty
-        if unchanged and _read_generation(tree.root) == current:
-            assert current is not None
-            return CommitResult(
-                name, current, current, difference, False, len(manifest), time.monotonic() - start
-            )
-        generation = (
-            current if unchanged and current else next_generation(current, content_hash(manifest))
-        )
-        store.record(generation, manifest)
-        written = write_deltas(
-            store,
-            tree.live(DELTAS_DIR),
-            generation,
-            manifest,
-            links,
-            keep=deltas,
-        )
-        atomic_write(tree.live(GENERATION_FILE), f"{generation}\n".encode())
-    seconds = time.monotonic() - start
-    return CommitResult(
-        name, generation, current, difference, True, len(manifest), seconds, written
+    store = GenerationStore.for_image(root_prefix, name, inv.cluster.state_dir)
+    return commit_tree(
+        name,
+        tree.root,
+        store,
+        control_dir=inv.cluster.control_dir,
+        keep=inv.images[name].keep_generations,
+        deltas=deltas,
     )
 
 
-def image_status(inv: Inventory, name: str, root_prefix: Path = Path("/")) -> ImageStatus:
-    """Compare the standard with its last committed manifest by metadata (no file is read).
+def commit_tree(
+    name: str,
+    root: Path,
+    store: GenerationStore,
+    *,
+    control_dir: str,
+    keep: int,
+    deltas: int = KEEP,
+) -> CommitResult:
+    """Make a new generation of the working tree `root` in `store` when it changed since the
+    last one: its tree (built in roots/.new, renamed into place), its manifest, the deltas from
+    the last `deltas` earlier generations and its generation file inside the tree, then
+    roots/current; then remove all but `keep` trees (and manifests older than the deltas need).
+
+    `name` names the image in the result; `control_dir` is cluster.control_dir (left out of the
+    generation; its mount point is made in roots/). The store is held under its lock while
+    committing. When nothing changed and the current tree exists, nothing is written (created
+    is False). Raises ClustcontrolError when a file changes while it is copied, LockedError
+    when another commit of the image holds the lock, and OSError when the tree cannot be read
+    or the store written."""
+    start = time.monotonic()
+    with exclusive_lock(store.base / "lock"):
+        current = store.current()
+        previous = store.manifest(current) if current else {}
+        served = current is not None and store.tree(current).is_dir()
+        if served:
+            now = scan(root, previous, control_dir=control_dir)
+            difference = compare(previous, now)
+            if difference.empty:
+                assert current is not None
+                return CommitResult(
+                    name, current, current, difference, False, len(now), time.monotonic() - start
+                )
+        staging = store.roots / STAGING
+        remove_tree(staging)
+        (store.roots / control_dir.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        manifest, stats = build_tree(
+            root,
+            staging,
+            previous,
+            store.tree(current) if served and current else None,
+            control_dir=control_dir,
+        )
+        difference = compare(previous, manifest)
+        generation = next_generation(current, content_hash(manifest))
+        store.record(generation, manifest)
+        written = _finish_tree(store, staging, generation, manifest, deltas)
+        staging.rename(store.tree(generation))
+        store.publish(generation)
+        pruned = store.prune(keep, max(deltas, 1) + 1)
+    seconds = time.monotonic() - start
+    return CommitResult(
+        name,
+        generation,
+        current,
+        difference,
+        True,
+        len(manifest),
+        seconds,
+        written,
+        stats,
+        tuple(pruned),
+    )
+
+
+def image_status(
+    inv: Inventory, name: str, root_prefix: Path = Path("/"), *, usage: bool = False
+) -> ImageStatus:
+    """Compare the working tree with its last committed manifest by metadata (no file is
+    read); with `usage`, measure the space of every kept generation tree too.
 
     Takes no lock and writes nothing. Raises InvalidInputError for an unknown image,
     ClustcontrolError when its root is not a directory or the last manifest is missing, and
     OSError when the tree cannot be scanned."""
     tree = image_tree(inv, name, root_prefix)
-    store = GenerationStore.for_image(root_prefix, name)
+    store = GenerationStore.for_image(root_prefix, name, inv.cluster.state_dir)
     current = store.current()
     uncommitted = None
     if current is not None:
         now = scan(tree.root, hash_files=False, control_dir=inv.cluster.control_dir)
         uncommitted = compare(store.manifest(current), now, by_content=False)
-    return ImageStatus(name, tree.image.root, current, _read_generation(tree.root), uncommitted)
+    served = current is not None and store.tree(current).is_dir()
+    generations = tuple(store.usage()) if usage else ()
+    return ImageStatus(name, tree.image.root, current, served, uncommitted, generations)

@@ -36,7 +36,6 @@ from clustcontrol.fsutil import atomic_write
 from clustcontrol.image.generation import (
     Difference,
     GenerationStore,
-    InodeGroups,
     Manifest,
     compare,
     differing_entries,
@@ -105,7 +104,6 @@ def write_deltas(
     directory: Path,
     target: str,
     manifest: Manifest,
-    links: InodeGroups,
     *,
     keep: int = KEEP,
 ) -> tuple[Delta, ...]:
@@ -113,13 +111,17 @@ def write_deltas(
     then remove every other file of directory. Old manifests are compared as text lines: only
     the entries that differ are parsed (nothing is read from the tree).
 
-    `manifest` is the new generation's, `links` its groups of hard-linked names. Returns one
+    `manifest` is the new generation's (its `link` fields give the hard-link groups). Returns one
     Delta per earlier generation, oldest first; a generation whose manifest cannot be read or
     whose paths cannot be listed is skipped with the reason, never raised. Raises OSError when
     a delta file cannot be written or a stale one removed."""
     earlier = [g for g in store.recorded() if sequence(g) < sequence(target)]
     sources = earlier[max(len(earlier) - keep, 0) :]
-    partners = {path: group for group in links.values() if len(group) > 1 for path in group}
+    groups: dict[str, list[str]] = {}
+    for entry in manifest.values():
+        if entry.link:
+            groups.setdefault(entry.link, []).append(entry.path)
+    partners = {path: group for group in groups.values() for path in group}
     lines = set(manifest_lines(manifest)) if sources else set()
     deltas: list[Delta] = []
     for source in sources:

@@ -15,27 +15,43 @@ standard after the last commit are invisible to such nodes until the next commit
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import os
+import re
+import shutil
 import stat
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from clustcontrol.contract import CONTROL_DIR, DELTAS_DIR, GENERATION_FILE, exclusions
+from clustcontrol.contract import (
+    CONTROL_DIR,
+    CURRENT_FILE,
+    DELTAS_DIR,
+    GENERATION_FILE,
+    STATE_DIR,
+    exclusions,
+    image_state,
+)
 from clustcontrol.errors import ClustcontrolError
 from clustcontrol.fsutil import atomic_write, read_bytes_or_none
-
-STATE_DIR = "/var/lib/clustcontrol/images"
 
 _CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One path of the standard. `digest` is the sha256 of a regular file, a symlink's target,
-    or empty. `ctime_ns` only decides whether to re-hash; it is not part of the content."""
+    """One path of a generation: everything that defines it on a node.
+
+    `digest` is the sha256 of a regular file's content, a symlink's target, or empty; `xattrs`
+    the sha256 of its extended attributes (every namespace: user, trusted, security with file
+    capabilities, system.posix_acl_* for POSIX ACLs; see xattr_digest), empty when it has none;
+    `link` the first path (in sorted order) of the hard-link group a regular file belongs to in
+    this tree, empty when it has no other name here; `rdev` a device node's device number.
+    `ctime_ns` is the standard's ctime when the entry was scanned: it only decides whether to
+    re-hash, it is not part of the content."""
 
     path: str
     kind: str  # f d l c b p s
@@ -46,14 +62,28 @@ class Entry:
     mtime_ns: int
     digest: str
     ctime_ns: int = 0
+    xattrs: str = ""
+    link: str = ""
+    rdev: int = 0
 
-    def content(self) -> tuple[str, str, int, int, int, int, int, str]:
+    def content(self) -> tuple[object, ...]:
         """What the generation's identity depends on: (path, kind, mode, uid, gid, size,
-        mtime_ns, digest). Size counts for regular files only (0 otherwise), mtime for
-        everything but directories (0 for them); ctime_ns is left out."""
+        mtime_ns, digest, xattrs, link, rdev). Size counts for regular files only (0
+        otherwise); mtime counts for every kind (a directory's too); ctime_ns is left out."""
         size = self.size if self.kind == "f" else 0
-        mtime = self.mtime_ns if self.kind != "d" else 0
-        return (self.path, self.kind, self.mode, self.uid, self.gid, size, mtime, self.digest)
+        return (
+            self.path,
+            self.kind,
+            self.mode,
+            self.uid,
+            self.gid,
+            size,
+            self.mtime_ns,
+            self.digest,
+            self.xattrs,
+            self.link,
+            self.rdev,
+        )
 
 
 Manifest = dict[str, Entry]
@@ -102,8 +132,10 @@ def manifest_exclusions(control_dir: str = CONTROL_DIR) -> tuple[frozenset[str],
     )
 
 
-def _walk(root: str, control_dir: str) -> Iterator[tuple[str, os.stat_result, str]]:
-    """(relative path, lstat, absolute path) of everything under root, on root's file system."""
+def walk(root: str, control_dir: str) -> Iterator[tuple[str, os.stat_result, str]]:
+    """(relative path, lstat, absolute path) of everything under root the manifest covers
+    (manifest_exclusions left out), parents before their contents; directories on other file
+    systems are listed, not entered. Raises OSError when a directory cannot be read."""
     path_excluded, content_excluded = manifest_exclusions(control_dir)
     device = Path(root).stat().st_dev  # the root itself may be reached through a symlink
     stack = [""]
@@ -121,6 +153,79 @@ def _walk(root: str, control_dir: str) -> Iterator[tuple[str, os.stat_result, st
                     stack.append(rel)
 
 
+def xattrs_of(path: str) -> list[tuple[str, bytes]]:
+    """The extended attributes of path (symlinks not followed), sorted by name: every namespace
+    the caller may read (all of them as root: user, trusted, security, and system.posix_acl_*
+    where POSIX ACLs are stored). A file system without xattrs gives []. Raises OSError when
+    path cannot be read otherwise."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return []
+        raise
+    found = []
+    for name in sorted(names):
+        try:
+            found.append((name, os.getxattr(path, name, follow_symlinks=False)))
+        except OSError as exc:  # removed meanwhile
+            if exc.errno != errno.ENODATA:
+                raise
+    return found
+
+
+def xattr_digest(attrs: list[tuple[str, bytes]]) -> str:
+    """The sha256 (hex) of extended attributes as xattrs_of lists them, "" when there are none:
+    each name, NUL, the value's length, NUL, the value."""
+    if not attrs:
+        return ""
+    digest = hashlib.sha256()
+    for name, value in attrs:
+        digest.update(f"{name}\0{len(value)}\0".encode())
+        digest.update(value)
+    return digest.hexdigest()
+
+
+def with_links(manifest: Manifest, links: InodeGroups) -> Manifest:
+    """The manifest with each hard-linked regular file's `link` set to the first path (sorted)
+    of its group; groups of one (other names outside the tree) get no link."""
+    for group in links.values():
+        if len(group) > 1:
+            leader = min(group)
+            for rel in group:
+                manifest[rel] = replace(manifest[rel], link=leader)
+    return manifest
+
+
+def entry_of(rel: str, st: os.stat_result, digest: str, xattrs: str) -> Entry:
+    """The manifest entry of rel from its lstat result (link left empty: see with_links)."""
+    kind = _kind(st.st_mode)
+    return Entry(
+        rel,
+        kind,
+        stat.S_IMODE(st.st_mode),
+        st.st_uid,
+        st.st_gid,
+        st.st_size,
+        st.st_mtime_ns,
+        digest,
+        st.st_ctime_ns,
+        xattrs,
+        "",
+        st.st_rdev if kind in ("c", "b") else 0,
+    )
+
+
+def unchanged(old: Entry | None, st: os.stat_result) -> bool:
+    """Whether a regular file's content is known from `old` (its manifest entry): the same
+    size, mtime and ctime (ctime moves with every write, even one that restores the mtime)."""
+    return (
+        old is not None
+        and old.kind == "f"
+        and (old.size, old.mtime_ns, old.ctime_ns) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    )
+
+
 def scan(
     root: Path,
     previous: Manifest | None = None,
@@ -131,38 +236,25 @@ def scan(
 ) -> Manifest:
     """The manifest of root; regular files unchanged since `previous` keep their digest.
 
-    With `links`, every regular file with more than one link is added to its inode's group
-    (names whose other links lie outside the scanned tree make groups of one)."""
+    Extended attributes are read for every entry, file contents only for regular files that
+    changed (and never without hash_files). With `links`, every regular file with more than
+    one link is added to its inode's group (names whose other links lie outside the scanned
+    tree make groups of one). Raises OSError when the tree cannot be read."""
     previous = previous or {}
+    groups: InodeGroups = {} if links is None else links
     manifest: Manifest = {}
-    for rel, st, path in _walk(str(root), control_dir):
+    for rel, st, path in walk(str(root), control_dir):
         kind = _kind(st.st_mode)
-        if links is not None and kind == "f" and st.st_nlink > 1:
-            links.setdefault((st.st_dev, st.st_ino), []).append(rel)
+        if kind == "f" and st.st_nlink > 1:
+            groups.setdefault((st.st_dev, st.st_ino), []).append(rel)
         digest = ""
         if kind == "l":
             digest = os.readlink(path)  # noqa: PTH115 - hot path, plain str paths
         elif kind == "f" and hash_files:
             old = previous.get(rel)
-            same = (
-                old is not None
-                and old.kind == "f"
-                and (old.size, old.mtime_ns, old.ctime_ns)
-                == (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            )
-            digest = old.digest if same and old is not None else _sha256(path)
-        manifest[rel] = Entry(
-            rel,
-            kind,
-            stat.S_IMODE(st.st_mode),
-            st.st_uid,
-            st.st_gid,
-            st.st_size,
-            st.st_mtime_ns,
-            digest,
-            st.st_ctime_ns,
-        )
-    return manifest
+            digest = old.digest if old is not None and unchanged(old, st) else _sha256(path)
+        manifest[rel] = entry_of(rel, st, digest, xattr_digest(xattrs_of(path)))
+    return with_links(manifest, groups)
 
 
 def content_hash(manifest: Manifest) -> str:
@@ -217,6 +309,9 @@ def manifest_lines(manifest: Manifest) -> list[str]:
                 str(e.mtime_ns),
                 _escape(e.digest),
                 str(e.ctime_ns),
+                e.xattrs,
+                _escape(e.link),
+                str(e.rdev),
             )
         )
         for e in (manifest[rel] for rel in sorted(manifest))
@@ -224,13 +319,18 @@ def manifest_lines(manifest: Manifest) -> list[str]:
 
 
 def parse_lines(lines: Iterable[str]) -> Manifest:
-    """The manifest written as manifest_lines: nine tab-separated fields per line (path, kind,
-    octal mode, uid, gid, size in bytes, mtime_ns, digest, ctime_ns), path and digest
-    unescaped. Raises ValueError on a line without exactly nine fields (an empty line
-    included) or with a number that does not parse."""
+    """The manifest written as manifest_lines: twelve tab-separated fields per line (path,
+    kind, octal mode, uid, gid, size in bytes, mtime_ns, digest, ctime_ns, xattrs digest, link,
+    rdev), path, digest and link unescaped. Lines of nine fields (manifests written before
+    xattrs, links and device numbers were recorded) leave those empty. Raises ValueError on a
+    line with another number of fields (an empty line included) or a number that does not
+    parse."""
     manifest: Manifest = {}
     for line in lines:
-        path, kind, mode, uid, gid, size, mtime, digest, ctime = line.split("\t")
+        fields = line.split("\t")
+        if len(fields) == 9:
+            fields += ["", "", "0"]
+        path, kind, mode, uid, gid, size, mtime, digest, ctime, xattrs, link, rdev = fields
         entry = Entry(
             _unescape(path),
             kind,
@@ -241,6 +341,9 @@ def parse_lines(lines: Iterable[str]) -> Manifest:
             int(mtime),
             _unescape(digest),
             int(ctime),
+            xattrs,
+            _unescape(link),
+            int(rdev),
         )
         manifest[entry.path] = entry
     return manifest
@@ -293,7 +396,7 @@ def compare(old: Manifest, new: Manifest, *, by_content: bool = True) -> Differe
         if by_content:
             return content
         ctime = entry.ctime_ns if entry.kind == "f" else 0
-        return (*content[:-1], entry.digest if entry.kind == "l" else "", ctime)
+        return (*content[:7], entry.digest if entry.kind == "l" else "", *content[8:], ctime)
 
     added = tuple(sorted(new.keys() - old.keys()))
     removed = tuple(sorted(old.keys() - new.keys()))
@@ -307,23 +410,57 @@ def differing_entries(old: set[str], new: set[str]) -> tuple[Manifest, Manifest]
     return parse_lines(old - new), parse_lines(new - old)
 
 
+_GENERATION_ID = re.compile(r"[0-9]+-[0-9a-f]{12}")
+
+
+def is_generation(name: str) -> bool:
+    """Whether name is a generation id SEQ-HASH (decimal SEQ, 12 lower-case hex digits)."""
+    return _GENERATION_ID.fullmatch(name) is not None
+
+
+@dataclass(frozen=True)
+class TreeUsage:
+    """The space one generation tree takes: its regular files (`files`), the sum of their
+    sizes (`bytes`, apparent), the disk space of what no other kept tree shares (`own_bytes`,
+    st_blocks * 512, hard links to other trees not counted) and its age (`mtime`, seconds since
+    the epoch, when it was made)."""
+
+    generation: str
+    files: int
+    bytes: int
+    own_bytes: int
+    mtime: float
+
+
 @dataclass(frozen=True)
 class GenerationStore:
-    """Where the master keeps an image's manifests (under an installation prefix)."""
+    """Where the master keeps an image's generations (contract.STATE_DIR shows the layout):
+    `base` is STATE_DIR/images/NAME under an installation prefix."""
 
     base: Path
 
     @classmethod
-    def for_image(cls, prefix: Path, name: str) -> GenerationStore:
-        """The store of image `name`: PREFIX/var/lib/clustcontrol/images/NAME (STATE_DIR under
-        the installation prefix, "/" on a real master). Nothing is checked on disk."""
-        return cls(prefix / STATE_DIR.lstrip("/") / name)
+    def for_image(cls, prefix: Path, name: str, state_dir: str = STATE_DIR) -> GenerationStore:
+        """The store of image `name`: PREFIX/STATE_DIR/images/NAME (contract.image_state; the
+        prefix is "/" on a real master). Nothing is checked on disk."""
+        return cls(prefix / image_state(state_dir, name).lstrip("/"))
+
+    @property
+    def roots(self) -> Path:
+        """The served directory: the current file and one tree per generation."""
+        return self.base / "roots"
+
+    def tree(self, generation: str) -> Path:
+        """The tree of `generation` (it may not exist)."""
+        return self.roots / generation
 
     def current(self) -> str | None:
-        """The last recorded generation id (SEQ-HASH, from the file `current`), or None when
-        none was recorded yet (no file, or an empty one). Raises OSError when the file exists
-        but cannot be read."""
-        data = read_bytes_or_none(self.base / "current")
+        """The generation nodes sync to (roots/current; a store written before generation trees
+        has it in `current`), or None when none was committed yet (no file, or an empty one).
+        Raises OSError when the file exists but cannot be read."""
+        data = read_bytes_or_none(self.roots / CURRENT_FILE)
+        if data is None:
+            data = read_bytes_or_none(self.base / "current")
         return data.decode().strip() or None if data is not None else None
 
     def _read(self, generation: str) -> bytes:
@@ -348,24 +485,81 @@ class GenerationStore:
 
     def recorded(self) -> list[str]:
         """Every generation that has a manifest, by sequence number (oldest first)."""
-        suffix = ".manifest.gz"
-        try:
-            names = [path.name for path in (self.base / "generations").iterdir()]
-        except FileNotFoundError:
-            return []
-        found = []
-        for name in names:
-            generation = name.removesuffix(suffix)
-            if generation != name and generation.partition("-")[0].isdigit():
-                found.append((sequence(generation), generation))
-        return [generation for _seq, generation in sorted(found)]
+        return _by_sequence(
+            name.removesuffix(".manifest.gz")
+            for name in _names(self.base / "generations")
+            if name.endswith(".manifest.gz")
+        )
+
+    def trees(self) -> list[str]:
+        """Every generation that has a tree under roots/, by sequence number (oldest first)."""
+        return _by_sequence(name for name in _names(self.roots) if (self.roots / name).is_dir())
 
     def record(self, generation: str, manifest: Manifest) -> None:
-        """Store `manifest` as generations/GENERATION.manifest.gz, then make `generation` the
-        current one; each file is written atomically (fsutil.atomic_write, directories created
-        as needed). Raises OSError when the store cannot be written."""
+        """Store `manifest` as generations/GENERATION.manifest.gz, atomically (fsutil.atomic_write,
+        directories created as needed). Raises OSError when the store cannot be written."""
         atomic_write(self.base / "generations" / f"{generation}.manifest.gz", serialize(manifest))
-        atomic_write(self.base / "current", f"{generation}\n".encode())
+
+    def publish(self, generation: str) -> None:
+        """Make `generation` (whose tree is complete) the one nodes sync to: roots/current,
+        written atomically; the `current` of a store written before generation trees goes.
+        Raises OSError when it cannot be written."""
+        atomic_write(self.roots / CURRENT_FILE, f"{generation}\n".encode())
+        (self.base / "current").unlink(missing_ok=True)
+
+    def prune(self, keep_trees: int, keep_manifests: int) -> list[str]:
+        """Remove all but the newest `keep_trees` trees (never the current one's) and all but
+        the newest `keep_manifests` manifests (deltas are written from them). Returns the
+        generations whose tree was removed, oldest first. Raises OSError."""
+        current = self.current()
+        trees = self.trees()
+        removed = [g for g in trees[: max(len(trees) - keep_trees, 0)] if g != current]
+        for generation in removed:
+            shutil.rmtree(self.tree(generation))
+        manifests = self.recorded()
+        for generation in manifests[: max(len(manifests) - keep_manifests, 0)]:
+            if generation != current:
+                (self.base / "generations" / f"{generation}.manifest.gz").unlink(missing_ok=True)
+        return removed
+
+    def usage(self) -> list[TreeUsage]:
+        """The space of each tree (see TreeUsage), oldest first. Reads every tree's metadata
+        (no file content). Raises OSError when a tree cannot be read."""
+        trees = self.trees()
+        seen: dict[tuple[int, int], set[str]] = {}
+        blocks: dict[tuple[int, int], int] = {}
+        totals: dict[str, list[int]] = {}
+        for generation in trees:
+            files = apparent = 0
+            for dirpath, _dirs, names in os.walk(self.tree(generation)):
+                for name in names:
+                    st = os.lstat(os.path.join(dirpath, name))  # noqa: PTH118 - hot path
+                    if not stat.S_ISREG(st.st_mode):
+                        continue
+                    files += 1
+                    apparent += st.st_size
+                    inode = (st.st_dev, st.st_ino)
+                    seen.setdefault(inode, set()).add(generation)
+                    blocks[inode] = st.st_blocks * 512
+            totals[generation] = [files, apparent, 0]
+        for inode, generations in seen.items():
+            if len(generations) == 1:
+                totals[next(iter(generations))][2] += blocks[inode]
+        return [
+            TreeUsage(g, totals[g][0], totals[g][1], totals[g][2], self.tree(g).stat().st_mtime)
+            for g in trees
+        ]
+
+
+def _names(directory: Path) -> list[str]:
+    try:
+        return [path.name for path in directory.iterdir()]
+    except FileNotFoundError:
+        return []
+
+
+def _by_sequence(names: Iterable[str]) -> list[str]:
+    return sorted((n for n in names if is_generation(n)), key=sequence)
 
 
 def sequence(generation: str) -> int:

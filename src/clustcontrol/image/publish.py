@@ -4,6 +4,9 @@ PXELINUX files refreshed (through apply's installer, so its manifest and lock ar
     <tftp_root>/<boot_dir>/<NAME>/vmlinuz      <- ROOT/boot/vmlinuz-VERSION (or images.NAME.kernel)
     <tftp_root>/<boot_dir>/<NAME>/initrd.img   <- ROOT/boot/initrd.img-VERSION (or .initrd)
 
+ROOT is the tree of the image's current generation, so the kernel nodes boot matches the
+modules they sync; before the first commit, the working tree.
+
 'newest' is the highest VERSION in Debian version order among the vmlinuz-VERSION that have an
 initrd.img-VERSION beside them."""
 
@@ -17,6 +20,7 @@ from clustcontrol.errors import InvalidInputError
 from clustcontrol.fsutil import exclusive_lock
 from clustcontrol.image.common import ImageResult, ImageTree, image_tree
 from clustcontrol.image.debversion import version_key
+from clustcontrol.image.generation import GenerationStore
 from clustcontrol.inventory.model import NEWEST, Inventory
 from clustcontrol.render import RenderContext, render_all
 from clustcontrol.render.view import ClusterView
@@ -99,6 +103,18 @@ def boot_file_changes(inv: Inventory, tree: ImageTree) -> tuple[list[Change], st
     return [c for c in changes if c is not None], note
 
 
+def _boot_source(inv: Inventory, tree: ImageTree, root_prefix: Path) -> tuple[ImageTree, str]:
+    """Where the boot files come from: the current generation's tree, or the working tree when
+    nothing was committed yet; and a note saying which."""
+    store = GenerationStore.for_image(root_prefix, tree.name, inv.cluster.state_dir)
+    current = store.current()
+    if current is None or not store.tree(current).is_dir():
+        return tree, f"from the working tree {tree.image.root}: no generation committed yet"
+    root = pjoin(inv.generation_roots(tree.name), current)
+    image = tree.image.model_copy(update={"root": root})
+    return ImageTree(tree.name, image, tree.installer), f"from generation {current}"
+
+
 def publish_image(
     inv: Inventory,
     name: str,
@@ -113,10 +129,13 @@ def publish_image(
     Installer.plan). With `dry_run` nothing is written. Returns the changes and a note naming
     the kernel and initrd. Raises InvalidInputError for an unknown image or missing boot files,
     ClustcontrolError when the image root is not a directory, LockedError when an apply holds
-    the lock, and OSError when a file cannot be read or written."""
+    the lock, and OSError when a file cannot be read or written. The files come from the current
+    generation's tree (the working tree before the first commit)."""
     tree = image_tree(inv, name, root_prefix)
     installer = tree.installer
-    changes, note = boot_file_changes(inv, tree)
+    source, whence = _boot_source(inv, tree, root_prefix)
+    changes, note = boot_file_changes(inv, source)
+    note = f"{note} ({whence})"
     if not dry_run and changes:
         with exclusive_lock(installer.live(LOCK)):
             installer.write(changes)

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from clustcontrol.contract import CONTROL_DIR
+from clustcontrol.contract import CONTROL_DIR, STATE_DIR, generation_roots
 from clustcontrol.inventory.types import (
     AbsPath,
     DevicePath,
@@ -75,7 +75,10 @@ class Cluster(_Model):
         boot_dir: the PXELINUX directory inside tftp_root (a plain file name).
         control_dir: the control directory, an absolute path: where the master writes the
             files the nodes read (render/control.py), bind-mounted at the same path inside
-            every standard root.
+            every standard root and every image's generation roots.
+        state_dir: the master's state, an absolute path (default /var/lib/clustcontrol): each
+            image's manifests and generation trees under STATE_DIR/images/NAME (image/store.py);
+            the trees are what nodes sync from (exported read-only, the rsync module).
         dhcp_server: the DHCP server `apply` configures: isc, kea or dnsmasq.
         dhcp_interface: the master's interface on the cluster network, for the DHCP server to
             listen on; None: left to the server (Kea: every interface).
@@ -102,6 +105,7 @@ class Cluster(_Model):
     tftp_root: AbsPath = "/var/lib/tftpboot"
     boot_dir: FileName = "cluster_node"
     control_dir: AbsPath = CONTROL_DIR
+    state_dir: AbsPath = STATE_DIR
     dhcp_server: DhcpServer = "isc"
     dhcp_interface: IfName | None = None
     nfs_server: NfsServer = "kernel"
@@ -225,7 +229,10 @@ class Image(_Model):
         verify_every: a node whose synced generation matches the committed one skips the
             transfer; every verify_every-th such boot (or delta sync) it runs the full rsync
             comparison anyway, 0 to 10000 (default 10; 0: never forced; kernel switch
-            clustcontrol.verify overrides it)."""
+            clustcontrol.verify overrides it).
+        keep_generations: how many generation trees `image commit` keeps, 1 to 1000 (default
+            3); older ones are removed. Nodes sync from the newest; a node still copying a
+            removed one retries."""
 
     root: AbsPath
     kernel: FileName = NEWEST
@@ -238,6 +245,7 @@ class Image(_Model):
     # A node whose synced generation matches the committed one skips the transfer; every
     # verify_every-th such boot it runs the full rsync comparison anyway (0: never forced).
     verify_every: int = Field(default=10, ge=0, le=10000)
+    keep_generations: int = Field(default=3, ge=1, le=1000)
 
 
 class Node(_Model):
@@ -342,6 +350,12 @@ class Inventory(_Model):
 
         Raises KeyError when there is no such image."""
         return self.images[image].transport or self.cluster.transport
+
+    def generation_roots(self, image: str) -> str:
+        """Where image `image` is served from on the master (an absolute path): its generation
+        trees and the file naming the current one (contract.generation_roots). Nodes mount it
+        over NFS, the rsync module of the image serves it; nothing checks the disk."""
+        return generation_roots(self.cluster.state_dir, image)
 
     @cached_property
     def _nodes_by_name(self) -> dict[str, Node]:

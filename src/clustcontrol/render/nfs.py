@@ -19,49 +19,51 @@ def control_mount_point(image_root: str, control_dir: str) -> str:
 
 
 def render_exports(ctx: RenderContext) -> Iterator[Output]:
-    """/etc/exports.d/clustcontrol.exports (exports(5)): each image root read-only to the
-    cluster subnet and, for the update image, read-write to the update address (a single host
-    takes precedence over a network, whatever the order on the line). Both use EXPORT_OPTIONS;
-    crossmnt makes the bind-mounted control directory visible."""
+    """/etc/exports.d/clustcontrol.exports (exports(5)): each image's generation roots
+    (Inventory.generation_roots: what nodes sync from) read-only to the cluster subnet, and the
+    update image's working tree read-write to the update address alone (the update node's NFS
+    root). Both use EXPORT_OPTIONS; crossmnt makes the bind-mounted control directory visible."""
     view = ctx.view
     update_image = view.update_image.name
-    exports = [
-        {
-            "root": image.root,
-            "rw_client": str(view.update_ip) if image.name == update_image else None,
-        }
+    exports: list[dict[str, str | None]] = [
+        {"root": view.inv.generation_roots(image.name), "rw_client": None, "ro": str(view.network)}
         for image in view.images
     ]
+    exports.append({"root": view.update_image.root, "rw_client": str(view.update_ip), "ro": None})
     yield Output(
         path=EXPORTS,
         service="nfs-kernel",
         content=render_template(
             "nfs/clustcontrol.exports.j2",
             exports=exports,
-            network=view.network,
             options=EXPORT_OPTIONS,
+            update_image=update_image,
         ),
     )
 
 
 def render_ganesha(ctx: RenderContext) -> Iterator[Output]:
-    """nfs-ganesha exports: each image root, and the control directory bind-mounted into it
-    (ganesha does not cross into a mount below an export, so it gets an export of its own)."""
+    """nfs-ganesha exports: each image's generation roots read-only to the cluster subnet, the
+    update image's working tree read-write to the update address alone, and the control
+    directory bind-mounted into each of them (ganesha does not cross into a mount below an
+    export, so each gets an export of its own)."""
     view = ctx.view
-    update_image = view.update_image.name
     control_dir = view.cluster.control_dir
+    served: list[tuple[str, str | None, str | None]] = [
+        (view.inv.generation_roots(image.name), None, str(view.network)) for image in view.images
+    ]
+    served.append((view.update_image.root, str(view.update_ip), None))
     exports = []
-    for number, image in enumerate(view.images, start=1):
-        rw_client = str(view.update_ip) if image.name == update_image else None
+    for number, (path, rw_client, ro_clients) in enumerate(served, start=1):
         exports.append(
-            {"id": number, "path": image.root, "rw_client": rw_client, "ro_clients": view.network}
+            {"id": number, "path": path, "rw_client": rw_client, "ro_clients": ro_clients}
         )
         exports.append(
             {
                 "id": 1000 + number,
-                "path": control_mount_point(image.root, control_dir),
+                "path": control_mount_point(path, control_dir),
                 "rw_client": None,
-                "ro_clients": view.network,
+                "ro_clients": ro_clients or rw_client,
             }
         )
     yield Output(
@@ -73,12 +75,13 @@ def render_ganesha(ctx: RenderContext) -> Iterator[Output]:
 
 def render_bind_mounts(ctx: RenderContext) -> Iterator[Output]:
     """A managed block in /etc/fstab (fstab(5)): the control directory bind-mounted read-only
-    into each image root, at control_mount_point."""
+    into each image's generation roots and working tree, at control_mount_point."""
     view = ctx.view
     control_dir = view.cluster.control_dir
     mounts = [
-        {"source": control_dir, "target": control_mount_point(image.root, control_dir)}
+        {"source": control_dir, "target": control_mount_point(root, control_dir)}
         for image in view.images
+        for root in (view.inv.generation_roots(image.name), image.root)
     ]
     yield Output(
         path=FSTAB,

@@ -50,7 +50,7 @@ def _source_args(inv: Inventory, image: ImageView) -> list[str]:
     the control directory inside it when that is not the default."""
     args = []
     if image.transport == "nfs":
-        args.append(f"{switch('CC_ARG_IMAGEROOT')}={image.root}")
+        args.append(f"{switch('CC_ARG_IMAGEROOT')}={inv.generation_roots(image.name)}")
     elif str(inv.cluster.rsync_port) != _default("CC_RSYNC_PORT"):
         args.append(f"{switch('CC_ARG_RSYNCPORT')}={inv.cluster.rsync_port}")
     if inv.cluster.control_dir != CONTROL_DIR:

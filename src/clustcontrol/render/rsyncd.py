@@ -11,7 +11,8 @@ RSYNCD_CONF = "/etc/rsyncd.conf"
 
 def render_rsyncd(ctx: RenderContext) -> Iterator[Output]:
     """/etc/rsyncd.conf (rsyncd.conf(5)): one read-only module per image, named after it,
-    open to the cluster subnet and 127.0.0.1 only, on cluster.rsync_port with at most
+    serving its generation roots (Inventory.generation_roots, never the working tree), open to
+    the cluster subnet and 127.0.0.1 only, on cluster.rsync_port with at most
     cluster.rsync_max_connections clients."""
     view = ctx.view
     yield Output(
@@ -22,6 +23,9 @@ def render_rsyncd(ctx: RenderContext) -> Iterator[Output]:
             port=view.cluster.rsync_port,
             max_connections=view.cluster.rsync_max_connections,
             hosts_allow=f"{view.network} 127.0.0.1",
-            modules=[{"name": image.name, "root": image.root} for image in view.images],
+            modules=[
+                {"name": image.name, "root": view.inv.generation_roots(image.name)}
+                for image in view.images
+            ],
         ),
     )

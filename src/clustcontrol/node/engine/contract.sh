@@ -7,11 +7,14 @@
 # shellcheck disable=SC3043 # local: busybox ash and dash have it
 
 # Paths and formats of the standard that `clustcontrol image commit` writes.
+# The served directory of an image holds CC_CURRENT_FILE (the current generation's id)
+# and one tree per generation.
+CC_CURRENT_FILE='current'
 CC_GENERATION_FILE='etc/clustcontrol-generation'
 CC_DELTAS_DIR='etc/clustcontrol-deltas'
 CC_DELTA_FORMAT='clustcontrol-delta 1'
 # The contract this engine was built from (CC_CONTRACT in the control files).
-CC_ENGINE_CONTRACT=2
+CC_ENGINE_CONTRACT=3
 # The characters of a path (besides /) the master accepts.
 CC_PATH_CHARACTERS='A-Za-z0-9._+@-'
 

@@ -112,7 +112,10 @@ cc_rsync_once()
 	[ -z "${CC_LOG:-}" ] || cat "${stats}" >>"${CC_LOG}" 2>/dev/null
 	case "${rc}" in
 	0) CC_LAST_RSYNC_RC=0; return 0 ;;
-	24) CC_LAST_RSYNC_RC=24; cc_log "rsync: some files vanished on the master during the sync (ignored)"; return 0 ;;
+	24) # A generation's tree never changes: files vanish only when the master removed it.
+		CC_LAST_RSYNC_RC=24
+		cc_warn "rsync: files vanished on the master: generation ${CC_STD_GENERATION:-?} was removed during the copy"
+		return 24 ;;
 	*) CC_LAST_RSYNC_RC="${rc}"; cc_warn "rsync exit status ${rc}"; tail -n 5 "${stats}" | sed 's/^/clustcontrol:   /' >&2; return "${rc}" ;;
 	esac
 }

@@ -84,7 +84,8 @@ cc_run_reach()
 }
 
 # cc_run_params: 2. this node's parameters; reach the master again when they name another
-# image or transport than the one reached. Unusable parameters: the earlier copy, if any.
+# image or transport than the one reached; the image's current generation. Unusable
+# parameters or no generation: the earlier copy, if any.
 cc_run_params()
 {
 	local node
@@ -108,6 +109,11 @@ cc_run_params()
 			cc_fallback "${CC_ROOT_DEVICE}" "image ${CC_IMAGE} is unreachable over ${CC_TRANSPORT}"
 			return $?
 		fi
+	fi
+	if ! cc_current_generation "${CC_TRANSPORT}"; then
+		cc_umount "${CC_SOURCE_MNT}"
+		cc_fallback "${CC_ROOT_DEVICE}" "no generation of image ${CC_IMAGE} to sync"
+		return $?
 	fi
 	cc_log "layout ${CC_DISK_LAYOUT} on ${CC_DISK}, root ${CC_ROOT_DEVICE}"
 	return "${CC_RC_OK}"

@@ -36,13 +36,49 @@ cc_nfs_mount()
 	fi
 }
 
-# cc_source TRANSPORT: where the sync reads the standard (with a trailing slash).
-cc_source()
+# cc_served TRANSPORT: the image's generation roots on the master as the copy tools name them
+# (with a trailing slash): the NFS mount or the rsync module. They hold CC_CURRENT_FILE (the
+# current generation's id) and one tree per generation, which never changes.
+cc_served()
 {
 	case "$1" in
 	nfs) echo "${CC_SOURCE_MNT}/" ;;
 	rsync) echo "rsync://${CC_SERVER}:${CC_RSYNC_PORT}/${CC_RSYNC_MODULE:-${CC_IMAGE}}/" ;;
 	esac
+}
+
+# cc_source TRANSPORT: where the sync reads the standard: the tree of generation
+# CC_STD_GENERATION (cc_current_generation), with a trailing slash.
+cc_source()
+{
+	echo "$(cc_served "$1")${CC_STD_GENERATION:?no generation chosen}/"
+}
+
+# cc_current_generation TRANSPORT: read the image's current generation (CC_CURRENT_FILE of the
+# generation roots) into CC_STD_GENERATION. Fails, saying why, when the master has none or
+# the file does not name a generation (SEQ-HASH: digits, a dash, letters and digits).
+cc_current_generation()
+{
+	local f="${CC_RUN_DIR}/current-generation" g=""
+	CC_STD_GENERATION=""
+	cc_fetch_file "$1" "$(cc_served "$1")" "${CC_CURRENT_FILE}" "${f}" || return 1
+	if [ ! -f "${f}" ]; then
+		cc_err "image ${CC_IMAGE} has no committed generation on the master" \
+			"(clustcontrol image commit ${CC_IMAGE})"
+		return 1
+	fi
+	g=$(head -n 1 "${f}")
+	case "${g}" in
+	[0-9]*-[0-9a-zA-Z]*) ;;
+	*) g="" ;;
+	esac
+	case "${g}" in *[!0-9A-Za-z-]*) g="" ;; esac
+	if [ -z "${g}" ]; then
+		cc_err "the master's ${CC_CURRENT_FILE} of image ${CC_IMAGE} names no generation"
+		return 1
+	fi
+	CC_STD_GENERATION="${g}"
+	cc_log "image ${CC_IMAGE}: generation ${g}"
 }
 
 # cc_image_root IMAGE: the image's path on the master for NFS: clustcontrol.imageroot=, else
@@ -72,11 +108,6 @@ cc_connect()
 			return 1
 		fi
 		cc_nfs_mount "$2" "${root}" "${CC_SOURCE_MNT}" || return 1
-		if [ ! -d "${CC_SOURCE_MNT}/etc" ]; then
-			cc_err "$2:${root} does not look like a root file system"
-			cc_umount "${CC_SOURCE_MNT}"
-			return 1
-		fi
 		;;
 	rsync)
 		cc_quiet "${CC_RSYNC}" --list-only "rsync://$2:${CC_RSYNC_PORT}/$3/" || return 1
@@ -86,7 +117,7 @@ cc_connect()
 }
 
 # cc_fetch_control TRANSPORT SERVER IMAGE DEST: copy the control directory (CC_CONTROL_DIR in
-# the standard, where the master bind-mounts it) to DEST.
+# the image's generation roots, where the master bind-mounts it) to DEST.
 cc_fetch_control()
 {
 	local dest="$4" ctl="${CC_CONTROL_DIR#/}"
@@ -94,7 +125,7 @@ cc_fetch_control()
 	mkdir -p "${dest}" || return 1
 	case "$1" in
 	nfs)
-		[ -f "${CC_SOURCE_MNT}/${ctl}/default" ] || { cc_err "no ${ctl} in the standard"; return 1; }
+		[ -f "${CC_SOURCE_MNT}/${ctl}/default" ] || { cc_err "no ${ctl} on the master's export"; return 1; }
 		cp -a "${CC_SOURCE_MNT}/${ctl}/." "${dest}/"
 		;;
 	rsync)
@@ -153,8 +184,8 @@ cc_retry()
 	done
 }
 
-# cc_fetch_file TRANSPORT SRC PATH DEST: copy PATH (relative to the standard) to DEST; 0 when
-# copied or when the standard has no such file (DEST absent then); non-zero when the master
+# cc_fetch_file TRANSPORT SRC PATH DEST: copy PATH (relative to SRC, a cc_served or cc_source
+# value) to DEST; 0 when copied or when there is no such file (DEST absent then); non-zero when the master
 # could not be asked. From the rsync daemon, retried with back-off like the sync itself (a
 # busy daemon refuses: max connections).
 cc_fetch_file()

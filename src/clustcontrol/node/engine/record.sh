@@ -96,32 +96,10 @@ cc_sync_age()
 	fi
 }
 
-# cc_generation ROOT: the generation the sync just copied (the standard's
-# CC_GENERATION_FILE, written by `clustcontrol image commit`), or "uncommitted".
-cc_generation()
+# cc_recorded_generation ROOT: CC_REC_GENERATION, the generation of the node's last complete
+# sync (empty when there is none).
+cc_recorded_generation()
 {
-	local g=""
-	if [ -f "$1/${CC_GENERATION_FILE}" ]; then
-		g=$(head -n 1 "$1/${CC_GENERATION_FILE}" | tr -cd 'A-Za-z0-9._:+-')
-	fi
-	echo "${g:-uncommitted}"
-}
-
-# cc_standard_generation TRANSPORT SRC: the standard's committed generation (written by
-# `clustcontrol image commit`), or nothing when it has none or it cannot be read.
-cc_standard_generation()
-{
-	local f="${CC_RUN_DIR}/standard-generation" g=""
-	cc_fetch_file "$1" "$2" "${CC_GENERATION_FILE}" "${f}" || true
-	[ -f "${f}" ] && g=$(head -n 1 "${f}")
-	printf '%s' "${g}" | tr -cd 'A-Za-z0-9._:+-'
-}
-
-# cc_generations ROOT TRANSPORT SRC: CC_STD_GENERATION (the standard's committed generation,
-# or empty) and CC_REC_GENERATION (the one of the node's last complete sync, or empty).
-cc_generations()
-{
-	CC_STD_GENERATION=$(cc_standard_generation "$2" "$3")
 	CC_REC_GENERATION=$(cc_param_value "$(cc_record "$1")" CC_SYNC_GENERATION) || CC_REC_GENERATION=""
 }
 

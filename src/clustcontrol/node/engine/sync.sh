@@ -57,25 +57,25 @@ cc_copy_decision()
 	return 0
 }
 
-# cc_copy_facts ROOT TRANSPORT MODE SRC: gather the facts of cc_copy_decision and decide.
-# Reads the standard's generation (CC_STD_GENERATION) and the node's record
-# (CC_REC_GENERATION) unless the previous sync was interrupted or the mode is full.
+# cc_copy_facts ROOT TRANSPORT MODE: gather the facts of cc_copy_decision and decide. The
+# generations compared are the one this boot copies (CC_STD_GENERATION) and the node's record
+# (CC_REC_GENERATION), unless the previous sync was interrupted or the mode is full.
 cc_copy_facts()
 {
-	local root="$1" marker=no due=no blank=no tar=no
-	CC_STD_GENERATION=""
+	local root="$1" marker=no due=no blank=no tar=no std=""
 	CC_REC_GENERATION=""
 	if [ -e "$(cc_marker "${root}")" ]; then
 		marker=yes
 	elif [ "$3" = normal ]; then
-		cc_generations "${root}" "$2" "$4"
+		std="${CC_STD_GENERATION}"
+		cc_recorded_generation "${root}"
 	fi
 	cc_verify_due "${root}" && due=yes
 	cc_root_blank "${root}" && blank=yes
 	if [ "${blank}" = yes ] && [ "$2" = nfs ] && [ "${CC_FIRST_COPY}" = tar ] && cc_tar_usable; then
 		tar=yes
 	fi
-	cc_copy_decision "${marker}" "$3" "${CC_STD_GENERATION}" "${CC_REC_GENERATION}" "${due}" \
+	cc_copy_decision "${marker}" "$3" "${std}" "${CC_REC_GENERATION}" "${due}" \
 		"${blank}" "${tar}" "${CC_DELTA_SYNC}"
 }
 
@@ -85,12 +85,12 @@ cc_copy_facts()
 # complete (the marker stays: the next boot re-syncs fully).
 cc_sync()
 {
-	local root="$1" transport="$2" src filter stats list start end rc=0 gen bytes method mode before
+	local root="$1" transport="$2" src filter stats list start end rc=0 gen="${CC_STD_GENERATION}" bytes method mode
 	src=$(cc_source "${transport}")
 	filter="${CC_RUN_DIR}/rsync-filter"
 	stats="${CC_RUN_DIR}/rsync-stats"
 	list="${CC_RUN_DIR}/delta-list"
-	cc_copy_facts "${root}" "${transport}" "$3" "${src}"
+	cc_copy_facts "${root}" "${transport}" "$3"
 	method="${CC_COPY_METHOD}"
 	mode="${CC_COPY_MODE}"
 	if [ -n "${CC_COPY_WHY}" ]; then
@@ -107,9 +107,6 @@ cc_sync()
 	if [ "${method}" = delta ] && ! cc_fetch_delta "${transport}" "${src}" "${filter}" "${list}"; then
 		method=tree
 	fi
-	# The generation this copy starts from: what the node may record if it is still the one it
-	# copied at the end (a commit landing during the copy makes the copy a mix of two).
-	before="${CC_STD_GENERATION:-$(cc_standard_generation "${transport}" "${src}")}"
 	start=$(cc_now)
 	cc_write_marker "${root}" "${CC_IMAGE}" "${transport}:${src}" || { cc_err "cannot write the sync marker"; return 1; }
 	cc_log "syncing image ${CC_IMAGE} from ${src} (${mode}, ${method})"
@@ -150,12 +147,6 @@ cc_sync()
 	CC_SYNC_FILE_BYTES=$(cc_stats_value "Total transferred file size" "${stats}")
 	CC_SYNC_FILES=$(cc_stats_value "Number of regular files transferred" "${stats}")
 	CC_SYNC_METHOD="${method}"
-	gen=$(cc_generation "${root}")
-	if [ "${gen}" != "${before:-uncommitted}" ]; then
-		cc_warn "the standard's generation changed during the copy (${before:-uncommitted} ->" \
-			"${gen}): recorded as uncommitted, the next boot compares the whole tree"
-		gen=uncommitted
-	fi
 	cc_write_record "${root}" "${CC_IMAGE}" "${CC_SERVER} ${transport}" "${gen}" "${start}" \
 		"${end}" "${CC_SYNC_BYTES}" "${CC_LAST_RSYNC_RC}" "${mode}" || { cc_err "cannot write the sync record"; return 1; }
 	# Boots since the last comparison of every file's content: a tar first copy and a full

@@ -1,0 +1,272 @@
+"""Generation trees: the immutable copy of the standard that each generation is.
+
+`image commit` copies the working tree (the standard the administrator and the update node
+edit) into STATE_DIR/images/NAME/roots/SEQ-HASH, as rsnapshot does: a regular file whose
+manifest entry is unchanged since the previous generation (same size, mtime, ctime, owner,
+mode, extended attributes and hard-link group) becomes a hard link to the previous tree's file;
+everything else is copied, holes kept (SEEK_DATA/SEEK_HOLE, lseek(2)), and hashed while it is
+copied. Owner, mode, extended attributes (file capabilities and POSIX ACLs included) and times
+are set explicitly, in that order: chown(2) clears set-id bits and capabilities. Directory times
+are set last, deepest first. The manifest returned describes the tree as written, so the
+generation is what its manifest says even when the working tree changed during the copy.
+
+Nodes read only these trees (over the rsync module and the NFS export of roots/); nothing in
+them changes after the commit that made them."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from clustcontrol.errors import ClustcontrolError
+from clustcontrol.image.generation import (
+    Entry,
+    InodeGroups,
+    Manifest,
+    entry_of,
+    unchanged,
+    walk,
+    with_links,
+    xattr_digest,
+    xattrs_of,
+)
+
+_CHUNK = 1 << 20
+_ZEROS = bytes(_CHUNK)
+
+
+@dataclass
+class TreeStats:
+    """What building one tree did: files hard-linked to the previous generation, files copied,
+    and the bytes of file data copied (holes not counted)."""
+
+    linked: int = 0
+    copied: int = 0
+    bytes_copied: int = 0
+
+
+def _extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """(offset, length) of the data of an open file, holes left out (lseek(2) SEEK_DATA and
+    SEEK_HOLE; a file system without them reports one extent)."""
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # only a hole after offset
+                return
+            raise
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        yield start, min(end, size) - start
+        offset = end
+
+
+def copy_sparse(source: str, dest: str) -> tuple[str, int]:
+    """Copy a regular file's content to a new file `dest` (mode 0600, must not exist), holes
+    kept, and hash it on the way.
+
+    Returns (sha256 hex digest of the whole content, holes read as zeros; bytes of data copied).
+    Raises OSError when either file cannot be used, and ClustcontrolError when source changed
+    size while it was copied."""
+    digest = hashlib.sha256()
+    copied = 0
+    src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY)
+    try:
+        size = os.fstat(src).st_size
+        dst = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            position = 0
+            for start, length in _extents(src, size):
+                _hash_zeros(digest, start - position)
+                end = start + length
+                offset = start
+                while offset < end:
+                    chunk = os.pread(src, min(_CHUNK, end - offset), offset)
+                    if not chunk:
+                        raise ClustcontrolError(f"{source}: shrank while it was copied")
+                    os.pwrite(dst, chunk, offset)
+                    digest.update(chunk)
+                    offset += len(chunk)
+                copied += length
+                position = end
+            _hash_zeros(digest, size - position)
+            os.ftruncate(dst, size)
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+    return digest.hexdigest(), copied
+
+
+def _hash_zeros(digest: hashlib._Hash, count: int) -> None:
+    while count > 0:
+        step = min(count, _CHUNK)
+        digest.update(_ZEROS[:step])
+        count -= step
+
+
+def set_metadata(path: str, st: os.stat_result, attrs: list[tuple[str, bytes]]) -> None:
+    """Give path (not followed when a symlink) the owner, mode, extended attributes and times of
+    st, in that order. A symlink's mode is left (Linux has none to set). Raises OSError."""
+    os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
+    if not stat.S_ISLNK(st.st_mode):
+        os.chmod(path, stat.S_IMODE(st.st_mode))
+    for name, value in attrs:
+        os.setxattr(path, name, value, follow_symlinks=False)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _same_group(
+    rel: str, group: list[str], previous: Manifest, previous_groups: dict[str, list[str]]
+) -> bool:
+    """Whether the hard-link group of rel (all names of its inode in the working tree) is the
+    same group in the previous generation."""
+    members = sorted(group) if group else [rel]
+    if len(members) == 1:
+        return not (old := previous.get(rel)) or not old.link
+    return previous_groups.get(members[0]) == members
+
+
+def build_tree(
+    source: Path,
+    dest: Path,
+    previous: Manifest,
+    previous_tree: Path | None,
+    *,
+    control_dir: str,
+) -> tuple[Manifest, TreeStats]:
+    """Copy the working tree `source` into the new directory `dest` (created, must not exist)
+    and return the manifest of what was written, with what building it did.
+
+    `previous` is the manifest of `previous_tree`, the last generation's tree (None or missing:
+    everything is copied). Paths the manifest leaves out (generation.manifest_exclusions) are not
+    copied; excluded directories are created empty. Raises OSError when the tree cannot be read
+    or written, and ClustcontrolError when a file changes while it is copied."""
+    src_root, dst_root = str(source), str(dest)
+    prev_root = str(previous_tree) if previous_tree is not None and previous_tree.is_dir() else None
+    previous_groups: dict[str, list[str]] = {}
+    for entry in previous.values():
+        if entry.link:
+            previous_groups.setdefault(entry.link, []).append(entry.path)
+    for group in previous_groups.values():
+        group.sort()
+
+    # The working tree's hard-link groups first: a group is linked from the previous tree only
+    # when it is the same group there.
+    entries = list(walk(src_root, control_dir))
+    work_groups: InodeGroups = {}
+    for rel, st, _path in entries:
+        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            work_groups.setdefault((st.st_dev, st.st_ino), []).append(rel)
+
+    stats = TreeStats()
+    manifest: Manifest = {}
+    links: InodeGroups = {}
+    first_name: dict[tuple[int, int], str] = {}
+    directories: list[tuple[str, os.stat_result, list[tuple[str, bytes]]]] = []
+    os.mkdir(dst_root, 0o700)
+    top = os.lstat(src_root)
+    for rel, st, path in entries:
+        target = os.path.join(dst_root, rel)
+        attrs = xattrs_of(path)
+        kind_mode = stat.S_IFMT(st.st_mode)
+        digest = ""
+        if stat.S_ISDIR(st.st_mode):
+            os.mkdir(target, 0o700)
+            directories.append((target, st, attrs))
+        elif stat.S_ISLNK(st.st_mode):
+            digest = os.readlink(path)
+            os.symlink(digest, target)
+            set_metadata(target, st, attrs)
+        elif stat.S_ISREG(st.st_mode):
+            inode = (st.st_dev, st.st_ino)
+            group = work_groups.get(inode, [])
+            if inode in first_name:
+                os.link(os.path.join(dst_root, first_name[inode]), target)
+                digest = manifest[first_name[inode]].digest
+            else:
+                first_name[inode] = rel
+                reuse = _reusable(rel, st, attrs, group, previous, previous_groups)
+                digest, copied = _link_or_copy(rel, path, target, reuse, prev_root, stats)
+                if copied:
+                    set_metadata(target, st, attrs)
+                if not _unchanged_source(path, st):
+                    raise ClustcontrolError(
+                        f"{path}: changed while it was copied into the new generation",
+                        hint="commit again when nothing writes to the standard",
+                    )
+        else:
+            os.mknod(target, kind_mode | 0o600, st.st_rdev)
+            set_metadata(target, st, attrs)
+        if len(work_groups.get((st.st_dev, st.st_ino), [])) > 1:
+            links.setdefault((st.st_dev, st.st_ino), []).append(rel)
+        manifest[rel] = entry_of(rel, st, digest, xattr_digest(attrs))
+    for target, st, attrs in reversed(directories):
+        set_metadata(target, st, attrs)
+    set_metadata(dst_root, top, xattrs_of(src_root))
+    return with_links(manifest, links), stats
+
+
+def _unchanged_source(path: str, st: os.stat_result) -> bool:
+    try:
+        now = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return (now.st_size, now.st_mtime_ns, now.st_ctime_ns) == (
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ctime_ns,
+    )
+
+
+def _reusable(
+    rel: str,
+    st: os.stat_result,
+    attrs: list[tuple[str, bytes]],
+    group: list[str],
+    previous: Manifest,
+    previous_groups: dict[str, list[str]],
+) -> Entry | None:
+    """The previous generation's entry of a regular file when the file is unchanged since
+    (content by size, mtime and ctime; owner, mode, extended attributes, hard-link group)."""
+    old = previous.get(rel)
+    if (
+        old is not None
+        and unchanged(old, st)
+        and (old.mode, old.uid, old.gid) == (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+        and old.xattrs == xattr_digest(attrs)
+        and _same_group(rel, group, previous, previous_groups)
+    ):
+        return old
+    return None
+
+
+def _link_or_copy(
+    rel: str, path: str, target: str, reuse: Entry | None, prev_root: str | None, stats: TreeStats
+) -> tuple[str, bool]:
+    """Hard-link target to the previous tree's file when `reuse` (its unchanged entry) is given,
+    else copy the working tree's `path`: (the file's digest, whether it was copied)."""
+    if reuse is not None and prev_root is not None:
+        try:
+            os.link(os.path.join(prev_root, rel), target)
+        except OSError:
+            pass  # the previous tree lost it: copy
+        else:
+            stats.linked += 1
+            return reuse.digest, False
+    digest, copied = copy_sparse(path, target)
+    stats.copied += 1
+    stats.bytes_copied += copied
+    return digest, True
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a generation tree (or a half-built one). Raises OSError when it cannot be removed."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
