@@ -184,6 +184,26 @@ def test_sfdisk_script_lines_are_split_at_newline_only(char: str) -> None:
         T.check_sfdisk_script(f"label: dos{char},,L\n")
 
 
+@pytest.mark.parametrize(
+    "good", ["ttyS0", "ttyS1,9600", "ttyS0,115200n8", "ttyS3,57600e7r", "tty0"]
+)
+def test_serial_console_forms(good: str) -> None:
+    assert T.check_serial_console(good) == good
+
+
+@pytest.mark.parametrize(
+    "bad", ["ttyS", "ttySe", "ttyS,115200", "ttyS0,", "ttyS0:1", "ttyS0,9600x"]
+)
+def test_serial_port_console_must_give_port_and_speed(bad: str) -> None:
+    # PXELINUX's SERIAL line is made from them: "SERIAL e 115200", "SERIAL  115200" (port
+    # 115200, an I/O address) ...
+    data = inventory_data(cluster={**BASE["cluster"], "serial_console": bad})
+    assert problems(data) == [
+        f"cluster.serial_console: {bad!r} is not a serial console "
+        "(ttyS<port>[,<baud>[<parity>[<bits>[r]]]], e.g. ttyS0,115200n8)"
+    ]
+
+
 def test_persistent_paths_are_validated() -> None:
     lines = problems(
         inventory_data(images={"default": {"root": "/srv/x", "persistent": ["/ok", "rel"]}})

@@ -29,6 +29,10 @@ _KERNEL_ARG = re.compile(r"[A-Za-z0-9_.,:=/+@%-]+")
 _IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}")
 # /dev/NAME[/NAME...]: udev's by-path names hold ':' (pci-0000:00:1f.2-ata-1); no empty names.
 _DEVICE = re.compile(r"/dev(?:/[A-Za-z0-9_.:+@-]+)+")
+# A serial console: ttyS<n>[,<baud>[<parity>[<bits>[r]]]] (the kernel's console= syntax,
+# Documentation/admin-guide/kernel-parameters.txt, "console="); PXELINUX's SERIAL line is made
+# from its port and baud rate (render/pxe.py).
+_SERIAL_TTY = re.compile(r"ttyS[0-9]+(?:,[0-9]+(?:[noe](?:[5-8]r?)?)?)?")
 # What surrounds a MAC address that normalize_mac drops: blanks only, not line breaks.
 _BLANKS = " \t"
 
@@ -126,6 +130,20 @@ def check_kernel_arg(value: str) -> str:
     return value
 
 
+def check_serial_console(value: str) -> str:
+    """A kernel console= value (one word, as check_kernel_arg). One that names a serial port
+    (starts with ttyS) must be ttyS<n>[,<baud>[<parity>[<bits>[r]]]], e.g. ttyS0,115200n8:
+    PXELINUX's SERIAL line is made of its port and baud rate. Returned unchanged; raises
+    ValueError otherwise."""
+    check_kernel_arg(value)
+    if value.startswith("ttyS") and not _SERIAL_TTY.fullmatch(value):
+        raise ValueError(
+            f"{_show(value)} is not a serial console "
+            "(ttyS<port>[,<baud>[<parity>[<bits>[r]]]], e.g. ttyS0,115200n8)"
+        )
+    return value
+
+
 def check_ifname(value: str) -> str:
     """A network interface name: 1 to 15 characters (Linux IFNAMSIZ is 16 with the NUL) of
     letters, digits and '_.:-', starting with a letter or digit. Returned unchanged; raises
@@ -168,6 +186,7 @@ MacAddress = Annotated[str, BeforeValidator(normalize_mac), AfterValidator(check
 AbsPath = Annotated[str, AfterValidator(check_abs_path)]
 FileName = Annotated[str, AfterValidator(check_file_name)]
 KernelArg = Annotated[str, AfterValidator(check_kernel_arg)]
+SerialConsole = Annotated[str, AfterValidator(check_serial_console)]
 IfName = Annotated[str, AfterValidator(check_ifname)]
 DevicePath = Annotated[str, AfterValidator(check_device)]
 SfdiskScript = Annotated[str, AfterValidator(check_sfdisk_script)]
@@ -183,5 +202,6 @@ __all__ = [
     "KernelArg",
     "MacAddress",
     "Name",
+    "SerialConsole",
     "SfdiskScript",
 ]
