@@ -204,6 +204,22 @@ def test_serial_port_console_must_give_port_and_speed(bad: str) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        (inventory_data(images={"a\nb": {"root": "/srv/x"}}), "images.'a\\nb'.[key]: "),
+        (with_nodes(node(name="n\rx")), "nodes.'n\\rx'.name: "),
+        (with_nodes(node(name="n x")), "nodes.'n x'.name: "),
+    ],
+)
+def test_a_problem_with_a_hostile_key_or_name_is_one_line(
+    data: dict[str, object], where: str
+) -> None:
+    lines = problems(data)
+    assert any(line.startswith(where) for line in lines), lines
+    assert all(line.isprintable() for line in lines), lines
+
+
 def test_persistent_paths_are_validated() -> None:
     lines = problems(
         inventory_data(images={"default": {"root": "/srv/x", "persistent": ["/ok", "rel"]}})
