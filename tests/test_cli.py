@@ -245,3 +245,46 @@ def test_demo_runs(tmp_path: Path, cli: Cli) -> None:
     assert result.code == 0, result.err
     assert "second apply:     0 files changed" in result.out
     assert (tmp_path / "demo/root/var/lib/tftpboot/cluster_node/pxelinux.cfg/C0A800FD").is_file()
+
+
+# Issue 11, case 1: Python's `$` also matches before a final newline, so a value ending in one
+# passed every validator and broke out of its line (extra KERNEL/APPEND lines in every PXELINUX
+# label; an exports line naming no client, i.e. exported to everyone).
+@pytest.mark.parametrize(
+    ("image", "problem"),
+    [
+        (
+            {
+                "root": "/srv/nfs4/clusternoderoot",
+                "kernel_args": ["quiet\n", "KERNEL", "http://example.invalid/vmlinuz"],
+            },
+            "images.default.kernel_args[0]: 'quiet\\n' is not a safe kernel argument",
+        ),
+        ({"root": "/srv/x\n"}, "images.default.root: '/srv/x\\n' is not a safe absolute path"),
+    ],
+    ids=["kernel_args", "root"],
+)
+@pytest.mark.parametrize("verb", ["validate", "render", "apply", "apply-dry-run"])
+def test_trailing_newline_is_rejected_and_nothing_written(
+    cli: Cli, tmp_path: Path, image: dict[str, object], problem: str, verb: str
+) -> None:
+    from tests.conftest import inventory_data
+
+    # JSON is YAML: the values are written with the escapes exactly as the issue gives them.
+    cli.config.write_text(json.dumps(inventory_data(images={"default": image}), indent=2))
+    before = cli.config.read_bytes()
+    root, out = tmp_path / "root", tmp_path / "out"
+    args: dict[str, list[str | Path]] = {
+        "validate": ["validate"],
+        "render": ["render", "--out", out, "--root", root],
+        "apply": ["apply", "--root", root],
+        "apply-dry-run": ["apply", "--root", root, "--dry-run"],
+    }
+    result = cli(*args[verb])
+    assert result.code == 2, (result.out, result.err)
+    # One line naming the field and the value (repr: the newline shows as \n), no traceback.
+    lines = result.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"clustcontrol: error: {problem}"), result.err
+    assert result.out == ""
+    assert not root.exists() and not out.exists()
+    assert cli.config.read_bytes() == before

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from clustcontrol.errors import InvalidInputError
+from clustcontrol.inventory import types as T
 from clustcontrol.inventory.store import load_inventory, parse_inventory
 from tests.conftest import BASE, inventory_data, make_inventory
 
@@ -131,6 +134,90 @@ def test_injection_in_domain_is_rejected(hostile: str) -> None:
 def test_paths_must_be_safe_and_absolute(path: str) -> None:
     lines = problems(inventory_data(images={"default": {"root": path}}))
     assert len(lines) == 1 and lines[0].startswith(f"images.default.root: {path!r} is not"), lines
+
+
+# Issue 11, case 1: each type's pattern must cover the whole value. With re.match and a pattern
+# ending in `$`, a value ending in "\n" passed; the other line breaks str.splitlines knows, NUL
+# and blanks must not pass either, wherever they are.
+GOOD_VALUES = [
+    (T.check_host_label, "node01"),
+    (T.check_domain, "rostclust.example"),
+    (T.check_name, "default"),
+    (T.check_mac, "52:54:00:00:00:01"),
+    (T.check_abs_path, "/srv/nfs4/root"),
+    (T.check_file_name, "vmlinuz-6.1.0-13-amd64"),
+    (T.check_kernel_arg, "console=ttyS0,115200"),
+    (T.check_ifname, "eth0"),
+    (T.check_device, "/dev/disk/by-path/pci-0000:00:1f.2-ata-1"),
+]
+BREAKS = ["\n", "\r", "\r\n", "\x00", "\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\u2029", " ", "\t"]
+
+
+@pytest.mark.parametrize(("check", "good"), GOOD_VALUES, ids=[c.__name__ for c, _ in GOOD_VALUES])
+@pytest.mark.parametrize("char", BREAKS, ids=[repr(c) for c in BREAKS])
+def test_no_type_accepts_a_line_break_or_blank(check: Any, good: str, char: str) -> None:
+    check(good)
+    for bad in (good + char, char + good, good[:3] + char + good[3:]):
+        with pytest.raises(ValueError, match="is not") as info:
+            check(bad)
+        assert repr(bad) in str(info.value)
+
+
+def test_mac_surrounding_blanks_are_dropped_but_not_line_breaks() -> None:
+    assert T.normalize_mac(" 52-54-00-AB-CD-EF\t") == "52:54:00:ab:cd:ef"
+    assert T.normalize_mac("52:54:00:ab:cd:ef\n") == "52:54:00:ab:cd:ef\n"  # for check_mac
+
+
+def test_abs_path_rejects_a_long_bad_path_at_once() -> None:
+    # The earlier pattern /(?:[...]+/?)* backtracked 2**n ways over a component of n characters.
+    start = time.monotonic()
+    for bad in ("/" + "a" * 100 + ";", "/a" * 1000 + "\n", "/" + "a/" * 1000 + "/"):
+        with pytest.raises(ValueError):
+            T.check_abs_path(bad)
+    assert time.monotonic() - start < 1
+
+
+@pytest.mark.parametrize("char", ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028"])
+def test_sfdisk_script_lines_are_split_at_newline_only(char: str) -> None:
+    assert T.check_sfdisk_script("label: dos\n\t,,L\n") == "label: dos\n\t,,L\n"
+    with pytest.raises(ValueError, match="line 1 of the sfdisk script has a non-printable"):
+        T.check_sfdisk_script(f"label: dos{char},,L\n")
+
+
+@pytest.mark.parametrize(
+    "good", ["ttyS0", "ttyS1,9600", "ttyS0,115200n8", "ttyS3,57600e7r", "tty0"]
+)
+def test_serial_console_forms(good: str) -> None:
+    assert T.check_serial_console(good) == good
+
+
+@pytest.mark.parametrize(
+    "bad", ["ttyS", "ttySe", "ttyS,115200", "ttyS0,", "ttyS0:1", "ttyS0,9600x"]
+)
+def test_serial_port_console_must_give_port_and_speed(bad: str) -> None:
+    # PXELINUX's SERIAL line is made from them: "SERIAL e 115200", "SERIAL  115200" (port
+    # 115200, an I/O address) ...
+    data = inventory_data(cluster={**BASE["cluster"], "serial_console": bad})
+    assert problems(data) == [
+        f"cluster.serial_console: {bad!r} is not a serial console "
+        "(ttyS<port>[,<baud>[<parity>[<bits>[r]]]], e.g. ttyS0,115200n8)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        (inventory_data(images={"a\nb": {"root": "/srv/x"}}), "images.'a\\nb'.[key]: "),
+        (with_nodes(node(name="n\rx")), "nodes.'n\\rx'.name: "),
+        (with_nodes(node(name="n x")), "nodes.'n x'.name: "),
+    ],
+)
+def test_a_problem_with_a_hostile_key_or_name_is_one_line(
+    data: dict[str, object], where: str
+) -> None:
+    lines = problems(data)
+    assert any(line.startswith(where) for line in lines), lines
+    assert all(line.isprintable() for line in lines), lines
 
 
 def test_persistent_paths_are_validated() -> None:

@@ -228,3 +228,19 @@ def test_ganesha_exports() -> None:
     assert "Access_Type = RW;" in blocks[4] and "Access_Type = RW;" not in blocks[5]
     assert all("Attr_Expiration_Time = 0;" in b for b in blocks)
     assert "Use_Getattr_Directory_Invalidation = true;" in conf
+
+
+@pytest.mark.parametrize(
+    ("console", "serial"),
+    [
+        ("ttyS0,115200n8", "SERIAL 0 115200"),
+        ("ttyS1,9600e7", "SERIAL 1 9600"),
+        ("ttyS2", "SERIAL 2 115200"),
+    ],
+)
+def test_pxelinux_serial_line_is_port_and_baud_rate(console: str, serial: str) -> None:
+    common = text(
+        render(cluster={**BASE["cluster"], "serial_console": console}), f"{BOOT}/pxelinux-common"
+    )
+    assert f"\n{serial}\nCONSOLE 0\n" in common
+    assert f" console={console}\n" in common

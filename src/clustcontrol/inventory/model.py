@@ -23,6 +23,7 @@ from clustcontrol.inventory.types import (
     KernelArg,
     MacAddress,
     Name,
+    SerialConsole,
     SfdiskScript,
 )
 
@@ -89,8 +90,9 @@ class Cluster(_Model):
         rsync_max_connections: clients the rsync daemon serves at once, all modules together
             (one lock file, rsyncd.conf(5) "max connections"), 1 to 10000 (default 64).
         serial_console: a kernel console= value such as ttyS0,115200; None: no serial
-            console. Every PXELINUX label gets console=VALUE; for ttySN[,SPEED] PXELINUX
-            itself also uses that port (SERIAL N SPEED, default speed 115200).
+            console. Every PXELINUX label gets console=VALUE; for ttySN[,SPEED[PARITY[BITS[r]]]]
+            (the only form accepted for a ttyS port) PXELINUX itself also uses that port
+            (SERIAL N SPEED, default speed 115200).
         sync_retries: how often the node retries each step that needs the master, 0 to 100
             (default 5; kernel switch clustcontrol.retries overrides it).
 
@@ -112,7 +114,7 @@ class Cluster(_Model):
     transport: Transport = "nfs"
     rsync_port: int = Field(default=873, ge=1, le=65535)
     rsync_max_connections: int = Field(default=64, ge=1, le=10000)
-    serial_console: KernelArg | None = None
+    serial_console: SerialConsole | None = None
     sync_retries: int = Field(default=5, ge=0, le=100)
 
 

@@ -40,8 +40,15 @@ def config_path(explicit: Path | None) -> Path:
     return Path(env) if env else DEFAULT_CONFIG
 
 
+def _part(name: str) -> str:
+    """A key or node name as a part of a location: as it is when plain (printable ASCII, no
+    blank), else its repr, so that a problem stays one line whatever the key holds."""
+    return name if name.isascii() and name.isprintable() and " " not in name else repr(name)
+
+
 def _loc(data: Any, loc: tuple[int | str, ...]) -> str:
-    """Name an error location by path, with node names instead of list indexes."""
+    """Name an error location by path, with node names instead of list indexes. Keys and names
+    are the raw input: parts that are not plain are shown by repr (see _part)."""
     parts: list[str] = []
     cursor = data
     for item in loc:
@@ -49,14 +56,14 @@ def _loc(data: Any, loc: tuple[int | str, ...]) -> str:
             entry = cursor[item]
             name = entry.get("name") if isinstance(entry, dict) else None
             if isinstance(name, str) and name:
-                parts.append(name)
+                parts.append(_part(name))
             elif parts:
                 parts[-1] += f"[{item}]"
             else:
                 parts.append(f"[{item}]")
             cursor = entry
             continue
-        parts.append(str(item))
+        parts.append(_part(str(item)))
         cursor = cursor.get(item) if isinstance(cursor, dict) else None
     return ".".join(parts) or "(top level)"
 

@@ -2,7 +2,7 @@
 
 Each type accepts only a conservative character set, so no value from the inventory can break
 out of the config line or the sourced shell file it is written into (no newline, `;`, quote,
-brace or space)."""
+brace or space). Each pattern must match the whole value (re.fullmatch), never a prefix of it."""
 
 from __future__ import annotations
 
@@ -14,15 +14,27 @@ from pydantic import AfterValidator, BeforeValidator
 
 from clustcontrol.contract import PATH_CHARACTERS
 
-_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62})$")
-_MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
-_ABS_PATH = re.compile(rf"^/(?:[{PATH_CHARACTERS}]+/?)*$")
-_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-_KERNEL_ARG = re.compile(r"^[A-Za-z0-9_.,:=/+@%-]+$")
-_IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}$")
+# Every pattern is applied with fullmatch: it must cover the whole value. (re.match with a
+# pattern ending in `$` also accepts a value ending in "\n", which then breaks out of the line it
+# is written into: issue 11.) None of them may backtrack more than linearly on a long value.
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
+# "/", or components of PATH_CHARACTERS separated by single '/', optionally ending in '/'.
+# (Not `/(?:[...]+/?)*`: that nests two repetitions that can split a component in 2**n ways,
+# so a long component followed by a bad character took minutes to reject.)
+_ABS_PATH = re.compile(rf"/(?:[{PATH_CHARACTERS}]+(?:/[{PATH_CHARACTERS}]+)*/?)?")
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+_KERNEL_ARG = re.compile(r"[A-Za-z0-9_.,:=/+@%-]+")
+_IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}")
 # /dev/NAME[/NAME...]: udev's by-path names hold ':' (pci-0000:00:1f.2-ata-1); no empty names.
-_DEVICE = re.compile(r"^/dev(?:/[A-Za-z0-9_.:+@-]+)+$")
+_DEVICE = re.compile(r"/dev(?:/[A-Za-z0-9_.:+@-]+)+")
+# A serial console: ttyS<n>[,<baud>[<parity>[<bits>[r]]]] (the kernel's console= syntax,
+# Documentation/admin-guide/kernel-parameters.txt, "console="); PXELINUX's SERIAL line is made
+# from its port and baud rate (render/pxe.py).
+_SERIAL_TTY = re.compile(r"ttyS[0-9]+(?:,[0-9]+(?:[noe](?:[5-8]r?)?)?)?")
+# What surrounds a MAC address that normalize_mac drops: blanks only, not line breaks.
+_BLANKS = " \t"
 
 
 def _show(value: object) -> str:
@@ -32,7 +44,7 @@ def _show(value: object) -> str:
 def check_host_label(value: str) -> str:
     """A host name label (RFC 1123 section 2.1: letters, digits and inner '-', 1 to 63
     characters), returned lower-cased. Raises ValueError otherwise."""
-    if not isinstance(value, str) or not _LABEL.match(value):
+    if not isinstance(value, str) or not _LABEL.fullmatch(value):
         raise ValueError(
             f"{_show(value)} is not a host name (RFC 1123 label: letters, digits, '-')"
         )
@@ -46,7 +58,7 @@ def check_domain(value: str) -> str:
     if not isinstance(value, str) or len(value) > 253 or not value:
         raise ValueError(f"{_show(value)} is not a domain name")
     for label in value.rstrip(".").split("."):
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):
             raise ValueError(f"{_show(value)} is not a domain name (bad label {label!r})")
     return value.rstrip(".").lower()
 
@@ -54,7 +66,7 @@ def check_domain(value: str) -> str:
 def check_name(value: str) -> str:
     """An inventory key (image, disk layout): 1 to 63 lower-case letters, digits, '-' and '_',
     starting with a letter or digit. Returned unchanged; raises ValueError otherwise."""
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ValueError(
             f"{_show(value)} is not a valid name (lower-case letters, digits, '-', '_'; "
             "starting with a letter or digit)"
@@ -64,11 +76,11 @@ def check_name(value: str) -> str:
 
 def normalize_mac(value: object) -> object:
     """A MAC address in the canonical form 52:54:00:12:34:56 (lower case, ':' separators) when
-    `value` is one with any case, '-' separators or surrounding blanks; else `value` as is (for
-    check_mac to reject)."""
+    `value` is one with any case, '-' separators or surrounding blanks (spaces and tabs; a line
+    break is not a blank); else `value` as is (for check_mac to reject)."""
     if isinstance(value, str):
-        candidate = value.strip().lower().replace("-", ":")
-        if _MAC.match(candidate):
+        candidate = value.strip(_BLANKS).lower().replace("-", ":")
+        if _MAC.fullmatch(candidate):
             return candidate
     return value
 
@@ -77,7 +89,7 @@ def check_mac(value: str) -> str:
     """A canonical MAC address (six lower-case hex pairs joined by ':'), unchanged.
 
     Raises ValueError otherwise."""
-    if not isinstance(value, str) or not _MAC.match(value):
+    if not isinstance(value, str) or not _MAC.fullmatch(value):
         raise ValueError(
             f"{_show(value)} is not a MAC address (six hex pairs, e.g. 52:54:00:12:34:56)"
         )
@@ -91,7 +103,7 @@ def check_abs_path(value: str) -> str:
     Raises ValueError otherwise."""
     if not isinstance(value, str) or not value.startswith("/"):
         raise ValueError(f"{_show(value)} is not an absolute path")
-    if not _ABS_PATH.match(value) or "/../" in value + "/" or "/./" in value + "/":
+    if not _ABS_PATH.fullmatch(value) or "/../" in value + "/" or "/./" in value + "/":
         raise ValueError(
             f"{_show(value)} is not a safe absolute path (letters, digits, '._+@-' and '/' only, "
             "no '.' or '..' components)"
@@ -102,7 +114,7 @@ def check_abs_path(value: str) -> str:
 def check_file_name(value: str) -> str:
     """A plain file name (no '/'): letters, digits and '._+-', not starting with '.', '+' or
     '-'. Returned unchanged; raises ValueError otherwise."""
-    if not isinstance(value, str) or not _FILE_NAME.match(value):
+    if not isinstance(value, str) or not _FILE_NAME.fullmatch(value):
         raise ValueError(f"{_show(value)} is not a plain file name")
     return value
 
@@ -110,10 +122,24 @@ def check_file_name(value: str) -> str:
 def check_kernel_arg(value: str) -> str:
     """One word of a kernel command line (e.g. console=ttyS0,115200): letters, digits and
     '_.,:=/+@%-' only. Returned unchanged; raises ValueError otherwise."""
-    if not isinstance(value, str) or not _KERNEL_ARG.match(value):
+    if not isinstance(value, str) or not _KERNEL_ARG.fullmatch(value):
         raise ValueError(
             f"{_show(value)} is not a safe kernel argument "
             "(letters, digits and '_.,:=/+@%-' only; no spaces, quotes, ';' or braces)"
+        )
+    return value
+
+
+def check_serial_console(value: str) -> str:
+    """A kernel console= value (one word, as check_kernel_arg). One that names a serial port
+    (starts with ttyS) must be ttyS<n>[,<baud>[<parity>[<bits>[r]]]], e.g. ttyS0,115200n8:
+    PXELINUX's SERIAL line is made of its port and baud rate. Returned unchanged; raises
+    ValueError otherwise."""
+    check_kernel_arg(value)
+    if value.startswith("ttyS") and not _SERIAL_TTY.fullmatch(value):
+        raise ValueError(
+            f"{_show(value)} is not a serial console "
+            "(ttyS<port>[,<baud>[<parity>[<bits>[r]]]], e.g. ttyS0,115200n8)"
         )
     return value
 
@@ -122,7 +148,7 @@ def check_ifname(value: str) -> str:
     """A network interface name: 1 to 15 characters (Linux IFNAMSIZ is 16 with the NUL) of
     letters, digits and '_.:-', starting with a letter or digit. Returned unchanged; raises
     ValueError otherwise."""
-    if not isinstance(value, str) or not _IFNAME.match(value):
+    if not isinstance(value, str) or not _IFNAME.fullmatch(value):
         raise ValueError(f"{_show(value)} is not a network interface name")
     return value
 
@@ -132,20 +158,24 @@ def check_device(value: str) -> str:
     without '..', empty components or a trailing '/'.
 
     Returned unchanged; raises ValueError otherwise."""
-    if not isinstance(value, str) or not _DEVICE.match(value) or ".." in value:
+    if not isinstance(value, str) or not _DEVICE.fullmatch(value) or ".." in value:
         raise ValueError(f"{_show(value)} is not a device path under /dev")
     return value
 
 
 def check_sfdisk_script(value: str) -> str:
-    """An sfdisk input script (sfdisk(8), "INPUT FORMATS"): not empty, and each line (as split
-    by str.splitlines) holds printable ASCII and tabs only. Its syntax is left to sfdisk.
-    Returned ending with a newline; raises ValueError otherwise."""
+    """An sfdisk input script (sfdisk(8), "INPUT FORMATS"): not empty, and each line (split at
+    "\n" only, as sfdisk reads it) holds printable ASCII and tabs only, so no carriage return,
+    form feed or other line separator of str.splitlines hides in a line. Its syntax is left to
+    sfdisk. Returned ending with a newline; raises ValueError otherwise."""
     if not isinstance(value, str) or not value.strip():
         raise ValueError("the sfdisk script is empty")
-    for number, line in enumerate(value.splitlines(), 1):
+    for number, line in enumerate(value.split("\n"), 1):
         if any(not (ch.isprintable() and ch.isascii()) and ch != "\t" for ch in line):
-            raise ValueError(f"line {number} of the sfdisk script has a non-printable character")
+            raise ValueError(
+                f"line {number} of the sfdisk script has a non-printable character "
+                f"(only printable ASCII and tabs): {line!r}"
+            )
     return value if value.endswith("\n") else value + "\n"
 
 
@@ -156,6 +186,7 @@ MacAddress = Annotated[str, BeforeValidator(normalize_mac), AfterValidator(check
 AbsPath = Annotated[str, AfterValidator(check_abs_path)]
 FileName = Annotated[str, AfterValidator(check_file_name)]
 KernelArg = Annotated[str, AfterValidator(check_kernel_arg)]
+SerialConsole = Annotated[str, AfterValidator(check_serial_console)]
 IfName = Annotated[str, AfterValidator(check_ifname)]
 DevicePath = Annotated[str, AfterValidator(check_device)]
 SfdiskScript = Annotated[str, AfterValidator(check_sfdisk_script)]
@@ -171,5 +202,6 @@ __all__ = [
     "KernelArg",
     "MacAddress",
     "Name",
+    "SerialConsole",
     "SfdiskScript",
 ]

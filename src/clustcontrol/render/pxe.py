@@ -135,8 +135,11 @@ def _serial(inv: Inventory) -> dict[str, str] | None:
     console = inv.cluster.serial_console
     if not console or not console.startswith("ttyS"):
         return None
-    port, _, speed = console.removeprefix("ttyS").partition(",")
-    return {"port": port, "speed": speed.split("n")[0] or "115200"}
+    # ttyS<port>[,<baud>[<parity>[<bits>[r]]]] (types.check_serial_console): the baud rate is
+    # the digits after the comma.
+    port, _, options = console.removeprefix("ttyS").partition(",")
+    baud = options[: len(options) - len(options.lstrip("0123456789"))]
+    return {"port": port, "speed": baud or "115200"}
 
 
 def _common_labels(inv: Inventory, view: ClusterView) -> list[Label]:
