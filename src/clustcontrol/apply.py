@@ -5,6 +5,12 @@ check     the real programs' checkers on the new files (verify.py)
 replace   atomic write per file (temp + fsync + rename), managed blocks merged in place,
           files installed by an earlier apply and no longer rendered are removed
 reload    once per affected service, only on the live root
+
+Every path is resolved inside the root (rootdir.RootDir): no manifest entry and no symbolic
+link leads outside it, and a symbolic link at a target path is refused, never read or replaced.
+The manifest lists every path an apply may leave behind before the first rename (the old and
+the new paths), and only the new ones once all is in place; temp files a killed apply left
+are removed by the next one.
 """
 
 from __future__ import annotations
@@ -12,20 +18,16 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
-from collections.abc import Collection, Iterable
+import os
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from clustcontrol.errors import ClustcontrolError
-from clustcontrol.fsutil import (
-    atomic_write,
-    atomic_write_many,
-    exclusive_lock,
-    read_bytes_or_none,
-)
+from clustcontrol.errors import ClustcontrolError, UnsafePathError
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.render.base import Output, RenderedTree, Service
+from clustcontrol.rootdir import RootDir, Staged, is_target_path
 from clustcontrol.run import run, which
 from clustcontrol.verify import CheckResult, check_outputs, require_clean
 
@@ -88,7 +90,8 @@ class Change:
 
     `path` is absolute as seen on the target system (the installer puts it under its root),
     `old` and `new` are the current and wanted contents (None: absent), `mode` the permission
-    bits a new file gets, `service` the owner (None for a stale file being removed)."""
+    bits a new file gets, `service` the owner (None for a stale file being removed), `group`
+    the group a new file gets when the target system has it (see Output.group)."""
 
     path: str
     action: Action
@@ -96,6 +99,7 @@ class Change:
     old: bytes | None
     new: bytes | None
     mode: int = 0o644
+    group: str | None = None
 
     def diff(self) -> str:
         """A unified diff of old and new (a/PATH, b/PATH, /dev/null for an absent side), or a
@@ -116,7 +120,8 @@ def _binary(data: bytes | None) -> bool:
 @dataclass
 class ApplyResult:
     """What apply_tree did (or, with `dry_run`, would do): the changes, how many outputs were
-    already up to date, the checker results and the reload commands run (argv joined by spaces).
+    already up to date, the checker results, the reload commands run (argv joined by spaces)
+    and the temp files an interrupted apply had left, now removed (paths on this machine).
     """
 
     changes: list[Change]
@@ -124,32 +129,57 @@ class ApplyResult:
     checks: list[CheckResult] = field(default_factory=list)
     reloaded: list[str] = field(default_factory=list)
     dry_run: bool = False
+    cleaned: list[str] = field(default_factory=list)
 
 
 class Installer:
-    """All paths hang off one root, so tests (and image builders) can apply under a prefix."""
+    """All paths hang off one root, so tests (and image builders) can apply under a prefix.
+
+    Reading, writing and removing go through rootdir.RootDir: paths are resolved inside the
+    root and a symbolic link at a target path is refused (UnsafePathError)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
     def live(self, path: str) -> Path:
-        """The real location of an absolute target path under the installer's root."""
+        """The location of an absolute target path under the installer's root, for messages and
+        for callers that resolve it themselves (a plain join: no check against links)."""
         return self.root / path.lstrip("/")
 
     def read(self, path: str) -> bytes | None:
-        """The installed content of an absolute target path, or None when it does not exist."""
-        return read_bytes_or_none(self.live(path))
+        """The installed content of an absolute target path, or None when it does not exist.
 
-    def _manifest(self) -> set[str]:
-        data = self.read(MANIFEST)
+        Raises UnsafePathError when it is a symbolic link or not a regular file (see
+        RootDir.read), OSError for other failures."""
+        with RootDir(self.root) as tree:
+            return tree.read(path)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold apply's lock (LOCK under the root) for the `with` block. Raises LockedError when
+        another process holds it, UnsafePathError when it is a symbolic link."""
+        with RootDir(self.root, create=True) as tree, tree.lock(LOCK):
+            yield
+
+    def _manifest(self, tree: RootDir) -> set[str]:
+        data = tree.read(MANIFEST)
         if data is None:
             return set()
         try:
-            return set(json.loads(data)["files"])
+            files = json.loads(data)["files"]
+            if not isinstance(files, list):
+                raise TypeError
         except (ValueError, KeyError, TypeError):
             raise ClustcontrolError(
-                f"{self.live(MANIFEST)} is corrupt", hint="remove it; the next apply rewrites it"
+                f"{tree.display(MANIFEST)} is corrupt", hint="remove it; the next apply rewrites it"
             ) from None
+        for entry in files:
+            if not isinstance(entry, str) or not is_target_path(entry):
+                raise ClustcontrolError(
+                    f"{tree.display(MANIFEST)}: entry {entry!r} is not a normalized absolute path",
+                    hint="remove the entry (apply only records the absolute paths it installs)",
+                )
+        return set(files)
 
     def plan(
         self, outputs: Iterable[Output], *, partial: bool = False
@@ -158,7 +188,9 @@ class Installer:
 
         Returns (changes, unchanged count, sorted target paths for the manifest); block outputs
         are merged into the installed file and are not listed in the manifest. Raises
-        ClustcontrolError when the existing manifest is not valid JSON of the expected shape.
+        ClustcontrolError when the existing manifest is not valid JSON of the expected shape or
+        lists a path that is not normalized and absolute, and UnsafePathError naming every
+        target (installed or stale) that is a symbolic link or not a regular file.
 
         A partial plan (some services only) removes nothing and keeps every manifest entry: a
         file another service installed, or one no longer rendered, stays until the next full
@@ -166,45 +198,101 @@ class Installer:
         changes: list[Change] = []
         unchanged = 0
         installed: list[str] = []
-        for output in outputs:
-            old = self.read(output.path)
-            new = merge_block(old, output.data()) if output.block else output.data()
-            if not output.block:
-                installed.append(output.path)
-            if old == new:
-                unchanged += 1
-                continue
-            action: Action = "create" if old is None else "update"
-            changes.append(Change(output.path, action, output.service, old, new, output.mode))
+        refused: list[UnsafePathError] = []
+        with RootDir(self.root) as tree:
+            manifest = self._manifest(tree)
+            for output in outputs:
+                try:
+                    old = tree.read(output.path)
+                except UnsafePathError as exc:
+                    refused.append(exc)
+                    continue
+                new = merge_block(old, output.data()) if output.block else output.data()
+                if not output.block:
+                    installed.append(output.path)
+                if old == new:
+                    unchanged += 1
+                    continue
+                action: Action = "create" if old is None else "update"
+                changes.append(
+                    Change(output.path, action, output.service, old, new, output.mode, output.group)
+                )
+            stale = [] if partial else sorted(manifest - set(installed))
+            for path in stale:
+                try:
+                    old = tree.read(path)
+                except UnsafePathError as exc:
+                    refused.append(exc)
+                    continue
+                if old is not None:
+                    changes.append(Change(path, "remove", None, old, None))
+        if refused:
+            raise UnsafePathError(
+                [line for exc in refused for line in exc.problems], hint=refused[0].hint
+            )
         if partial:
-            return changes, unchanged, sorted(self._manifest() | set(installed))
-        for stale in sorted(self._manifest() - set(installed)):
-            old = self.read(stale)
-            if old is not None:
-                changes.append(Change(stale, "remove", None, old, None))
+            return changes, unchanged, sorted(manifest | set(installed))
         return changes, unchanged, sorted(installed)
 
-    def write(self, changes: Iterable[Change]) -> None:
-        """Carry out changes: atomic replacement per file (an existing file keeps its mode).
-
-        Removals unlink the file (missing is fine). Raises OSError when a write fails; files not
-        yet renamed keep their old content."""
-        changes = list(changes)
-        # One flush for the whole batch; each file is still replaced by a single rename.
-        atomic_write_many(
-            [(self.live(c.path), c.new, c.mode) for c in changes if c.new is not None]
-        )
+    def _write(self, tree: RootDir, changes: list[Change]) -> None:
+        # Stage everything, flush once, then one rename per file; removals last.
+        staged: list[Staged] = []
+        try:
+            for c in changes:
+                if c.new is not None:
+                    staged.append(
+                        tree.stage(c.path, c.new, mode=c.mode, group=c.group, fsync=False)
+                    )
+            os.sync()
+            for item in staged:
+                tree.commit(item)
+        except BaseException:
+            for item in staged:
+                tree.discard(item)
+            raise
         for change in changes:
             if change.new is None:
-                self.live(change.path).unlink(missing_ok=True)
+                tree.remove(change.path)
+        tree.sync_dirs(staged)
 
-    def install(self, changes: list[Change], installed: list[str]) -> None:
-        """Write the changes, then the manifest (MANIFEST, JSON {"files": [...]}) listing the
-        `installed` target paths, when it differs. Raises OSError when a write fails."""
-        self.write(changes)
-        manifest = json.dumps({"files": installed}, indent=0).encode() + b"\n"
-        if self.read(MANIFEST) != manifest:
-            atomic_write(self.live(MANIFEST), manifest)
+    def write(self, changes: Iterable[Change]) -> None:
+        """Carry out changes: atomic replacement per file (an existing file keeps its mode and
+        owner, a new one gets the change's mode and group, see RootDir.stage).
+
+        Removals unlink the file (missing is fine). Raises UnsafePathError when a target is a
+        symbolic link or not a regular file, OSError when a write fails; files not yet renamed
+        keep their old content."""
+        with RootDir(self.root, create=True) as tree:
+            self._write(tree, list(changes))
+
+    def _write_manifest(self, tree: RootDir, files: Iterable[str]) -> None:
+        manifest = json.dumps({"files": sorted(files)}, indent=0).encode() + b"\n"
+        if tree.read(MANIFEST) != manifest:
+            tree.write(MANIFEST, manifest)
+
+    def install(
+        self, changes: list[Change], installed: list[str], targets: Iterable[str] = ()
+    ) -> list[str]:
+        """Install the changes and record the `installed` target paths in the manifest
+        (MANIFEST, JSON {"files": [...]}), so that no interrupted run leaves a file no later
+        apply removes:
+
+        1. remove the temp files an interrupted apply left beside any path of the old manifest,
+           `installed`, the changes, `targets` (e.g. every output, blocks included) or MANIFEST;
+        2. record the old and the new paths together;
+        3. write the changes (RootDir: stage, flush, rename; then removals);
+        4. record `installed` alone.
+
+        Returns the removed temp files (paths on this machine). Raises UnsafePathError when a
+        target is a symbolic link or not a regular file, OSError when a write fails."""
+        with RootDir(self.root, create=True) as tree:
+            old = self._manifest(tree)
+            paths = {*old, *installed, *targets, MANIFEST, *(c.path for c in changes)}
+            cleaned = tree.remove_temps(paths)
+            self._write_manifest(tree, old | set(installed))
+            self._write(tree, changes)
+            self._write_manifest(tree, installed)
+        return cleaned
 
 
 def reload_services(services: Iterable[Service]) -> list[str]:
@@ -239,8 +327,10 @@ def apply_tree(
     first checked with the services' own programs (verify.check_outputs); with `dry_run`
     nothing is written, not even the lock; with `reload` the affected services are reloaded.
     Raises ClustcontrolError when `reload` is asked under a root other than /, LockedError when
-    another apply holds the lock, InvalidInputError when a checker rejects a file (nothing is
-    installed then), CommandError when a reload fails and OSError when a write fails."""
+    another apply holds the lock, UnsafePathError when a target is a symbolic link or not a
+    regular file (nothing is installed then, and nothing read through it), InvalidInputError
+    when a checker rejects a file (nothing is installed then), CommandError when a reload fails
+    and OSError when a write fails."""
     if reload and root.resolve() != Path("/"):
         raise ClustcontrolError("--reload only makes sense on the live root, not under --root")
     selected = selected_services(inv)
@@ -249,7 +339,7 @@ def apply_tree(
     outputs = [o for o in tree if o.service in selected]
     installer = Installer(root)
     # A dry run writes nothing, not even the lock file.
-    lock = contextlib.nullcontext() if dry_run else exclusive_lock(installer.live(LOCK))
+    lock = contextlib.nullcontext() if dry_run else installer.lock()
     with lock:
         changes, unchanged, installed = installer.plan(outputs, partial=services is not None)
         changed_paths = {c.path for c in changes}
@@ -260,7 +350,7 @@ def apply_tree(
         result = ApplyResult(changes, unchanged, checks, dry_run=dry_run)
         if dry_run:
             return result
-        installer.install(changes, installed)
+        result.cleaned = installer.install(changes, installed, (o.path for o in outputs))
         if reload:
             result.reloaded = reload_services(c.service for c in changes if c.service)
         return result
@@ -269,13 +359,15 @@ def apply_tree(
 def write_tree(tree: RenderedTree, out: Path) -> int:
     """`render --out`: every output (all services) under out, blocks as the block text alone.
 
-    Returns how many files were written; identical files are left untouched. Raises OSError
-    when a file cannot be written."""
+    Paths are resolved inside out (rootdir.RootDir); new files get the output's mode. Returns
+    how many files were written; identical files are left untouched. Raises UnsafePathError
+    when a target in out is a symbolic link or not a regular file, OSError when a file cannot
+    be written."""
     written = 0
-    for output in tree:
-        target = out / output.path.lstrip("/")
-        data = output.data()
-        if read_bytes_or_none(target) != data:
-            atomic_write(target, data, mode=output.mode)
-            written += 1
+    with RootDir(out, create=True) as staging:
+        for output in tree:
+            data = output.data()
+            if staging.read(output.path) != data:
+                staging.write(output.path, data, mode=output.mode)
+                written += 1
     return written

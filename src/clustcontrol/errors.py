@@ -49,3 +49,18 @@ class CommandError(ClustcontrolError):
 
 class LockedError(ClustcontrolError):
     """Another clustcontrol process holds the apply lock."""
+
+
+class UnsafePathError(ClustcontrolError):
+    """A target path apply will not touch: a symbolic link, something other than a regular
+    file, or a path that would leave the root it works under. Nothing was read through it.
+
+    `problems` holds one line per path, each naming the path as found on this machine."""
+
+    def __init__(self, problems: list[str], hint: str | None = None) -> None:
+        super().__init__("\n".join(problems), hint)
+        self.problems = problems
+
+    def lines(self) -> list[str]:
+        """One line per refused path."""
+        return list(self.problems)

@@ -1,4 +1,7 @@
-"""File-system primitives: atomic replacement and the apply lock."""
+"""File-system primitives: atomic replacement, the name of our temp files, and locks.
+
+Paths under apply's --root go through clustcontrol.rootdir instead, which resolves them inside
+the root; the functions here take paths as given (the inventory, the image store)."""
 
 from __future__ import annotations
 
@@ -6,28 +9,45 @@ import contextlib
 import errno
 import fcntl
 import os
-import tempfile
+import re
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 from clustcontrol.errors import LockedError
 
+# `.NAME.clustcontrol-XXXXXXXX.tmp`: recognisable, so that an interrupted run's leftovers can
+# be removed without touching anybody else's files. NAME is cut to keep within NAME_MAX.
+_TEMP_NAME = re.compile(r"\.(?P<name>.+)\.clustcontrol-[0-9a-f]{8}\.tmp")
 
-def _stage(path: Path, data: bytes, mode: int | None, fsync: bool) -> Path:
-    """Write data to a temp file beside path with path's mode and owner (or `mode` when new)."""
+
+def temp_name(name: str) -> str:
+    """A fresh temp file name for a file called `name` (a base name, no '/'): hidden, ending in
+    `.clustcontrol-XXXXXXXX.tmp` with 8 random hex digits. Never the same twice in practice;
+    callers still create it with O_EXCL."""
+    return f".{name[:200]}.clustcontrol-{secrets.token_hex(4)}.tmp"
+
+
+def is_temp_name(name: str) -> bool:
+    """True when `name` (a base name) has the shape temp_name gives."""
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
+def _stage(path: Path, data: bytes, mode: int | None) -> Path:
+    """Write and flush data to a temp file beside path, with path's mode and owner (or `mode`
+    when new)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         st: os.stat_result | None = path.stat()
     except FileNotFoundError:
         st = None
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
+    tmp = path.parent / temp_name(path.name)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
+            handle.flush()
+            os.fsync(handle.fileno())
         if st is not None:
             tmp.chmod(st.st_mode & 0o7777)
             with contextlib.suppress(PermissionError):
@@ -47,29 +67,9 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     parent directories are created. A reader sees either the old or the new content, never a
     mix (rename(2) is atomic within a file system). Raises OSError when the directory is not
     writable or the disk is full; the temp file is removed then."""
-    tmp = _stage(path, data, mode, fsync=True)
+    tmp = _stage(path, data, mode)
     tmp.replace(path)
     fsync_dir(path.parent)
-
-
-def atomic_write_many(items: list[tuple[Path, bytes, int | None]]) -> None:
-    """atomic_write for many files with one flush: stage all, sync once, then rename each.
-
-    Every file is still replaced by a rename of a complete, flushed temp file; a crash leaves
-    each path either old or new, never half-written. Staged files are removed on failure."""
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for path, data, mode in items:
-            staged.append((_stage(path, data, mode, fsync=False), path))
-        os.sync()
-        for tmp, path in staged:
-            tmp.replace(path)
-    except BaseException:
-        for tmp, _path in staged:
-            tmp.unlink(missing_ok=True)
-        raise
-    for directory in sorted({path.parent for _tmp, path in staged}):
-        fsync_dir(directory)
 
 
 def fsync_dir(directory: Path) -> None:
@@ -101,7 +101,17 @@ def exclusive_lock(path: Path) -> Iterator[None]:
     locked; the lock is released when the `with` block ends (see flock(2)). Raises LockedError,
     naming the other holder's pid, when the lock is taken, and OSError for any other failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    with locked_fd(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644), str(path)):
+        yield
+
+
+@contextlib.contextmanager
+def locked_fd(fd: int, name: str) -> Iterator[None]:
+    """exclusive_lock on an already opened lock file: `fd` (open for reading and writing, a
+    regular file) is closed when the `with` block ends, `name` is how messages call the file.
+
+    Raises LockedError naming the holder's pid when another process holds the lock, OSError
+    for any other failure."""
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -109,7 +119,7 @@ def exclusive_lock(path: Path) -> Iterator[None]:
             if exc.errno in (errno.EAGAIN, errno.EACCES):
                 holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
                 raise LockedError(
-                    f"another clustcontrol apply is running (pid {holder}, lock {path})",
+                    f"another clustcontrol apply is running (pid {holder}, lock {name})",
                     hint="wait for it to finish, then run apply again",
                 ) from None
             raise

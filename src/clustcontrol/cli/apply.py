@@ -75,6 +75,9 @@ def _print_result(result: ApplyResult, verbose_diff: bool) -> None:
         out.print(table)
     else:
         out.print(table.title)
+    if result.cleaned:
+        count = len(result.cleaned)
+        out.print(f"removed {count} temp file{'s' * (count != 1)} an interrupted apply left")
     for check in result.checks:
         out.print(f"check {check.program} {check.target}: {check.status}")
     for command in result.reloaded:

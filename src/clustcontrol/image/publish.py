@@ -15,9 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from posixpath import join as pjoin
 
-from clustcontrol.apply import LOCK, Change, Installer, apply_tree
+from clustcontrol.apply import Change, Installer, apply_tree
 from clustcontrol.errors import InvalidInputError
-from clustcontrol.fsutil import exclusive_lock
 from clustcontrol.image.common import ImageResult, ImageTree, image_tree
 from clustcontrol.image.debversion import version_key
 from clustcontrol.image.generation import GenerationStore
@@ -137,7 +136,7 @@ def publish_image(
     changes, note = boot_file_changes(inv, source)
     note = f"{note} ({whence})"
     if not dry_run and changes:
-        with exclusive_lock(installer.live(LOCK)):
+        with installer.lock():
             installer.write(changes)
     rendered = render_all(RenderContext(inv, previous=installer.read))
     pxe = apply_tree(inv, rendered, root_prefix, dry_run=dry_run, services={"pxe"})

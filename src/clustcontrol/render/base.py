@@ -36,7 +36,11 @@ class Output:
     """One file to install. `content` is the bytes to write, or None when `source` is copied.
 
     A `block` output is a managed block: it replaces the lines between clustcontrol's BEGIN/END
-    markers in an existing file (e.g. /etc/fstab) and leaves the rest of that file alone."""
+    markers in an existing file (e.g. /etc/fstab) and leaves the rest of that file alone.
+
+    `mode` is the permission bits of a new file. `group` names the group of the daemon that
+    must read it (e.g. Kea's `_kea`): a new file gets that group when the target system defines
+    it, otherwise others get the read permission `mode` gives the group."""
 
     path: str
     service: Service
@@ -44,6 +48,7 @@ class Output:
     source: Path | None = None
     mode: int = 0o644
     block: bool = False
+    group: str | None = None
 
     def data(self) -> bytes:
         """The bytes to install: `content`, or the current content of `source` (OSError when it

@@ -11,6 +11,7 @@ from clustcontrol.render.dhcp import common_values, reservations
 from clustcontrol.render.view import HostView
 
 KEA_CONF = "/etc/kea/kea-dhcp4.conf"
+KEA_GROUP = "_kea"  # the group of the user Debian's kea-dhcp4-server runs as
 
 
 class Reservation(NamedTuple):
@@ -30,14 +31,18 @@ class Reservation(NamedTuple):
 
 
 def render_kea(ctx: RenderContext) -> Iterator[Output]:
-    """/etc/kea/kea-dhcp4.conf, mode 0640: one subnet4 with reservations by hw-address, on
-    cluster.dhcp_interface or on every interface ("*"). Format: the Kea DHCPv4 configuration
-    (kea-dhcp4(8) and the Kea Administrator Reference Manual)."""
+    """/etc/kea/kea-dhcp4.conf, root:_kea 0640 (0644 where there is no _kea group): one subnet4
+    with reservations by hw-address, on cluster.dhcp_interface or on every interface ("*").
+    Format: the Kea DHCPv4 configuration (kea-dhcp4(8) and the Kea Administrator Reference
+    Manual). Debian's kea-dhcp4-server runs as user _kea (its systemd unit's User=); Debian 12
+    ships the file 0644 root:root in a 0755 /etc/kea, Debian 13 makes /etc/kea 0750 _kea:_kea,
+    so the group's read permission is the one that lasts."""
     view = ctx.view
     yield Output(
         path=KEA_CONF,
         service="dhcp-kea",
         mode=0o640,
+        group=KEA_GROUP,
         content=render_template(
             "dhcp/kea-dhcp4.conf.j2",
             interfaces=view.cluster.dhcp_interface or "*",

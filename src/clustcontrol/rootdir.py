@@ -1,0 +1,425 @@
+"""File operations confined to one directory tree: what apply does under --root (or /).
+
+Every target path is resolved one component at a time from directory descriptors (openat(2)
+with O_NOFOLLOW), so the directory that was checked is the one used. A symbolic link on the
+way is followed inside the tree only, as openat2(2) with RESOLVE_IN_ROOT does: an absolute link
+target starts again at the root and '..' stops there. The last component is never followed: a
+symbolic link, a directory or a device at a target path is refused (UnsafePathError), never
+read, replaced or removed. Target paths themselves must be normalized absolute paths (no '..').
+
+New directories are 0755 and new files get their mode with fchmod(2), whatever the umask; a
+file meant for a daemon's group gets that group when the tree's /etc/group defines it. Files
+are staged as `.NAME.clustcontrol-XXXXXXXX.tmp` beside their target (fsutil.temp_name) and
+renamed into place; remove_temps finds what an interrupted run left.
+
+    with RootDir(Path("/tmp/prefix"), create=True) as tree:
+        tree.write("/etc/dhcp/dhcpd.conf", data, mode=0o644)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import posixpath
+import re
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from clustcontrol.errors import UnsafePathError
+from clustcontrol.fsutil import is_temp_name, locked_fd, temp_name
+
+DIR_MODE = 0o755
+MAX_SYMLINKS = 40  # as the kernel's path walk
+GROUP_FILE = "/etc/group"
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# tempfile.mkstemp's names, as fsutil wrote them before temp_name: removed only beside the
+# target they were staged for, since the shape alone could be someone else's file.
+_LEGACY_TEMP = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
+_SYMLINK = -1
+
+SYMLINK_HINT = (
+    "apply writes only regular files at its target paths: replace the link with the file it "
+    "points to (or remove it), then run apply again"
+)
+
+__all__ = ["DIR_MODE", "RootDir", "Staged", "is_target_path", "is_temp_name"]
+
+
+def is_target_path(path: str) -> bool:
+    """True when `path` is a normalized absolute path below / (str): it starts with exactly one
+    '/', has no '.', '..' or empty components, no trailing '/' and no NUL byte."""
+    return (
+        path.startswith("/")
+        and not path.startswith("//")
+        and path != "/"
+        and "\0" not in path
+        and posixpath.normpath(path) == path
+    )
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A complete temp file waiting to be renamed onto its target.
+
+    `path` is the target path (as given to RootDir.stage), `dir_fd` the descriptor of its
+    directory (owned by the RootDir, valid until it is closed), `name` the target's base name
+    and `temp` the temp file's base name in that directory."""
+
+    path: str
+    dir_fd: int
+    name: str
+    temp: str
+
+
+class RootDir:
+    """A directory tree all of whose paths are resolved inside it; a context manager.
+
+    `root` is the tree's top (its own path is used as given, symbolic links included: the user
+    named it). With `create`, a missing root is created on entering (0755; directories above it
+    get the umask's mode); without it, a missing root reads as empty. Directory descriptors are
+    opened once per directory and closed on exit."""
+
+    def __init__(self, root: Path, *, create: bool = False) -> None:
+        self.root = root
+        self._create = create
+        self._fds: list[int] = []
+        self._dirs: dict[str, tuple[int, ...]] = {}
+        self._groups: dict[str, int] | None = None
+
+    def __enter__(self) -> RootDir:
+        if self._create and not self.root.is_dir():
+            self.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            self.root.chmod(DIR_MODE)  # mkdir's mode went through the umask
+        try:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return self  # nothing below: every lookup finds nothing
+        self._fds.append(fd)
+        self._dirs["/"] = (fd,)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds.clear()
+        self._dirs.clear()
+
+    def display(self, path: str) -> str:
+        """Where the target path `path` is on this machine, for messages: ROOT/path (str)."""
+        return str(self.root / path.lstrip("/"))
+
+    # Resolution
+
+    def _refuse(self, path: str, why: str, hint: str | None = None) -> UnsafePathError:
+        return UnsafePathError([f"{self.display(path)}: {why}"], hint=hint)
+
+    def _open_dir(self, parent: int, part: str, create: bool, path: str) -> int | None:
+        """The descriptor of directory `part` in `parent`, _SYMLINK when it is a symbolic link,
+        None when it is missing (and not `create`). `path` is only for messages."""
+        created = False
+        for _attempt in range(3):
+            try:
+                fd = os.open(part, _DIR_FLAGS, dir_fd=parent)
+            except FileNotFoundError:
+                if not create:
+                    return None
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, DIR_MODE, dir_fd=parent)
+                    created = True
+                continue
+            except NotADirectoryError:  # O_DIRECTORY | O_NOFOLLOW on a link gives ENOTDIR too
+                try:
+                    st = os.stat(part, dir_fd=parent, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISLNK(st.st_mode):
+                    return _SYMLINK
+                raise self._refuse(path, "is not a directory") from None
+            self._fds.append(fd)
+            if created:
+                os.fchmod(fd, DIR_MODE)  # mkdir's mode went through the umask
+            return fd
+        raise self._refuse(path, "keeps changing while it is resolved")
+
+    def _walk(self, stack: list[int], part: str, create: bool, path: str) -> tuple[int, ...] | None:
+        """Resolve one component from the directories in `stack` (the root first); symbolic
+        links are expanded in place, '..' pops but never the root."""
+        todo = [part]
+        links = 0
+        while todo:
+            part = todo.pop()
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if len(stack) > 1:
+                    stack.pop()
+                continue
+            fd = self._open_dir(stack[-1], part, create, path)
+            if fd is None:
+                return None
+            if fd == _SYMLINK:
+                links += 1
+                if links > MAX_SYMLINKS:
+                    raise self._refuse(path, "too many levels of symbolic links")
+                target = os.readlink(part, dir_fd=stack[-1])
+                if target.startswith("/"):
+                    del stack[1:]
+                todo.extend(reversed(target.split("/")))
+                continue
+            stack.append(fd)
+        return tuple(stack)
+
+    def _directory(self, path: str, create: bool) -> tuple[int, ...] | None:
+        """The resolved directory stack of the directory `path` (normalized, absolute)."""
+        found = self._dirs.get(path)
+        if found is not None or not self._dirs:
+            return found
+        parent_path, name = posixpath.split(path)
+        parent = self._directory(parent_path, create)
+        if parent is None:
+            return None
+        found = self._walk(list(parent), name, create, path)
+        if found is not None:
+            self._dirs[path] = found
+        return found
+
+    def _parent(self, path: str, create: bool) -> tuple[int, str] | None:
+        """(descriptor of the directory of `path`, its base name), None when that directory is
+        missing (and not `create`). Raises UnsafePathError for a path that is not a normalized
+        absolute path."""
+        if not is_target_path(path):
+            raise UnsafePathError([f"{path!r}: not a normalized absolute path (under {self.root})"])
+        parent, name = posixpath.split(path)
+        stack = self._directory(parent, create)
+        if stack is None:
+            if create:
+                raise FileNotFoundError(errno.ENOENT, "root directory missing", str(self.root))
+            return None
+        return stack[-1], name
+
+    def _lstat(self, fd: int, name: str) -> os.stat_result | None:
+        try:
+            return os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def _check_regular(self, path: str, st: os.stat_result) -> None:
+        if stat.S_ISLNK(st.st_mode):
+            raise self._refuse(path, "is a symbolic link; apply does not follow it", SYMLINK_HINT)
+        if not stat.S_ISREG(st.st_mode):
+            raise self._refuse(path, "is not a regular file")
+
+    # Reading
+
+    def read(self, path: str) -> bytes | None:
+        """The content of the regular file at target path `path` (str, normalized absolute), or
+        None when it or a directory above it does not exist.
+
+        Raises UnsafePathError, without reading anything, when it is a symbolic link or not a
+        regular file, when a directory above it is not one or links loop, or when `path` is not
+        normalized; OSError for other failures (e.g. no permission)."""
+        found = self._parent(path, create=False)
+        if found is None:
+            return None
+        fd, name = found
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            file_fd = os.open(name, flags, dir_fd=fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                st = self._lstat(fd, name)
+                if st is not None:
+                    self._check_regular(path, st)
+            raise
+        try:
+            self._check_regular(path, os.fstat(file_fd))
+        except BaseException:
+            os.close(file_fd)
+            raise
+        with os.fdopen(file_fd, "rb") as handle:
+            return handle.read()
+
+    def group_id(self, group: str) -> int | None:
+        """The numeric id of `group` (a name) in the tree's /etc/group, or None when the file or
+        the group is missing. Raises UnsafePathError as read does for /etc/group."""
+        if self._groups is None:
+            self._groups = {}
+            for line in (self.read(GROUP_FILE) or b"").decode(errors="replace").splitlines():
+                fields = line.split(":")
+                if len(fields) >= 3 and fields[2].isdigit():
+                    self._groups.setdefault(fields[0], int(fields[2]))
+        return self._groups.get(group)
+
+    # Writing
+
+    def _new_file(self, fd: int, mode: int, group: str | None) -> None:
+        """Owner and mode of a file we create: `group` when the tree defines it (and we may
+        chown), otherwise others get the group's read permission, so the daemon can still read.
+        """
+        gid = None if group is None else self.group_id(group)
+        if gid is not None:
+            try:
+                os.fchown(fd, -1, gid)
+            except PermissionError:
+                gid = None
+        if group is not None and gid is None:
+            mode |= (mode & 0o040) >> 3
+        os.fchmod(fd, mode)
+
+    def stage(
+        self,
+        path: str,
+        data: bytes,
+        *,
+        mode: int = 0o644,
+        group: str | None = None,
+        fsync: bool = True,
+    ) -> Staged:
+        """Write `data` to a temp file beside target path `path`, missing directories created.
+
+        An existing file's mode and owner are copied; a new one gets `mode` (permission bits,
+        int) and, when `group` (a group name) is given, that group if the tree's /etc/group has
+        it, else `mode` plus read for others where the group may read. With `fsync` the data is
+        flushed. Returns the Staged file for commit or discard. Raises UnsafePathError when the
+        target is a symbolic link or not a regular file (nothing is created then) and OSError
+        when writing fails (the temp file is removed)."""
+        found = self._parent(path, create=True)
+        assert found is not None
+        fd, name = found
+        st = self._lstat(fd, name)
+        if st is not None:
+            self._check_regular(path, st)
+        temp = temp_name(name)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        file_fd = os.open(temp, flags, 0o600, dir_fd=fd)
+        try:
+            with os.fdopen(file_fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                if st is not None:
+                    with contextlib.suppress(PermissionError):
+                        os.fchown(file_fd, st.st_uid, st.st_gid)
+                    os.fchmod(file_fd, st.st_mode & 0o7777)
+                else:
+                    self._new_file(file_fd, mode, group)
+                if fsync:
+                    os.fsync(file_fd)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp, dir_fd=fd)
+            raise
+        return Staged(path, fd, name, temp)
+
+    def commit(self, staged: Staged) -> None:
+        """Rename a staged file onto its target (rename(2): atomic; a link that appeared at the
+        target meanwhile is replaced, never followed). Raises OSError when the rename fails."""
+        os.replace(staged.temp, staged.name, src_dir_fd=staged.dir_fd, dst_dir_fd=staged.dir_fd)
+
+    def discard(self, staged: Staged) -> None:
+        """Remove a staged file that will not be committed (already gone is fine)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staged.temp, dir_fd=staged.dir_fd)
+
+    def sync_dirs(self, staged: Iterable[Staged]) -> None:
+        """fsync(2) each distinct directory of the staged files, so their renames are durable.
+        Raises OSError when fsync fails."""
+        for fd in sorted({s.dir_fd for s in staged}):
+            os.fsync(fd)
+
+    def write(self, path: str, data: bytes, *, mode: int = 0o644, group: str | None = None) -> None:
+        """Replace target path `path` with `data` atomically: stage with fsync, rename, fsync
+        the directory. Arguments and errors as stage; the temp file is removed on failure."""
+        staged = self.stage(path, data, mode=mode, group=group)
+        try:
+            self.commit(staged)
+        except BaseException:
+            self.discard(staged)
+            raise
+        self.sync_dirs([staged])
+
+    def remove(self, path: str) -> bool:
+        """Unlink the regular file at target path `path`. Returns False when it is missing.
+
+        Raises UnsafePathError (and removes nothing) when it is a symbolic link or not a regular
+        file, or when `path` is not normalized; OSError when unlinking fails."""
+        found = self._parent(path, create=False)
+        if found is None:
+            return False
+        fd, name = found
+        st = self._lstat(fd, name)
+        if st is None:
+            return False
+        self._check_regular(path, st)
+        try:
+            os.unlink(name, dir_fd=fd)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def remove_temps(self, targets: Iterable[str]) -> list[str]:
+        """Remove the temp files an interrupted run left in the directories of `targets`
+        (target paths, str): every name of fsutil.temp_name's shape, and tempfile-style names
+        `.NAME.XXXXXXXX.tmp` where NAME is one of the targets in that directory. Directories and
+        other names are left alone; missing directories are skipped.
+
+        Returns the removed files as display paths, sorted. Raises UnsafePathError when a
+        target path is not normalized or a directory cannot be resolved, OSError when a
+        directory cannot be listed or a file removed."""
+        names: dict[str, set[str]] = {}
+        for target in targets:
+            self._parent(target, create=False)  # validates the path
+            directory, name = posixpath.split(target)
+            names.setdefault(directory, set()).add(name)
+        removed: list[str] = []
+        for directory in sorted(names):
+            stack = self._directory(directory, create=False)
+            if stack is None:
+                continue
+            for entry in sorted(os.listdir(stack[-1])):  # noqa: PTH208 - a descriptor
+                legacy = _LEGACY_TEMP.fullmatch(entry)
+                if not is_temp_name(entry) and not (legacy and legacy["name"] in names[directory]):
+                    continue
+                st = self._lstat(stack[-1], entry)
+                if st is None or stat.S_ISDIR(st.st_mode):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry, dir_fd=stack[-1])
+                    removed.append(self.display(posixpath.join(directory, entry)))
+        return sorted(removed)
+
+    @contextlib.contextmanager
+    def lock(self, path: str) -> Iterator[None]:
+        """Hold the exclusive lock file at target path `path` (created 0644 with its directories
+        when missing) for the `with` block, as fsutil.exclusive_lock. Raises UnsafePathError when
+        it is a symbolic link or not a regular file (it is not opened then), LockedError when
+        another process holds it, OSError for other failures."""
+        found = self._parent(path, create=True)
+        assert found is not None
+        fd, name = found
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            lock_fd = os.open(name, flags, 0o644, dir_fd=fd)
+        except OSError as exc:
+            st = self._lstat(fd, name) if exc.errno in (errno.ELOOP, errno.EISDIR) else None
+            if st is not None:
+                self._check_regular(path, st)
+            raise
+        st = os.fstat(lock_fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(lock_fd)
+            self._check_regular(path, st)
+        os.fchmod(lock_fd, 0o644)
+        with locked_fd(lock_fd, self.display(path)):
+            yield
