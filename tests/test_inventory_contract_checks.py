@@ -54,6 +54,32 @@ def test_control_dir_containing_an_image_root_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
+    ("state_dir", "expected"),
+    [
+        ("/srv/nfs4", "overlaps the root of image 'default'"),
+        ("/srv/nfs4/clusternoderoot/var/state", "overlaps the root of image 'default'"),
+        ("/var/lib/tftpboot/state", "overlaps the TFTP root"),
+        ("/tmp/state", "overlaps /tmp"),
+        ("/state", "must be a directory of its own"),
+    ],
+)
+def test_state_dir_overlapping_what_it_copies_or_serves_is_refused(
+    state_dir: str, expected: str
+) -> None:
+    """A generation store inside a working tree would copy itself into each generation."""
+    lines = problems(cluster=cluster(state_dir=state_dir))
+    assert lines and all(line.startswith(f"cluster.state_dir: {state_dir!r}") for line in lines)
+    assert any(expected in line for line in lines), lines
+
+
+def test_control_dir_inside_the_state_dir_is_refused() -> None:
+    lines = problems(cluster=cluster(control_dir="/srv/state/clustcontrol", state_dir="/srv/state"))
+    assert lines == [
+        "cluster.control_dir: '/srv/state/clustcontrol' overlaps cluster.state_dir '/srv/state'"
+    ]
+
+
+@pytest.mark.parametrize(
     "path",
     ["/etc/clustcontrol", "/srv/clustcontrol.d", "/etc/clustcontrol@v2", "/srv/a/clustcontrol"],
 )

@@ -71,6 +71,7 @@ BENIGN: dict[str, Any] = {
         "tftp_root": "/srv/benigntftp",
         "boot_dir": "benignboot",
         "control_dir": "/srv/benign-clustcontrol",
+        "state_dir": "/srv/benignstate",
         "dhcp_interface": "benignif0",
         "serial_console": "ttyS0,115200",
         "rsync_port": 8873,
@@ -88,6 +89,7 @@ BENIGN: dict[str, Any] = {
             "persistent": ["/var/lib/benignpersist"],
             "boot_interface": "benigneth0",
             "verify_every": 10,
+            "keep_generations": 7,
         }
     },
     "disk_layouts": {
@@ -225,6 +227,13 @@ SLOTS: tuple[Slot, ...] = (
         prefix="/srv/clustcontrol",
     ),
     Slot(
+        "cluster.state_dir",
+        (("cluster", "state_dir"),),
+        PATH,
+        lambda i: i.cluster.state_dir,
+        prefix="/srv/state",
+    ),
+    Slot(
         "cluster.dhcp_interface",
         (("cluster", "dhcp_interface"),),
         "aZ09_.:-",
@@ -329,6 +338,11 @@ SLOTS: tuple[Slot, ...] = (
             ),
             ("cluster.sync_retries", ("cluster", "sync_retries"), lambda i: i.cluster.sync_retries),
             ("images.verify_every", (*IMAGE, "verify_every"), lambda i: _image(i).verify_every),
+            (
+                "images.keep_generations",
+                (*IMAGE, "keep_generations"),
+                lambda i: _image(i).keep_generations,
+            ),
             (
                 "disk_layouts.partitions.number",
                 (*LAYOUT, "partitions", 1, "number"),

@@ -12,7 +12,7 @@ from clustcontrol.inventory.model import UPDATE_NODE_LABEL, Inventory, Node
 
 # Where a control directory must not be: pseudo and scratch file systems, the master's own
 # state of the generations.
-_NOT_UNDER = ("/proc", "/sys", "/dev", "/run", "/tmp", "/var/lib/clustcontrol")
+_NOT_UNDER = ("/proc", "/sys", "/dev", "/run", "/tmp")
 
 Key = TypeVar("Key", bound=Hashable)
 
@@ -69,6 +69,7 @@ def check_inventory(inv: Inventory) -> list[str]:
         problems.append(f"{wheres[1]}: {root!r} is also the root of {wheres[0].split('.')[1]!r}")
 
     problems += _control_dir_problems(inv)
+    problems += _state_dir_problems(inv)
     problems += _kernel_args_problems(inv)
 
     reserved = {cluster.master.name: "the master", UPDATE_NODE_LABEL: "the update node"}
@@ -128,6 +129,28 @@ def _control_dir_problems(inv: Inventory) -> list[str]:
             "component contains 'clustcontrol', e.g. /etc/clustcontrol, /srv/clustcontrol): it "
             "is mounted over that path in every standard root"
         )
+    for other in _NOT_UNDER:
+        if _overlaps(path, other):
+            problems.append(f"{where}: {path!r} overlaps {other}")
+    for image_name, image in sorted(inv.images.items()):
+        if _overlaps(path, image.root):
+            problems.append(f"{where}: {path!r} overlaps the root of image {image_name!r}")
+    if _overlaps(path, inv.cluster.tftp_root):
+        problems.append(f"{where}: {path!r} overlaps the TFTP root {inv.cluster.tftp_root!r}")
+    if _overlaps(path, inv.cluster.state_dir):
+        problems.append(f"{where}: {path!r} overlaps cluster.state_dir {inv.cluster.state_dir!r}")
+    return problems
+
+
+def _state_dir_problems(inv: Inventory) -> list[str]:
+    """cluster.state_dir holds the generation trees `image commit` copies each working tree
+    into: it must not overlap a working tree (a commit would copy its own output), the TFTP
+    tree or a pseudo file system (the control directory's check covers that pair)."""
+    where = "cluster.state_dir"
+    path = inv.cluster.state_dir
+    problems = []
+    if path.count("/") < 2:
+        problems.append(f"{where}: {path!r} must be a directory of its own, not a top directory")
     for other in _NOT_UNDER:
         if _overlaps(path, other):
             problems.append(f"{where}: {path!r} overlaps {other}")
