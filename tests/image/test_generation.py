@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -155,3 +157,72 @@ def test_cli_commit_and_status(cli: Cli, prefix: Path) -> None:
     assert dirty.code == 1
     assert "UNCOMMITTED CHANGES" in dirty.err
     assert json.loads(dirty.out)[0]["uncommitted"] == "0 added, 1 changed, 0 removed"
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["capability", "xattr", "acl", "owner", "directory mtime", "hard link", "mode"],
+)
+def test_a_change_of_metadata_alone_is_a_generation_and_status_agrees(
+    prefix: Path, change: str
+) -> None:
+    """What defines a file on a node is all recorded: a change of any of it alone makes a new
+    generation, `status` sees it before the commit, and is clean after."""
+    inv = make_inventory()
+    root = prefix / IMAGE_ROOT
+    first = commit_image(inv, "default", prefix)
+    tool = root / "usr/bin/tool"
+    if change == "capability":
+        if shutil.which("setcap") is None:
+            pytest.skip("needs setcap (libcap2-bin)")
+        subprocess.run(["setcap", "cap_net_raw+ep", str(tool)], check=True)
+    elif change == "xattr":
+        os.setxattr(tool, "user.cc.note", b"x")
+    elif change == "acl":
+        if shutil.which("setfacl") is None:
+            pytest.skip("needs setfacl (acl)")
+        subprocess.run(["setfacl", "-m", "u:1234:r", str(root / "etc/motd")], check=True)
+    elif change == "owner":
+        os.chown(root / "etc/motd", 1234, 1234)
+    elif change == "directory mtime":
+        os.utime(root / "etc", ns=(0, 10**9))
+    elif change == "hard link":
+        os.link(root / "etc/motd", root / "etc/motd-link")
+        os.unlink(root / "etc/motd-link")  # back to one name: the link count moved, not content
+        os.unlink(root / "usr/bin/tool-hardlink")
+        (root / "usr/bin/tool-hardlink").write_bytes(tool.read_bytes())  # same bytes, own inode
+        st = tool.stat()
+        os.utime(root / "usr/bin/tool-hardlink", ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.utime(root / "usr/bin", ns=(0, (root / "usr/bin").stat().st_mtime_ns))
+    elif change == "mode":
+        (root / "etc/motd").chmod(0o600)
+    dirty = image_status(inv, "default", prefix)
+    assert dirty.uncommitted is not None and not dirty.uncommitted.empty, change
+    second = commit_image(inv, "default", prefix)
+    assert second.created and second.generation != first.generation, change
+    clean = image_status(inv, "default", prefix)
+    assert clean.warning is None and clean.uncommitted is not None and clean.uncommitted.empty
+    assert not commit_image(inv, "default", prefix).created
+
+
+def test_the_tree_is_what_the_manifest_says(prefix: Path) -> None:
+    """The generation's tree, scanned again, gives its manifest: owners, modes, times, xattrs,
+    hard links and sparse files as recorded (the commit wrote what it recorded)."""
+    inv = make_inventory()
+    root = prefix / IMAGE_ROOT
+    with (root / "var-sparse").open("wb") as f:
+        f.truncate(64 << 20)
+        f.seek(32 << 20)
+        f.write(b"data")
+    os.setxattr(root / "etc/motd", "user.cc.note", b"\x00\xff")
+    os.chown(root / "etc/motd", 4321, 0)
+    result = commit_image(inv, "default", prefix)
+    store = GenerationStore.for_image(prefix, "default")
+    tree = store.tree(result.generation)
+    recorded = store.manifest(result.generation)
+    rescanned = scan(tree)
+    assert {k: v.content() for k, v in rescanned.items()} == {
+        k: v.content() for k, v in recorded.items()
+    }
+    assert (tree / "var-sparse").stat().st_blocks * 512 < 1 << 20  # holes stay holes
+    assert os.getxattr(tree / "etc/motd", "user.cc.note") == b"\x00\xff"

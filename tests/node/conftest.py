@@ -264,11 +264,18 @@ class Node:
         return (
             "set -u\n"
             f"{SOURCE_ENGINE}"
-            # The NFS mount replaced by a read-only bind mount of the served generations.
+            # The NFS mount replaced by a read-only bind mount of the served generations; with
+            # CC_TEST_NFS3_VIEW, of a copy without extended attributes and ACLs, as NFSv3 shows
+            # the files.
             "cc_test_nfs() {\n"
             '  [ "$1" = "${CC_TEST_SERVER}:${CC_TEST_IMAGE_ROOT}" ] ||\n'
             '    { echo "bad spec $1" >&2; return 1; }\n'
-            '  mount -o bind "${CC_TEST_SERVED}" "$2" && mount -o remount,ro,bind "$2"\n'
+            '  local from="${CC_TEST_SERVED}"\n'
+            '  if [ -n "${CC_TEST_NFS3_VIEW:-}" ]; then\n'
+            '    rsync -aH --checksum --delete "${from}/" "${CC_TEST_NFS3_VIEW}/" || return 1\n'
+            '    from="${CC_TEST_NFS3_VIEW}"\n'
+            "  fi\n"
+            '  mount -o bind "${from}" "$2" && mount -o remount,ro,bind "$2"\n'
             "}\n"
             f"{body}\n"
         )

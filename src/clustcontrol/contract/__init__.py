@@ -64,6 +64,11 @@ GENERATION_FILE = "etc/clustcontrol-generation"
 #: "# DELTA_FORMAT FROM TO" (see image/deltas.py).
 DELTAS_DIR = "etc/clustcontrol-deltas"
 DELTA_FORMAT = "clustcontrol-delta 1"
+#: The generation's files that have extended attributes (file capabilities, POSIX ACLs, trusted.*
+#: and security.*), attributes included: a GNU tar archive (pax, --xattrs --acls) written by
+#: `image commit` into each tree. NFSv3 carries no extended attributes (NFSv4.2 only user.*,
+#: RFC 8276): a node that copied over NFS extracts it onto its root.
+XATTRS_FILE = "etc/clustcontrol-xattrs.tar"
 #: The version of this contract. The master writes it into the control files (CC_CONTRACT); an
 #: engine built from another version warns that its initramfs needs rebuilding. Version 1 had
 #: no CC_CONTRACT; version 2 derives the root partition from CC_PARTITIONS; version 3 serves
@@ -405,6 +410,7 @@ EXCLUSIONS: tuple[Exclusion, ...] = (
     Exclusion("lost+found", "made by mkfs on each root", manifest=True),
     Exclusion("${CC_CONTROL_DIR}", "the master's control directory, bind-mounted", manifest=True),
     Exclusion(DELTAS_DIR, "the generation deltas", manifest=True),
+    Exclusion(XATTRS_FILE, "the generation's extended attributes, for NFS", manifest=True),
     Exclusion(GENERATION_FILE, "the generation id: nodes copy it", sync=False, manifest=True),
     Exclusion("${CC_STATE_DIR}", "the node's sync marker and record"),
     Exclusion("${CC_LOG_DIR}", "the node's boot-sync logs"),

@@ -18,6 +18,7 @@ from clustcontrol.contract import (
     PARTITION_FIELDS,
     PARTITION_NAMING,
     PATH_CHARACTERS,
+    XATTRS_FILE,
     Param,
     params,
 )
@@ -59,6 +60,7 @@ def render_contract_sh() -> str:
         f"CC_GENERATION_FILE={_sh_word(GENERATION_FILE)}",
         f"CC_DELTAS_DIR={_sh_word(DELTAS_DIR)}",
         f"CC_DELTA_FORMAT={_sh_word(DELTA_FORMAT)}",
+        f"CC_XATTRS_FILE={_sh_word(XATTRS_FILE)}",
         "# The contract this engine was built from (CC_CONTRACT in the control files).",
         f"CC_ENGINE_CONTRACT={CONTRACT_VERSION}",
         "# The characters of a path (besides /) the master accepts.",

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from clustcontrol.contract import DELTAS_DIR, GENERATION_FILE
+from clustcontrol.contract import DELTAS_DIR, GENERATION_FILE, XATTRS_FILE
 from clustcontrol.fsutil import atomic_write, exclusive_lock
 from clustcontrol.image.common import image_tree
 from clustcontrol.image.deltas import KEEP, Delta, write_deltas
@@ -28,6 +28,7 @@ from clustcontrol.image.generation import (
 )
 from clustcontrol.image.snapshot import TreeStats, build_tree, remove_tree
 from clustcontrol.inventory.model import Inventory
+from clustcontrol.run import require, run
 
 STAGING = (
     ".new"  # roots/.new: the tree being built (a killed commit leaves it; the next removes it)
@@ -107,10 +108,44 @@ def _finish_tree(
     if etc is None:
         return ()
     written = write_deltas(store, tree / DELTAS_DIR, generation, manifest, keep=deltas)
+    write_xattrs_archive(tree, manifest)
     atomic_write(tree / GENERATION_FILE, f"{generation}\n".encode(), mode=0o644)
     mtime = manifest[etc].mtime_ns
     os.utime(tree / etc, ns=(mtime, mtime), follow_symlinks=False)
     return written
+
+
+def write_xattrs_archive(tree: Path, manifest: Manifest) -> int:
+    """Write tree/XATTRS_FILE: the entries of `manifest` that have extended attributes, each with
+    them, as GNU tar writes them (pax headers: --xattrs --xattrs-include='*' --acls, numeric
+    owners, names "./PATH", no recursion). Returns how many entries it holds; with none, no file
+    is written. Raises CommandError when tar fails."""
+    names = sorted(rel for rel, entry in manifest.items() if entry.xattrs)
+    if not names:
+        return 0
+    listing = b"".join(b"./" + os.fsencode(rel) + b"\0" for rel in names)
+    archive = tree / XATTRS_FILE
+    run(
+        [
+            require("tar", "tar"),
+            "--create",
+            f"--file={archive}",
+            f"--directory={tree}",
+            "--format=pax",
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+            "--acls",
+            "--sparse",
+            "--no-recursion",
+            "--null",
+            "--verbatim-files-from",
+            "--files-from=-",
+        ],
+        input=listing,
+    )
+    archive.chmod(0o600)
+    return len(names)
 
 
 def commit_image(

@@ -13,6 +13,7 @@ CC_CURRENT_FILE='current'
 CC_GENERATION_FILE='etc/clustcontrol-generation'
 CC_DELTAS_DIR='etc/clustcontrol-deltas'
 CC_DELTA_FORMAT='clustcontrol-delta 1'
+CC_XATTRS_FILE='etc/clustcontrol-xattrs.tar'
 # The contract this engine was built from (CC_CONTRACT in the control files).
 CC_ENGINE_CONTRACT=3
 # The characters of a path (besides /) the master accepts.
@@ -154,6 +155,7 @@ cc_exclusions()
 	echo "path lost+found"
 	echo "path ${CC_CONTROL_DIR#/}"
 	echo "path etc/clustcontrol-deltas"
+	echo "path etc/clustcontrol-xattrs.tar"
 	echo "path ${CC_STATE_DIR#/}"
 	echo "path ${CC_LOG_DIR#/}"
 	echo "path etc/machine-id"

@@ -180,3 +180,29 @@ cc_tar_copy()
 	rm -f "${stats}.create" "${stats}.extract" "${stats}.create-rc" "${excludes}"
 	return 0
 }
+
+# cc_restore_xattrs SOURCE_DIR ROOT FILTER: NFSv3 carries no extended attributes (NFSv4.2 only
+# user.*, RFC 8276), so a copy over NFS leaves the generation's file capabilities, POSIX ACLs,
+# trusted.* and security.* attributes behind (rsync -X even removes the node's). The master
+# archives the files that have any (CC_XATTRS_FILE, `clustcontrol image commit`); extracting it
+# onto ROOT gives them back, the filter's exclusions kept. No archive: nothing has any.
+cc_restore_xattrs()
+{
+	local archive="$1${CC_XATTRS_FILE}" excludes="$3.xattrs" rc=0
+	[ -f "${archive}" ] || return 0
+	if ! cc_tar_usable; then
+		cc_err "no GNU tar: the generation's extended attributes cannot be restored"
+		return 1
+	fi
+	cc_tar_excludes "$3" >"${excludes}" || return 1
+	"${CC_TAR}" -C "$2" --extract --file="${archive}" --numeric-owner --preserve-permissions \
+		--xattrs --xattrs-include='*' --acls --anchored --exclude-from="${excludes}" \
+		>"${excludes}.out" 2>&1 || rc=$?
+	if [ "${rc}" -ne 0 ]; then
+		cc_warn "restoring extended attributes failed (tar status ${rc})"
+		tail -n 5 "${excludes}.out" | sed 's/^/clustcontrol:   /' >&2
+		return 1
+	fi
+	cc_log "extended attributes restored: $("${CC_TAR}" --list --file="${archive}" | wc -l | tr -d ' ') path(s)"
+	rm -f "${excludes}" "${excludes}.out"
+}

@@ -134,6 +134,9 @@ cc_sync()
 		cc_retry "${CC_RETRIES}" "sync from ${src}" cc_rsync_once "${src}" "${root}" "${mode}" \
 			"${filter}" "${stats}" || rc=1
 	fi
+	if [ "${rc}" -eq 0 ] && [ "${transport}" = nfs ]; then
+		cc_restore_xattrs "${src}" "${root}" "${filter}" || rc=1
+	fi
 	if [ "${rc}" -ne 0 ]; then
 		cc_err "the sync of ${root} from ${src} did not complete"
 		return 1
