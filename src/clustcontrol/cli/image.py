@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,8 @@ from clustcontrol.cli.common import (
     print_rows,
     remove_command,
 )
-from clustcontrol.errors import EXIT_FAILURE
+from clustcontrol.contract import EXCLUSIONS, expand, params
+from clustcontrol.errors import EXIT_FAILURE, InvalidInputError
 from clustcontrol.image import ImageResult, prepare_image, publish_image
 from clustcontrol.image.commit import commit_image, image_status
 from clustcontrol.image.generation import GenerationStore
@@ -126,6 +128,75 @@ def image_list(state: State, root: Path, output: str) -> None:
         "images",
         ["name", "root", "transport", "nodes", "default", "generation", "generations", "space"],
     )
+
+
+@image.command("show")
+@click.argument("name")
+@prefix_option("Installation prefix the generation store is resolved under.")
+@output_option
+@pass_state
+def image_show(state: State, name: str, root: Path, output: str) -> None:
+    """Show an image: its settings, its generations and every path its nodes never take from
+    the standard (the exclusions, its persistent paths, its layout's data partitions).
+
+    \b
+    Example:
+      clustcontrol image show default
+    """
+    inv = state.inventory()
+    name = normalize.image_name(name)
+    if name not in inv.images:
+        raise InvalidInputError([f"image: {name!r} is not a defined image"])
+    img = inv.images[name]
+    store = GenerationStore.for_image(root, name, inv.cluster.state_dir)
+    # The node's own paths at their defaults (conf.d may move them), the control directory.
+    values = {p.key: p.default for p in params("conf.d") if p.default}
+    values["CC_CONTROL_DIR"] = inv.cluster.control_dir
+    rows: list[dict[str, object]] = []
+    for exclusion in EXCLUSIONS:
+        path = expand(exclusion.path, values)
+        scope = " and ".join(
+            w for w, on in (("node sync", exclusion.sync), ("generation", exclusion.manifest)) if on
+        )
+        what = f"/{path}/* (the directory stays)" if exclusion.contents else f"/{path}"
+        rows.append({"path": what, "left out of": scope, "why": exclusion.why})
+    for path in img.persistent:
+        rows.append(
+            {
+                "path": path,
+                "left out of": "node sync",
+                "why": "persistent: seeded from the standard once, then the node's own",
+            }
+        )
+    layout = inv.disk_layouts.get(img.disk_layout)
+    for part in layout.partitions if layout is not None else ():
+        if part.use == "data" and part.mount:
+            rows.append(
+                {
+                    "path": f"{part.mount}/*",
+                    "left out of": "node sync",
+                    "why": f"data partition {part.number} of layout {img.disk_layout}",
+                }
+            )
+    facts = {
+        "name": name,
+        "root": img.root,
+        "served": inv.generation_roots(name),
+        "transport": inv.transport_of(name),
+        "generation": store.current(),
+        "generations": store.trees(),
+        "keep_generations": img.keep_generations,
+        "persistent": img.persistent,
+        "exclusions": rows,
+    }
+    if output == "json":
+        click.echo(json.dumps(facts, indent=2))
+        return
+    for key in ("name", "root", "served", "transport", "generation", "keep_generations"):
+        out.print(f"{key}: {facts[key] if facts[key] is not None else '-'}", markup=False)
+    out.print(f"generations: {' '.join(store.trees()) or '-'}", markup=False)
+    title = f"what nodes of image {name} never take from it"
+    print_rows(False, rows, title, ["path", "left out of", "why"])
 
 
 def _print_image_result(result: ImageResult, what: str) -> None:

@@ -438,9 +438,16 @@ def exclusions(
         KeyError: a path names a variable missing from `values`."""
     for e in EXCLUSIONS:
         if (sync and e.sync) or (manifest and e.manifest):
-            path = e.path
-            for key, value in values.items():
-                path = path.replace("${" + key + "}", value.strip("/"))
-            if "${" in path:
-                raise KeyError(path)
-            yield path, e.contents
+            yield expand(e.path, values), e.contents
+
+
+def expand(path: str, values: dict[str, str]) -> str:
+    """An exclusion's path with the contract variables it names replaced by `values` (absolute
+    paths given there lose their slashes at both ends: the result is relative to the root).
+
+    Raises KeyError when the path names a variable missing from `values`."""
+    for key, value in values.items():
+        path = path.replace("${" + key + "}", value.strip("/"))
+    if "${" in path:
+        raise KeyError(path)
+    return path
