@@ -63,6 +63,8 @@ APPLETS = [
     "sync",
     "ls",
     "cksum",
+    "cmp",
+    "sha256sum",
     "stat",
     "find",
     "ln",
@@ -209,7 +211,15 @@ class Result:
 def commit(std: Path, store: Path, *, keep: int = 3) -> str:
     """`image commit` of the working tree std into the generation store at `store` (the real
     master code): the new generation's id, or the current one when nothing changed."""
-    result = commit_tree("default", std, GenerationStore(store), control_dir=CONTROL_DIR, keep=keep)
+    image = inventory_dict()["images"]["default"]  # type: ignore[index]
+    result = commit_tree(
+        "default",
+        std,
+        GenerationStore(store),
+        control_dir=CONTROL_DIR,
+        keep=keep,
+        node_excluded=(*image["persistent"], "/scratch"),  # the layout's data partition
+    )
     return result.generation
 
 

@@ -64,6 +64,12 @@ GENERATION_FILE = "etc/clustcontrol-generation"
 #: "# DELTA_FORMAT FROM TO" (see image/deltas.py).
 DELTAS_DIR = "etc/clustcontrol-deltas"
 DELTA_FORMAT = "clustcontrol-delta 1"
+#: rsync batch files (rsync(1) BATCH MODE) beside a delta, for nodes exactly at FROM: the delta's
+#: work done once on the master (`--only-write-batch` against FROM's tree), replayed by each node
+#: (`--read-batch`): DELTAS_DIR/FROM.batch, with FROM.list (the paths, as the node lists them)
+#: and FROM.sums (sha256 of each regular file, checked on the node after the replay). Both
+#: sides run rsync with BATCH_OPTIONS.
+BATCH_OPTIONS = "-aHAX --sparse --numeric-ids --relative --ignore-times --force"
 #: The generation's files that have extended attributes (file capabilities, POSIX ACLs, trusted.*
 #: and security.*), attributes included: a GNU tar archive (pax, --xattrs --acls) written by
 #: `image commit` into each tree. NFSv3 carries no extended attributes (NFSv4.2 only user.*,

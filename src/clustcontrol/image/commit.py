@@ -8,12 +8,14 @@ last. Nodes read only generation trees, never the working tree."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from clustcontrol.contract import DELTAS_DIR, GENERATION_FILE, XATTRS_FILE
 from clustcontrol.fsutil import atomic_write, exclusive_lock
+from clustcontrol.image.batches import excluded_paths, write_batches
 from clustcontrol.image.common import image_tree
 from clustcontrol.image.deltas import KEEP, Delta, write_deltas
 from clustcontrol.image.generation import (
@@ -41,7 +43,8 @@ class CommitResult:
     (None on the first commit), the difference between their manifests, whether a generation
     was made (`created`), the number of manifest entries (`files`), the time taken (`seconds`,
     wall clock), the deltas, how the tree was built (`tree`: files linked to the previous
-    generation and copied) and the generations whose trees were removed (`pruned`)."""
+    generation and copied), the generations whose trees were removed (`pruned`) and those
+    whose nodes can replay a batch (`batches`)."""
 
     image: str
     generation: str
@@ -53,6 +56,7 @@ class CommitResult:
     deltas: tuple[Delta, ...] = ()  # written, or skipped with the reason
     tree: TreeStats | None = None
     pruned: tuple[str, ...] = ()
+    batches: tuple[str, ...] = ()  # the earlier generations with a batch (batches.py)
 
 
 @dataclass(frozen=True)
@@ -99,20 +103,28 @@ def _etc(manifest: Manifest) -> str | None:
 
 
 def _finish_tree(
-    store: GenerationStore, tree: Path, generation: str, manifest: Manifest, deltas: int
-) -> tuple[Delta, ...]:
-    """Write the deltas and the generation file into a built tree, then give its etc back the
-    working tree's times (they are not part of the manifest, the directory's mtime is). A tree
-    without a real etc directory gets neither."""
+    store: GenerationStore,
+    tree: Path,
+    generation: str,
+    manifest: Manifest,
+    deltas: int,
+    excluded: re.Pattern[str],
+) -> tuple[tuple[Delta, ...], tuple[str, ...]]:
+    """Write the deltas, the extended attributes' archive and the generation file into a built
+    tree, give its etc back the working tree's times (they are not part of the manifest, the
+    directory's mtime is), then the batches (batches.py: they replay the finished tree). A tree
+    without a real etc directory gets none of them. Returns the deltas and the sources of the
+    batches."""
     etc = _etc(manifest)
     if etc is None:
-        return ()
+        return (), ()
     written = write_deltas(store, tree / DELTAS_DIR, generation, manifest, keep=deltas)
     write_xattrs_archive(tree, manifest)
     atomic_write(tree / GENERATION_FILE, f"{generation}\n".encode(), mode=0o644)
     mtime = manifest[etc].mtime_ns
     os.utime(tree / etc, ns=(mtime, mtime), follow_symlinks=False)
-    return written
+    sources = [d.source for d in written if d.skipped is None]
+    return written, write_batches(store, tree, manifest, sources, excluded)
 
 
 def write_xattrs_archive(tree: Path, manifest: Manifest) -> int:
@@ -159,13 +171,17 @@ def commit_image(
     image, ClustcontrolError when its root is not a directory, and what commit_tree raises."""
     tree = image_tree(inv, name, root_prefix)
     store = GenerationStore.for_image(root_prefix, name, inv.cluster.state_dir)
+    image = inv.images[name]
+    layout = inv.disk_layouts.get(image.disk_layout)
+    mounts = [p.mount for p in (layout.partitions if layout else ()) if p.use == "data" and p.mount]
     return commit_tree(
         name,
         tree.root,
         store,
         control_dir=inv.cluster.control_dir,
-        keep=inv.images[name].keep_generations,
+        keep=image.keep_generations,
         deltas=deltas,
+        node_excluded=(*image.persistent, *mounts),
     )
 
 
@@ -177,6 +193,7 @@ def commit_tree(
     control_dir: str,
     keep: int,
     deltas: int = KEEP,
+    node_excluded: tuple[str, ...] = (),
 ) -> CommitResult:
     """Make a new generation of the working tree `root` in `store` when it changed since the
     last one: its tree (built in roots/.new, renamed into place), its manifest, the deltas from
@@ -184,11 +201,13 @@ def commit_tree(
     roots/current; then remove all but `keep` trees (and manifests older than the deltas need).
 
     `name` names the image in the result; `control_dir` is cluster.control_dir (left out of the
-    generation; its mount point is made in roots/). The store is held under its lock while
-    committing. When nothing changed and the current tree exists, nothing is written (created
-    is False). Raises ClustcontrolError when a file changes while it is copied, LockedError
-    when another commit of the image holds the lock, and OSError when the tree cannot be read
-    or the store written."""
+    generation; its mount point is made in roots/); `node_excluded` the absolute paths the
+    image's nodes leave alone besides the contract's exclusions (persistent paths, data
+    partition mount points: batches.py lists paths as those nodes do). The store is held under
+    its lock while committing. When nothing changed and the current tree exists, nothing is
+    written (created is False). Raises ClustcontrolError when a file changes while it is
+    copied, LockedError when another commit of the image holds the lock, CommandError when tar
+    or rsync fails, and OSError when the tree cannot be read or the store written."""
     start = time.monotonic()
     with exclusive_lock(store.base / "lock"):
         current = store.current()
@@ -215,7 +234,8 @@ def commit_tree(
         difference = compare(previous, manifest)
         generation = next_generation(current, content_hash(manifest))
         store.record(generation, manifest)
-        written = _finish_tree(store, staging, generation, manifest, deltas)
+        excluded = excluded_paths(control_dir, node_excluded)
+        written, batched = _finish_tree(store, staging, generation, manifest, deltas, excluded)
         staging.rename(store.tree(generation))
         store.publish(generation)
         pruned = store.prune(keep, max(deltas, 1) + 1)
@@ -231,6 +251,7 @@ def commit_tree(
         written,
         stats,
         tuple(pruned),
+        batched,
     )
 
 

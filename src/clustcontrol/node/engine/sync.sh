@@ -13,7 +13,8 @@
 #   BLANK       yes: the root holds nothing but lost+found
 #   TAR         yes: a tar stream can fill it (NFS, CC_FIRST_COPY=tar, GNU tar present)
 #   DELTA       yes: delta syncs are on (CC_DELTA_SYNC)
-# Sets CC_COPY_METHOD (skip | tar | delta | tree), CC_COPY_MODE (normal | full) and CC_COPY_WHY
+# Sets CC_COPY_METHOD (skip | tar | delta | tree; a delta replayed from the master's batch is
+# recorded as batch), CC_COPY_MODE (normal | full) and CC_COPY_WHY
 # (a line for the log, or empty). In order:
 #   1. an interrupted sync:                      the whole tree, contents compared (full)
 #   2. the node holds the standard's generation: skip, unless a whole-tree comparison is due
@@ -123,6 +124,9 @@ cc_sync()
 		if ! cc_delete_removed "${root}" "${list}.removed"; then
 			cc_warn "deleting the removed paths failed: comparing the whole tree"
 			method=tree
+		elif cc_fetch_batch "${transport}" "${src}" "${list}" "${root}" \
+			&& cc_apply_batch "${root}" "${list}" "${stats}"; then
+			method="batch"
 		elif ! cc_retry "${CC_RETRIES}" "delta sync from ${src}" cc_rsync_once "${src}" \
 			"${root}" delta "${filter}" "${stats}" "${list}"; then
 			cc_warn "the delta sync failed: comparing the whole tree"
