@@ -277,6 +277,10 @@ PARAMS: tuple[Param, ...] = (
     Param("CC_DELTA_SYNC", "enum", "conf.d",
           "a node at an earlier committed generation syncs only the master's delta",
           default="yes", choices=("yes", "no")),
+    Param("CC_DELTA_BATCH", "enum", "conf.d",
+          "a delta is replayed from the master's rsync batch when one fits (nothing goes up, the "
+          "master computes nothing per node; a little more comes down)",
+          default="yes", choices=("yes", "no")),
     Param("CC_DELTA_BLOCK_SIZE", "uint", "conf.d",
           "rsync block size of a delta sync (0: rsync's own, the least traffic both ways)",
           default="0"),

@@ -41,6 +41,7 @@ cc_defaults()
 	: "${CC_NFS_TIMEOUT:=30}"
 	: "${CC_FIRST_COPY:=tar}"
 	: "${CC_DELTA_SYNC:=yes}"
+	: "${CC_DELTA_BATCH:=yes}"
 	: "${CC_DELTA_BLOCK_SIZE:=0}"
 	: "${CC_RSYNC:=rsync}"
 	: "${CC_RSYNC_EXTRA:=}"

@@ -124,7 +124,7 @@ cc_sync()
 		if ! cc_delete_removed "${root}" "${list}.removed"; then
 			cc_warn "deleting the removed paths failed: comparing the whole tree"
 			method=tree
-		elif cc_fetch_batch "${transport}" "${src}" "${list}" "${root}" \
+		elif [ "${CC_DELTA_BATCH}" = yes ] && cc_fetch_batch "${transport}" "${src}" "${list}" "${root}" \
 			&& cc_apply_batch "${root}" "${list}" "${stats}"; then
 			method="batch"
 		elif ! cc_retry "${CC_RETRIES}" "delta sync from ${src}" cc_rsync_once "${src}" \
