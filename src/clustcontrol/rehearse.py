@@ -57,12 +57,13 @@ DRIVER = NODE_DIR / "rehearse.sh"
 # fits (sparse: its size costs nothing until written).
 DEFAULT_SIZES = tuple((4 << 30) << n for n in range(9))
 MIN_SIZE = 1 << 20
-# Applets the Debian initramfs takes from busybox (first in PATH, as there); the other tools
-# (rsync, sfdisk, mke2fs, blkid, e2fsck, GNU tar) are the master's.
+# Applets the Debian initramfs takes from busybox (first in PATH, as there; the node tests use
+# the same list); the other tools (rsync, sfdisk, mke2fs, blkid, e2fsck, GNU tar) are the
+# master's.
 APPLETS = (
-    "basename", "blockdev", "cat", "chroot", "cksum", "cp", "cut", "date", "dd", "dirname",
-    "find", "grep", "head", "ln", "ls", "mkdir", "mount", "mv", "od", "rm", "rmdir", "sed",
-    "sleep", "stat", "sync", "tail", "touch", "tr", "umount", "wc",
+    "basename", "blockdev", "cat", "chroot", "cksum", "cmp", "cp", "cut", "date", "dd",
+    "dirname", "find", "grep", "head", "ln", "ls", "mkdir", "mount", "mv", "od", "rm", "rmdir",
+    "sed", "sha256sum", "sleep", "stat", "sync", "tail", "touch", "tr", "umount", "wc",
 )  # fmt: skip
 # Settings the rehearsal sets itself: where things are on the master, and no waiting.
 REHEARSAL_SETTINGS = {"CC_RETRY_BASE": "0", "CC_WARN_PAUSE": "0", "CC_DISK_WAIT": "2"}

@@ -22,6 +22,7 @@ from clustcontrol.contract import CONTROL_DIR, STATE_DIR, generation_roots
 from clustcontrol.image.commit import commit_tree
 from clustcontrol.image.generation import GenerationStore
 from clustcontrol.inventory.store import parse_inventory
+from clustcontrol.rehearse import APPLETS as REHEARSAL_APPLETS
 from clustcontrol.render import render_all
 from clustcontrol.render.base import RenderContext
 from clustcontrol.render.control import render_control
@@ -40,41 +41,9 @@ DISK_MIB = 72
 SFDISK_A = "label: dos\nunit: sectors\n\n,4MiB,S\n,40MiB,L,*\n,,L\n"
 SFDISK_B = "label: dos\nunit: sectors\n\n,4MiB,S\n,44MiB,L,*\n,,L\n"
 
-# Applets the Debian initramfs takes from busybox; everything else comes from the host.
-APPLETS = [
-    "mount",
-    "umount",
-    "sed",
-    "grep",
-    "cat",
-    "cp",
-    "mv",
-    "rm",
-    "mkdir",
-    "dd",
-    "od",
-    "tr",
-    "cut",
-    "head",
-    "tail",
-    "wc",
-    "sleep",
-    "date",
-    "sync",
-    "ls",
-    "cksum",
-    "cmp",
-    "sha256sum",
-    "stat",
-    "find",
-    "ln",
-    "touch",
-    "chroot",
-    "blockdev",
-    "rmdir",
-    "basename",
-    "dirname",
-]
+# Applets the Debian initramfs takes from busybox (one list, the rehearsal's); everything else
+# comes from the host.
+APPLETS = list(REHEARSAL_APPLETS)
 
 
 def free_port() -> int:
