@@ -61,7 +61,7 @@ MIN_SIZE = 1 << 20
 # the same list); the other tools (rsync, sfdisk, mke2fs, blkid, e2fsck, GNU tar) are the
 # master's.
 APPLETS = (
-    "basename", "blockdev", "cat", "chroot", "cksum", "cmp", "cp", "cut", "date", "dd",
+    "awk", "basename", "blockdev", "cat", "chroot", "cksum", "cmp", "cp", "cut", "date", "dd",
     "dirname", "find", "grep", "head", "ln", "ls", "mkdir", "mount", "mv", "od", "rm", "rmdir",
     "sed", "sha256sum", "sleep", "stat", "sync", "tail", "touch", "tr", "umount", "wc",
 )  # fmt: skip
@@ -614,7 +614,9 @@ def rehearse(plan: Plan) -> Rehearsal:
                 "CC_REHEARSE_RSYNCD_CONF": str(tmp / "rsyncd.conf") if port else "",
                 "CC_REHEARSE_RSYNC_PORT": str(port),
             }
-            namespace = [tools["unshare"], "--mount", "--propagation", "private", "--pid"]
+            # slave: the host's unmounts reach the namespace (a private copy would pin every
+            # host mount for the rehearsal's duration), its own mounts never leave it.
+            namespace = [tools["unshare"], "--mount", "--propagation", "slave", "--pid"]
             namespace += ["--fork", "--kill-child", "--mount-proc"]
             start = time.monotonic()
             proc = run([*namespace, tools["busybox"], "sh", DRIVER], check=False, env=env)

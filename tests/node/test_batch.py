@@ -49,8 +49,9 @@ def test_a_batch_moves_about_what_changed(
 
 
 def test_a_node_not_at_the_batchs_generation_falls_back_to_the_delta(node: Node) -> None:
-    """rsync replays a batch onto whatever the node holds: the sums catch a node whose file
-    differs (same size and time), and rsync's own delta repairs it."""
+    """rsync replays a batch onto whatever the node holds: a node whose file differs (same size
+    and time) fails rsync's verification of the rebuilt file, and rsync's own delta repairs
+    it."""
     assert_ok(node.run())
     with node.mounted(2) as root:
         st = (root / BIG).stat()
@@ -61,10 +62,27 @@ def test_a_node_not_at_the_batchs_generation_falls_back_to_the_delta(node: Node)
     new = edit_big(node.std)
     r = node.run()
     assert_ok(r)
-    assert "files differ from the generation after the batch" in r.out, r.out
+    assert "on this node (rsync: failed verification)" in r.out, r.out
     with node.mounted(2) as root:
         assert (root / BIG).read_bytes() == new
         assert record(root)["CC_SYNC_METHOD"] == "delta"
+
+
+def test_a_file_the_batch_leaves_alone_is_checked_by_its_sum(node: Node) -> None:
+    """A hard link rsync makes (not a file it rebuilds) is checked against the sums: a node
+    whose partner file differs is caught too."""
+    assert_ok(node.run())
+    os.link(node.std / "bin/tool", node.std / "bin/tool-third")  # a new name, same inode
+    r = node.run()
+    assert_ok(r)
+    assert record_method(node) == "batch", r.out
+    with node.mounted(2) as root:
+        assert (root / "bin/tool-third").samefile(root / "bin/tool")
+
+
+def record_method(node: Node) -> str:
+    with node.mounted(2) as root:
+        return record(root)["CC_SYNC_METHOD"]
 
 
 def test_a_batch_for_other_paths_is_not_used(node: Node) -> None:

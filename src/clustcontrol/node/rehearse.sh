@@ -1,7 +1,7 @@
 # clustcontrol: a node's boot sync rehearsed on the master (`clustcontrol node rehearse`).
 #
-# Run by src/clustcontrol/rehearse.py under busybox sh, as the first process of a private mount
-# and PID namespace (unshare --mount --propagation private --pid --fork): every mount made here,
+# Run by src/clustcontrol/rehearse.py under busybox sh, as the first process of a mount and PID
+# namespace of its own (unshare --mount --propagation slave --pid --fork): every mount made here,
 # and the rsync daemon, end with this shell. Not part of the initramfs. It sources the real
 # engine, stands in for the master's transport, runs cc_run, then writes what the node did.
 # Everything comes from the environment (set by rehearse.py):
