@@ -19,8 +19,8 @@ from bench.harness import BENCH, Bench
 from bench.metrics import METRIC_FUNCS, METRICS
 
 GOALS = {
-    "full": "ratio <= 1.1",
-    "noop": "generation skip",
+    "full": "ratio <= 0.9, exact (sparse, attributes)",
+    "noop": "ratio <= 0.05",
     "incremental": "down <= 1.02, up <= 0.1, time <= 1",
     "storm": "0 failures",
     "render": "< 1 s, < 200 MB, 0 writes",
