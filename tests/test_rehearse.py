@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -366,3 +368,59 @@ def test_standard_settings(tmp_path: Path) -> None:
         "/etc/initramfs-tools/conf.d/clustcontrol-local:2: CC_RSYNC_EXTRA is not a literal "
         "value: not used"
     ]
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_a_rehearsal_stopped_half_way_leaves_nothing_running(
+    cluster: Cluster, tmp_path: Path, how: signal.Signals
+) -> None:
+    """Stopped while the engine copies (TERM, Ctrl-C, KILL): the engine in the namespace dies
+    with it, nothing stays mounted, no daemon runs; TERM and Ctrl-C also detach the disk and
+    remove the scratch directory, and exit 130."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (loop devices, mounts)")
+    with (cluster.standard / "usr/share/doc/slow").open("wb") as f:
+        f.write(os.urandom(24 << 20))
+    cluster.commit()
+    disk = tmp_path / "node01.img"
+    before = scratch_dirs()
+    argv = [sys.executable, "-m", "clustcontrol", "--config", str(cluster.cli.config)]
+    argv += ["node", "rehearse", "node01", "--disk", str(disk), "--size", DISK]
+    argv += ["--root", str(cluster.prefix)]
+    # A slow copy: rsync limited to 2 MB/s from the standard's own settings.
+    conf = cluster.standard / "etc/initramfs-tools/conf.d"
+    conf.mkdir(parents=True, exist_ok=True)
+    (conf / "clustcontrol-local").write_text("CC_FIRST_COPY=rsync\nCC_RSYNC_EXTRA=--bwlimit=2m\n")
+    cluster.commit()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any("rsync -aHAXx" in line for line in _cmdlines()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(how)
+    out, err = proc.communicate(timeout=60)
+    deadline = time.monotonic() + 15
+    while any("rsync -aHAXx" in line for line in _cmdlines()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any("rsync -aHAXx" in line for line in _cmdlines())  # the engine is gone
+    assert daemons() == []
+    with Path("/proc/mounts").open() as f:
+        assert not [line for line in f if "clustcontrol-rehearse" in line]
+    if how != signal.SIGKILL:
+        assert proc.returncode == 130, out + err
+        assert "interrupted" in err
+        assert leftovers(disk) == [] and scratch_dirs() == before
+    else:  # nothing runs in the killed process: the next rehearsal says what is left
+        loops = subprocess.run(
+            ["losetup", "-n", "-O", "NAME", "-j", str(disk)], capture_output=True, text=True
+        ).stdout.split()
+        for loop in loops:
+            subprocess.run(["losetup", "-d", loop], check=False)
+
+
+def _cmdlines() -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            found.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+    return found

@@ -31,6 +31,7 @@ import fcntl
 import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -410,12 +411,33 @@ def _rsyncd_conf(module: str, path: Path) -> str:
     )
 
 
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt meanwhile (as Ctrl-C does): the child is killed and
+    every cleanup runs; the earlier handler comes back afterwards."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _backing_loops(disk: Path) -> list[str]:
-    """The loop devices whose backing file is `disk` (from /sys/block)."""
+    """The loop devices whose backing file is `disk`, whatever path names it (the same file by
+    device and inode, from /sys/block and each loop's backing file)."""
     found = []
+    try:
+        want = disk.stat()
+    except OSError:
+        return []
     for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
         with suppress(OSError):
-            if backing.read_text().strip() == str(disk):
+            st = Path(backing.read_text().strip()).stat()
+            if (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino):
                 found.append(f"/dev/{backing.parent.parent.name}")
     return sorted(found)
 
@@ -619,7 +641,15 @@ def rehearse(plan: Plan) -> Rehearsal:
             namespace = [tools["unshare"], "--mount", "--propagation", "slave", "--pid"]
             namespace += ["--fork", "--kill-child", "--mount-proc"]
             start = time.monotonic()
-            proc = run([*namespace, tools["busybox"], "sh", DRIVER], check=False, env=env)
+            # Killed with this process (--kill-child takes the namespace along); SIGTERM is an
+            # interruption: the rehearsal stops and everything is cleaned up.
+            with _sigterm_interrupts():
+                proc = run(
+                    [*namespace, tools["busybox"], "sh", DRIVER],
+                    check=False,
+                    env=env,
+                    die_with_parent=True,
+                )
             seconds = time.monotonic() - start
         output = (proc.stdout + proc.stderr).decode(errors="replace").splitlines()
         if not (tmp / "out/facts").is_file():

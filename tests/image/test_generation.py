@@ -146,12 +146,14 @@ def test_generation_store_layout(prefix: Path) -> None:
 
 def test_cli_commit_and_status(cli: Cli, prefix: Path) -> None:
     cli.config.write_text(json.dumps(inventory_data()))
-    assert cli("status", "--root", prefix).code == 0  # never committed: a warning, not a failure
+    never = cli("status", "--root", prefix)
+    assert never.code == 1 and "no generation committed" in never.err  # nodes cannot sync
     committed = cli("image", "commit", "default", "--root", prefix)
     assert committed.code == 0 and "generation 1-" in committed.out, committed.err
     assert (
         "unchanged since generation 1-" in cli("image", "commit", "default", "--root", prefix).out
     )
+    assert cli("status", "--root", prefix).code == 0
     (prefix / IMAGE_ROOT / "etc/motd").write_text("changed and longer\n")
     dirty = cli("status", "--root", prefix, "--output", "json")
     assert dirty.code == 1

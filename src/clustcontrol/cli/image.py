@@ -23,11 +23,12 @@ from clustcontrol.cli.common import (
     remove_command,
 )
 from clustcontrol.contract import EXCLUSIONS, expand, params
-from clustcontrol.errors import EXIT_FAILURE, InvalidInputError
+from clustcontrol.errors import EXIT_FAILURE, ClustcontrolError, InvalidInputError
 from clustcontrol.image import ImageResult, prepare_image, publish_image
-from clustcontrol.image.commit import commit_image, image_status
+from clustcontrol.image.commit import ImageStatus, commit_image, image_status
 from clustcontrol.image.generation import GenerationStore
 from clustcontrol.inventory import edit, normalize
+from clustcontrol.inventory.model import Inventory
 from clustcontrol.inventory.store import edit_inventory
 
 
@@ -107,7 +108,7 @@ def image_list(state: State, root: Path, output: str) -> None:
     for name, img in inv.images.items():
         store = GenerationStore.for_image(root, name, inv.cluster.state_dir)
         usage = store.usage()
-        space = sum(u.own_bytes for u in usage)
+        space = store.space()  # all kept trees, shared files once
         rows.append(
             {
                 "name": name,
@@ -245,7 +246,8 @@ def image_prepare(
     \b
     Example:
       clustcontrol image prepare default --dry-run
-      clustcontrol image prepare default --rebuild-initramfs && clustcontrol image publish default
+      clustcontrol image prepare default --rebuild-initramfs && clustcontrol image commit default \
+        && clustcontrol image publish default
     """
     result = prepare_image(
         state.inventory(),
@@ -326,14 +328,16 @@ def status(state: State, root: Path, output: str) -> None:
     """Each standard root: its committed generation, any changes not yet committed, and the
     generation trees kept with their size and age.
 
-    Exit status 1 when a standard has uncommitted changes (nodes would not get them).
+    Exit status 1 when any image needs the administrator: uncommitted changes (nodes would not
+    get them), no generation or a current generation without its tree (nodes cannot sync), or
+    an image that cannot be looked at (its root is missing).
 
     \b
     Example:
       clustcontrol status
     """
     inv = state.inventory()
-    states = [image_status(inv, name, root_prefix=root, usage=True) for name in inv.images]
+    states = [_image_status(inv, name, root) for name in inv.images]
     now = time.time()
     rows = [
         {
@@ -341,6 +345,13 @@ def status(state: State, root: Path, output: str) -> None:
             "root": st.root,
             "generation": st.committed,
             "uncommitted": None if st.uncommitted is None else st.uncommitted.summary(),
+            "uncommitted_paths": None
+            if st.uncommitted is None
+            else {
+                "added": list(st.uncommitted.added),
+                "changed": list(st.uncommitted.changed),
+                "removed": list(st.uncommitted.removed),
+            },
             "warning": st.warning,
             "generations": [
                 {
@@ -364,7 +375,7 @@ def status(state: State, root: Path, output: str) -> None:
             {
                 "image": st.image,
                 "generation": u.generation + (" (current)" if u.generation == st.committed else ""),
-                "files": u.files,
+                "regular files": u.files,
                 "size": human_bytes(u.bytes),
                 "own space": human_bytes(u.own_bytes),
                 "age": human_age(now - u.mtime),
@@ -373,10 +384,23 @@ def status(state: State, root: Path, output: str) -> None:
             for u in st.generations
         ]
         print_rows(
-            False, kept, "generations", ["image", "generation", "files", "size", "own space", "age"]
+            False,
+            kept,
+            "generations",
+            ["image", "generation", "regular files", "size", "own space", "age"],
         )
     warnings = [st.warning for st in states if st.warning]
     for warning in warnings:
         err.print(f"clustcontrol: WARNING: {warning}", markup=False)
-    if any(st.uncommitted is not None and not st.uncommitted.empty for st in states):
+    if warnings:
         sys.exit(EXIT_FAILURE)
+
+
+def _image_status(inv: Inventory, name: str, root: Path) -> ImageStatus:
+    """image_status with the kept trees' usage; an image that cannot be looked at (a missing
+    root, a damaged manifest) gives its problem instead of stopping the whole status."""
+    try:
+        return image_status(inv, name, root_prefix=root, usage=True)
+    except (ClustcontrolError, OSError, ValueError, EOFError) as exc:
+        why = exc.message if isinstance(exc, ClustcontrolError) else f"{exc}"
+        return ImageStatus(name, inv.images[name].root, None, False, None, (), why)

@@ -1,8 +1,8 @@
 """rsync batch files beside the generation deltas: a delta's transfer computed once on the master.
 
-For every delta from a generation FROM whose tree is still kept, `image commit` runs rsync once
-against FROM's tree with `--only-write-batch` (rsync(1), BATCH MODE) and writes, next to the
-delta in the new tree:
+For the delta from the previous generation FROM (whose tree is kept), `image commit` runs rsync
+once against FROM's tree with `--only-write-batch` (rsync(1), BATCH MODE; compressed, so holes
+and compressible data take little room) and writes, next to the delta in the new tree:
 
     etc/clustcontrol-deltas/FROM.batch   the batch: changed blocks and new data, nothing else
     etc/clustcontrol-deltas/FROM.list    the paths it covers, exactly as a node at FROM lists

@@ -7,13 +7,16 @@ last. Nodes read only generation trees, never the working tree."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from clustcontrol.contract import DELTAS_DIR, GENERATION_FILE, XATTRS_FILE
+from clustcontrol.errors import ClustcontrolError
 from clustcontrol.fsutil import atomic_write, exclusive_lock
 from clustcontrol.image.batches import excluded_paths, write_batches
 from clustcontrol.image.common import image_tree
@@ -28,7 +31,7 @@ from clustcontrol.image.generation import (
     next_generation,
     scan,
 )
-from clustcontrol.image.snapshot import TreeStats, build_tree, remove_tree
+from clustcontrol.image.snapshot import TreeStats, build_tree
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.run import require, run
 
@@ -70,11 +73,15 @@ class ImageStatus:
     served: bool  # its tree exists (nodes can sync it)
     uncommitted: Difference | None  # None when nothing was ever committed
     generations: tuple[TreeUsage, ...] = ()
+    problem: str | None = None  # why the image could not be looked at (a missing root ...)
 
     @property
     def warning(self) -> str | None:
-        """What the administrator must act on, or None: no commit yet, a current generation
-        whose tree is missing, or changes made to the working tree since the last commit."""
+        """What the administrator must act on, or None: the image could not be looked at, no
+        commit yet, a current generation whose tree is missing, or changes made to the working
+        tree since the last commit."""
+        if self.problem is not None:
+            return f"image {self.image}: {self.problem}"
         if self.committed is None:
             return (
                 f"image {self.image}: no generation committed; nodes cannot sync it "
@@ -92,6 +99,48 @@ class ImageStatus:
                 f"until: clustcontrol image commit {self.image}"
             )
         return None
+
+
+def _previous_manifest(store: GenerationStore, current: str | None, control_dir: str) -> Manifest:
+    """The manifest of the current generation; when it is missing or damaged, the one of its
+    tree, scanned again (every file read), and recorded; {} when there is neither."""
+    if current is None:
+        return {}
+    try:
+        return store.manifest(current)
+    except (ClustcontrolError, OSError, EOFError, ValueError, zlib.error):
+        tree = store.tree(current)
+        if not tree.is_dir():
+            return {}
+        manifest = scan(tree, control_dir=control_dir)
+        store.record(current, manifest)
+        return manifest
+
+
+def _check_apart(root: Path, store: GenerationStore) -> None:
+    """The working tree and the store must not contain each other once symlinks are resolved
+    (the inventory checks compare the paths as written): a commit would copy its own output.
+    Raises ClustcontrolError."""
+    tree, base = root.resolve(), store.base.resolve()
+    if tree == base or tree in base.parents or base in tree.parents:
+        raise ClustcontrolError(
+            f"the working tree {root} ({tree}) and the generation store {store.base} ({base}) "
+            "overlap",
+            hint="move cluster.state_dir or the image root so that neither holds the other",
+        )
+
+
+def syncfs(path: Path) -> None:
+    """Flush the file system holding path to disk (syncfs(2)): a whole generation tree at once,
+    not every file system of the master (sync(2)). Raises OSError when it fails."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)
 
 
 def _etc(manifest: Manifest) -> str | None:
@@ -123,18 +172,25 @@ def _finish_tree(
     atomic_write(tree / GENERATION_FILE, f"{generation}\n".encode(), mode=0o644)
     mtime = manifest[etc].mtime_ns
     os.utime(tree / etc, ns=(mtime, mtime), follow_symlinks=False)
-    sources = [d.source for d in written if d.skipped is None]
+    # A batch from the previous generation only: most nodes are one behind, and each batch
+    # holds about the changed data again (compressed).
+    sources = [d.source for d in written if d.skipped is None][-1:]
     return written, write_batches(store, tree, manifest, sources, excluded)
 
 
 def write_xattrs_archive(tree: Path, manifest: Manifest) -> int:
     """Write tree/XATTRS_FILE: the entries of `manifest` that have extended attributes, each with
-    them, as GNU tar writes them (pax headers: --xattrs --xattrs-include='*' --acls, numeric
-    owners, names "./PATH", no recursion). Returns how many entries it holds; with none, no file
-    is written. Raises CommandError when tar fails."""
+    them, then their directories, as GNU tar writes them (pax headers: --xattrs
+    --xattrs-include='*' --acls, numeric owners, names "./PATH", no recursion). Returns how many
+    entries it holds; with no extended attributes, no file is written. Raises CommandError when
+    tar fails."""
     names = sorted(rel for rel, entry in manifest.items() if entry.xattrs)
     if not names:
         return 0
+    # Their directories too (after them): extracting a file moves its directory's mtime, and
+    # tar sets a directory's times from its entry once everything in it is extracted.
+    parents = {rel.rpartition("/")[0] for rel in names} - {""} - set(names)
+    names += sorted(p for p in parents if p in manifest and manifest[p].kind == "d")
     listing = b"".join(b"./" + os.fsencode(rel) + b"\0" for rel in names)
     archive = tree / XATTRS_FILE
     run(
@@ -209,20 +265,26 @@ def commit_tree(
     copied, LockedError when another commit of the image holds the lock, CommandError when tar
     or rsync fails, and OSError when the tree cannot be read or the store written."""
     start = time.monotonic()
+    _check_apart(root, store)
     with exclusive_lock(store.base / "lock"):
         current = store.current()
-        previous = store.manifest(current) if current else {}
+        previous = _previous_manifest(store, current, control_dir)
         served = current is not None and store.tree(current).is_dir()
         if served:
             now = scan(root, previous, control_dir=control_dir)
             difference = compare(previous, now)
             if difference.empty:
                 assert current is not None
+                if any(now[p].ctime_ns != previous[p].ctime_ns for p in now):
+                    # Rewritten with the same bytes (a reinstalled package, chmod to the same
+                    # mode): the content is the generation's; the manifest keeps the new ctimes
+                    # so that `status` stops reporting them.
+                    store.record(current, now)
                 return CommitResult(
                     name, current, current, difference, False, len(now), time.monotonic() - start
                 )
+        store.tidy()  # what an interrupted commit left
         staging = store.roots / STAGING
-        remove_tree(staging)
         (store.roots / control_dir.lstrip("/")).mkdir(parents=True, exist_ok=True)
         manifest, stats = build_tree(
             root,
@@ -236,6 +298,7 @@ def commit_tree(
         store.record(generation, manifest)
         excluded = excluded_paths(control_dir, node_excluded)
         written, batched = _finish_tree(store, staging, generation, manifest, deltas, excluded)
+        syncfs(staging)  # the tree is on disk before any node can be told about it
         staging.rename(store.tree(generation))
         store.publish(generation)
         pruned = store.prune(keep, max(deltas, 1) + 1)

@@ -169,8 +169,9 @@ cc_tar_copy()
 	crc=$(cat "${stats}.create-rc" 2>/dev/null) || crc=2
 	cat "${stats}.create" "${stats}.extract" >"${stats}" 2>/dev/null
 	[ -z "${CC_LOG:-}" ] || cat "${stats}" >>"${CC_LOG}" 2>/dev/null
-	# GNU tar: 1 = a file changed while it was read (like rsync's 24), 2 = fatal.
-	if [ "${rc}" -ne 0 ] || [ "${crc:-2}" -gt 1 ]; then
+	# GNU tar: 1 = a file changed or vanished while it was read (like rsync's 24), 2 = fatal. A
+	# generation's tree never changes: either means the master removed it during the copy.
+	if [ "${rc}" -ne 0 ] || [ "${crc:-2}" -ne 0 ]; then
 		cc_warn "tar failed (create status ${crc:-?}, extract status ${rc})"
 		grep -v '^Total bytes' "${stats}" | tail -n 5 | sed 's/^/clustcontrol:   /' >&2
 		return 1

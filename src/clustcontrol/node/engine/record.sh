@@ -96,6 +96,17 @@ cc_sync_age()
 	fi
 }
 
+# cc_generation ROOT: the generation id in ROOT's CC_GENERATION_FILE (what the copy brought),
+# or "uncommitted" when there is none.
+cc_generation()
+{
+	local g=""
+	if [ -f "$1/${CC_GENERATION_FILE}" ]; then
+		g=$(head -n 1 "$1/${CC_GENERATION_FILE}" | tr -cd 'A-Za-z0-9._:+-')
+	fi
+	echo "${g:-uncommitted}"
+}
+
 # cc_recorded_generation ROOT: CC_REC_GENERATION, the generation of the node's last complete
 # sync (empty when there is none).
 cc_recorded_generation()

@@ -21,7 +21,7 @@
 #   3. a blank root:                             first copy, one tar stream
 #   4. an earlier committed generation:          the delta from it, unless a comparison is due
 #   5. anything else:                            the whole tree (rsync --delete)
-# A due comparison (every verify_every-th boot) compares contents (full) as well.
+# A whole-tree copy onto a root that is not blank compares every file's content (full).
 cc_copy_decision()
 {
 	local marker="$1" std="$3" rec="$4" due="$5" blank="$6" tar="$7" delta="$8"
@@ -50,9 +50,10 @@ cc_copy_decision()
 	else
 		CC_COPY_METHOD=tree
 	fi
-	# A comparison of the whole tree that is due compares every file's content too (--checksum):
-	# size and mtime miss content changed without them.
-	if [ "${due}" = yes ] && [ "${CC_COPY_METHOD}" = tree ]; then
+	# A comparison of the whole tree compares every file's content (--checksum): size and mtime
+	# miss content changed without them, and the node records the generation as its own after
+	# it. Only a blank root has nothing to compare.
+	if [ "${CC_COPY_METHOD}" = tree ] && [ "${blank}" != yes ]; then
 		CC_COPY_MODE=full
 	fi
 	return 0
@@ -107,6 +108,7 @@ cc_sync()
 	cc_write_filter "${root}" "${filter}" || return 1
 	if [ "${method}" = delta ] && ! cc_fetch_delta "${transport}" "${src}" "${filter}" "${list}"; then
 		method=tree
+		mode=full # the whole tree onto a root that is not blank: contents compared
 	fi
 	start=$(cc_now)
 	cc_write_marker "${root}" "${CC_IMAGE}" "${transport}:${src}" || { cc_err "cannot write the sync marker"; return 1; }
@@ -124,6 +126,7 @@ cc_sync()
 		if ! cc_delete_removed "${root}" "${list}.removed"; then
 			cc_warn "deleting the removed paths failed: comparing the whole tree"
 			method=tree
+			mode=full
 		elif [ "${CC_DELTA_BATCH}" = yes ] && cc_fetch_batch "${transport}" "${src}" "${list}" "${root}" \
 			&& cc_apply_batch "${root}" "${list}" "${stats}"; then
 			method="batch"
@@ -131,6 +134,7 @@ cc_sync()
 			"${root}" delta "${filter}" "${stats}" "${list}"; then
 			cc_warn "the delta sync failed: comparing the whole tree"
 			method=tree
+			mode=full
 		fi
 		;;
 	esac
@@ -140,6 +144,12 @@ cc_sync()
 	fi
 	if [ "${rc}" -eq 0 ] && [ "${transport}" = nfs ]; then
 		cc_restore_xattrs "${src}" "${root}" "${filter}" || rc=1
+	fi
+	# The copy is of the generation chosen only if the tree's own generation file came along:
+	# a tree the master removed during the copy leaves a partial copy without it.
+	if [ "${rc}" -eq 0 ] && [ "$(cc_generation "${root}")" != "${gen}" ]; then
+		cc_err "the copy is not of generation ${gen}: its tree changed or went away on the master"
+		rc=1
 	fi
 	if [ "${rc}" -ne 0 ]; then
 		cc_err "the sync of ${root} from ${src} did not complete"
