@@ -394,15 +394,15 @@ def test_a_rehearsal_stopped_half_way_leaves_nothing_running(
     cluster.commit()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not any("rsync -aHAXx" in line for line in _cmdlines()):
+    while not _copying():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.1)
     proc.send_signal(how)
     out, err = proc.communicate(timeout=60)
     deadline = time.monotonic() + 15
-    while any("rsync -aHAXx" in line for line in _cmdlines()) and time.monotonic() < deadline:
+    while _copying() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any("rsync -aHAXx" in line for line in _cmdlines())  # the engine is gone
+    assert not _copying()  # the engine is gone
     assert daemons() == []
     with Path("/proc/mounts").open() as f:
         assert not [line for line in f if "clustcontrol-rehearse" in line]
@@ -418,9 +418,12 @@ def test_a_rehearsal_stopped_half_way_leaves_nothing_running(
             subprocess.run(["losetup", "-d", loop], check=False)
 
 
-def _cmdlines() -> list[str]:
-    found = []
+def _copying() -> bool:
+    """Whether a rehearsal's engine is copying: its rsync, writing into a rehearsal's scratch
+    directory (other tests on the machine run rsync too)."""
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         with contextlib.suppress(OSError):
-            found.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-    return found
+            line = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if line.startswith("rsync -aHAXx") and "clustcontrol-rehearse-" in line:
+                return True
+    return False
