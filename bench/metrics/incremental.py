@@ -43,7 +43,7 @@ def metric_incremental(b: Bench) -> dict[str, Any]:
 
     def reset(source: Path, d: Path) -> None:
         """Back to the previous generation (untimed)."""
-        timed(["rsync", "-aHAX", "--delete", f"{source}/", f"{d}/"])
+        timed(["rsync", "-aHAXS", "--delete", f"{source}/", f"{d}/"])  # holes kept
         os.sync()
 
     with nodeside.rsync_daemon(changed, b.work / "inc-daemon") as daemon:
