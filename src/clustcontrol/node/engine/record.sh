@@ -18,7 +18,7 @@ cc_write_state()
 {
 	mkdir -p "${1%/*}" || return 1
 	cat >"$1.tmp" && mv "$1.tmp" "$1" || return 1
-	cc_flush
+	cc_flush "$1"
 }
 
 # cc_write_marker ROOT IMAGE SOURCE: "a sync is running"; on disk before rsync touches a file.
@@ -51,7 +51,7 @@ cc_write_record()
 		echo "CC_SYNC_SEEDED='${CC_PERSISTENT:-}'"
 	} | cc_write_state "$(cc_record "$1")" || return 1
 	rm -f "$(cc_marker "$1")"
-	cc_flush
+	cc_flush "$1"
 }
 
 # cc_seeded ROOT PATH: true when the persistent PATH is the node's own: the last complete sync
@@ -149,5 +149,5 @@ cc_verified()
 cc_count_unverified()
 {
 	echo $(($(cc_unverified "$1") + 1)) >"$(cc_skips "$1")" || return 1
-	cc_flush
+	cc_flush "$1"
 }

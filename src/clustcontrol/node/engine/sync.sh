@@ -155,7 +155,7 @@ cc_sync()
 		cc_err "the sync of ${root} from ${src} did not complete"
 		return 1
 	fi
-	cc_flush
+	cc_flush "${root}"
 	end=$(cc_now)
 	# Bytes over the wire (daemon), the pipe between the local rsync processes or the tar
 	# stream (NFS).
