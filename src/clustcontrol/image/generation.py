@@ -138,7 +138,9 @@ def manifest_exclusions(control_dir: str = CONTROL_DIR) -> tuple[frozenset[str],
 def walk(root: str, control_dir: str) -> Iterator[tuple[str, os.stat_result, str]]:
     """(relative path, lstat, absolute path) of everything under root the manifest covers
     (manifest_exclusions left out), parents before their contents; directories on other file
-    systems are listed, not entered. Raises OSError when a directory cannot be read."""
+    systems are listed, not entered. Sockets are left out: the process listening on one makes
+    it (a standard's are leftovers of the update node's daemons), and GNU tar, the first copy
+    of a node, cannot carry them. Raises OSError when a directory cannot be read."""
     path_excluded, content_excluded = manifest_exclusions(control_dir)
     device = Path(root).stat().st_dev  # the root itself may be reached through a symlink
     stack = [""]
@@ -151,6 +153,8 @@ def walk(root: str, control_dir: str) -> Iterator[tuple[str, os.stat_result, str
                 if rel in path_excluded:
                     continue
                 st = entry.stat(follow_symlinks=False)
+                if stat.S_ISSOCK(st.st_mode):
+                    continue
                 yield rel, st, entry.path
                 if stat.S_ISDIR(st.st_mode) and st.st_dev == device and rel not in content_excluded:
                     stack.append(rel)
