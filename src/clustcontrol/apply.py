@@ -19,7 +19,7 @@ import contextlib
 import difflib
 import json
 import os
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -27,6 +27,7 @@ from typing import Literal
 from clustcontrol.errors import ClustcontrolError, UnsafePathError
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.render.base import Output, RenderedTree, Service
+from clustcontrol.render.firewall import REMOVE_TABLE, UNIT, uses_rsync
 from clustcontrol.rootdir import RootDir, Staged, is_target_path
 from clustcontrol.run import run, which
 from clustcontrol.verify import CheckResult, check_outputs, require_clean
@@ -44,12 +45,25 @@ RELOADS: dict[Service, list[list[str]]] = {
     "dhcp-kea": [["systemctl", "restart", "kea-dhcp4-server"]],
     "dhcp-dnsmasq": [["systemctl", "restart", "dnsmasq"]],
     "tftp": [["systemctl", "restart", "tftpd-hpa"]],
-    "nfs-kernel": [["exportfs", "-ra"]],
+    # mountd reads its port (nfs.conf.d) at start only; try-restart leaves a stopped one alone.
+    "nfs-kernel": [["exportfs", "-ra"], ["systemctl", "try-restart", "nfs-mountd.service"]],
     "nfs-ganesha": [["systemctl", "restart", "nfs-ganesha"]],
     "bind-mount": [["mount", "-a", "-t", "none", "-O", "bind"]],
     "rsyncd": [],
     "pxe": [],
     "control": [],
+    # The unit or its drop-in may be new: daemon-reload first. reload-or-restart starts the
+    # unit when it is not active (nft -f) and reloads it otherwise (nft -f again: the ruleset
+    # replaces its table in one transaction).
+    "firewall": [["systemctl", "daemon-reload"], ["systemctl", "reload-or-restart", UNIT]],
+}
+
+# What runs when apply removes the files of a service it no longer installs (e.g. the firewall
+# turned off). The table goes whatever systemd knows of the unit (its file is already gone):
+# nft adds the table if absent and deletes it, in one transaction; then systemd forgets the
+# unit and its drop-in.
+STOPS: dict[Service, list[list[str]]] = {
+    "firewall": [["nft", REMOVE_TABLE], ["systemctl", "daemon-reload"]],
 }
 
 
@@ -61,12 +75,15 @@ DHCP_SERVICES: dict[str, Service] = {
 
 
 def selected_services(inv: Inventory) -> set[Service]:
-    """What apply installs: the chosen DHCP and NFS servers, rsyncd when an image uses it."""
+    """What apply installs: the chosen DHCP and NFS servers, rsyncd when an image uses it, the
+    firewall when cluster.firewall is true."""
     services: set[Service] = {"dns", "tftp", "pxe", "control", "bind-mount"}
     services.add(DHCP_SERVICES[inv.cluster.dhcp_server])
     services.add("nfs-kernel" if inv.cluster.nfs_server == "kernel" else "nfs-ganesha")
-    if any(inv.transport_of(name) == "rsync" for name in inv.images):
+    if uses_rsync(inv):
         services.add("rsyncd")
+    if inv.cluster.firewall:
+        services.add("firewall")
     return services
 
 
@@ -182,12 +199,18 @@ class Installer:
         return set(files)
 
     def plan(
-        self, outputs: Iterable[Output], *, partial: bool = False
+        self,
+        outputs: Iterable[Output],
+        *,
+        partial: bool = False,
+        owners: Mapping[str, Service] | None = None,
     ) -> tuple[list[Change], int, list[str]]:
         """Changes that install outputs, how many are unchanged, and the new manifest.
 
         Returns (changes, unchanged count, sorted target paths for the manifest); block outputs
-        are merged into the installed file and are not listed in the manifest. Raises
+        are merged into the installed file and are not listed in the manifest. A stale file
+        (installed earlier, not among `outputs`) is removed; its change names the service
+        `owners` (live path -> service, e.g. of every rendered output) gives it, else None. Raises
         ClustcontrolError when the existing manifest is not valid JSON of the expected shape or
         lists a path that is not normalized and absolute, and UnsafePathError naming every
         target (installed or stale) that is a symbolic link or not a regular file.
@@ -225,7 +248,8 @@ class Installer:
                     refused.append(exc)
                     continue
                 if old is not None:
-                    changes.append(Change(path, "remove", None, old, None))
+                    owner = owners.get(path) if owners else None
+                    changes.append(Change(path, "remove", owner, old, None))
         if refused:
             raise UnsafePathError(
                 [line for exc in refused for line in exc.problems], hint=refused[0].hint
@@ -295,19 +319,46 @@ class Installer:
         return cleaned
 
 
-def reload_services(services: Iterable[Service]) -> list[str]:
-    """Run the RELOADS commands of each service once (sorted, duplicates dropped).
-
-    A command whose program is not installed is skipped. Returns the commands run, each argv
-    joined by spaces. Raises CommandError when one fails or takes more than 120 seconds."""
+def _run_commands(
+    table: Mapping[Service, list[list[str]]], services: Iterable[Service]
+) -> list[str]:
     done: list[str] = []
     for service in sorted(set(services)):
-        for argv in RELOADS[service]:
+        for argv in table.get(service, []):
             if which(argv[0]) is None:
                 continue
             run(argv, timeout=120)
             done.append(" ".join(argv))
     return done
+
+
+def reload_services(services: Iterable[Service]) -> list[str]:
+    """Run the RELOADS commands of each service once (sorted, duplicates dropped).
+
+    A command whose program is not installed is skipped. Returns the commands run, each argv
+    joined by spaces. Raises CommandError when one fails or takes more than 120 seconds."""
+    return _run_commands(RELOADS, services)
+
+
+def stop_services(services: Iterable[Service]) -> list[str]:
+    """Run the STOPS commands of each service once (sorted, duplicates dropped; a service
+    without any has nothing to stop), as reload_services does."""
+    return _run_commands(STOPS, services)
+
+
+def live_services(
+    changes: Iterable[Change], selected: Collection[Service]
+) -> tuple[set[Service], set[Service]]:
+    """What makes `changes` live: (the services to stop: those whose files were removed
+    because they are no longer in `selected`, the services to reload: the selected ones with a
+    change). A removed file of no known service (Change.service None) is in neither."""
+    stop: set[Service] = set()
+    reload: set[Service] = set()
+    for change in changes:
+        if change.service is None:
+            continue
+        (reload if change.service in selected else stop).add(change.service)
+    return stop, reload
 
 
 def apply_tree(
@@ -330,7 +381,11 @@ def apply_tree(
     another apply holds the lock, UnsafePathError when a target is a symbolic link or not a
     regular file (nothing is installed then, and nothing read through it), InvalidInputError
     when a checker rejects a file (nothing is installed then), CommandError when a reload fails
-    and OSError when a write fails."""
+    and OSError when a write fails.
+
+    With `reload`, the services whose files were removed because they are no longer selected
+    are stopped first (STOPS: the firewall's table is deleted), then each selected service with
+    a change is reloaded once (RELOADS); see live_services."""
     if reload and root.resolve() != Path("/"):
         raise ClustcontrolError("--reload only makes sense on the live root, not under --root")
     selected = selected_services(inv)
@@ -341,7 +396,10 @@ def apply_tree(
     # A dry run writes nothing, not even the lock file.
     lock = contextlib.nullcontext() if dry_run else installer.lock()
     with lock:
-        changes, unchanged, installed = installer.plan(outputs, partial=services is not None)
+        owners = {o.path: o.service for o in tree}
+        changes, unchanged, installed = installer.plan(
+            outputs, partial=services is not None, owners=owners
+        )
         changed_paths = {c.path for c in changes}
         checks: list[CheckResult] = []
         if check and changes:
@@ -352,7 +410,8 @@ def apply_tree(
             return result
         result.cleaned = installer.install(changes, installed, (o.path for o in outputs))
         if reload:
-            result.reloaded = reload_services(c.service for c in changes if c.service)
+            stop, reload_ = live_services(changes, selected)
+            result.reloaded = stop_services(stop) + reload_services(reload_)
         return result
 
 

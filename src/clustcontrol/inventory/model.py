@@ -82,7 +82,8 @@ class Cluster(_Model):
             the trees are what nodes sync from (exported read-only, the rsync module).
         dhcp_server: the DHCP server `apply` configures: isc, kea or dnsmasq.
         dhcp_interface: the master's interface on the cluster network, for the DHCP server to
-            listen on; None: left to the server (Kea: every interface).
+            listen on and the only one the firewall serves the cluster network on; None: left
+            to the server (Kea: every interface), the firewall takes any interface.
         nfs_server: kernel (exports in /etc/exports.d) or ganesha (NFS-Ganesha).
         transport: how nodes reach a standard by default: nfs (the node mounts it read-only
             and copies from it) or rsync (the master's rsync daemon); an image may override it.
@@ -95,6 +96,15 @@ class Cluster(_Model):
             (SERIAL N SPEED, default speed 115200).
         sync_retries: how often the node retries each step that needs the master, 0 to 100
             (default 5; kernel switch clustcontrol.retries overrides it).
+        firewall: true: apply installs the master firewall, an nftables table of its own
+            (`inet clustcontrol`) that drops traffic to the boot services' ports (DNS, DHCP,
+            TFTP, rpcbind, NFS, mountd, the rsync daemon) unless it comes from cluster.network
+            (through dhcp_interface when that is set), and leaves the rest of the host's policy
+            alone (render/firewall.py); false: no table, and apply --reload deletes one an
+            earlier apply loaded. A boolean (yes/no, on/off and 1/0 too). Default false, so
+            that an inventory written before this setting changes nothing on its master: the
+            table would cut off what the master serves on those ports to other networks (its
+            own NFS exports, rpcbind for NIS, DNS views); `init` writes true.
 
     Paths are safe absolute paths, names and kernel words use the character sets of types.py;
     out-of-range numbers, unknown keys and unknown choices are rejected by pydantic."""
@@ -116,6 +126,7 @@ class Cluster(_Model):
     rsync_max_connections: int = Field(default=64, ge=1, le=10000)
     serial_console: SerialConsole | None = None
     sync_retries: int = Field(default=5, ge=0, le=100)
+    firewall: bool = False
 
 
 class Partition(_Model):

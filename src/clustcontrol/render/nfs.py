@@ -9,8 +9,15 @@ from clustcontrol.render.base import Output, RenderContext, render_template
 
 EXPORTS = "/etc/exports.d/clustcontrol.exports"
 GANESHA_CONF = "/etc/ganesha/ganesha.conf"
+NFS_CONF = "/etc/nfs.conf.d/clustcontrol.conf"
 FSTAB = "/etc/fstab"
 EXPORT_OPTIONS = "sync,no_subtree_check,no_root_squash,crossmnt"
+NFS_PORT = 2049  # RFC 7530 section 3.1 (NFSv4), the port NFSv3 servers use too
+RPCBIND_PORT = 111  # RFC 1833
+# The MOUNT protocol (NFSv3's mountd) has no fixed port: rpc.mountd (rpc.mountd(8), --port) and
+# ganesha (MNT_Port 0 by default, ganesha-core-config(8)) take one that rpcbind hands out. Both
+# are pinned to 20048, IANA's "mountd", so that the firewall (render/firewall.py) can name it.
+MOUNTD_PORT = 20048
 
 
 def control_mount_point(image_root: str, control_dir: str) -> str:
@@ -42,11 +49,23 @@ def render_exports(ctx: RenderContext) -> Iterator[Output]:
     )
 
 
+def render_nfs_conf(ctx: RenderContext) -> Iterator[Output]:
+    """/etc/nfs.conf.d/clustcontrol.conf (nfs.conf(5): files in /etc/nfs.conf.d override
+    /etc/nfs.conf): the kernel server's rpc.mountd on MOUNTD_PORT, not a random port, so the
+    firewall (render/firewall.py) covers it. Applied by restarting nfs-mountd."""
+    yield Output(
+        path=NFS_CONF,
+        service="nfs-kernel",
+        content=render_template("nfs/nfs.conf.j2", mountd_port=MOUNTD_PORT),
+    )
+
+
 def render_ganesha(ctx: RenderContext) -> Iterator[Output]:
     """nfs-ganesha exports: each image's generation roots read-only to the cluster subnet, the
     update image's working tree read-write to the update address alone, and the control
     directory bind-mounted into each of them (ganesha does not cross into a mount below an
-    export, so each gets an export of its own)."""
+    export, so each gets an export of its own). Its MOUNT service listens on MOUNTD_PORT
+    (NFS_CORE_PARAM MNT_Port, ganesha-core-config(8))."""
     view = ctx.view
     control_dir = view.cluster.control_dir
     served: list[tuple[str, str | None, str | None]] = [
@@ -69,7 +88,7 @@ def render_ganesha(ctx: RenderContext) -> Iterator[Output]:
     yield Output(
         path=GANESHA_CONF,
         service="nfs-ganesha",
-        content=render_template("nfs/ganesha.conf.j2", exports=exports),
+        content=render_template("nfs/ganesha.conf.j2", exports=exports, mountd_port=MOUNTD_PORT),
     )
 
 
