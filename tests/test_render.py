@@ -10,6 +10,8 @@ import pytest
 from clustcontrol.render import RenderContext, render_all
 from clustcontrol.render.base import RenderedTree
 from clustcontrol.render.dns import next_serial
+from clustcontrol.render.firewall import RULESET, FirewallPort, firewall_ports
+from clustcontrol.render.nfs import MOUNTD_PORT, NFS_CONF
 from clustcontrol.render.view import hex_ip, reverse_zone_name, reverse_zones
 from tests.conftest import BASE, make_inventory
 
@@ -244,3 +246,58 @@ def test_pxelinux_serial_line_is_port_and_baud_rate(console: str, serial: str) -
     )
     assert f"\n{serial}\nCONSOLE 0\n" in common
     assert f" console={console}\n" in common
+
+
+def _rules(tree: RenderedTree) -> list[str]:
+    """The rules of the firewall's input chain, as written."""
+    chain = text(tree, RULESET).split("chain input {\n", 1)[1].split("\n\t}", 1)[0]
+    return [line.strip() for line in chain.splitlines()[1:]]
+
+
+def test_firewall_ruleset_drops_the_boot_ports_from_outside_the_cluster_only() -> None:
+    rsync = {"default": {"root": "/srv/a", "transport": "rsync"}}
+    tree = render(cluster={**BASE["cluster"], "rsync_port": 8873}, images=rsync)
+    ruleset = text(tree, RULESET)
+    # Idempotent to load: the table is created if absent, deleted, created anew.
+    commands = [line for line in ruleset.splitlines() if line and not line[0].isspace()]
+    assert [c for c in commands if not c.startswith("#")][:3] == [
+        "table inet clustcontrol",
+        "delete table inet clustcontrol",
+        "table inet clustcontrol {",
+    ]
+    assert "policy accept;" in ruleset and " accept\n" not in ruleset  # never accepts a packet
+    assert _rules(tree) == [
+        'iif "lo" return',
+        "ct state established,related return",
+        "ip saddr 192.168.0.0/24 return",
+        'ip saddr 0.0.0.0 udp dport 67 return comment "DHCP clients without an address yet"',
+        'meta l4proto { tcp, udp } th dport 53 counter drop comment "DNS"',
+        'udp dport 67 counter drop comment "DHCP"',
+        'udp dport 69 counter drop comment "TFTP"',
+        'meta l4proto { tcp, udp } th dport 111 counter drop comment "rpcbind"',
+        'meta l4proto { tcp, udp } th dport 2049 counter drop comment "NFS"',
+        'tcp dport 8873 counter drop comment "rsync daemon"',
+        'meta l4proto { tcp, udp } th dport 20048 counter drop comment "NFS mountd"',
+    ]
+
+
+def test_firewall_names_the_cluster_interface_and_only_installed_ports() -> None:
+    tree = render(cluster={**BASE["cluster"], "dhcp_interface": "eth1:0", "rsync_port": 53})
+    rules = _rules(tree)
+    # The device, not the alias label; the rsync daemon is not installed (no image uses it).
+    assert rules[2:4] == [
+        'iifname "eth1" ip saddr 192.168.0.0/24 return',
+        'iifname "eth1" ip saddr 0.0.0.0 udp dport 67 return comment '
+        '"DHCP clients without an address yet"',
+    ]
+    assert not any("rsync" in rule for rule in rules)
+    shared = make_inventory(cluster={**BASE["cluster"], "rsync_port": 53, "transport": "rsync"})
+    assert firewall_ports(shared, rsync=True)[0] == FirewallPort(
+        53, ("tcp", "udp"), "DNS, rsync daemon"
+    )
+
+
+def test_mountd_is_pinned_for_both_nfs_servers() -> None:
+    tree = render()
+    assert text(tree, NFS_CONF).splitlines()[-2:] == ["[mountd]", f"port={MOUNTD_PORT}"]
+    assert f"MNT_Port = {MOUNTD_PORT};" in text(tree, "/etc/ganesha/ganesha.conf")

@@ -44,6 +44,7 @@ PROGRAMS = (
     "curl",
     "udhcpc",
     "ip",
+    "nft",
 )
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 READY_TIMEOUT = 20.0
@@ -336,9 +337,11 @@ class Link:
         must(["ip", "-n", self.client_ns, "link", "set", self.client_if, "up"])
 
 
-def make_link(netns: Netns, server_cidr: str) -> Link:
-    """A veth pair created directly inside two fresh namespaces (never in the host namespace)."""
-    server_ns = netns.create("srv")
+def make_link(netns: Netns, server_cidr: str, *, server_ns: str | None = None) -> Link:
+    """A veth pair created directly inside two namespaces (never in the host namespace): a
+    fresh client one, and `server_ns` (an earlier link's, for a server with two links) or a
+    fresh one."""
+    server_ns = server_ns or netns.create("srv")
     client_ns = netns.create("cli")
     tag = unique_tag()
     link = Link(server_ns, client_ns, f"ccs{tag}", f"ccc{tag}")
