@@ -29,7 +29,7 @@ from clustcontrol.inventory.model import Inventory
 from clustcontrol.render.base import Output, RenderedTree, Service
 from clustcontrol.render.firewall import REMOVE_TABLE, UNIT, uses_rsync
 from clustcontrol.rootdir import RootDir, Staged, is_target_path
-from clustcontrol.run import run, which
+from clustcontrol.run import require, run, which
 from clustcontrol.verify import CheckResult, check_outputs, require_clean
 
 MANIFEST = "/var/lib/clustcontrol/installed.json"
@@ -377,11 +377,12 @@ def apply_tree(
     Files go under `root` (Path("/") for the live system). With `check` the changed files are
     first checked with the services' own programs (verify.check_outputs); with `dry_run`
     nothing is written, not even the lock; with `reload` the affected services are reloaded.
-    Raises ClustcontrolError when `reload` is asked under a root other than /, LockedError when
-    another apply holds the lock, UnsafePathError when a target is a symbolic link or not a
-    regular file (nothing is installed then, and nothing read through it), InvalidInputError
-    when a checker rejects a file (nothing is installed then), CommandError when a reload fails
-    and OSError when a write fails.
+    Raises ClustcontrolError when `reload` is asked under a root other than /, CommandError
+    when it is and the firewall changes but nft is not installed (nothing is installed then),
+    LockedError when another apply holds the lock, UnsafePathError when a target is a symbolic
+    link or not a regular file (nothing is installed then, and nothing read through it),
+    InvalidInputError when a checker rejects a file (nothing is installed then), CommandError
+    when a reload fails and OSError when a write fails.
 
     With `reload`, the services whose files were removed because they are no longer selected
     are stopped first (STOPS: the firewall's table is deleted), then each selected service with
@@ -408,6 +409,8 @@ def apply_tree(
         result = ApplyResult(changes, unchanged, checks, dry_run=dry_run)
         if dry_run:
             return result
+        if reload and any(c.service == "firewall" for c in changes):
+            require("nft", "nftables")  # loads the table, or deletes it
         result.cleaned = installer.install(changes, installed, (o.path for o in outputs))
         if reload:
             stop, reload_ = live_services(changes, selected)

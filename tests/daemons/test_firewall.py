@@ -24,8 +24,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from clustcontrol import verify
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.render import RenderContext, render_all
+from clustcontrol.render.base import Output
 from clustcontrol.render.firewall import (
     REMOVE_TABLE,
     RULESET,
@@ -36,7 +38,7 @@ from clustcontrol.render.firewall import (
     firewall_ports,
 )
 from clustcontrol.render.nfs import MOUNTD_PORT, NFS_CONF
-from clustcontrol.verify import check_outputs
+from clustcontrol.verify import CheckResult, check_outputs
 from tests.daemons.conftest import (
     Daemons,
     Link,
@@ -404,8 +406,6 @@ def _checked(inv: Inventory) -> tuple[bool, str]:
 
 
 def test_apply_checker_rejects_a_broken_ruleset(tmp_path: Path) -> None:
-    from clustcontrol.render.base import Output
-
     inv = inventory(cluster=cluster(firewall=True))
     assert _checked(inv) == (True, "")
     good = render_all(RenderContext(inv))[RULESET].data().decode()
@@ -437,6 +437,32 @@ def test_apply_checker_works_without_root(tmp_path: Path) -> None:
         report = pipe.read()
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0 and json.loads(report) == [True, False, ""]
+
+
+def test_apply_checker_without_a_namespace_says_it_did_not_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where unshare itself fails (user namespaces turned off, as a user), the ruleset is not
+    checked and the result says so, as Kea's does for an absent interface; nft's own errors
+    stay failures."""
+    denied = "unshare: unshare failed: Operation not permitted"
+    monkeypatch.setattr(
+        verify,
+        "_check",
+        lambda *args: CheckResult("firewall", "unshare", RULESET, False, False, denied),
+    )
+    [result] = check_outputs([Output(RULESET, "firewall", b"table inet clustcontrol\n")])
+    assert (result.ok, result.status) == (
+        True,
+        f"ok (not checked: no network namespace here: {denied})",
+    )
+    monkeypatch.setattr(
+        verify,
+        "_check",
+        lambda *args: CheckResult("firewall", "unshare", RULESET, False, False, "Error: x"),
+    )
+    [result] = check_outputs([Output(RULESET, "firewall", b"table inet clustcontrol\n")])
+    assert (result.ok, result.status) == (False, "FAILED")
 
 
 def test_unit_and_drop_in_pass_systemd_analyze(tmp_path: Path) -> None:
