@@ -6,6 +6,7 @@ rsync/sfdisk/mke2fs/blkid/e2fsck/mkswap/partx after them)."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -35,6 +36,7 @@ IMAGE_ROOT = "/srv/nfs4/teststandard"
 # The image's generation roots as the control files name them (what the node mounts over NFS).
 SERVED_PATH = generation_roots(STATE_DIR, "default")
 DISK_MIB = 72
+PERSISTENT = ("/var/lib/keep", "/etc/local.conf")  # the test inventory's image's
 
 # Small layouts for a 72 MiB test disk: swap, root, persistent data partition.
 SFDISK_A = "label: dos\nunit: sectors\n\n,4MiB,S\n,40MiB,L,*\n,,L\n"
@@ -100,7 +102,7 @@ def inventory_dict(
         "images": {
             "default": {
                 "root": IMAGE_ROOT,
-                "persistent": ["/var/lib/keep", "/etc/local.conf"],
+                "persistent": list(PERSISTENT),
                 "boot_interface": "eth0",
             }
         },
@@ -209,7 +211,14 @@ class Result:
 def commit(std: Path, store: Path, *, keep: int = 3) -> str:
     """`image commit` of the working tree std into the generation store at `store` (the real
     master code): the new generation's id, or the current one when nothing changed."""
-    result = commit_tree("default", std, GenerationStore(store), control_dir=CONTROL_DIR, keep=keep)
+    result = commit_tree(
+        "default",
+        std,
+        GenerationStore(store),
+        control_dir=CONTROL_DIR,
+        keep=keep,
+        persistent=PERSISTENT,
+    )
     return result.generation
 
 
@@ -272,7 +281,11 @@ class Node:
             '    { echo "bad spec $1" >&2; return 1; }\n'
             '  local from="${CC_TEST_SERVED}"\n'
             '  if [ -n "${CC_TEST_NFS3_VIEW:-}" ]; then\n'
-            '    rsync -aH --checksum --delete "${from}/" "${CC_TEST_NFS3_VIEW}/" || return 1\n'
+            # --modify-window=-1: rsync compares whole seconds otherwise, and a directory whose
+            # mtime moved within its second would keep the earlier one in the view. --sparse:
+            # NFSv3 shows a file's allocation (st_blocks), holes included.
+            '    rsync -aH --sparse --checksum --modify-window=-1 --delete "${from}/" \\\n'
+            '      "${CC_TEST_NFS3_VIEW}/" || return 1\n'
             '    from="${CC_TEST_NFS3_VIEW}"\n'
             "  fi\n"
             '  mount -o bind "${from}" "$2" && mount -o remount,ro,bind "$2"\n'
@@ -312,6 +325,7 @@ class Node:
             env=self.environ(**extra),
             capture_output=True,
             text=True,
+            errors="backslashreplace",  # file names in messages need not be UTF-8
             timeout=120,
         )
         return Result(proc.returncode, proc.stdout + proc.stderr)
@@ -323,6 +337,7 @@ class Node:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            errors="backslashreplace",
             start_new_session=True,
         )
 
@@ -349,6 +364,33 @@ class Node:
             points = [line.split()[1] for line in f]
         for p in sorted((p for p in points if p.startswith(str(self.tmp))), key=len, reverse=True):
             subprocess.run(["umount", "-l", p], check=False)
+
+
+CLONE_NEWNS = 0x00020000
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_mounts() -> Iterator[None]:
+    """Run in a mount namespace of our own, nothing propagated out of it. A daemon started in
+    a new mount namespace elsewhere on the machine (the e2e tests' master) copies every mount
+    of the moment; a node root mounted then would stay mounted there, its device busy for the
+    next boot's e2fsck. Back in the original namespace afterwards."""
+    if os.geteuid() != 0:
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    original = os.open("/proc/self/ns/mnt", os.O_RDONLY)
+    try:
+        if libc.unshare(CLONE_NEWNS) != 0:
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+        try:
+            subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+            yield
+        finally:
+            if libc.setns(original, CLONE_NEWNS) != 0:
+                raise OSError(ctypes.get_errno(), "setns")
+    finally:
+        os.close(original)
 
 
 @pytest.fixture(scope="session")
@@ -395,15 +437,16 @@ class RsyncDaemon:
     proc: subprocess.Popen[bytes]
 
 
-@pytest.fixture
-def rsync_daemon(tmp_path: Path, standard: Path) -> Iterator[RsyncDaemon]:
-    served = tmp_path / "state/images/default/roots"  # Node.served
+@contextlib.contextmanager
+def rsync_daemon_serving(served: Path, conf_dir: Path) -> Iterator[RsyncDaemon]:
+    """A real rsync daemon on 127.0.0.1 whose module `default` is `served` (created when
+    missing); its configuration, pid and log files in conf_dir."""
     served.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    conf = tmp_path / "rsyncd.conf"
+    conf = conf_dir / "rsyncd.conf"
     conf.write_text(
         "uid = root\ngid = root\nuse chroot = yes\nnumeric ids = yes\nreverse lookup = no\n"
-        f"pid file = {tmp_path}/rsyncd.pid\nlock file = {tmp_path}/rsyncd.lock\n"
+        f"pid file = {conf_dir}/rsyncd.pid\nlock file = {conf_dir}/rsyncd.lock\n"
         "refuse options = delete-excluded\n\n"
         f"[default]\n    path = {served}\n    read only = yes\n    list = yes\n"
         "    hosts allow = 127.0.0.1\n"
@@ -416,7 +459,7 @@ def rsync_daemon(tmp_path: Path, standard: Path) -> Iterator[RsyncDaemon]:
             f"--config={conf}",
             f"--port={port}",
             "--address=127.0.0.1",
-            f"--log-file={tmp_path}/rsyncd.log",
+            f"--log-file={conf_dir}/rsyncd.log",
         ],
         start_new_session=True,
     )
@@ -435,3 +478,9 @@ def rsync_daemon(tmp_path: Path, standard: Path) -> Iterator[RsyncDaemon]:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def rsync_daemon(tmp_path: Path, standard: Path) -> Iterator[RsyncDaemon]:
+    with rsync_daemon_serving(tmp_path / "state/images/default/roots", tmp_path) as daemon:
+        yield daemon  # serves Node.served

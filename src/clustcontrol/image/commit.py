@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 
-from clustcontrol.contract import DELTAS_DIR, GENERATION_FILE, XATTRS_FILE
+from clustcontrol.contract import DELTAS_DIR, GENERATION_FILE, XATTRS_FILE, exclusions, params
 from clustcontrol.fsutil import atomic_write, exclusive_lock
 from clustcontrol.image.common import image_tree
 from clustcontrol.image.deltas import KEEP, Delta, write_deltas
@@ -33,6 +35,7 @@ from clustcontrol.run import require, run
 STAGING = (
     ".new"  # roots/.new: the tree being built (a killed commit leaves it; the next removes it)
 )
+XATTRS_STAGING = ".new-xattrs.tar"  # roots/.new-xattrs.tar: its attribute archive, until done
 
 
 @dataclass(frozen=True)
@@ -99,32 +102,83 @@ def _etc(manifest: Manifest) -> str | None:
 
 
 def _finish_tree(
-    store: GenerationStore, tree: Path, generation: str, manifest: Manifest, deltas: int
+    store: GenerationStore,
+    tree: Path,
+    generation: str,
+    manifest: Manifest,
+    deltas: int,
+    owned: Callable[[str], bool],
 ) -> tuple[Delta, ...]:
-    """Write the deltas and the generation file into a built tree, then give its etc back the
-    working tree's times (they are not part of the manifest, the directory's mtime is). A tree
-    without a real etc directory gets neither."""
+    """Write the attribute archive, the deltas and the generation file into a built tree, then
+    give its etc back the working tree's times (they are not part of the manifest, the
+    directory's mtime is). The archive is made first, outside the tree, while every directory
+    still has its manifest's times (it records some). A tree without a real etc directory gets
+    none of them."""
     etc = _etc(manifest)
     if etc is None:
         return ()
+    staged = store.roots / XATTRS_STAGING
+    staged.unlink(missing_ok=True)
+    held = write_xattrs_archive(tree, manifest, staged, owned)
     written = write_deltas(store, tree / DELTAS_DIR, generation, manifest, keep=deltas)
-    write_xattrs_archive(tree, manifest)
+    if held:
+        staged.rename(tree / XATTRS_FILE)
     atomic_write(tree / GENERATION_FILE, f"{generation}\n".encode(), mode=0o644)
     mtime = manifest[etc].mtime_ns
     os.utime(tree / etc, ns=(mtime, mtime), follow_symlinks=False)
     return written
 
 
-def write_xattrs_archive(tree: Path, manifest: Manifest) -> int:
-    """Write tree/XATTRS_FILE: the entries of `manifest` that have extended attributes, each with
-    them, as GNU tar writes them (pax headers: --xattrs --xattrs-include='*' --acls, numeric
-    owners, names "./PATH", no recursion). Returns how many entries it holds; with none, no file
-    is written. Raises CommandError when tar fails."""
-    names = sorted(rel for rel, entry in manifest.items() if entry.xattrs)
-    if not names:
+def node_owned(control_dir: str, persistent: Iterable[str] = ()) -> Callable[[str], bool]:
+    """Whether a path of a generation may be one that a node keeps as its own and leaves out of
+    its sync: a sync exclusion (contract.EXCLUSIONS, the engine's default state and log
+    directories) or one of the image's persistent paths, or inside one."""
+    values = {"CC_CONTROL_DIR": control_dir}
+    values |= {p.key: p.default or "" for p in params("conf.d") if p.key in _NODE_DIRS}
+    rows = [path.split("/") for path, contents in exclusions(values, sync=True) if not contents]
+    rows += [p.strip("/").split("/") for p in persistent]
+
+    def owned(rel: str) -> bool:
+        parts = rel.split("/")
+        return any(len(parts) >= len(row) and all(map(fnmatchcase, parts, row)) for row in rows)
+
+    return owned
+
+
+_NODE_DIRS = ("CC_STATE_DIR", "CC_LOG_DIR")
+
+
+def xattrs_archive_names(
+    manifest: Manifest, owned: Callable[[str], bool] = lambda rel: False
+) -> list[str]:
+    """What the attribute archive holds, in order: the entries that have extended attributes
+    and the directory each of them is in ("." for the root); the names a node may own (`owned`)
+    last. Extracting a file replaces it, which moves its directory's mtime on the node; the
+    directory's own entry, extracted after its contents, sets it back. Of the names of one
+    hard-linked file, tar stores the data with the first and links the others to it: a name a
+    node leaves out of its extraction must not be that first one, or the others would be
+    linked to the node's own file."""
+    names = {rel for rel, entry in manifest.items() if entry.xattrs}
+    names |= {rel.rpartition("/")[0] or "." for rel in names}
+    return sorted(names, key=lambda rel: (owned(rel), rel))
+
+
+def write_xattrs_archive(
+    tree: Path,
+    manifest: Manifest,
+    archive: Path | None = None,
+    owned: Callable[[str], bool] = lambda rel: False,
+) -> int:
+    """Write the attribute archive of a built tree (default: tree/XATTRS_FILE) with the entries
+    of xattrs_archive_names, each with its attributes, as GNU tar writes them (pax headers:
+    --xattrs --xattrs-include='*' --acls, numeric owners, names "./PATH", no recursion).
+    Returns how many entries it holds; when none has attributes, no file is written. Raises
+    CommandError when tar fails."""
+    if not any(entry.xattrs for entry in manifest.values()):
         return 0
-    listing = b"".join(b"./" + os.fsencode(rel) + b"\0" for rel in names)
-    archive = tree / XATTRS_FILE
+    names = xattrs_archive_names(manifest, owned)
+    listing = b"".join((b"." if rel == "." else b"./" + os.fsencode(rel)) + b"\0" for rel in names)
+    archive = archive or tree / XATTRS_FILE
     run(
         [
             require("tar", "tar"),
@@ -166,6 +220,7 @@ def commit_image(
         control_dir=inv.cluster.control_dir,
         keep=inv.images[name].keep_generations,
         deltas=deltas,
+        persistent=tuple(inv.images[name].persistent),
     )
 
 
@@ -177,6 +232,7 @@ def commit_tree(
     control_dir: str,
     keep: int,
     deltas: int = KEEP,
+    persistent: tuple[str, ...] = (),
 ) -> CommitResult:
     """Make a new generation of the working tree `root` in `store` when it changed since the
     last one: its tree (built in roots/.new, renamed into place), its manifest, the deltas from
@@ -184,9 +240,10 @@ def commit_tree(
     roots/current; then remove all but `keep` trees (and manifests older than the deltas need).
 
     `name` names the image in the result; `control_dir` is cluster.control_dir (left out of the
-    generation; its mount point is made in roots/). The store is held under its lock while
-    committing. When nothing changed and the current tree exists, nothing is written (created
-    is False). Raises ClustcontrolError when a file changes while it is copied, LockedError
+    generation; its mount point is made in roots/); `persistent` the image's persistent paths
+    (the attribute archive orders the names nodes may own last). The store is held under its
+    lock while committing. When nothing changed and the current tree exists, nothing is written
+    (created is False). Raises ClustcontrolError when a file changes while it is copied, LockedError
     when another commit of the image holds the lock, and OSError when the tree cannot be read
     or the store written."""
     start = time.monotonic()
@@ -204,6 +261,7 @@ def commit_tree(
                 )
         staging = store.roots / STAGING
         remove_tree(staging)
+        (store.roots / XATTRS_STAGING).unlink(missing_ok=True)
         (store.roots / control_dir.lstrip("/")).mkdir(parents=True, exist_ok=True)
         manifest, stats = build_tree(
             root,
@@ -215,7 +273,8 @@ def commit_tree(
         difference = compare(previous, manifest)
         generation = next_generation(current, content_hash(manifest))
         store.record(generation, manifest)
-        written = _finish_tree(store, staging, generation, manifest, deltas)
+        owned = node_owned(control_dir, persistent)
+        written = _finish_tree(store, staging, generation, manifest, deltas, owned)
         staging.rename(store.tree(generation))
         store.publish(generation)
         pruned = store.prune(keep, max(deltas, 1) + 1)

@@ -68,22 +68,30 @@ cc_delete_removed()
 	return 0
 }
 
-# cc_delete_keeping ROOT PATH: delete ROOT/PATH except the persistent paths in it that are the
-# node's own (cc_seeded) and the directories leading to them: a standard that removes
-# /opt/app never takes the node's /opt/app/data with it. Says so once per kept path.
+# cc_delete_keeping ROOT PATH: delete ROOT/PATH except the node's own paths in it (its state,
+# logs and identity, the persistent paths it holds: CC_OWN_PATHS, else cc_own_paths) and the
+# directories leading to them: a standard that removes /opt/app never takes the node's
+# /opt/app/data with it, nor one that removes /etc/ssh the node's host keys. Says so once per
+# kept persistent path.
 cc_delete_keeping()
 {
-	local root="$1" rel="$2" q keep="" e
+	local root="$1" rel="$2" q keep="" e own
+	if [ -n "${CC_OWN_PATHS+set}" ]; then own="${CC_OWN_PATHS}"; else own=$(cc_own_paths "${root}"); fi
 	set -f
-	for q in ${CC_PERSISTENT:-}; do
-		case "${q#/}" in
-		"${rel}" | "${rel}"/*) cc_seeded "${root}" "${q}" && keep="${keep} ${q#/}" ;;
+	for q in ${own}; do
+		case "${q}" in
+		"${rel}" | "${rel}"/*) keep="${keep} ${q}" ;;
 		esac
 	done
 	set +f
 	case "${keep} " in
 	" ") rm -rf -- "${root:?}/${rel}"; return ;;
-	*" ${rel} "*) cc_warn "persistent /${rel} kept: the standard removed it or a directory above it"; return 0 ;;
+	*" ${rel} "*)
+		case " ${CC_PERSISTENT:-} " in
+		*" /${rel} "*) cc_warn "persistent /${rel} kept: the standard removed it or a directory above it" ;;
+		esac
+		return 0
+		;;
 	esac
 	if [ -L "${root}/${rel}" ] || [ ! -d "${root}/${rel}" ]; then
 		rm -f -- "${root:?}/${rel}" # not the directory the persistent path is in

@@ -20,7 +20,8 @@
 #   3. a blank root:                             first copy, one tar stream
 #   4. an earlier committed generation:          the delta from it, unless a comparison is due
 #   5. anything else:                            the whole tree (rsync --delete)
-# A due comparison (every verify_every-th boot) compares contents (full) as well.
+# A whole-tree sync compares contents (full) unless the root is blank, and so does a due
+# comparison (every verify_every-th boot).
 cc_copy_decision()
 {
 	local marker="$1" std="$3" rec="$4" due="$5" blank="$6" tar="$7" delta="$8"
@@ -49,9 +50,11 @@ cc_copy_decision()
 	else
 		CC_COPY_METHOD=tree
 	fi
-	# A comparison of the whole tree that is due compares every file's content too (--checksum):
-	# size and mtime miss content changed without them.
-	if [ "${due}" = yes ] && [ "${CC_COPY_METHOD}" = tree ]; then
+	# A comparison of the whole tree compares every file's content too (--checksum), when it is
+	# due and whenever the root holds an earlier copy: size and mtime miss content changed
+	# without them, and the record would name a generation the node does not hold. A blank root
+	# has nothing to compare.
+	if [ "${CC_COPY_METHOD}" = tree ] && { [ "${due}" = yes ] || [ "${blank}" != yes ]; }; then
 		CC_COPY_MODE=full
 	fi
 	return 0
@@ -106,36 +109,46 @@ cc_sync()
 	cc_write_filter "${root}" "${filter}" || return 1
 	if [ "${method}" = delta ] && ! cc_fetch_delta "${transport}" "${src}" "${filter}" "${list}"; then
 		method=tree
+		mode=full
 	fi
 	start=$(cc_now)
 	cc_write_marker "${root}" "${CC_IMAGE}" "${transport}:${src}" || { cc_err "cannot write the sync marker"; return 1; }
+	CC_OWN_PATHS=$(cc_own_paths "${root}" | tr '\n' ' ')
 	cc_log "syncing image ${CC_IMAGE} from ${src} (${mode}, ${method})"
 	CC_LAST_RSYNC_RC=0
 	case "${method}" in
 	tar)
-		cc_tar_copy "${src}" "${root}" "${filter}" "${stats}" || {
+		if ! cc_tar_copy "${src}" "${root}" "${filter}" "${stats}"; then
 			cc_warn "the tar copy failed: comparing the whole tree with rsync"
 			method=tree
 			mode=full
-		}
+		elif [ "${CC_TAR_SOCKETS}" = yes ]; then
+			cc_log "the standard holds sockets, which tar cannot copy: rsync adds them"
+			method=tree
+		fi
 		;;
 	delta)
 		if ! cc_delete_removed "${root}" "${list}.removed"; then
 			cc_warn "deleting the removed paths failed: comparing the whole tree"
 			method=tree
+			mode=full
 		elif ! cc_retry "${CC_RETRIES}" "delta sync from ${src}" cc_rsync_once "${src}" \
 			"${root}" delta "${filter}" "${stats}" "${list}"; then
 			cc_warn "the delta sync failed: comparing the whole tree"
 			method=tree
+			mode=full
 		fi
 		;;
 	esac
 	if [ "${method}" = tree ]; then
-		cc_retry "${CC_RETRIES}" "sync from ${src}" cc_rsync_once "${src}" "${root}" "${mode}" \
+		cc_retry "${CC_RETRIES}" "sync from ${src}" cc_rsync_tree "${src}" "${root}" "${mode}" \
 			"${filter}" "${stats}" || rc=1
 	fi
 	if [ "${rc}" -eq 0 ] && [ "${transport}" = nfs ]; then
 		cc_restore_xattrs "${src}" "${root}" "${filter}" || rc=1
+	fi
+	if [ "${rc}" -eq 0 ]; then
+		cc_separate_seeded "${root}" || rc=1
 	fi
 	if [ "${rc}" -ne 0 ]; then
 		cc_err "the sync of ${root} from ${src} did not complete"
