@@ -28,7 +28,9 @@ from bench.synthetic import (
 from bench.synthetic_plan import BASE_MTIME, BULK_CAP, GEN_VERSION, SIGMA
 from clustcontrol.contract import DELTAS_DIR, GENERATION_FILE
 
-CHANGES_VERSION = 3  # of the changed standard (incompressible change bytes, the master's delta)
+CHANGES_VERSION = (
+    4  # of the changed standard (incompressible change bytes, the master's delta and batch)
+)
 EDIT_MTIME_SHIFT = 86_400  # an edited file's mtime moves one day forward
 
 
@@ -149,9 +151,13 @@ def apply_changes(root: Path, changes: ChangeSet, seed: int, generation: str) ->
 
 def publish_delta(old: Path, new: Path, store_dir: Path) -> None:
     """What `clustcontrol image commit` publishes in the standard `new` for nodes at the
-    generation of `old`: new/etc/clustcontrol-deltas/OLD_GENERATION, by the master's own code
-    (both trees scanned and hashed, the old manifest recorded in a generation store at
-    store_dir). Raises RuntimeError if the master writes no delta."""
+    generation of `old`: new/etc/clustcontrol-deltas/OLD_GENERATION and the rsync batch beside it
+    (OLD_GENERATION.batch, .list, .sums), by the master's own code (both trees scanned and
+    hashed, the old manifest recorded in a generation store at store_dir, the old tree standing
+    for that generation's kept tree). Raises RuntimeError if the master writes no delta or no
+    batch."""
+    from clustcontrol.contract import CONTROL_DIR
+    from clustcontrol.image.batches import excluded_paths, write_batches
     from clustcontrol.image.deltas import write_deltas
     from clustcontrol.image.generation import GenerationStore, scan
 
@@ -163,6 +169,12 @@ def publish_delta(old: Path, new: Path, store_dir: Path) -> None:
     deltas = write_deltas(store, new / DELTAS_DIR, target, manifest)
     if not deltas or deltas[0].skipped:
         raise RuntimeError(f"no delta from {old} to {new}: {deltas}")
+    source = read_generation(old)
+    store.roots.mkdir(parents=True, exist_ok=True)
+    store.tree(source).symlink_to(old.resolve())
+    # The bench's node has no persistent paths and no data partitions: the contract's only.
+    if not write_batches(store, new, manifest, [source], excluded_paths(CONTROL_DIR, ())):
+        raise RuntimeError(f"no batch from {old} to {new}")
 
 
 def ensure_changed_tree(tree: Tree, cache: Path | None = None) -> tuple[Path, ChangeSet]:

@@ -7,7 +7,8 @@ engine (engine.sh and its modules), sets the CC_* variables and calls
 shows up in the numbers without any change here. The source stands for one generation's tree:
 the NFS transport reads a plain local directory, the rsync transport a real `rsync --daemon` on
 loopback (`RsyncDaemon`) whose module is that tree; `cc_source` is pointed at it, and the
-generation is the one its etc/clustcontrol-generation names (as `image commit` writes it).
+generation is the one its etc/clustcontrol-generation names (as `image commit` writes it),
+read through the transport.
 Disk partitioning and mounting (cc_run) and reading the master's current-generation file are
 left out: the target is a directory.
 """
@@ -35,7 +36,6 @@ from tests.node.conftest import ENGINE as ENGINE
 
 from clustcontrol.contract import (
     DELTAS_DIR,  # the generation deltas, never copied to nodes
-    GENERATION_FILE,
 )
 
 STATE_DIR = "var/lib/clustcontrol-node"  # the engine's CC_STATE_DIR default, inside the root
@@ -52,7 +52,6 @@ CC_IMAGE="${CC_BENCH_IMAGE}"
 CC_SERVER="${CC_BENCH_SERVER}"
 CC_RSYNC_MODULE="${CC_BENCH_IMAGE}"
 CC_RETRIES="${CC_BENCH_RETRIES}"
-CC_STD_GENERATION="${CC_BENCH_GENERATION}"
 cc_source()
 {
 	case "$1" in
@@ -60,6 +59,11 @@ cc_source()
 	rsync) echo "rsync://${CC_SERVER}:${CC_RSYNC_PORT}/${CC_RSYNC_MODULE}/" ;;
 	esac
 }
+# The generation the tree holds (what roots/current names on a master).
+cc_fetch_file "${CC_BENCH_TRANSPORT}" "$(cc_source "${CC_BENCH_TRANSPORT}")" \
+	"${CC_GENERATION_FILE}" "${CC_RUN_DIR}/bench-generation" || exit 1
+CC_STD_GENERATION=$(head -n 1 "${CC_RUN_DIR}/bench-generation" 2>/dev/null)
+CC_STD_GENERATION="${CC_STD_GENERATION:-uncommitted}"
 cc_sync "${CC_TARGET}" "${CC_BENCH_TRANSPORT}" "${CC_BENCH_MODE}"
 """
 
@@ -158,11 +162,7 @@ def start_node_sync(
     env: dict[str, str] | None = None,
 ) -> RunningSync:
     """Start one node's sync (see node_sync) and return at once."""
-    generation = ""
-    with contextlib.suppress(OSError):
-        generation = (Path(source) / GENERATION_FILE).read_text().split("\n")[0]
     environ = {
-        "CC_BENCH_GENERATION": generation or "uncommitted",
         "PATH": f"{bbdir}:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": "/root",
         "LC_ALL": "C",
@@ -296,13 +296,15 @@ class RsyncDaemon:
 
 
 class CountingProxy:
-    """A TCP relay on 127.0.0.1 in front of a daemon that counts the bytes it relays from the
-    daemon to its clients over all connections: what a node read from the master, counted at
-    the transport (rsync's own statistics cover one connection, without protocol set-up)."""
+    """A TCP relay on 127.0.0.1 in front of a daemon that counts the bytes it relays over all
+    connections, from the daemon to its clients (`downstream`: what a node read from the
+    master) and back (`upstream`: block checksums, requests), counted at the transport (rsync's
+    own statistics cover one connection, without protocol set-up)."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.downstream = 0
+        self.upstream = 0
         self._lock = threading.Lock()
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._server.getsockname()[1])
@@ -322,13 +324,15 @@ class CountingProxy:
                 t.start()
                 self._threads.append(t)
 
-    def _pump(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, down: bool) -> None:
         with contextlib.suppress(OSError):
             while data := src.recv(1 << 16):
                 dst.sendall(data)
-                if count:
-                    with self._lock:
+                with self._lock:
+                    if down:
                         self.downstream += len(data)
+                    else:
+                        self.upstream += len(data)
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
 

@@ -16,6 +16,7 @@ import os
 import random
 import shutil
 import stat
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,60 @@ def write_plan(plan: Plan, root: Path, seed: int) -> None:
     os.utime(root, (BASE_MTIME, BASE_MTIME))
 
 
+# What a real standard carries besides file data, each kind a few times: a file capability
+# (struct vfs_cap_data revision 2, effective, cap_net_raw: linux/capability.h), a POSIX ACL
+# (system.posix_acl_access: version 2, user::rw- user:1234:r-- group::r-- mask::r-- other::r--,
+# linux/posix_acl_xattr.h), a trusted and a user attribute, and sparse files (a 64 MiB
+# /var/log/lastlog-like file holding 4 KiB).
+CAPABILITY = struct.pack("<IIIII", 0x02000001, 1 << 13, 0, 0, 0)
+_NO_ID = 0xFFFFFFFF
+ACL_ACCESS = struct.pack("<I", 2) + b"".join(
+    struct.pack("<HHI", tag, perm, uid)
+    for tag, perm, uid in (
+        (1, 6, _NO_ID),
+        (2, 4, 1234),
+        (4, 4, _NO_ID),
+        (0x10, 4, _NO_ID),
+        (0x20, 4, _NO_ID),
+    )
+)
+EXTRAS_DIR = "var/lib/bench-extras"
+SPARSE_SIZE = 64 * MIB
+
+
+def write_extras(root: Path) -> list[str]:
+    """Add EXTRAS_DIR to a written tree: per kind of attribute four files carrying it, and four
+    sparse files; the paths written (relative). Raises OSError, e.g. when the file system has no
+    extended attributes of a namespace."""
+    extras = root / EXTRAS_DIR
+    extras.mkdir(parents=True)
+    written = []
+    attrs = (
+        ("capability", "security.capability", CAPABILITY),
+        ("acl", "system.posix_acl_access", ACL_ACCESS),
+        ("trusted", "trusted.bench", b"\x00trusted\xff"),
+        ("user", "user.bench", b"user value"),
+    )
+    for kind, name, value in attrs:
+        for i in range(4):
+            path = extras / f"{kind}-{i}"
+            path.write_bytes(f"{kind} {i}\n".encode())
+            path.chmod(0o644)
+            os.setxattr(path, name, value)
+            written.append(f"{EXTRAS_DIR}/{path.name}")
+    for i in range(4):
+        path = extras / f"sparse-{i}"
+        with path.open("wb") as f:
+            f.truncate(SPARSE_SIZE)
+            f.seek(SPARSE_SIZE // 2)
+            f.write(os.urandom(4096))
+        written.append(f"{EXTRAS_DIR}/{path.name}")
+    for rel in written:
+        os.utime(root / rel, (BASE_MTIME, BASE_MTIME))
+    os.utime(extras, (BASE_MTIME, BASE_MTIME))
+    return written
+
+
 def write_generation(root: Path, generation: str, mtime: int = BASE_MTIME) -> None:
     """Commit the tree at root: write generation to its generation file, with mtime (seconds
     since the epoch)."""
@@ -164,6 +219,9 @@ def ensure_tree(preset: Preset, seed: int, cache: Path | None = None) -> Tree:
         if stale.exists():
             shutil.rmtree(stale)
     write_plan(plan_tree(preset, seed), tmp, seed)
+    write_extras(tmp)
+    for parent in ("var/lib", "var"):
+        os.utime(tmp / parent, (BASE_MTIME, BASE_MTIME))
     write_generation(tmp, generation_id(seed, preset.name, 1))  # a committed standard
     os.utime(tmp / "etc", (BASE_MTIME, BASE_MTIME))
     tmp.rename(root)

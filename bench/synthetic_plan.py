@@ -16,7 +16,7 @@ import os
 import random
 from dataclasses import dataclass, field
 
-GEN_VERSION = 2
+GEN_VERSION = 3  # 3: write_extras (attributes, sparse files)
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 POOL_SIZE = 8 * MIB

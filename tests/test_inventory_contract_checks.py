@@ -59,7 +59,7 @@ def test_control_dir_containing_an_image_root_is_refused() -> None:
         ("/srv/nfs4", "overlaps the root of image 'default'"),
         ("/srv/nfs4/clusternoderoot/var/state", "overlaps the root of image 'default'"),
         ("/var/lib/tftpboot/state", "overlaps the TFTP root"),
-        ("/tmp/state", "overlaps /tmp"),
+        ("/proc/state", "overlaps /proc"),
         ("/state", "must be a directory of its own"),
     ],
 )

@@ -13,14 +13,21 @@ from typing import Any
 from bench import changed_standard, nodeside, tree_compare
 from bench.harness import Bench, check_sync, copy_tree, interleave, summary, sync_params, timed
 
-BLOCK_SIZES = (0, 256, 1024)  # incremental: the delta's rsync block size (0: rsync's, the default)
+# The ways a node at the previous generation can sync the delta: the master's batch (the
+# default), rsync's delta algorithm against the master, the same with smaller blocks.
+VARIANTS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("batch", {}),
+    ("delta", {"CC_DELTA_BATCH": "no"}),
+    ("delta, 256-byte blocks", {"CC_DELTA_BATCH": "no", "CC_DELTA_BLOCK_SIZE": "256"}),
+)
 
 
 def metric_incremental(b: Bench) -> dict[str, Any]:
     """1% changed, one committed generation later: the engine over a real rsync daemon (a node
     at the previous generation: the master's delta) vs the seed's local rsync of the tree.
-    Returns the result (harness.summary; times in seconds, sizes in bytes), with a sweep of the
-    delta's rsync block sizes. Raises RuntimeError if a command or the engine fails."""
+    Returns the result (harness.summary; times in seconds, sizes in bytes), with the bytes both
+    ways of each way to sync the delta (VARIANTS). Raises RuntimeError if a command or the
+    engine fails."""
     tree = b.tree(b.cfg.tree)
     start = time.perf_counter()
     changed, changes = changed_standard.ensure_changed_tree(tree, b.cache)
@@ -36,7 +43,7 @@ def metric_incremental(b: Bench) -> dict[str, Any]:
 
     def reset(source: Path, d: Path) -> None:
         """Back to the previous generation (untimed)."""
-        timed(["rsync", "-aHAX", "--delete", f"{source}/", f"{d}/"])
+        timed(["rsync", "-aHAXS", "--delete", f"{source}/", f"{d}/"])  # holes kept
         os.sync()
 
     with nodeside.rsync_daemon(changed, b.work / "inc-daemon") as daemon:
@@ -58,33 +65,30 @@ def metric_incremental(b: Bench) -> dict[str, Any]:
             return seconds
 
         o, bl = interleave(b.cfg.reps, ours, baseline)
-        # Untimed, through a relay counting every byte of the boot's connections (the
-        # generation file, the delta, the sync): the engine's default rsync block size, then
-        # smaller ones (fewer bytes from the master, more block checksums to it).
-        sweep = []
-        for block in BLOCK_SIZES:
+        # Untimed, through a relay counting every byte of the boot's connections both ways
+        # (the generation file, the delta, the batch or the sync): each variant.
+        sweep: list[dict[str, Any]] = []
+        for name, env in VARIANTS:
             reset(at_previous, ours_dir)
             with nodeside.counting_proxy(daemon.port) as proxy:
-                r = b.node_sync(
-                    "",
-                    ours_dir,
-                    transport="rsync",
-                    port=proxy.port,
-                    env={"CC_DELTA_BLOCK_SIZE": str(block)},
-                )
-            check_sync(r, f"relayed, block size {block}")
+                r = b.node_sync("", ours_dir, transport="rsync", port=proxy.port, env=env)
+            check_sync(r, f"relayed, {name}")
             sweep.append(
                 {
-                    "block_size": block,
+                    "variant": name,
+                    "method": r.method,
                     "from_master_bytes": proxy.downstream,
                     "bytes_ratio": round(proxy.downstream / changes.changed_bytes, 3),
-                    "to_master_bytes": r.stats.get("Total bytes sent", 0),
+                    "to_master_bytes": proxy.upstream,
+                    "up_ratio": round(proxy.upstream / changes.changed_bytes, 3),
                     "seconds": round(r.seconds, 3),
                 }
             )
-        all_bytes = sweep[0]["from_master_bytes"]
+        all_bytes = int(sweep[0]["from_master_bytes"])
+        up_bytes = int(sweep[0]["to_master_bytes"])
     problems = tree_compare.compare_trees(changed, ours_dir, nodeside.NOT_COPIED)
-    problems += tree_compare.compare_trees(changed, base_dir)
+    # The baseline is the seed's rsync -aHAX --delete (no --sparse): holes are not compared.
+    base_problems = tree_compare.compare_trees(changed, base_dir, exact=False)
     b.cleanup(ours_dir, base_dir, at_previous)
     ours_bytes = int(statistics.median(received))
     st = runs[-1].stats
@@ -103,12 +107,15 @@ def metric_incremental(b: Bench) -> dict[str, Any]:
         bytes_ratio=round(ours_bytes / changes.changed_bytes, 3),
         ours_bytes_from_master_all_connections=all_bytes,
         bytes_ratio_all_connections=round(all_bytes / changes.changed_bytes, 3),
+        ours_bytes_to_master_all_connections=up_bytes,
+        up_ratio_all_connections=round(up_bytes / changes.changed_bytes, 3),
         ours_literal_bytes=st.get("Literal data", 0),
         ours_matched_bytes=st.get("Matched data", 0),
         ours_overhead_bytes=ours_bytes - st.get("Literal data", 0),
         ours_bytes_sent=st.get("Total bytes sent", 0),
-        block_size_sweep=sweep,
+        variants=sweep,
         baseline_pipe_bytes=int(statistics.median(base_bytes)),
         faithful=not problems,
         faithful_problems=problems[:10],
+        baseline_faithful=not base_problems,
     )

@@ -119,8 +119,8 @@ def locked_fd(fd: int, name: str) -> Iterator[None]:
             if exc.errno in (errno.EAGAIN, errno.EACCES):
                 holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
                 raise LockedError(
-                    f"another clustcontrol apply is running (pid {holder}, lock {name})",
-                    hint="wait for it to finish, then run apply again",
+                    f"another clustcontrol command holds the lock {name} (pid {holder})",
+                    hint="wait for it to finish, then run the command again",
                 ) from None
             raise
         os.ftruncate(fd, 0)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -49,6 +51,15 @@ def require(program: str, package: str) -> str:
     return found
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the parent dies (prctl(2) PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 def run(
     argv: Sequence[str | Path],
     *,
@@ -57,11 +68,13 @@ def run(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     timeout: float | None = None,
+    die_with_parent: bool = False,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run argv, capture its output; raise CommandError naming the command when check fails.
 
     argv items are converted with str(); the child gets clean_env(env), `input` (bytes) on its
-    standard input, `cwd` as working directory and at most `timeout` seconds (None: no limit).
+    standard input, `cwd` as working directory and at most `timeout` seconds (None: no limit);
+    with `die_with_parent` it is killed when this process dies, even by SIGKILL.
     Returns the CompletedProcess with stdout and stderr as bytes. Raises CommandError when the
     program is not found, when the timeout expires, and (with `check`, the default) when the
     exit status is not 0, quoting stderr (or stdout when stderr is empty)."""
@@ -76,6 +89,7 @@ def run(
             cwd=cwd,
             timeout=timeout,
             check=False,
+            preexec_fn=_die_with_parent if die_with_parent else None,
         )
     except FileNotFoundError as exc:
         raise CommandError(f"{args[0]}: program not found") from exc

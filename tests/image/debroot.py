@@ -14,7 +14,17 @@ from pathlib import Path
 
 SUITE = "bookworm"
 VARIANT = "minbase"
-PACKAGES = ("linux-image-amd64", "initramfs-tools", "rsync", "busybox", "e2fsprogs", "fdisk")
+# libcap2-bin and acl: the e2e nodes show their file capabilities and ACLs (getcap, getfacl).
+PACKAGES = (
+    "linux-image-amd64",
+    "initramfs-tools",
+    "rsync",
+    "busybox",
+    "e2fsprogs",
+    "fdisk",
+    "libcap2-bin",
+    "acl",
+)
 REPO = Path(__file__).resolve().parents[2]
 STAMP = ".clustcontrol-debootstrap-complete"
 

@@ -50,3 +50,26 @@ def test_prepare_unknown_image_exits_2(cli: Cli, tmp_path: Path) -> None:
     cli.config.write_text(json.dumps(inventory_data()))
     result = cli("image", "prepare", "gpu", "--root", tmp_path)
     assert result.code == 2 and "gpu" in result.err
+
+
+def test_show_lists_every_path_nodes_never_take(cli: Cli, prefix: Path) -> None:
+    """One list, printable by the admin: the contract's exclusions (with the control directory
+    the inventory sets), the image's persistent paths and its layout's data partitions."""
+    data = inventory_data()
+    data["images"]["default"]["persistent"] = ["/var/lib/keep"]  # type: ignore[index]
+    cli.config.write_text(json.dumps(data))
+    assert cli("image", "commit", "default", "--root", prefix).code == 0
+    shown = cli("image", "show", "default", "--root", prefix, "--output", "json")
+    assert shown.code == 0, shown.err
+    facts = json.loads(shown.out)
+    assert facts["generation"] == facts["generations"][-1] and facts["generation"].startswith("1-")
+    paths = {row["path"]: row for row in facts["exclusions"]}
+    assert paths["/etc/machine-id"]["left out of"] == "node sync"
+    assert paths["/etc/clustcontrol"]["left out of"] == "node sync and generation"
+    assert paths["/proc/* (the directory stays)"]["why"] == "pseudo or scratch file system"
+    assert paths["/var/lib/keep"]["why"].startswith("persistent")
+    assert any(p.endswith("/*") and "data partition" in r["why"] for p, r in paths.items())
+    table = cli("image", "show", "default", "--root", prefix)
+    assert table.code == 0 and "/etc/ssh/ssh_host_*" in table.out
+    missing = cli("image", "show", "nosuch", "--root", prefix)
+    assert missing.code == 2 and "'nosuch' is not a defined image" in missing.err

@@ -53,6 +53,11 @@ def deltas_dir(prefix: Path) -> Path:
     return current_tree(prefix) / DELTAS_DIR
 
 
+def delta_names(prefix: Path) -> list[str]:
+    """The deltas in the current tree (FROM), without the batches beside them (FROM.batch ...)."""
+    return sorted(n for n in os.listdir(deltas_dir(prefix)) if "." not in n)
+
+
 def delta_lines(prefix: Path, source: str) -> list[str]:
     data = (deltas_dir(prefix) / source).read_bytes()
     assert data.endswith(b"\n") and b"\r" not in data
@@ -105,7 +110,7 @@ def test_delta_lists_added_changed_and_topmost_removed_paths(prefix: Path) -> No
         "-usr/bin/alias",
     ]
     assert second.deltas == (Delta(first.generation, 10),)
-    assert sorted(os.listdir(deltas_dir(prefix))) == [first.generation]
+    assert delta_names(prefix) == [first.generation]
 
 
 def test_hard_link_partners_are_listed(prefix: Path) -> None:
@@ -159,7 +164,7 @@ def test_unlistable_path_means_no_delta(prefix: Path, name: bytes, reason: str) 
     assert [d.source for d in third.deltas if d.skipped is None] == [first.generation]
     parent = ["etc"] if name.startswith(b"etc/") else []  # the image root has no entry
     assert listed(prefix, first.generation, third.generation) == parent
-    assert os.listdir(deltas_dir(prefix)) == [first.generation]
+    assert delta_names(prefix) == [first.generation]
 
 
 @pytest.mark.parametrize("damage", [b"not gzip", gzip.compress(b"one\tfield too few\n")])
@@ -175,7 +180,7 @@ def test_unreadable_old_manifest_means_no_delta(prefix: Path, damage: bytes) -> 
     assert third.deltas[1] == Delta(second.generation, 1)
     assert third.deltas[0].source == first.generation
     assert "manifest is unreadable" in (third.deltas[0].skipped or "")
-    assert os.listdir(deltas_dir(prefix)) == [second.generation]
+    assert delta_names(prefix) == [second.generation]
     assert (current_tree(prefix) / GENERATION_FILE).read_text() == f"{third.generation}\n"
 
 
@@ -186,13 +191,13 @@ def test_deltas_from_the_last_k_generations_only(prefix: Path) -> None:
         motd.write_text(f"edit {number}\n")
         generations.append(commit(prefix).generation)
     latest = generations[-1]
-    assert sorted(os.listdir(deltas_dir(prefix))) == sorted(generations[2:10])
+    assert delta_names(prefix) == sorted(generations[2:10])
     for source in generations[2:10]:
         assert listed(prefix, source, latest) == ["etc/motd"]
     motd.write_text("edit 11\n")
     newest = commit(prefix, deltas=2)
     assert [d.source for d in newest.deltas] == [generations[-2], latest]
-    assert sorted(os.listdir(deltas_dir(prefix))) == sorted([latest, generations[-2]])
+    assert delta_names(prefix) == sorted([latest, generations[-2]])
 
 
 def test_each_tree_has_the_deltas_to_it_only(prefix: Path) -> None:
@@ -204,9 +209,9 @@ def test_each_tree_has_the_deltas_to_it_only(prefix: Path) -> None:
     (deltas_dir(prefix) / "leftover").write_text("# clustcontrol-delta 1 0-x 1-y\n# end\n")
     (prefix / IMAGE_ROOT / "etc/new").write_text("new\n")
     third = commit(prefix, deltas=1)
-    assert os.listdir(deltas_dir(prefix)) == [second.generation]
+    assert delta_names(prefix) == [second.generation]
     assert listed(prefix, second.generation, third.generation) == ["etc", "etc/new"]
-    assert first.generation not in os.listdir(deltas_dir(prefix))
+    assert first.generation not in delta_names(prefix)
 
 
 def test_current_is_written_last(prefix: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -239,7 +244,7 @@ def test_current_is_written_last(prefix: Path, monkeypatch: pytest.MonkeyPatch) 
         "current",
     ]
     assert writes[-1] == ("current", True)
-    assert sorted(os.listdir(deltas_dir(prefix))) == sorted([first.generation, second.generation])
+    assert delta_names(prefix) == sorted([first.generation, second.generation])
 
 
 def test_unchanged_commit_writes_nothing(prefix: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -387,3 +392,23 @@ def test_node_engine_brings_a_node_to_the_new_generation(prefix: Path, tmp_path:
         ("opt/pair-a", "opt/pair-b", "opt/pair-c"),
         ("usr/bin/tool", "usr/bin/tool-hardlink", "usr/bin/tool-new"),
     )
+
+
+def test_writing_batches_leaves_the_earlier_tree_as_it_was(prefix: Path) -> None:
+    """rsync --only-write-batch runs against the earlier generation's tree, which must never
+    change: not by a directory that became a file (--force), not by anything else."""
+    root = prefix / IMAGE_ROOT
+    (root / "opt/was-dir").mkdir(parents=True)
+    (root / "opt/was-dir/inner").write_text("inner\n")
+    first = commit(prefix)
+    store = GenerationStore.for_image(prefix, "default")
+    before = tree_state(store.tree(first.generation), ())
+    shutil.rmtree(root / "opt/was-dir")
+    (root / "opt/was-dir").write_text("now a file\n")
+    (root / "etc/motd").write_text("changed\n")
+    second = commit(prefix)
+    assert second.batches == (first.generation,)
+    assert tree_state(store.tree(first.generation), ()) == before
+    listed_paths = (deltas_dir(prefix) / f"{first.generation}.list").read_text().split("\n")
+    assert listed_paths[-2:] == [GENERATION_FILE, ""]
+    assert "opt/was-dir" in listed_paths

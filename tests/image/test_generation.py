@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -146,12 +147,14 @@ def test_generation_store_layout(prefix: Path) -> None:
 
 def test_cli_commit_and_status(cli: Cli, prefix: Path) -> None:
     cli.config.write_text(json.dumps(inventory_data()))
-    assert cli("status", "--root", prefix).code == 0  # never committed: a warning, not a failure
+    never = cli("status", "--root", prefix)
+    assert never.code == 1 and "no generation committed" in never.err  # nodes cannot sync
     committed = cli("image", "commit", "default", "--root", prefix)
     assert committed.code == 0 and "generation 1-" in committed.out, committed.err
     assert (
         "unchanged since generation 1-" in cli("image", "commit", "default", "--root", prefix).out
     )
+    assert cli("status", "--root", prefix).code == 0
     (prefix / IMAGE_ROOT / "etc/motd").write_text("changed and longer\n")
     dirty = cli("status", "--root", prefix, "--output", "json")
     assert dirty.code == 1
@@ -226,3 +229,20 @@ def test_the_tree_is_what_the_manifest_says(prefix: Path) -> None:
     }
     assert (tree / "var-sparse").stat().st_blocks * 512 < 1 << 20  # holes stay holes
     assert os.getxattr(tree / "etc/motd", "user.cc.note") == b"\x00\xff"
+
+
+def test_sockets_are_no_part_of_a_generation(prefix: Path) -> None:
+    """A socket in the working tree (left by a daemon of the update node) is neither in the
+    manifest nor in the tree, and status does not report it."""
+    inv = make_inventory()
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(prefix / IMAGE_ROOT / "etc/daemon.sock"))
+    try:
+        result = commit_image(inv, "default", prefix)
+        store = GenerationStore.for_image(prefix, "default")
+        assert "etc/daemon.sock" not in store.manifest(result.generation)
+        assert not (store.tree(result.generation) / "etc/daemon.sock").exists()
+        status = image_status(inv, "default", prefix)
+        assert status.uncommitted is not None and status.uncommitted.empty
+    finally:
+        listener.close()

@@ -23,6 +23,7 @@ from clustcontrol.contract import CONTROL_DIR, STATE_DIR, generation_roots
 from clustcontrol.image.commit import commit_tree
 from clustcontrol.image.generation import GenerationStore
 from clustcontrol.inventory.store import parse_inventory
+from clustcontrol.rehearse import APPLETS as REHEARSAL_APPLETS
 from clustcontrol.render import render_all
 from clustcontrol.render.base import RenderContext
 from clustcontrol.render.control import render_control
@@ -42,39 +43,9 @@ PERSISTENT = ("/var/lib/keep", "/etc/local.conf")  # the test inventory's image'
 SFDISK_A = "label: dos\nunit: sectors\n\n,4MiB,S\n,40MiB,L,*\n,,L\n"
 SFDISK_B = "label: dos\nunit: sectors\n\n,4MiB,S\n,44MiB,L,*\n,,L\n"
 
-# Applets the Debian initramfs takes from busybox; everything else comes from the host.
-APPLETS = [
-    "mount",
-    "umount",
-    "sed",
-    "grep",
-    "cat",
-    "cp",
-    "mv",
-    "rm",
-    "mkdir",
-    "dd",
-    "od",
-    "tr",
-    "cut",
-    "head",
-    "tail",
-    "wc",
-    "sleep",
-    "date",
-    "sync",
-    "ls",
-    "cksum",
-    "stat",
-    "find",
-    "ln",
-    "touch",
-    "chroot",
-    "blockdev",
-    "rmdir",
-    "basename",
-    "dirname",
-]
+# Applets the Debian initramfs takes from busybox (one list, the rehearsal's); everything else
+# comes from the host.
+APPLETS = list(REHEARSAL_APPLETS)
 
 
 def free_port() -> int:
@@ -211,13 +182,14 @@ class Result:
 def commit(std: Path, store: Path, *, keep: int = 3) -> str:
     """`image commit` of the working tree std into the generation store at `store` (the real
     master code): the new generation's id, or the current one when nothing changed."""
+    image = inventory_dict()["images"]["default"]  # type: ignore[index]
     result = commit_tree(
         "default",
         std,
         GenerationStore(store),
         control_dir=CONTROL_DIR,
         keep=keep,
-        persistent=PERSISTENT,
+        node_excluded=(*image["persistent"], "/scratch"),  # the layout's data partition
     )
     return result.generation
 

@@ -452,7 +452,7 @@ def test_generation_delta_moves_only_what_changed(
         assert (root / "junk").exists(), r.out  # only a whole-tree comparison finds it
         rec = record(root)
         assert rec["CC_SYNC_GENERATION"] == second
-        assert rec["CC_SYNC_METHOD"] == "delta"
+        assert rec["CC_SYNC_METHOD"] == "batch"  # the master's batch, replayed
         assert int(rec["CC_SYNC_FILES"]) == 3  # big, new, the generation file
         if transport == "rsync":  # the edit travels, not the 512 KiB file
             assert int(rec["CC_SYNC_BYTES"]) < 16 * 1024, rec
@@ -469,6 +469,7 @@ def test_generation_delta_moves_only_what_changed(
     r = node.run()
     assert_ok(r)
     assert f"is not one to {node.generation} or is truncated: comparing the whole tree" in r.out
+    assert "(full, tree)" in r.out  # every file's content compared: the node records it
     with node.mounted(2) as root:
         assert not (root / "junk").exists()
         assert record(root)["CC_SYNC_METHOD"] == "tree"

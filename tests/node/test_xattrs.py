@@ -74,7 +74,7 @@ def test_attributes_arrive_and_a_change_of_attributes_alone_is_a_generation(
     assert_ok(r)
     if transport == "nfs":
         assert "(normal, tar)" in r.out, r.out
-        # 4 with attributes, 3 directories holding them (their times restored after)
+        # The four that have some, and their three directories (times restored).
         assert "extended attributes restored: 7 path(s)" in r.out, r.out
         # The stand-in for the NFSv3 export really shows no attributes.
         assert getcap(node.tmp / "nfs3-view" / node.generation / "usr/bin/pinger") == ""
@@ -82,6 +82,8 @@ def test_attributes_arrive_and_a_change_of_attributes_alone_is_a_generation(
     assert want["cap"] == "cap_net_raw=ep" and want["cap2"] == ""
     with node.mounted(2) as root:
         assert attributes(root) == want
+        for parent in ("usr/bin", "srv", "usr/share/doc"):  # extracting moved no mtime
+            assert (root / parent).stat().st_mtime_ns == (node.tree() / parent).stat().st_mtime_ns
 
     # Only attributes change: a new generation, and its delta carries them.
     first = node.generation

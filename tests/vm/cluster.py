@@ -93,7 +93,7 @@ class E2ECluster:
                 name: {
                     "root": str(self.image_root(name)),
                     "transport": transport,
-                    "persistent": ["/var/lib/persist"],
+                    "persistent": ["/var/lib/persist", "/opt/e2e-app/data"],
                     "boot_interface": "ens3",
                     # Few attempts when the master is unreachable (scenario 5): the copy of
                     # the control directory baked into the initramfs says 5.

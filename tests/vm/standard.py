@@ -40,6 +40,12 @@ for f in /var/lib/clustcontrol-node/last-sync /etc/e2e-from-update-node; do
     [ -f "$f" ] && sed "s|^|e2e: $f: |" "$f"
 done
 echo "e2e: machine-id $(cat /etc/machine-id 2>/dev/null)"
+# What must arrive exactly: a file capability and an ACL (scenarios 1 and 7), a sparse file
+# larger than the root partition, and persistent data under a removed directory (scenario 8).
+echo "e2e: cap $(getcap /usr/local/bin/e2e-cap 2>&1)"
+echo "e2e: acl $(getfacl --omit-header --numeric --absolute-names /srv/e2e-acl 2>&1 | tr '\n' ' ')"
+[ -e /opt/e2e-sparse ] && echo "e2e: sparse $(stat -c '%s %b %B' /opt/e2e-sparse)"
+[ -e /opt/e2e-app/data/state ] && echo "e2e: persistent $(cat /opt/e2e-app/data/state)"
 sync
 busybox poweroff -f
 """

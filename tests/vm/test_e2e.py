@@ -40,11 +40,36 @@ def cluster(vm_work: Path) -> Iterator[E2ECluster]:
         (std / "etc/e2e-modified").write_text("version 1\n")
         (std / "var/lib/persist").mkdir(parents=True, exist_ok=True)
         (std / "var/lib/persist/state").write_text("from the standard, version 1\n")
-        c.commit("default")
+        for name in c.images:
+            attributed(c.image_root(name))
+            c.commit(name)
         yield c
     finally:
         record(c)
         c.tear_down()
+
+
+CAP = "cap_net_raw=ep"
+ACL = "user::rw- user:1234:r-- group::r-- mask::r-- other::r--"
+
+
+def attributed(std: Path) -> None:
+    """A file capability and an ACL in the standard: NFSv3 carries neither (the generation's
+    archive of them does), the rsync daemon carries both (-AX)."""
+    tool = std / "usr/local/bin/e2e-cap"
+    tool.parent.mkdir(parents=True, exist_ok=True)
+    tool.write_bytes((std / "usr/bin/true").read_bytes())
+    tool.chmod(0o755)
+    subprocess.run(["setcap", "cap_net_raw+ep", str(tool)], check=True)
+    (std / "srv").mkdir(exist_ok=True)
+    (std / "srv/e2e-acl").write_text("for uid 1234\n")
+    subprocess.run(["setfacl", "-m", "u:1234:r", str(std / "srv/e2e-acl")], check=True)
+
+
+def attributes_arrived(log: str) -> None:
+    """The guest saw the capability and the ACL (its own getcap and getfacl)."""
+    assert f"e2e: cap /usr/local/bin/e2e-cap {CAP}" in log, log[-3000:]
+    assert f"e2e: acl {ACL}" in log, log[-3000:]
 
 
 def booted(log: str) -> dict[str, str]:
@@ -77,6 +102,7 @@ def test_1_first_boot_of_a_blank_node(cluster: E2ECluster) -> None:
         "fstype": "ext4",
     }
     assert bytes_moved(log) > 100_000_000  # the whole standard, a few hundred MB
+    attributes_arrived(log)  # over NFS: restored from the generation's archive
     table = partition_table(cluster.vms["node01"].disk)
     assert len(re.findall(r"^\S+ : start=", table, re.MULTILINE)) == 3
     with mounted(cluster.vms["node01"].disk, 2) as root:
@@ -116,7 +142,8 @@ def test_3_changes_arrive_persistent_files_stay(cluster: E2ECluster) -> None:
     log = cluster.boot("node01", "3-standard-changed").log
     assert booted(log)["generation"] == generation
     # The node was one generation behind: only the paths of the master's delta moved.
-    assert "(normal, delta)" in log and "clustcontrol: sync done (delta)" in log
+    # Replayed from the master's batch: nothing went up, the changed bytes came down.
+    assert "(normal, delta)" in log and "clustcontrol: sync done (batch)" in log
     assert bytes_moved(log) < 100_000  # the three changed files, no walk of the tree
     with mounted(disk, 2) as root:
         assert (root / "etc/e2e-added").read_text() == "added in scenario 3\n"
@@ -136,7 +163,9 @@ def test_4_sync_killed_half_way_is_redone(cluster: E2ECluster) -> None:
         check=True,
     )
     generation = cluster.commit("default")
-    killed = cluster.boot("node01", "4a-killed-mid-sync", kill_on=r"clustcontrol: rsync -a")
+    killed = cluster.boot(
+        "node01", "4a-killed-mid-sync", kill_on=r"clustcontrol: (rsync -a|replaying the master)"
+    )
     assert killed.killed
     with mounted(cluster.vms["node01"].disk, 2) as root:
         assert (root / "var/lib/clustcontrol-node/sync-in-progress").exists()
@@ -196,6 +225,7 @@ def test_7_two_images_each_node_syncs_its_own(cluster: E2ECluster) -> None:
         "root": "/dev/vda2",
         "fstype": "ext4",
     }
+    attributes_arrived(log)  # over the rsync daemon: rsync -AX
     with mounted(cluster.vms["node03"].disk, 2) as root:
         assert (root / "etc/e2e-image").read_text() == "gpu\n"
         assert (root / "etc/e2e-gpu-only").is_file()
@@ -203,3 +233,33 @@ def test_7_two_images_each_node_syncs_its_own(cluster: E2ECluster) -> None:
     with mounted(cluster.vms["node01"].disk, 2) as root:
         assert (root / "etc/e2e-image").read_text() == "default\n"
         assert not (root / "etc/e2e-gpu-only").exists()
+
+
+def test_8_sparse_file_larger_than_the_root_and_persistent_data_under_a_removed_directory(
+    cluster: E2ECluster,
+) -> None:
+    """Over the rsync daemon: a 2 GiB sparse file (the root partition is 1.5 GiB) arrives
+    sparse; the standard removes the directory above a persistent path and the node keeps it."""
+    gpu = cluster.image_root("gpu")
+    (gpu / "opt/e2e-app/data").mkdir(parents=True)
+    (gpu / "opt/e2e-app/data/state").write_text("seed from the standard\n")
+    (gpu / "opt/e2e-app/bin").mkdir()
+    cluster.commit("gpu")
+    log = cluster.boot("node03", "8a-persistent-seeded").log
+    assert "e2e: persistent seed from the standard" in log
+    disk = cluster.vms["node03"].disk
+    with mounted(disk, 2, writable=True) as root:
+        (root / "opt/e2e-app/data/state").write_text("the node's own data\n")
+    subprocess.run(["rm", "-rf", str(gpu / "opt/e2e-app")], check=True)
+    with (gpu / "opt/e2e-sparse").open("wb") as sparse:
+        sparse.truncate(2 << 30)
+        sparse.seek(1 << 30)
+        sparse.write(b"data in the middle of 2 GiB of holes\n")
+    generation = cluster.commit("gpu")
+    log = cluster.boot("node03", "8b-sparse-and-removed-parent").log
+    assert booted(log)["generation"] == generation
+    assert "(normal, delta)" in log
+    assert "persistent /opt/e2e-app/data kept: the standard removed it" in log
+    assert "e2e: persistent the node's own data" in log
+    size, blocks, unit = map(int, re.findall(r"e2e: sparse (\d+) (\d+) (\d+)", log)[0])
+    assert size == 2 << 30 and blocks * unit < 1 << 20, (size, blocks, unit)

@@ -20,7 +20,7 @@ import click
 from clustcontrol import __version__
 from clustcontrol.cli import apply, demo, image, init, node, update_node
 from clustcontrol.cli.common import State, err, path_option
-from clustcontrol.errors import EXIT_INVALID, ClustcontrolError
+from clustcontrol.errors import EXIT_FAILURE, EXIT_INVALID, ClustcontrolError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -65,7 +65,8 @@ for command in (
 
 
 def _boundary(function: Callable[P, R]) -> Callable[P, R]:
-    """A ClustcontrolError becomes its lines on stderr and its exit code (a traceback only with
+    """A ClustcontrolError becomes its lines on stderr and its exit code; an OSError (a full
+    disk, a permission refused) one line naming the path, exit 1 (a traceback only with
     --debug); Ctrl-C exits 130."""
 
     @wraps(function)
@@ -81,6 +82,12 @@ def _boundary(function: Callable[P, R]) -> Callable[P, R]:
             if exc.hint:
                 err.print(f"clustcontrol: hint: {exc.hint}", markup=False)
             sys.exit(exc.exit_code)
+        except OSError as exc:
+            if debug:
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            err.print(f"clustcontrol: error: {exc.strerror or exc}{where}", markup=False)
+            sys.exit(EXIT_FAILURE)
         except KeyboardInterrupt:
             err.print("clustcontrol: interrupted")
             sys.exit(130)
@@ -93,8 +100,9 @@ def main() -> None:
     """Entry point: click without its own error handling, so ours is the only boundary."""
     try:
         cli.main(prog_name="clustcontrol", standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.exit(1)
+    except click.exceptions.Abort:  # Ctrl-C (or SIGTERM during a rehearsal)
+        err.print("clustcontrol: interrupted")
+        sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(EXIT_INVALID if isinstance(exc, click.UsageError) else exc.exit_code)

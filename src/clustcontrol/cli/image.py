@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -21,11 +22,13 @@ from clustcontrol.cli.common import (
     print_rows,
     remove_command,
 )
-from clustcontrol.errors import EXIT_FAILURE
+from clustcontrol.contract import EXCLUSIONS, expand, params
+from clustcontrol.errors import EXIT_FAILURE, ClustcontrolError, InvalidInputError
 from clustcontrol.image import ImageResult, prepare_image, publish_image
-from clustcontrol.image.commit import commit_image, image_status
+from clustcontrol.image.commit import ImageStatus, commit_image, image_status
 from clustcontrol.image.generation import GenerationStore
 from clustcontrol.inventory import edit, normalize
+from clustcontrol.inventory.model import Inventory
 from clustcontrol.inventory.store import edit_inventory
 
 
@@ -105,7 +108,7 @@ def image_list(state: State, root: Path, output: str) -> None:
     for name, img in inv.images.items():
         store = GenerationStore.for_image(root, name, inv.cluster.state_dir)
         usage = store.usage()
-        space = sum(u.own_bytes for u in usage)
+        space = store.space()  # all kept trees, shared files once
         rows.append(
             {
                 "name": name,
@@ -126,6 +129,75 @@ def image_list(state: State, root: Path, output: str) -> None:
         "images",
         ["name", "root", "transport", "nodes", "default", "generation", "generations", "space"],
     )
+
+
+@image.command("show")
+@click.argument("name")
+@prefix_option("Installation prefix the generation store is resolved under.")
+@output_option
+@pass_state
+def image_show(state: State, name: str, root: Path, output: str) -> None:
+    """Show an image: its settings, its generations and every path its nodes never take from
+    the standard (the exclusions, its persistent paths, its layout's data partitions).
+
+    \b
+    Example:
+      clustcontrol image show default
+    """
+    inv = state.inventory()
+    name = normalize.image_name(name)
+    if name not in inv.images:
+        raise InvalidInputError([f"image: {name!r} is not a defined image"])
+    img = inv.images[name]
+    store = GenerationStore.for_image(root, name, inv.cluster.state_dir)
+    # The node's own paths at their defaults (conf.d may move them), the control directory.
+    values = {p.key: p.default for p in params("conf.d") if p.default}
+    values["CC_CONTROL_DIR"] = inv.cluster.control_dir
+    rows: list[dict[str, object]] = []
+    for exclusion in EXCLUSIONS:
+        path = expand(exclusion.path, values)
+        scope = " and ".join(
+            w for w, on in (("node sync", exclusion.sync), ("generation", exclusion.manifest)) if on
+        )
+        what = f"/{path}/* (the directory stays)" if exclusion.contents else f"/{path}"
+        rows.append({"path": what, "left out of": scope, "why": exclusion.why})
+    for path in img.persistent:
+        rows.append(
+            {
+                "path": path,
+                "left out of": "node sync",
+                "why": "persistent: seeded from the standard once, then the node's own",
+            }
+        )
+    layout = inv.disk_layouts.get(img.disk_layout)
+    for part in layout.partitions if layout is not None else ():
+        if part.use == "data" and part.mount:
+            rows.append(
+                {
+                    "path": f"{part.mount}/*",
+                    "left out of": "node sync",
+                    "why": f"data partition {part.number} of layout {img.disk_layout}",
+                }
+            )
+    facts = {
+        "name": name,
+        "root": img.root,
+        "served": inv.generation_roots(name),
+        "transport": inv.transport_of(name),
+        "generation": store.current(),
+        "generations": store.trees(),
+        "keep_generations": img.keep_generations,
+        "persistent": img.persistent,
+        "exclusions": rows,
+    }
+    if output == "json":
+        click.echo(json.dumps(facts, indent=2))
+        return
+    for key in ("name", "root", "served", "transport", "generation", "keep_generations"):
+        out.print(f"{key}: {facts[key] if facts[key] is not None else '-'}", markup=False)
+    out.print(f"generations: {' '.join(store.trees()) or '-'}", markup=False)
+    title = f"what nodes of image {name} never take from it"
+    print_rows(False, rows, title, ["path", "left out of", "why"])
 
 
 def _print_image_result(result: ImageResult, what: str) -> None:
@@ -174,7 +246,8 @@ def image_prepare(
     \b
     Example:
       clustcontrol image prepare default --dry-run
-      clustcontrol image prepare default --rebuild-initramfs && clustcontrol image publish default
+      clustcontrol image prepare default --rebuild-initramfs && clustcontrol image commit default \
+        && clustcontrol image publish default
     """
     result = prepare_image(
         state.inventory(),
@@ -255,14 +328,16 @@ def status(state: State, root: Path, output: str) -> None:
     """Each standard root: its committed generation, any changes not yet committed, and the
     generation trees kept with their size and age.
 
-    Exit status 1 when a standard has uncommitted changes (nodes would not get them).
+    Exit status 1 when any image needs the administrator: uncommitted changes (nodes would not
+    get them), no generation or a current generation without its tree (nodes cannot sync), or
+    an image that cannot be looked at (its root is missing).
 
     \b
     Example:
       clustcontrol status
     """
     inv = state.inventory()
-    states = [image_status(inv, name, root_prefix=root, usage=True) for name in inv.images]
+    states = [_image_status(inv, name, root) for name in inv.images]
     now = time.time()
     rows = [
         {
@@ -270,6 +345,13 @@ def status(state: State, root: Path, output: str) -> None:
             "root": st.root,
             "generation": st.committed,
             "uncommitted": None if st.uncommitted is None else st.uncommitted.summary(),
+            "uncommitted_paths": None
+            if st.uncommitted is None
+            else {
+                "added": list(st.uncommitted.added),
+                "changed": list(st.uncommitted.changed),
+                "removed": list(st.uncommitted.removed),
+            },
             "warning": st.warning,
             "generations": [
                 {
@@ -293,7 +375,7 @@ def status(state: State, root: Path, output: str) -> None:
             {
                 "image": st.image,
                 "generation": u.generation + (" (current)" if u.generation == st.committed else ""),
-                "files": u.files,
+                "regular files": u.files,
                 "size": human_bytes(u.bytes),
                 "own space": human_bytes(u.own_bytes),
                 "age": human_age(now - u.mtime),
@@ -302,10 +384,23 @@ def status(state: State, root: Path, output: str) -> None:
             for u in st.generations
         ]
         print_rows(
-            False, kept, "generations", ["image", "generation", "files", "size", "own space", "age"]
+            False,
+            kept,
+            "generations",
+            ["image", "generation", "regular files", "size", "own space", "age"],
         )
     warnings = [st.warning for st in states if st.warning]
     for warning in warnings:
         err.print(f"clustcontrol: WARNING: {warning}", markup=False)
-    if any(st.uncommitted is not None and not st.uncommitted.empty for st in states):
+    if warnings:
         sys.exit(EXIT_FAILURE)
+
+
+def _image_status(inv: Inventory, name: str, root: Path) -> ImageStatus:
+    """image_status with the kept trees' usage; an image that cannot be looked at (a missing
+    root, a damaged manifest) gives its problem instead of stopping the whole status."""
+    try:
+        return image_status(inv, name, root_prefix=root, usage=True)
+    except (ClustcontrolError, OSError, ValueError, EOFError) as exc:
+        why = exc.message if isinstance(exc, ClustcontrolError) else f"{exc}"
+        return ImageStatus(name, inv.images[name].root, None, False, None, (), why)

@@ -1,19 +1,30 @@
-"""`clustcontrol node ...`: add, change, remove, list and import cluster nodes."""
+"""`clustcontrol node ...`: add, change, remove, list and import cluster nodes; rehearse a
+node's boot sync."""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import click
+from rich.table import Table
+from rich.text import Text
 
+from clustcontrol import rehearse
 from clustcontrol.cli.common import (
     State,
+    err,
+    human_bytes,
     out,
     output_option,
     pass_state,
+    path_option,
+    prefix_option,
     print_rows,
     remove_command,
 )
+from clustcontrol.errors import EXIT_FAILURE
 from clustcontrol.inventory import edit, normalize
 from clustcontrol.inventory.store import edit_inventory
 
@@ -116,3 +127,90 @@ def node_import(state: State, csv_file: Path) -> None:
     with edit_inventory(state.config) as document:
         added, updated = edit.import_nodes(document, rows)
     out.print(f"imported {len(rows)} rows: {added} added, {updated} updated")
+
+
+@node.command("rehearse")
+@click.argument("name")
+@path_option("--disk", "disk", "Disk image file; created sparse when missing.", required=True)
+@prefix_option("Installation prefix the generation store and control directory are under.")
+@click.option(
+    "--size",
+    default=None,
+    help="Size of a new disk file: 32G, 512M, bytes [the smallest of 4G, 8G, 16G ... "
+    "the node's layout fits].",
+)
+@click.option(
+    "--transport",
+    type=click.Choice(["nfs", "rsync"]),
+    default=None,
+    help="Transport to rehearse [the image's].",
+)
+@output_option
+@pass_state
+def node_rehearse(
+    state: State,
+    name: str,
+    disk: Path,
+    root: Path,
+    size: str | None,
+    transport: str | None,
+    output: str,
+) -> None:
+    """Rehearse a node's boot sync on this master, against a disk image file.
+
+    The real node engine runs in a private mount namespace with the node's kernel command line
+    (its PXELINUX label), the control files rendered from the inventory and the image's
+    current generation, served read-only: over NFS as a bind mount, over rsync by a private
+    daemon on 127.0.0.1. Shows what the node did. Run it again on the same disk to see the
+    next boot. Exit status 0 when the node synced, 1 when it failed or fell back to its old
+    copy.
+
+    \b
+    Example:
+      clustcontrol image commit default
+      clustcontrol node rehearse node01 --disk /var/tmp/node01.img
+    """
+    plan = rehearse.plan_rehearsal(
+        state.inventory(), name, disk, root_prefix=root, size=size, transport=transport
+    )
+    result = rehearse.rehearse(plan)
+    if output == "json":
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        _print_rehearsal(result)
+    if not result.ok:
+        sys.exit(EXIT_FAILURE)
+
+
+def _print_rehearsal(r: rehearse.Rehearsal) -> None:
+    disk = f"{r.layout} -> {r.layout_action}" if r.layout else "not reached"
+    copy = f"{r.method} ({r.mode})" if r.method and r.method != "skip" else r.method or "none"
+    moved = f"{human_bytes(r.bytes_moved)} ({r.bytes_moved} bytes)"
+    files = "not counted (tar stream)"
+    if r.files is not None and r.file_bytes is not None:
+        files = f"{r.files} ({human_bytes(r.file_bytes)} of file data)"
+    rows = [
+        ("layout", disk),
+        ("copy", copy),
+        ("moved", moved),
+        ("files", files),
+        ("duration", f"{r.seconds:.1f} s"),
+        ("result", r.result),
+        ("generation", f"{r.generation or 'none'} (master: {r.current_generation})"),
+    ]
+    table = Table(
+        title=Text(f"node {r.node} rehearsed on {r.disk}: image {r.image} over {r.transport}"),
+        title_justify="left",
+    )
+    table.add_column("step")
+    table.add_column("what the node did")
+    for label, value in rows:
+        table.add_row(label, Text(value))
+    out.print(table)
+    out.print(f"kernel command line: {r.cmdline}", markup=False)
+    for note in r.notes:
+        out.print(f"note: {note}", markup=False)
+    if not r.ok:
+        for line in r.console:
+            if any(mark in line for mark in ("ERROR", "WARNING", "!!!")):
+                err.print(line, markup=False)

@@ -64,6 +64,12 @@ GENERATION_FILE = "etc/clustcontrol-generation"
 #: "# DELTA_FORMAT FROM TO" (see image/deltas.py).
 DELTAS_DIR = "etc/clustcontrol-deltas"
 DELTA_FORMAT = "clustcontrol-delta 1"
+#: rsync batch files (rsync(1) BATCH MODE) beside a delta, for nodes exactly at FROM: the delta's
+#: work done once on the master (`--only-write-batch` against FROM's tree), replayed by each node
+#: (`--read-batch`): DELTAS_DIR/FROM.batch, with FROM.list (the paths, as the node lists them)
+#: and FROM.sums (sha256 of each regular file, checked on the node after the replay). Both
+#: sides run rsync with BATCH_OPTIONS.
+BATCH_OPTIONS = "-aHAX --sparse --numeric-ids --relative --ignore-times --force --compress"
 #: The generation's files that have extended attributes (file capabilities, POSIX ACLs, trusted.*
 #: and security.*), attributes included: a GNU tar archive (pax, --xattrs --acls) written by
 #: `image commit` into each tree. NFSv3 carries no extended attributes (NFSv4.2 only user.*,
@@ -271,6 +277,10 @@ PARAMS: tuple[Param, ...] = (
     Param("CC_DELTA_SYNC", "enum", "conf.d",
           "a node at an earlier committed generation syncs only the master's delta",
           default="yes", choices=("yes", "no")),
+    Param("CC_DELTA_BATCH", "enum", "conf.d",
+          "a delta is replayed from the master's rsync batch when one fits (nothing goes up, the "
+          "master computes nothing per node; a little more comes down)",
+          default="yes", choices=("yes", "no")),
     Param("CC_DELTA_BLOCK_SIZE", "uint", "conf.d",
           "rsync block size of a delta sync (0: rsync's own, the least traffic both ways)",
           default="0"),
@@ -438,9 +448,16 @@ def exclusions(
         KeyError: a path names a variable missing from `values`."""
     for e in EXCLUSIONS:
         if (sync and e.sync) or (manifest and e.manifest):
-            path = e.path
-            for key, value in values.items():
-                path = path.replace("${" + key + "}", value.strip("/"))
-            if "${" in path:
-                raise KeyError(path)
-            yield path, e.contents
+            yield expand(e.path, values), e.contents
+
+
+def expand(path: str, values: dict[str, str]) -> str:
+    """An exclusion's path with the contract variables it names replaced by `values` (absolute
+    paths given there lose their slashes at both ends: the result is relative to the root).
+
+    Raises KeyError when the path names a variable missing from `values`."""
+    for key, value in values.items():
+        path = path.replace("${" + key + "}", value.strip("/"))
+    if "${" in path:
+        raise KeyError(path)
+    return path

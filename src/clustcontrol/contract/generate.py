@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from clustcontrol.contract import (
+    BATCH_OPTIONS,
     CONFD_LOCAL,
     CONTRACT_VERSION,
     CURRENT_FILE,
@@ -61,6 +62,7 @@ def render_contract_sh() -> str:
         f"CC_DELTAS_DIR={_sh_word(DELTAS_DIR)}",
         f"CC_DELTA_FORMAT={_sh_word(DELTA_FORMAT)}",
         f"CC_XATTRS_FILE={_sh_word(XATTRS_FILE)}",
+        f"CC_BATCH_OPTIONS={_sh_word(BATCH_OPTIONS)}",
         "# The contract this engine was built from (CC_CONTRACT in the control files).",
         f"CC_ENGINE_CONTRACT={CONTRACT_VERSION}",
         "# The characters of a path (besides /) the master accepts.",

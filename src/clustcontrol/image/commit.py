@@ -7,18 +7,24 @@ last. Nodes read only generation trees, never the working tree."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import re
 import time
-from collections.abc import Callable, Iterable
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from pathlib import Path
 
-from clustcontrol.contract import DELTAS_DIR, GENERATION_FILE, XATTRS_FILE, exclusions, params
+from clustcontrol.contract import DELTAS_DIR, GENERATION_FILE, XATTRS_FILE
+from clustcontrol.errors import ClustcontrolError
 from clustcontrol.fsutil import atomic_write, exclusive_lock
+from clustcontrol.image.batches import excluded_paths, write_batches
 from clustcontrol.image.common import image_tree
 from clustcontrol.image.deltas import KEEP, Delta, write_deltas
 from clustcontrol.image.generation import (
+    STAGING,
+    XATTRS_STAGING,
     Difference,
     GenerationStore,
     Manifest,
@@ -28,14 +34,9 @@ from clustcontrol.image.generation import (
     next_generation,
     scan,
 )
-from clustcontrol.image.snapshot import TreeStats, build_tree, remove_tree
+from clustcontrol.image.snapshot import TreeStats, build_tree
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.run import require, run
-
-STAGING = (
-    ".new"  # roots/.new: the tree being built (a killed commit leaves it; the next removes it)
-)
-XATTRS_STAGING = ".new-xattrs.tar"  # roots/.new-xattrs.tar: its attribute archive, until done
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ class CommitResult:
     (None on the first commit), the difference between their manifests, whether a generation
     was made (`created`), the number of manifest entries (`files`), the time taken (`seconds`,
     wall clock), the deltas, how the tree was built (`tree`: files linked to the previous
-    generation and copied) and the generations whose trees were removed (`pruned`)."""
+    generation and copied), the generations whose trees were removed (`pruned`) and those
+    whose nodes can replay a batch (`batches`)."""
 
     image: str
     generation: str
@@ -56,6 +58,7 @@ class CommitResult:
     deltas: tuple[Delta, ...] = ()  # written, or skipped with the reason
     tree: TreeStats | None = None
     pruned: tuple[str, ...] = ()
+    batches: tuple[str, ...] = ()  # the earlier generations with a batch (batches.py)
 
 
 @dataclass(frozen=True)
@@ -69,11 +72,15 @@ class ImageStatus:
     served: bool  # its tree exists (nodes can sync it)
     uncommitted: Difference | None  # None when nothing was ever committed
     generations: tuple[TreeUsage, ...] = ()
+    problem: str | None = None  # why the image could not be looked at (a missing root ...)
 
     @property
     def warning(self) -> str | None:
-        """What the administrator must act on, or None: no commit yet, a current generation
-        whose tree is missing, or changes made to the working tree since the last commit."""
+        """What the administrator must act on, or None: the image could not be looked at, no
+        commit yet, a current generation whose tree is missing, or changes made to the working
+        tree since the last commit."""
+        if self.problem is not None:
+            return f"image {self.image}: {self.problem}"
         if self.committed is None:
             return (
                 f"image {self.image}: no generation committed; nodes cannot sync it "
@@ -93,6 +100,48 @@ class ImageStatus:
         return None
 
 
+def _previous_manifest(store: GenerationStore, current: str | None, control_dir: str) -> Manifest:
+    """The manifest of the current generation; when it is missing or damaged, the one of its
+    tree, scanned again (every file read), and recorded; {} when there is neither."""
+    if current is None:
+        return {}
+    try:
+        return store.manifest(current)
+    except (ClustcontrolError, OSError, EOFError, ValueError, zlib.error):
+        tree = store.tree(current)
+        if not tree.is_dir():
+            return {}
+        manifest = scan(tree, control_dir=control_dir)
+        store.record(current, manifest)
+        return manifest
+
+
+def _check_apart(root: Path, store: GenerationStore) -> None:
+    """The working tree and the store must not contain each other once symlinks are resolved
+    (the inventory checks compare the paths as written): a commit would copy its own output.
+    Raises ClustcontrolError."""
+    tree, base = root.resolve(), store.base.resolve()
+    if tree == base or tree in base.parents or base in tree.parents:
+        raise ClustcontrolError(
+            f"the working tree {root} ({tree}) and the generation store {store.base} ({base}) "
+            "overlap",
+            hint="move cluster.state_dir or the image root so that neither holds the other",
+        )
+
+
+def syncfs(path: Path) -> None:
+    """Flush the file system holding path to disk (syncfs(2)): a whole generation tree at once,
+    not every file system of the master (sync(2)). Raises OSError when it fails."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)
+
+
 def _etc(manifest: Manifest) -> str | None:
     """The directory of the generation file and the deltas (etc) when the tree has it as a real
     directory: a symlink there would lead the writes out of the tree."""
@@ -107,59 +156,48 @@ def _finish_tree(
     generation: str,
     manifest: Manifest,
     deltas: int,
-    owned: Callable[[str], bool],
-) -> tuple[Delta, ...]:
-    """Write the attribute archive, the deltas and the generation file into a built tree, then
-    give its etc back the working tree's times (they are not part of the manifest, the
-    directory's mtime is). The archive is made first, outside the tree, while every directory
-    still has its manifest's times (it records some). A tree without a real etc directory gets
-    none of them."""
+    excluded: re.Pattern[str],
+) -> tuple[tuple[Delta, ...], tuple[str, ...]]:
+    """Write the extended attributes' archive, the deltas and the generation file into a built
+    tree, give its etc back the working tree's times (they are not part of the manifest, the
+    directory's mtime is), then the batches (batches.py: they replay the finished tree). The
+    archive is made first, outside the tree (roots/XATTRS_STAGING), while every directory still
+    has its manifest's times (it records some). A tree without a real etc directory gets none
+    of them. Returns the deltas and the sources of the batches."""
     etc = _etc(manifest)
     if etc is None:
-        return ()
+        return (), ()
     staged = store.roots / XATTRS_STAGING
     staged.unlink(missing_ok=True)
-    held = write_xattrs_archive(tree, manifest, staged, owned)
+    held = write_xattrs_archive(
+        tree, manifest, staged, owned=lambda rel: excluded.fullmatch(rel) is not None
+    )
     written = write_deltas(store, tree / DELTAS_DIR, generation, manifest, keep=deltas)
     if held:
         staged.rename(tree / XATTRS_FILE)
     atomic_write(tree / GENERATION_FILE, f"{generation}\n".encode(), mode=0o644)
     mtime = manifest[etc].mtime_ns
     os.utime(tree / etc, ns=(mtime, mtime), follow_symlinks=False)
-    return written
-
-
-def node_owned(control_dir: str, persistent: Iterable[str] = ()) -> Callable[[str], bool]:
-    """Whether a path of a generation may be one that a node keeps as its own and leaves out of
-    its sync: a sync exclusion (contract.EXCLUSIONS, the engine's default state and log
-    directories) or one of the image's persistent paths, or inside one."""
-    values = {"CC_CONTROL_DIR": control_dir}
-    values |= {p.key: p.default or "" for p in params("conf.d") if p.key in _NODE_DIRS}
-    rows = [path.split("/") for path, contents in exclusions(values, sync=True) if not contents]
-    rows += [p.strip("/").split("/") for p in persistent]
-
-    def owned(rel: str) -> bool:
-        parts = rel.split("/")
-        return any(len(parts) >= len(row) and all(map(fnmatchcase, parts, row)) for row in rows)
-
-    return owned
-
-
-_NODE_DIRS = ("CC_STATE_DIR", "CC_LOG_DIR")
+    # A batch from the previous generation only: most nodes are one behind, and each batch
+    # holds about the changed data again (compressed).
+    sources = [d.source for d in written if d.skipped is None][-1:]
+    return written, write_batches(store, tree, manifest, sources, excluded)
 
 
 def xattrs_archive_names(
     manifest: Manifest, owned: Callable[[str], bool] = lambda rel: False
 ) -> list[str]:
     """What the attribute archive holds, in order: the entries that have extended attributes
-    and the directory each of them is in ("." for the root); the names a node may own (`owned`)
-    last. Extracting a file replaces it, which moves its directory's mtime on the node; the
-    directory's own entry, extracted after its contents, sets it back. Of the names of one
-    hard-linked file, tar stores the data with the first and links the others to it: a name a
-    node leaves out of its extraction must not be that first one, or the others would be
-    linked to the node's own file."""
+    and the directory each of them is in ("." for the root); the names a node leaves out of
+    its sync (`owned`: batches.excluded_paths) last. Extracting a file replaces it, which moves
+    its directory's mtime on the node; the directory's own entry sets it back (GNU tar sets a
+    directory's times once everything in it is extracted). Of the names of one hard-linked
+    file, tar stores the data with the first and links the others to it: a name a node leaves
+    out of its extraction must not be that first one, or the others would be linked to the
+    node's own file."""
     names = {rel for rel, entry in manifest.items() if entry.xattrs}
-    names |= {rel.rpartition("/")[0] or "." for rel in names}
+    parents = {rel.rpartition("/")[0] for rel in names} - names
+    names |= {p or "." for p in parents if not p or (p in manifest and manifest[p].kind == "d")}
     return sorted(names, key=lambda rel: (owned(rel), rel))
 
 
@@ -172,8 +210,8 @@ def write_xattrs_archive(
     """Write the attribute archive of a built tree (default: tree/XATTRS_FILE) with the entries
     of xattrs_archive_names, each with its attributes, as GNU tar writes them (pax headers:
     --xattrs --xattrs-include='*' --acls, numeric owners, names "./PATH", no recursion).
-    Returns how many entries it holds; when none has attributes, no file is written. Raises
-    CommandError when tar fails."""
+    Returns how many entries it holds; when none has extended attributes, no file is written.
+    Raises CommandError when tar fails."""
     if not any(entry.xattrs for entry in manifest.values()):
         return 0
     names = xattrs_archive_names(manifest, owned)
@@ -213,14 +251,17 @@ def commit_image(
     image, ClustcontrolError when its root is not a directory, and what commit_tree raises."""
     tree = image_tree(inv, name, root_prefix)
     store = GenerationStore.for_image(root_prefix, name, inv.cluster.state_dir)
+    image = inv.images[name]
+    layout = inv.disk_layouts.get(image.disk_layout)
+    mounts = [p.mount for p in (layout.partitions if layout else ()) if p.use == "data" and p.mount]
     return commit_tree(
         name,
         tree.root,
         store,
         control_dir=inv.cluster.control_dir,
-        keep=inv.images[name].keep_generations,
+        keep=image.keep_generations,
         deltas=deltas,
-        persistent=tuple(inv.images[name].persistent),
+        node_excluded=(*image.persistent, *mounts),
     )
 
 
@@ -232,7 +273,7 @@ def commit_tree(
     control_dir: str,
     keep: int,
     deltas: int = KEEP,
-    persistent: tuple[str, ...] = (),
+    node_excluded: tuple[str, ...] = (),
 ) -> CommitResult:
     """Make a new generation of the working tree `root` in `store` when it changed since the
     last one: its tree (built in roots/.new, renamed into place), its manifest, the deltas from
@@ -240,28 +281,34 @@ def commit_tree(
     roots/current; then remove all but `keep` trees (and manifests older than the deltas need).
 
     `name` names the image in the result; `control_dir` is cluster.control_dir (left out of the
-    generation; its mount point is made in roots/); `persistent` the image's persistent paths
-    (the attribute archive orders the names nodes may own last). The store is held under its
-    lock while committing. When nothing changed and the current tree exists, nothing is written
-    (created is False). Raises ClustcontrolError when a file changes while it is copied, LockedError
-    when another commit of the image holds the lock, and OSError when the tree cannot be read
-    or the store written."""
+    generation; its mount point is made in roots/); `node_excluded` the absolute paths the
+    image's nodes leave alone besides the contract's exclusions (persistent paths, data
+    partition mount points: batches.py lists paths as those nodes do). The store is held under
+    its lock while committing. When nothing changed and the current tree exists, nothing is
+    written (created is False). Raises ClustcontrolError when a file changes while it is
+    copied, LockedError when another commit of the image holds the lock, CommandError when tar
+    or rsync fails, and OSError when the tree cannot be read or the store written."""
     start = time.monotonic()
+    _check_apart(root, store)
     with exclusive_lock(store.base / "lock"):
         current = store.current()
-        previous = store.manifest(current) if current else {}
+        previous = _previous_manifest(store, current, control_dir)
         served = current is not None and store.tree(current).is_dir()
         if served:
             now = scan(root, previous, control_dir=control_dir)
             difference = compare(previous, now)
             if difference.empty:
                 assert current is not None
+                if any(now[p].ctime_ns != previous[p].ctime_ns for p in now):
+                    # Rewritten with the same bytes (a reinstalled package, chmod to the same
+                    # mode): the content is the generation's; the manifest keeps the new ctimes
+                    # so that `status` stops reporting them.
+                    store.record(current, now)
                 return CommitResult(
                     name, current, current, difference, False, len(now), time.monotonic() - start
                 )
+        store.tidy()  # what an interrupted commit left
         staging = store.roots / STAGING
-        remove_tree(staging)
-        (store.roots / XATTRS_STAGING).unlink(missing_ok=True)
         (store.roots / control_dir.lstrip("/")).mkdir(parents=True, exist_ok=True)
         manifest, stats = build_tree(
             root,
@@ -273,8 +320,9 @@ def commit_tree(
         difference = compare(previous, manifest)
         generation = next_generation(current, content_hash(manifest))
         store.record(generation, manifest)
-        owned = node_owned(control_dir, persistent)
-        written = _finish_tree(store, staging, generation, manifest, deltas, owned)
+        excluded = excluded_paths(control_dir, node_excluded)
+        written, batched = _finish_tree(store, staging, generation, manifest, deltas, excluded)
+        syncfs(staging)  # the tree is on disk before any node can be told about it
         staging.rename(store.tree(generation))
         store.publish(generation)
         pruned = store.prune(keep, max(deltas, 1) + 1)
@@ -290,6 +338,7 @@ def commit_tree(
         written,
         stats,
         tuple(pruned),
+        batched,
     )
 
 

@@ -1,7 +1,7 @@
 """Generation deltas: the paths a node holding an older generation has to sync.
 
 For each of the last K generations before the one being committed, `image commit` writes
-IMAGE_ROOT/etc/clustcontrol-deltas/FROM (UTF-8, LF line ends):
+etc/clustcontrol-deltas/FROM into the new generation's tree (UTF-8, LF line ends):
 
     # clustcontrol-delta 1 FROM TO
     PATH        one per line, relative to the image root, sorted, no duplicates: to copy

@@ -1,17 +1,19 @@
-"""Image generations: a manifest of a standard root and the id nodes compare at boot.
+"""Image generations: the manifest of a generation, the id nodes compare at boot, and the store.
 
-`clustcontrol image commit NAME` scans the standard (path, type, mode, owner, size, mtime,
-content hash; a file whose size, mtime and ctime are those of the last manifest keeps its hash
-unread), and when anything changed records a new generation:
+`clustcontrol image commit NAME` (commit.py) scans the working tree (type, mode, owner, size,
+mtime, content hash or symlink target, extended attributes, hard-link group, device number; a
+file whose size, mtime and ctime are those of the last manifest keeps its hash unread) and,
+when anything changed, makes a new generation in the store (contract.STATE_DIR shows its
+layout):
 
-    /var/lib/clustcontrol/images/NAME/generations/SEQ-HASH.manifest.gz   the manifest
-    /var/lib/clustcontrol/images/NAME/current                            SEQ-HASH
-    IMAGE_ROOT/etc/clustcontrol-generation                               SEQ-HASH (read by nodes)
-    IMAGE_ROOT/etc/clustcontrol-deltas/FROM      what changed since FROM (see deltas.py)
+    STATE_DIR/images/NAME/generations/SEQ-HASH.manifest.gz   the manifest (this module)
+    STATE_DIR/images/NAME/roots/SEQ-HASH/                    the tree (snapshot.py), with its
+        etc/clustcontrol-generation, etc/clustcontrol-deltas/FROM (deltas.py) and batches
+    STATE_DIR/images/NAME/roots/current                      SEQ-HASH, written last
 
-A node that already holds that generation skips the transfer at boot. Changes made to the
-standard after the last commit are invisible to such nodes until the next commit, so
-`clustcontrol status` compares the standard with its manifest and warns about them."""
+A node that already holds the current generation skips the transfer at boot. Changes made to
+the working tree after the last commit reach no node until the next commit, so `clustcontrol
+status` compares the working tree with the manifest and warns about them."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import os
 import re
 import shutil
 import stat
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,6 +42,10 @@ from clustcontrol.errors import ClustcontrolError
 from clustcontrol.fsutil import atomic_write, read_bytes_or_none
 
 _CHUNK = 1 << 20
+# roots/STAGING: the tree being built, and roots/XATTRS_STAGING its attribute archive until the
+# tree is done (a killed commit leaves them; the next removes them: GenerationStore.tidy).
+STAGING = ".new"
+XATTRS_STAGING = ".new-xattrs.tar"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +142,9 @@ def manifest_exclusions(control_dir: str = CONTROL_DIR) -> tuple[frozenset[str],
 def walk(root: str, control_dir: str) -> Iterator[tuple[str, os.stat_result, str]]:
     """(relative path, lstat, absolute path) of everything under root the manifest covers
     (manifest_exclusions left out), parents before their contents; directories on other file
-    systems are listed, not entered. Raises OSError when a directory cannot be read."""
+    systems are listed, not entered. Sockets are left out: the process listening on one makes
+    it (a standard's are leftovers of the update node's daemons), and GNU tar, the first copy
+    of a node, cannot carry them. Raises OSError when a directory cannot be read."""
     path_excluded, content_excluded = manifest_exclusions(control_dir)
     device = Path(root).stat().st_dev  # the root itself may be reached through a symlink
     stack = [""]
@@ -148,6 +157,8 @@ def walk(root: str, control_dir: str) -> Iterator[tuple[str, os.stat_result, str
                 if rel in path_excluded:
                     continue
                 st = entry.stat(follow_symlinks=False)
+                if stat.S_ISSOCK(st.st_mode):
+                    continue
                 yield rel, st, entry.path
                 if stat.S_ISDIR(st.st_mode) and st.st_dev == device and rel not in content_excluded:
                     stack.append(rel)
@@ -468,16 +479,23 @@ class GenerationStore:
         if data is None:
             raise ClustcontrolError(
                 f"{self.base}: the manifest of generation {generation} is missing",
-                hint="run clustcontrol image commit again to record a new generation",
+                hint="clustcontrol image commit records it again from the generation's tree",
             )
         return data
 
     def manifest(self, generation: str) -> Manifest:
         """The recorded manifest of `generation` (generations/GENERATION.manifest.gz).
 
-        Raises ClustcontrolError when that file is missing, and what deserialize raises when
-        it is damaged."""
-        return deserialize(self._read(generation))
+        Raises ClustcontrolError when that file is missing or damaged (what deserialize
+        raises, named)."""
+        data = self._read(generation)
+        try:
+            return deserialize(data)
+        except (OSError, EOFError, ValueError, zlib.error) as exc:
+            raise ClustcontrolError(
+                f"{self.base}: the manifest of generation {generation} is damaged ({exc})",
+                hint="clustcontrol image commit records it again from the generation's tree",
+            ) from None
 
     def lines(self, generation: str) -> set[str]:
         """The manifest's lines, unparsed (see differing_entries)."""
@@ -515,12 +533,64 @@ class GenerationStore:
         trees = self.trees()
         removed = [g for g in trees[: max(len(trees) - keep_trees, 0)] if g != current]
         for generation in removed:
-            shutil.rmtree(self.tree(generation))
+            self.discard(self.tree(generation))
         manifests = self.recorded()
         for generation in manifests[: max(len(manifests) - keep_manifests, 0)]:
             if generation != current:
                 (self.base / "generations" / f"{generation}.manifest.gz").unlink(missing_ok=True)
         return removed
+
+    def discard(self, tree: Path) -> None:
+        """Remove a tree: first renamed to roots/.old-NAME (atomic: it is no generation any
+        more, whatever happens next), then deleted. Raises OSError."""
+        doomed = self.roots / f".old-{tree.name}"
+        if tree.is_dir():
+            tree.rename(doomed)
+        if doomed.is_dir():
+            shutil.rmtree(doomed)
+
+    def tidy(self) -> list[str]:
+        """Remove what an interrupted commit left: the tree being built (roots/STAGING) and its
+        attribute archive (roots/XATTRS_STAGING), trees being removed (roots/.old-*), and the
+        trees and manifests of generations after the current one (recorded, never published).
+        Returns what was removed (names). Raises OSError."""
+        current = self.current()
+        after = sequence(current) if current else 0
+        removed = []
+        for name in _names(self.roots):
+            path = self.roots / name
+            orphan = is_generation(name) and sequence(name) > after
+            if name == XATTRS_STAGING and not path.is_dir():
+                path.unlink()
+                removed.append(name)
+            elif (name == STAGING or name.startswith(".old-") or orphan) and path.is_dir():
+                shutil.rmtree(path)
+                removed.append(name)
+        for generation in self.recorded():
+            if sequence(generation) > after:
+                (self.base / "generations" / f"{generation}.manifest.gz").unlink()
+                removed.append(f"{generation}.manifest.gz")
+        return removed
+
+    def space(self) -> int:
+        """The disk space of all kept trees together (bytes, st_blocks * 512 of each regular
+        file once, whatever links it has among the trees). Raises OSError."""
+        blocks: dict[tuple[int, int], int] = {}
+        for generation in self.trees():
+            for dirpath, _dirs, names in os.walk(self.tree(generation)):
+                for name in names:
+                    st = os.lstat(os.path.join(dirpath, name))  # noqa: PTH118 - hot path
+                    if stat.S_ISREG(st.st_mode):
+                        blocks[(st.st_dev, st.st_ino)] = st.st_blocks * 512
+        return sum(blocks.values())
+
+    def made(self, generation: str) -> float:
+        """When the tree of `generation` was made (seconds since the epoch): the time of its
+        generation file, which the commit writes last into it; the tree's own time when it
+        has none. Raises OSError when the tree is missing."""
+        tree = self.tree(generation)
+        marker = tree / GENERATION_FILE
+        return marker.stat().st_mtime if marker.is_file() else tree.stat().st_mtime
 
     def usage(self) -> list[TreeUsage]:
         """The space of each tree (see TreeUsage), oldest first. Reads every tree's metadata
@@ -545,10 +615,7 @@ class GenerationStore:
         for inode, generations in seen.items():
             if len(generations) == 1:
                 totals[next(iter(generations))][2] += blocks[inode]
-        return [
-            TreeUsage(g, totals[g][0], totals[g][1], totals[g][2], self.tree(g).stat().st_mtime)
-            for g in trees
-        ]
+        return [TreeUsage(g, totals[g][0], totals[g][1], totals[g][2], self.made(g)) for g in trees]
 
 
 def _names(directory: Path) -> list[str]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -264,9 +263,3 @@ def _link_or_copy(
     stats.copied += 1
     stats.bytes_copied += copied
     return digest, True
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a generation tree (or a half-built one). Raises OSError when it cannot be removed."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)

@@ -145,13 +145,13 @@ def _control_dir_problems(inv: Inventory) -> list[str]:
 def _state_dir_problems(inv: Inventory) -> list[str]:
     """cluster.state_dir holds the generation trees `image commit` copies each working tree
     into: it must not overlap a working tree (a commit would copy its own output), the TFTP
-    tree or a pseudo file system (the control directory's check covers that pair)."""
+    tree or a kernel file system (the control directory's check covers that pair)."""
     where = "cluster.state_dir"
     path = inv.cluster.state_dir
     problems = []
     if path.count("/") < 2:
         problems.append(f"{where}: {path!r} must be a directory of its own, not a top directory")
-    for other in _NOT_UNDER:
+    for other in _NOT_UNDER[:3]:  # /proc, /sys, /dev: /tmp and /run are the admin's choice
         if _overlaps(path, other):
             problems.append(f"{where}: {path!r} overlaps {other}")
     for image_name, image in sorted(inv.images.items()):

@@ -232,9 +232,10 @@ class Image(_Model):
             transfer; every verify_every-th such boot (or delta sync) it runs the full rsync
             comparison anyway, 0 to 10000 (default 10; 0: never forced; kernel switch
             clustcontrol.verify overrides it).
-        keep_generations: how many generation trees `image commit` keeps, 1 to 1000 (default
+        keep_generations: how many generation trees `image commit` keeps, 2 to 1000 (default
             3); older ones are removed. Nodes sync from the newest; a node still copying a
-            removed one retries."""
+            removed one (keep_generations commits during its copy) fails that sync and copies
+            the whole tree at its next boot."""
 
     root: AbsPath
     kernel: FileName = NEWEST
@@ -247,7 +248,7 @@ class Image(_Model):
     # A node whose synced generation matches the committed one skips the transfer; every
     # verify_every-th such boot it runs the full rsync comparison anyway (0: never forced).
     verify_every: int = Field(default=10, ge=0, le=10000)
-    keep_generations: int = Field(default=3, ge=1, le=1000)
+    keep_generations: int = Field(default=3, ge=2, le=1000)
 
 
 class Node(_Model):

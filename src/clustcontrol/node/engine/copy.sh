@@ -215,12 +215,10 @@ cc_tar_usable()
 # cc_tar_copy SOURCE_DIR ROOT FILTER STATS: fill a blank ROOT with one tar stream (about twice
 # as fast as rsync's three processes on a first copy). Hard links, symlinks, numeric owners,
 # modes, times and every extended attribute (ACLs, file capabilities) travel; the filter's
-# exclusions apply. Writes "Total bytes sent: N" to STATS. Sets CC_TAR_SOCKETS to yes when the
-# source held sockets, which tar cannot archive ("socket ignored"): the caller copies them.
+# exclusions apply. Writes "Total bytes sent: N" to STATS.
 cc_tar_copy()
 {
 	local src="$1" root="$2" filter="$3" stats="$4" excludes rc=0 crc
-	CC_TAR_SOCKETS=no
 	excludes="${filter}.tar"
 	cc_tar_excludes "${filter}" >"${excludes}" || return 1
 	cc_log "tar ${src} -> ${root}/ (blank root: one stream, no comparison)"
@@ -240,14 +238,14 @@ cc_tar_copy()
 	crc=$(cat "${stats}.create-rc" 2>/dev/null) || crc=2
 	cat "${stats}.create" "${stats}.extract" >"${stats}" 2>/dev/null
 	[ -z "${CC_LOG:-}" ] || cat "${stats}" >>"${CC_LOG}" 2>/dev/null
-	# GNU tar: 1 = a file changed while it was read (like rsync's 24), 2 = fatal.
-	if [ "${rc}" -ne 0 ] || [ "${crc:-2}" -gt 1 ]; then
+	# GNU tar: 1 = a file changed or vanished while it was read (like rsync's 24), 2 = fatal. A
+	# generation's tree never changes: either means the master removed it during the copy.
+	if [ "${rc}" -ne 0 ] || [ "${crc:-2}" -ne 0 ]; then
 		cc_warn "tar failed (create status ${crc:-?}, extract status ${rc})"
 		grep -v '^Total bytes' "${stats}" | tail -n 5 | sed 's/^/clustcontrol:   /' >&2
 		return 1
 	fi
 	CC_LAST_RSYNC_RC=0
-	! grep -q ': socket ignored$' "${stats}.create" || CC_TAR_SOCKETS=yes
 	sed -n 's/^Total bytes written: \([0-9]*\).*/Total bytes sent: \1/p' "${stats}.create" >"${stats}"
 	rm -f "${stats}.create" "${stats}.extract" "${stats}.create-rc" "${excludes}"
 	return 0

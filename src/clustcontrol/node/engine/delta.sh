@@ -4,6 +4,7 @@
 # only the listed ones.
 # shellcheck shell=sh
 # shellcheck disable=SC3043 # local: busybox ash and dash have it
+# shellcheck disable=SC2034 # CC_BATCH_FILE, CC_LAST_RSYNC_RC are read by the caller
 
 # cc_fetch_delta TRANSPORT SRC FILTER LIST: the standard's delta from the node's generation
 # to the current one (CC_DELTAS_DIR/FROM, written by `clustcontrol image commit`): the paths to copy as an rsync --files-from LIST, the paths to delete in
@@ -101,4 +102,77 @@ cc_delete_keeping()
 		[ -e "${e}" ] || [ -L "${e}" ] || continue
 		cc_delete_keeping "${root}" "${rel}/${e##*/}" || return 1
 	done
+}
+
+# cc_fetch_batch TRANSPORT SRC LIST ROOT: the master's rsync batch from the node's generation
+# (CC_DELTAS_DIR/FROM.batch, `clustcontrol image commit`, image/batches.py) when it covers exactly
+# the paths of LIST (this node's delta list, FROM.list) and comes with the sums of the results
+# (FROM.sums, to LIST.sums). Sets CC_BATCH_FILE: on the NFS mount, or fetched from the rsync
+# daemon onto the node's disk (ROOT's state directory, not the initramfs' memory). Fails (the
+# caller runs rsync's delta algorithm) when there is none or it does not fit.
+cc_fetch_batch()
+{
+	local d="${CC_DELTAS_DIR}/${CC_REC_GENERATION}" f="$3.batch-list"
+	CC_BATCH_FILE=""
+	cc_fetch_file "$1" "$2" "${d}.list" "${f}" || return 1
+	[ -f "${f}" ] || return 1
+	if ! cmp -s "${f}" "$3"; then
+		cc_log "the master's batch from ${CC_REC_GENERATION} covers other paths than this node syncs"
+		return 1
+	fi
+	cc_fetch_file "$1" "$2" "${d}.sums" "$3.sums" && [ -f "$3.sums" ] || return 1
+	case "$1" in
+	nfs) CC_BATCH_FILE="$2${d}.batch" ;;
+	rsync)
+		mkdir -p "$4${CC_STATE_DIR}" || return 1
+		CC_BATCH_FILE="$4${CC_STATE_DIR}/delta.batch"
+		cc_fetch_file "$1" "$2" "${d}.batch" "${CC_BATCH_FILE}" || return 1
+		;;
+	esac
+	[ -f "${CC_BATCH_FILE}" ]
+}
+
+# cc_apply_batch ROOT LIST STATS: replay CC_BATCH_FILE onto ROOT (rsync --read-batch with
+# CC_BATCH_OPTIONS, the options the master wrote it with), then make sure the node got exactly
+# the generation's files: rsync replays onto whatever the node holds. A file it rebuilt is
+# checked by rsync itself against the batch's whole-file checksum ("failed verification" when
+# the node's copy was not the batch's basis); every other file of LIST.sums (hard links, files
+# rsync left alone) is checked against its sha256. Any difference: the caller syncs the delta
+# the usual way. STATS gets rsync's statistics, with the bytes read from the master (the
+# batch, its list and sums) as "Total bytes received".
+cc_apply_batch()
+{
+	local root="$1" sums="$2.sums" out="$3.batch" rc=0 size
+	cc_log "replaying the master's batch from generation ${CC_REC_GENERATION} ($(wc -c <"${CC_BATCH_FILE}" | tr -d ' ') bytes)"
+	# shellcheck disable=SC2086 # the options are a word list
+	"${CC_RSYNC}" ${CC_BATCH_OPTIONS} --stats --itemize-changes --read-batch="${CC_BATCH_FILE}" \
+		"${root}/" >"${out}" 2>&1 || rc=$?
+	[ -z "${CC_LOG:-}" ] || cat "${out}" >>"${CC_LOG}" 2>/dev/null
+	if [ "${rc}" -ne 0 ]; then
+		cc_warn "the batch did not apply (rsync status ${rc}): rsync's delta algorithm instead"
+		grep -v '^[>ch.*][fdLDS]' "${out}" | tail -n 3 | sed 's/^/clustcontrol:   /' >&2
+		rc=1
+	elif grep -q 'failed verification' "${out}"; then
+		cc_warn "files differ from generation ${CC_REC_GENERATION} on this node (rsync: failed" \
+			"verification): rsync's delta algorithm instead"
+		rc=1
+	else
+		# The files rsync did not rebuild itself: their sums (path from column 67 on).
+		sed -n 's/^>f[^ ]* //p' "${out}" >"${sums}.rebuilt"
+		awk 'NR == FNR { rebuilt[$0] = 1; next } !(substr($0, 67) in rebuilt)' \
+			"${sums}.rebuilt" "${sums}" >"${sums}.rest"
+		if [ -s "${sums}.rest" ] && ! (cd "${root}" && sha256sum -c -s "${sums}.rest") 2>/dev/null; then
+			cc_warn "files differ from the generation after the batch: rsync's delta algorithm instead"
+			rc=1
+		fi
+	fi
+	size=$(($(wc -c <"${CC_BATCH_FILE}") + $(wc -c <"$2") + $(wc -c <"${sums}")))
+	case "${CC_BATCH_FILE}" in "${root}"/*) rm -f "${CC_BATCH_FILE}" ;; esac
+	[ "${rc}" -eq 0 ] || return 1
+	{
+		grep -v -e '^Total bytes' -e '^[>ch.*][fdLDS]' "${out}"
+		echo "Total bytes sent: 0"
+		echo "Total bytes received: ${size}"
+	} >"$3"
+	CC_LAST_RSYNC_RC=0
 }

@@ -81,11 +81,16 @@ cc_save_log()
 		mv -f "${d}/boot-sync.log" "${d}/boot-sync.log.1"
 	fi
 	cp "${CC_LOG}" "${d}/boot-sync.log"
-	cc_flush
+	cc_flush "${d}"
 }
 
-# cc_flush: write everything to the disks (before a marker or record counts).
+# cc_flush [PATH]: write to disk (before a marker or record counts) what was written to the file
+# system holding PATH (sync -f: syncfs(2)); without PATH, or a sync without -f, every file
+# system. A rehearsal or a benchmark on the master flushes only the node's disk.
 cc_flush()
 {
+	if [ -n "${1:-}" ] && sync -f "$1" 2>/dev/null; then
+		return 0
+	fi
 	sync 2>/dev/null || true
 }

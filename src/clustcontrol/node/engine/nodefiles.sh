@@ -182,5 +182,5 @@ cc_write_node_files()
 	cc_write_interfaces "${root}" || return 1
 	cc_write_fstab "${root}" "$2" "${3:-}" || return 1
 	cc_log "node files written: hostname ${CC_HOSTNAME:-?}, hosts, machine-id, interfaces, fstab"
-	cc_flush
+	cc_flush "${root}"
 }

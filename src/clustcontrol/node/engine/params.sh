@@ -189,7 +189,7 @@ cc_load_params()
 	cc_source_params "${ctl}/default" || return 1
 	if [ "${CC_CONTRACT:-1}" != "${CC_ENGINE_CONTRACT}" ]; then
 		cc_warn "the control files are of contract ${CC_CONTRACT:-1}, this initramfs of" \
-			"${CC_ENGINE_CONTRACT}: rebuild it (clustcontrol image prepare --rebuild-initramfs, image publish)"
+			"${CC_ENGINE_CONTRACT}: rebuild it (clustcontrol image prepare --rebuild-initramfs, image commit, image publish)"
 	fi
 	if [ -n "${node}" ]; then
 		cc_source_params "${ctl}/nodes/${node}" || return 1

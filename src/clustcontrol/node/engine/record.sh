@@ -18,7 +18,7 @@ cc_write_state()
 {
 	mkdir -p "${1%/*}" || return 1
 	cat >"$1.tmp" && mv "$1.tmp" "$1" || return 1
-	cc_flush
+	cc_flush "$1"
 }
 
 # cc_write_marker ROOT IMAGE SOURCE: "a sync is running"; on disk before rsync touches a file.
@@ -61,7 +61,7 @@ cc_write_record()
 		echo "CC_SYNC_SEEDED='${CC_PERSISTENT:-}'"
 	} | cc_write_state "$(cc_record "$1")" || return 1
 	rm -f "$(cc_marker "$1")"
-	cc_flush
+	cc_flush "$1"
 }
 
 # cc_seeded ROOT PATH: true when the persistent PATH is the node's own: the last complete sync
@@ -116,6 +116,17 @@ cc_sync_age()
 	fi
 }
 
+# cc_generation ROOT: the generation id in ROOT's CC_GENERATION_FILE (what the copy brought),
+# or "uncommitted" when there is none.
+cc_generation()
+{
+	local g=""
+	if [ -f "$1/${CC_GENERATION_FILE}" ]; then
+		g=$(head -n 1 "$1/${CC_GENERATION_FILE}" | tr -cd 'A-Za-z0-9._:+-')
+	fi
+	echo "${g:-uncommitted}"
+}
+
 # cc_recorded_generation ROOT: CC_REC_GENERATION, the generation of the node's last complete
 # sync (empty when there is none).
 cc_recorded_generation()
@@ -158,5 +169,5 @@ cc_verified()
 cc_count_unverified()
 {
 	echo $(($(cc_unverified "$1") + 1)) >"$(cc_skips "$1")" || return 1
-	cc_flush
+	cc_flush "$1"
 }

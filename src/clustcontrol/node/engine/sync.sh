@@ -13,15 +13,15 @@
 #   BLANK       yes: the root holds nothing but lost+found
 #   TAR         yes: a tar stream can fill it (NFS, CC_FIRST_COPY=tar, GNU tar present)
 #   DELTA       yes: delta syncs are on (CC_DELTA_SYNC)
-# Sets CC_COPY_METHOD (skip | tar | delta | tree), CC_COPY_MODE (normal | full) and CC_COPY_WHY
+# Sets CC_COPY_METHOD (skip | tar | delta | tree; a delta replayed from the master's batch is
+# recorded as batch), CC_COPY_MODE (normal | full) and CC_COPY_WHY
 # (a line for the log, or empty). In order:
 #   1. an interrupted sync:                      the whole tree, contents compared (full)
 #   2. the node holds the standard's generation: skip, unless a whole-tree comparison is due
 #   3. a blank root:                             first copy, one tar stream
 #   4. an earlier committed generation:          the delta from it, unless a comparison is due
 #   5. anything else:                            the whole tree (rsync --delete)
-# A whole-tree sync compares contents (full) unless the root is blank, and so does a due
-# comparison (every verify_every-th boot).
+# A whole-tree copy onto a root that is not blank compares every file's content (full).
 cc_copy_decision()
 {
 	local marker="$1" std="$3" rec="$4" due="$5" blank="$6" tar="$7" delta="$8"
@@ -50,11 +50,10 @@ cc_copy_decision()
 	else
 		CC_COPY_METHOD=tree
 	fi
-	# A comparison of the whole tree compares every file's content too (--checksum), when it is
-	# due and whenever the root holds an earlier copy: size and mtime miss content changed
-	# without them, and the record would name a generation the node does not hold. A blank root
-	# has nothing to compare.
-	if [ "${CC_COPY_METHOD}" = tree ] && { [ "${due}" = yes ] || [ "${blank}" != yes ]; }; then
+	# A comparison of the whole tree compares every file's content (--checksum): size and mtime
+	# miss content changed without them, and the node records the generation as its own after
+	# it. Only a blank root has nothing to compare.
+	if [ "${CC_COPY_METHOD}" = tree ] && [ "${blank}" != yes ]; then
 		CC_COPY_MODE=full
 	fi
 	return 0
@@ -109,7 +108,7 @@ cc_sync()
 	cc_write_filter "${root}" "${filter}" || return 1
 	if [ "${method}" = delta ] && ! cc_fetch_delta "${transport}" "${src}" "${filter}" "${list}"; then
 		method=tree
-		mode=full
+		mode=full # the whole tree onto a root that is not blank: contents compared
 	fi
 	start=$(cc_now)
 	cc_write_marker "${root}" "${CC_IMAGE}" "${transport}:${src}" || { cc_err "cannot write the sync marker"; return 1; }
@@ -122,9 +121,6 @@ cc_sync()
 			cc_warn "the tar copy failed: comparing the whole tree with rsync"
 			method=tree
 			mode=full
-		elif [ "${CC_TAR_SOCKETS}" = yes ]; then
-			cc_log "the standard holds sockets, which tar cannot copy: rsync adds them"
-			method=tree
 		fi
 		;;
 	delta)
@@ -132,6 +128,9 @@ cc_sync()
 			cc_warn "deleting the removed paths failed: comparing the whole tree"
 			method=tree
 			mode=full
+		elif [ "${CC_DELTA_BATCH}" = yes ] && cc_fetch_batch "${transport}" "${src}" "${list}" "${root}" \
+			&& cc_apply_batch "${root}" "${list}" "${stats}"; then
+			method="batch"
 		elif ! cc_retry "${CC_RETRIES}" "delta sync from ${src}" cc_rsync_once "${src}" \
 			"${root}" delta "${filter}" "${stats}" "${list}"; then
 			cc_warn "the delta sync failed: comparing the whole tree"
@@ -147,6 +146,12 @@ cc_sync()
 	if [ "${rc}" -eq 0 ] && [ "${transport}" = nfs ]; then
 		cc_restore_xattrs "${src}" "${root}" "${filter}" || rc=1
 	fi
+	# The copy is of the generation chosen only if the tree's own generation file came along:
+	# a tree the master removed during the copy leaves a partial copy without it.
+	if [ "${rc}" -eq 0 ] && [ "$(cc_generation "${root}")" != "${gen}" ]; then
+		cc_err "the copy is not of generation ${gen}: its tree changed or went away on the master"
+		rc=1
+	fi
 	if [ "${rc}" -eq 0 ]; then
 		cc_separate_seeded "${root}" || rc=1
 	fi
@@ -154,7 +159,7 @@ cc_sync()
 		cc_err "the sync of ${root} from ${src} did not complete"
 		return 1
 	fi
-	cc_flush
+	cc_flush "${root}"
 	end=$(cc_now)
 	# Bytes over the wire (daemon), the pipe between the local rsync processes or the tar
 	# stream (NFS).
