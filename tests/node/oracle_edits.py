@@ -293,8 +293,7 @@ def make_special(std: Standard, data: st.DataObject) -> str:
 
 
 def add_xattr(std: Standard, data: st.DataObject) -> str:
-    """An xattr on anything but a socket: GNU tar cannot archive sockets, so over NFS their
-    attributes never arrive (test_oracle_findings, xfail: test_a_sockets_attributes_over_nfs)."""
+    """An xattr on anything but a socket (sockets are no part of a generation)."""
     paths = [
         p
         for p in std.of_kind("f", "d", "l", "x", changeable=True)

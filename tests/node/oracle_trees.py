@@ -365,10 +365,11 @@ class NodeRules:
 
 def check_generation(working: Tree, generation: Tree, control_dir: str = CONTROL_DIR) -> list[str]:
     """Compare a generation's tree with the working tree it was committed from: equal but for
-    the manifest's exclusions and what the commit adds (generation file, deltas, attribute
-    archive); no inode flags in the generation."""
+    the manifest's exclusions, sockets (made by the process that listens: no part of a
+    generation) and what the commit adds (generation file, deltas, attribute archive, batches);
+    no inode flags in the generation."""
     excl = manifest_exclusions(control_dir)
-    want = {r: i for r, i in working.items() if not excl.excluded(r)}
+    want = {r: i for r, i in working.items() if not excl.excluded(r) and i.kind != "s"}
     have = {r: i for r, i in generation.items() if not excl.excluded(r)}
     problems = differences(want, have, what=("working tree", "generation"))
     problems += [

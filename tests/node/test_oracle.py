@@ -109,7 +109,6 @@ EVENTS = (
     (r"the standard has no directory", "kept a directory the standard replaced"),
     (r"persistent \S+ kept", "kept a persistent path the standard removed"),
     (r"made separate files", "separated seeded persistent files"),
-    (r"rsync adds them", "sockets after the tar stream"),
     (r"extended attributes restored", "attributes restored from the archive"),
 )
 
@@ -563,6 +562,13 @@ class OracleMachine(RuleBasedStateMachine):
             for p, mine in self.kept.items():
                 now = _describe_at(root, p)
                 assert now == mine, f"persistent {p} changed by an interrupted boot"
+            if record(root) and not (root / STATE / "sync-in-progress").exists():
+                # The sync completed (its record reached the disk) before the boot was cut:
+                # the persistent paths it left are the node's own from now on.
+                for p in PERSISTENT:
+                    if p not in self.kept and os.path.lexists(root / p):
+                        self.kept[p] = _describe_at(root, p)
+                self.ever_complete = True
 
     @contextlib.contextmanager
     def mounted_root(self) -> Iterator[Path | None]:

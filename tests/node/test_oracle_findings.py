@@ -79,68 +79,6 @@ def test_a_sparse_file_stays_sparse_through_the_nfs3_tar_copy(node: Node) -> Non
         assert st.st_size == 30 * 1024 * 1024 and st.st_blocks * 512 < 1024 * 1024
 
 
-def test_sockets_arrive_with_the_tar_first_copy(node: Node) -> None:
-    """GNU tar skips sockets ("socket ignored"); rsync adds them after the stream."""
-    os.mknod(node.std / "usr/share/doc/control", stat.S_IFSOCK | 0o640)
-    nfs3(node)
-    r = node.run()
-    assert_ok(r)
-    assert "the standard holds sockets, which tar cannot copy: rsync adds them" in r.out
-    with node.mounted(2) as root:
-        assert stat.S_ISSOCK(os.lstat(root / "usr/share/doc/control").st_mode)
-        assert (root / "usr/share/doc/big").read_bytes() == (
-            node.std / "usr/share/doc/big"
-        ).read_bytes()
-
-
-@pytest.mark.parametrize("transport", ["nfs", "rsync"])
-@pytest.mark.parametrize("replacement", ["symlink", "file"])
-def test_a_directory_holding_the_nodes_own_paths_replaced_in_the_standard(
-    node: Node, rsync_daemon: RsyncDaemon, transport: str, replacement: str
-) -> None:
-    """The standard makes /var/lib (the node's state, the persistent /var/lib/keep) a symlink
-    or a file: rsync cannot replace the node's directory (exit 23) and the node never booted
-    again; a blank node never booted at all. Now the node keeps its directory with its own
-    paths and nothing else, says so, and boots."""
-    if transport == "rsync":
-        over_rsync(node, rsync_daemon)
-    else:
-        nfs3(node)
-    (node.std / "var/lib/other").mkdir()
-    (node.std / "var/lib/other/f").write_text("from the standard\n")
-    assert_ok(node.run())
-    with node.mounted(2) as root:
-        (root / "var/lib/keep/state").write_text("node data\n")
-    shutil.rmtree(node.std / "var/lib")
-    if replacement == "symlink":
-        (node.std / "var/lib").symlink_to("../srv/varlib")
-    else:
-        # With a capability: over NFS the attribute archive holds the file, and extracting
-        # it over the node's directory failed too.
-        (node.std / "var/lib").write_text("a file now\n")
-        subprocess.run(["setcap", "cap_net_raw+ep", str(node.std / "var/lib")], check=True)
-    plain = node.cmdline
-    outs = []
-    for verify, what in (("", "delta"), (" clustcontrol.verify=1", "tree"), ("", "delta")):
-        if what == "delta":  # a new generation that changes something else
-            (node.std / "usr/share/doc/new").write_text(f"{verify}{node.generation}\n")
-        node.cmdline = plain + verify
-        r = node.run()
-        assert_ok(r)
-        with node.mounted(2) as root:
-            assert (root / "var/lib/keep/state").read_text() == "node data\n"
-            assert record(root)["CC_SYNC_GENERATION"] == node.generation
-            assert sorted(os.listdir(root / "var/lib")) == ["clustcontrol-node", "keep"]
-        outs.append(r.out)
-    assert "the standard has no directory /var/lib" in outs[0], outs[0]
-    # A blank node of that standard boots too.
-    subprocess.run(["wipefs", "-a", "-q", node.part(2)], check=True)
-    r = node.run()
-    assert_ok(r)
-    with node.mounted(2) as root:
-        assert record(root)["CC_SYNC_GENERATION"] == node.generation
-
-
 def test_a_delta_that_removes_a_directory_keeps_the_nodes_own_files_in_it(node: Node) -> None:
     """The standard drops /etc/ssh (openssh removed): the delta deleted the directory with the
     node's own host keys in it (only persistent paths were kept)."""
@@ -261,17 +199,26 @@ def test_a_persistent_path_brought_by_a_cut_sync_is_seeded_again(node: Node) -> 
         assert (root / "var/lib/keep/b").read_text() == "b\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GNU tar cannot archive sockets, so the attribute archive of a generation cannot "
-    "carry a socket's xattrs to a node that copies over NFS (v3 shows none); a tool that sets "
-    "attributes alone (setfattr --restore) in the initramfs would",
-)
-def test_a_sockets_attributes_over_nfs(node: Node) -> None:
-    sock = node.std / "usr/share/doc/control"
-    os.mknod(sock, stat.S_IFSOCK | 0o640)
-    os.setxattr(sock, "trusted.label", b"x", follow_symlinks=False)
-    nfs3(node)
+@pytest.mark.parametrize("how", ["batch", "delta", "tree"])
+def test_a_directory_the_standard_turns_into_a_symlink_keeps_the_nodes_own_paths(
+    node: Node, how: str
+) -> None:
+    """The standard makes /var/lib a symlink. The batch replayed rsync's --force deletion of the
+    directory without the node's filter: the persistent /var/lib/keep with the node's data,
+    and the node's state, went with it (and the record could not be written)."""
     assert_ok(node.run())
     with node.mounted(2) as root:
-        assert os.getxattr(root / "usr/share/doc/control", "trusted.label", follow_symlinks=False)
+        (root / "var/lib/keep/mine").write_text("THE NODE'S DATA\n")
+    shutil.rmtree(node.std / "var/lib")
+    (node.std / "var/lib").symlink_to("/srv/lib")
+    if how == "delta":
+        node.env["CC_DELTA_BATCH"] = "no"
+    elif how == "tree":
+        node.env["CC_DELTA_SYNC"] = "no"
+    r = node.run()
+    assert_ok(r)
+    assert "the standard has no directory" in r.out or "kept" in r.out, r.out
+    with node.mounted(2) as root:
+        assert (root / "var/lib/keep/mine").read_text() == "THE NODE'S DATA\n"
+        assert record(root)["CC_SYNC_GENERATION"] == node.generation
+        assert not (root / STATE / "sync-in-progress").exists()

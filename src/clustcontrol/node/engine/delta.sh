@@ -132,8 +132,11 @@ cc_fetch_batch()
 	[ -f "${CC_BATCH_FILE}" ]
 }
 
-# cc_apply_batch ROOT LIST STATS: replay CC_BATCH_FILE onto ROOT (rsync --read-batch with
-# CC_BATCH_OPTIONS, the options the master wrote it with), then make sure the node got exactly
+# cc_apply_batch ROOT LIST STATS FILTER: replay CC_BATCH_FILE onto ROOT (rsync --read-batch with
+# CC_BATCH_OPTIONS, the options the master wrote it with, and the node's FILTER: a directory
+# the generation replaces by a symlink or a file is deleted with --force, and only the filter
+# keeps the node's own paths in it; rsync then fails with status 23 and the caller's delta sync
+# keeps that directory, cc_keep_own_dirs), then make sure the node got exactly
 # the generation's files: rsync replays onto whatever the node holds. A file it rebuilt is
 # checked by rsync itself against the batch's whole-file checksum ("failed verification" when
 # the node's copy was not the batch's basis); every other file of LIST.sums (hard links, files
@@ -145,8 +148,8 @@ cc_apply_batch()
 	local root="$1" sums="$2.sums" out="$3.batch" rc=0 size
 	cc_log "replaying the master's batch from generation ${CC_REC_GENERATION} ($(wc -c <"${CC_BATCH_FILE}" | tr -d ' ') bytes)"
 	# shellcheck disable=SC2086 # the options are a word list
-	"${CC_RSYNC}" ${CC_BATCH_OPTIONS} --stats --itemize-changes --read-batch="${CC_BATCH_FILE}" \
-		"${root}/" >"${out}" 2>&1 || rc=$?
+	"${CC_RSYNC}" ${CC_BATCH_OPTIONS} --stats --itemize-changes --filter="merge $4" \
+		--read-batch="${CC_BATCH_FILE}" "${root}/" >"${out}" 2>&1 || rc=$?
 	[ -z "${CC_LOG:-}" ] || cat "${out}" >>"${CC_LOG}" 2>/dev/null
 	if [ "${rc}" -ne 0 ]; then
 		cc_warn "the batch did not apply (rsync status ${rc}): rsync's delta algorithm instead"

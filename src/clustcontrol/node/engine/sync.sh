@@ -129,7 +129,7 @@ cc_sync()
 			method=tree
 			mode=full
 		elif [ "${CC_DELTA_BATCH}" = yes ] && cc_fetch_batch "${transport}" "${src}" "${list}" "${root}" \
-			&& cc_apply_batch "${root}" "${list}" "${stats}"; then
+			&& cc_apply_batch "${root}" "${list}" "${stats}" "${filter}"; then
 			method="batch"
 		elif ! cc_retry "${CC_RETRIES}" "delta sync from ${src}" cc_rsync_once "${src}" \
 			"${root}" delta "${filter}" "${stats}" "${list}"; then
