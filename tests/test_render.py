@@ -64,7 +64,7 @@ def test_each_reverse_zone_has_exactly_its_own_records() -> None:
         for i in range(8)
     ]
     cluster = {**BASE["cluster"], "network": "10.1.4.0/22", "master": {"ip": "10.1.4.1"}}
-    tree = render(cluster=cluster, nodes=nodes)
+    tree = render(cluster=cluster, nodes=nodes, update_node={"node": "n0"})
     ptr = re.compile(r"^(\S+)\tIN\tPTR\t(\S+)\.rostclust\.$", re.MULTILINE)
     for third in range(4, 8):
         zone = text(tree, f"/etc/bind/clustcontrol/db.{third}.1.10.in-addr.arpa")
@@ -130,6 +130,7 @@ def test_pxelinux_files() -> None:
             *BASE["nodes"],
             {"name": "gpu01", "mac": "52:54:00:00:01:01", "ip": "192.168.0.21", "image": "gpu"},
         ],
+        update_node={"node": "node01"},
     )
     common = text(tree, f"{BOOT}/pxelinux-common")
     assert "LABEL linuxnfsroot\n" in common and "LABEL linux\n" in common
@@ -147,14 +148,21 @@ def test_pxelinux_files() -> None:
 
 def test_exports_rw_only_to_update_address() -> None:
     """Nodes read the generation roots (read-only, the cluster); the working tree goes to the
-    update node's address alone, read-write."""
-    exports = text(render(), "/etc/exports.d/clustcontrol.exports")
+    update node's address alone, read-write, and only while an update node is set."""
+    exports = text(render(update_node={"node": "node02"}), "/etc/exports.d/clustcontrol.exports")
     lines = [x for x in exports.splitlines() if x.startswith("/")]
-    assert lines == [
+    ro = (
         "/var/lib/clustcontrol/images/default/roots "
-        "192.168.0.0/24(ro,sync,no_subtree_check,no_root_squash,crossmnt)",
+        "192.168.0.0/24(ro,sync,no_subtree_check,no_root_squash,crossmnt)"
+    )
+    assert lines == [
+        ro,
         "/srv/nfs4/clusternoderoot 192.168.0.253(rw,sync,no_subtree_check,no_root_squash,crossmnt)",
     ]
+    # No update node (init's default): no read-write export at all.
+    plain = text(render(), "/etc/exports.d/clustcontrol.exports")
+    assert [x for x in plain.splitlines() if x.startswith("/")] == [ro]
+    assert "rw" not in plain and "192.168.0.253" not in plain
     fstab = text(render(), "/etc/fstab")
     assert fstab == (
         "/etc/clustcontrol /var/lib/clustcontrol/images/default/roots/etc/clustcontrol"
@@ -207,6 +215,7 @@ def test_ganesha_exports() -> None:
     tree = render(
         cluster={**BASE["cluster"], "nfs_server": "ganesha"},
         images={"default": {"root": "/srv/a"}, "gpu": {"root": "/srv/b"}},
+        update_node={"node": "node01"},
     )
     conf = text(tree, "/etc/ganesha/ganesha.conf")
     blocks = conf.split("\nEXPORT {")[1:]
@@ -228,6 +237,16 @@ def test_ganesha_exports() -> None:
     assert "Access_Type = RW;" in blocks[4] and "Access_Type = RW;" not in blocks[5]
     assert all("Attr_Expiration_Time = 0;" in b for b in blocks)
     assert "Use_Getattr_Directory_Invalidation = true;" in conf
+    # No update node: the generation roots alone, nothing read-write.
+    plain = text(
+        render(
+            cluster={**BASE["cluster"], "nfs_server": "ganesha"},
+            images={"default": {"root": "/srv/a"}, "gpu": {"root": "/srv/b"}},
+        ),
+        "/etc/ganesha/ganesha.conf",
+    )
+    assert plain.count("\nEXPORT {") == 4
+    assert "/srv/a" not in plain and "Access_Type = RW;" not in plain
 
 
 @pytest.mark.parametrize(

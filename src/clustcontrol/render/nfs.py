@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from posixpath import join as pjoin
 
 from clustcontrol.render.base import Output, RenderContext, render_template
+from clustcontrol.render.view import ClusterView
 
 EXPORTS = "/etc/exports.d/clustcontrol.exports"
 GANESHA_CONF = "/etc/ganesha/ganesha.conf"
@@ -18,18 +19,28 @@ def control_mount_point(image_root: str, control_dir: str) -> str:
     return pjoin(image_root, control_dir.lstrip("/"))
 
 
+def _update_export(view: ClusterView) -> list[tuple[str, str]]:
+    """(working tree, client) of the one read-write export: the update image's working tree to
+    the update address, only while an update node is set (update_node.node); else none."""
+    if view.update_host is None:
+        return []
+    return [(view.update_image.root, str(view.update_ip))]
+
+
 def render_exports(ctx: RenderContext) -> Iterator[Output]:
     """/etc/exports.d/clustcontrol.exports (exports(5)): each image's generation roots
-    (Inventory.generation_roots: what nodes sync from) read-only to the cluster subnet, and the
-    update image's working tree read-write to the update address alone (the update node's NFS
-    root). Both use EXPORT_OPTIONS; crossmnt makes the bind-mounted control directory visible."""
+    (Inventory.generation_roots: what nodes sync from) read-only to the cluster subnet and,
+    only while an update node is set, the update image's working tree read-write to the update
+    address alone (the update node's NFS root). Both use EXPORT_OPTIONS; crossmnt makes the
+    bind-mounted control directory visible."""
     view = ctx.view
-    update_image = view.update_image.name
     exports: list[dict[str, str | None]] = [
         {"root": view.inv.generation_roots(image.name), "rw_client": None, "ro": str(view.network)}
         for image in view.images
     ]
-    exports.append({"root": view.update_image.root, "rw_client": str(view.update_ip), "ro": None})
+    exports += [
+        {"root": root, "rw_client": client, "ro": None} for root, client in _update_export(view)
+    ]
     yield Output(
         path=EXPORTS,
         service="nfs-kernel",
@@ -37,22 +48,22 @@ def render_exports(ctx: RenderContext) -> Iterator[Output]:
             "nfs/clustcontrol.exports.j2",
             exports=exports,
             options=EXPORT_OPTIONS,
-            update_image=update_image,
+            update_image=view.update_image.name if view.update_host else None,
         ),
     )
 
 
 def render_ganesha(ctx: RenderContext) -> Iterator[Output]:
-    """nfs-ganesha exports: each image's generation roots read-only to the cluster subnet, the
-    update image's working tree read-write to the update address alone, and the control
-    directory bind-mounted into each of them (ganesha does not cross into a mount below an
-    export, so each gets an export of its own)."""
+    """nfs-ganesha exports: each image's generation roots read-only to the cluster subnet, only
+    while an update node is set the update image's working tree read-write to the update
+    address alone, and the control directory bind-mounted into each of them (ganesha does not
+    cross into a mount below an export, so each gets an export of its own)."""
     view = ctx.view
     control_dir = view.cluster.control_dir
     served: list[tuple[str, str | None, str | None]] = [
         (view.inv.generation_roots(image.name), None, str(view.network)) for image in view.images
     ]
-    served.append((view.update_image.root, str(view.update_ip), None))
+    served += [(root, client, None) for root, client in _update_export(view)]
     exports = []
     for number, (path, rw_client, ro_clients) in enumerate(served, start=1):
         exports.append(
