@@ -263,3 +263,59 @@ def test_pxelinux_serial_line_is_port_and_baud_rate(console: str, serial: str) -
     )
     assert f"\n{serial}\nCONSOLE 0\n" in common
     assert f" console={console}\n" in common
+
+
+LISTENING = {
+    "/etc/default/tftpd-hpa": ('TFTP_ADDRESS="192.168.0.1:69"\n', 'TFTP_ADDRESS="0.0.0.0:69"\n'),
+    "/etc/rsyncd.conf": ("\naddress = 192.168.0.1\n", None),
+    "/etc/ganesha/ganesha.conf": ("NFS_CORE_PARAM {\n    Bind_addr = ::ffff:192.168.0.1;\n", None),
+    "/etc/nfs.conf.d/clustcontrol.conf": ("[nfsd]\nhost = 192.168.0.1\n", None),
+    "/etc/default/isc-dhcp-server": ('INTERFACESv4="clusternet0"\n', None),
+    "/etc/kea/kea-dhcp4.conf": ('"interfaces": [ "clusternet0" ]', '"interfaces": [ "*" ]'),
+    "/etc/dnsmasq.d/clustcontrol.conf": ("\ninterface=clusternet0\nbind-interfaces\n", None),
+    "/etc/bind/named.conf.options": ("listen-on { 127.0.0.1; 192.168.0.1; };",) * 2,
+}
+
+
+@pytest.mark.parametrize(
+    "master",
+    [
+        {"ip": "192.168.0.1", "interface": "clusternet0"},
+        {"ip": "192.168.0.1", "interface": "clusternet0", "dhcp_interface": "clusternet0"},
+        {"ip": "192.168.0.1", "dhcp_interface": "clusternet0"},  # the older name alone
+    ],
+    ids=["interface", "both names", "dhcp_interface"],
+)
+def test_daemons_listen_on_the_cluster_interface_only_when_it_is_set(
+    master: dict[str, str],
+) -> None:
+    older = master.pop("dhcp_interface", None)
+    section = {**BASE["cluster"], "master": master}
+    if older:
+        section["dhcp_interface"] = older
+    bound, everywhere = render(cluster=section), render()
+    for path, (when_set, when_unset) in LISTENING.items():
+        assert when_set in text(bound, path), path
+        if when_unset is None:
+            assert path not in everywhere.outputs or when_set not in text(everywhere, path), path
+        else:
+            assert when_unset in text(everywhere, path), path
+    assert "Bind_addr" not in text(everywhere, "/etc/ganesha/ganesha.conf")
+    assert "\naddress = " not in text(everywhere, "/etc/rsyncd.conf")
+    assert "/etc/nfs.conf.d/clustcontrol.conf" not in everywhere.outputs
+
+
+def test_the_two_names_of_the_interface_must_agree() -> None:
+    from clustcontrol.errors import InvalidInputError
+
+    section = {
+        **BASE["cluster"],
+        "master": {"ip": "192.168.0.1", "interface": "eth1"},
+        "dhcp_interface": "eth2",
+    }
+    with pytest.raises(InvalidInputError) as raised:
+        make_inventory(cluster=section)
+    assert raised.value.problems == [
+        "cluster.dhcp_interface: 'eth2' differs from cluster.master.interface 'eth1' "
+        "(dhcp_interface is its older name: keep one)"
+    ]

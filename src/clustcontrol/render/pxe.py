@@ -259,11 +259,19 @@ def render_pxe(ctx: RenderContext) -> Iterator[Output]:
 
 
 def render_tftpd(ctx: RenderContext) -> Iterator[Output]:
-    """/etc/default/tftpd-hpa (service "tftp"), read by tftpd-hpa's init script: in.tftpd runs
-    as user tftp on every address, port 69, with --secure and cluster.tftp_root as its
-    directory, so clients' file names are relative to tftp_root (in.tftpd(8), "--secure")."""
+    """/etc/default/tftpd-hpa (service "tftp"), read by tftpd-hpa's init script, which passes
+    TFTP_ADDRESS to in.tftpd --address: in.tftpd runs as user tftp on port 69 of the master's
+    address when its cluster interface is set (ClusterView.listen_ip), else of every address,
+    with --secure and cluster.tftp_root as its directory, so clients' file names are relative
+    to tftp_root (in.tftpd(8), "--address", "--secure")."""
+    # No cluster interface: every IPv4 address, as before.
+    listen = ctx.view.listen_ip or "0.0.0.0"  # noqa: S104
     yield Output(
         path=TFTPD_DEFAULTS,
         service="tftp",
-        content=render_template("tftp/tftpd-hpa.j2", tftp_root=ctx.inventory.cluster.tftp_root),
+        content=render_template(
+            "tftp/tftpd-hpa.j2",
+            tftp_root=ctx.inventory.cluster.tftp_root,
+            address=f"{listen}:69",
+        ),
     )
