@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= demo-out
 
-.PHONY: setup deps venv demo demo-boot test e2e bench bench-quick lint clean
+.PHONY: setup deps venv demo demo-boot test soak e2e bench bench-quick lint clean
 
 setup: deps venv
 
@@ -38,6 +38,13 @@ bench-quick: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The node engine's oracle (tests/node/test_oracle.py) for much longer than in `make test`:
+# CC_SOAK_EXAMPLES random sequences (default 300, about an hour on two cores), a new seed each
+# run; -s prints what the boots did.
+SOAK_EXAMPLES ?= 300
+soak: setup
+	CC_SOAK_EXAMPLES=$(SOAK_EXAMPLES) $(VENV)/bin/python -m pytest tests/node/test_oracle.py -s $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check src tests

@@ -66,7 +66,7 @@ BENIGN: dict[str, Any] = {
     "cluster": {
         "domain": "benigndomain.example",
         "network": "192.168.0.0/24",
-        "master": {"name": "benignmaster", "ip": "192.168.0.1"},
+        "master": {"name": "benignmaster", "ip": "192.168.0.1", "interface": "benignif0"},
         "gateway": "192.168.0.254",
         "dns_forwarders": ["192.0.2.53"],
         "tftp_root": "/srv/benigntftp",
@@ -235,10 +235,11 @@ SLOTS: tuple[Slot, ...] = (
         prefix="/srv/state",
     ),
     Slot(
-        "cluster.dhcp_interface",
-        (("cluster", "dhcp_interface"),),
+        "cluster.master.interface",
+        # dhcp_interface is its older name: both must agree, so both get the value.
+        (("cluster", "master", "interface"), ("cluster", "dhcp_interface")),
         "aZ09_.:-",
-        lambda i: i.cluster.dhcp_interface,
+        lambda i: i.cluster.master_interface,
         # The firewall matches the device: the name without an alias suffix (":0").
         derived=lambda i: [f'iifname "{cluster_interface(i)}"'],
     ),
@@ -422,6 +423,7 @@ DELIMITERS: Mapping[Service, str] = {
     "tftp": COMMON_DELIMITERS + "=",
     "pxe": "",
     "nfs-kernel": COMMON_DELIMITERS + ",",
+    "nfsd": COMMON_DELIMITERS + "=",
     "nfs-ganesha": COMMON_DELIMITERS + ",=",
     "bind-mount": COMMON_DELIMITERS + ",",
     "control": "",
@@ -719,6 +721,7 @@ def test_slots_cover_every_string_field() -> None:
         "nodes.disk_layout": "layout name",
         "update_node.image": "image name",
         "update_node.node": "update node's name",
+        "cluster.dhcp_interface": "cluster.master.interface",
     }
     covered = {slot.name for slot in SLOTS} | {SFDISK}
     assert "cluster.domain" in fields and "disk_layouts.partitions.mount" in fields

@@ -45,8 +45,10 @@ RELOADS: dict[Service, list[list[str]]] = {
     "dhcp-kea": [["systemctl", "restart", "kea-dhcp4-server"]],
     "dhcp-dnsmasq": [["systemctl", "restart", "dnsmasq"]],
     "tftp": [["systemctl", "restart", "tftpd-hpa"]],
-    # mountd reads its port (nfs.conf.d) at start only; try-restart leaves a stopped one alone.
-    "nfs-kernel": [["exportfs", "-ra"], ["systemctl", "try-restart", "nfs-mountd.service"]],
+    "nfs-kernel": [["exportfs", "-ra"]],
+    # Debian's unit (nfs-kernel-server is an alias): rpc.nfsd reads its listen address and
+    # rpc.mountd its port at start; restarting nfs-server restarts nfs-mountd (BindsTo= it).
+    "nfsd": [["systemctl", "restart", "nfs-server"]],
     "nfs-ganesha": [["systemctl", "restart", "nfs-ganesha"]],
     "bind-mount": [["mount", "-a", "-t", "none", "-O", "bind"]],
     "rsyncd": [],
@@ -75,11 +77,14 @@ DHCP_SERVICES: dict[str, Service] = {
 
 
 def selected_services(inv: Inventory) -> set[Service]:
-    """What apply installs: the chosen DHCP and NFS servers, rsyncd when an image uses it, the
-    firewall when cluster.firewall is true."""
+    """What apply installs: the chosen DHCP and NFS servers (the kernel's: its exports and its
+    nfs.conf.d file), rsyncd when an image uses it, the firewall when cluster.firewall is true."""
     services: set[Service] = {"dns", "tftp", "pxe", "control", "bind-mount"}
     services.add(DHCP_SERVICES[inv.cluster.dhcp_server])
-    services.add("nfs-kernel" if inv.cluster.nfs_server == "kernel" else "nfs-ganesha")
+    if inv.cluster.nfs_server == "kernel":
+        services |= {"nfs-kernel", "nfsd"}
+    else:
+        services.add("nfs-ganesha")
     if uses_rsync(inv):
         services.add("rsyncd")
     if inv.cluster.firewall:

@@ -353,6 +353,27 @@ def make_link(netns: Netns, server_cidr: str, *, server_ns: str | None = None) -
     return link
 
 
+# rpcbind and ganesha get a /run and /var/lib/nfs of their own (no other rpcbind sees their
+# registrations, rpcbind's socket lives in /run) and die with their PID namespace when the test
+# stops them.
+_GANESHA = """
+mount -t tmpfs none /run && mount -t tmpfs none /var/lib/nfs
+mkdir -p /run/ganesha /run/rpcbind /var/lib/nfs/ganesha
+rpcbind -f -w &
+sleep 1
+exec ganesha.nfsd -F -f "$1" -L "$2" -p /run/ganesha/ganesha.pid -N NIV_EVENT
+"""
+
+
+def ganesha_command(conf: Path, log: Path) -> list[str | Path]:
+    """rpcbind and nfs-ganesha (config `conf`, log `log`) in private mount and PID namespaces,
+    to run inside a network namespace (Link.server, in_netns) as one daemon."""
+    return [
+        "unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child",
+        "sh", "-euc", _GANESHA, "sh", conf, log,
+    ]  # fmt: skip
+
+
 @pytest.fixture
 def link(netns: Netns) -> Link:
     """The base inventory's network: the master's 192.168.0.1/24 on the server side."""

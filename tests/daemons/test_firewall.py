@@ -37,13 +37,14 @@ from clustcontrol.render.firewall import (
     cluster_interface,
     firewall_ports,
 )
-from clustcontrol.render.nfs import MOUNTD_PORT, NFS_CONF
+from clustcontrol.render.nfs import MOUNTD_PORT
 from clustcontrol.verify import CheckResult, check_outputs
 from tests.daemons.conftest import (
     Daemons,
     Link,
     Netns,
     cluster,
+    ganesha_command,
     in_netns,
     inventory,
     make_link,
@@ -330,27 +331,18 @@ def test_a_node_without_an_address_gets_its_lease(
     assert (lease is None) == (server == "dnsmasq")
 
 
-GANESHA = """\
-set -eu
-mount -t tmpfs tmpfs /run
-mkdir -p /run/rpcbind /run/ganesha
-rpcbind -f -w & rpcbind=$!
-ganesha.nfsd -F -f "$1" -L "$2" -p /run/ganesha/ganesha.pid -N NIV_EVENT & ganesha=$!
-trap 'kill "$ganesha" "$rpcbind"; wait' TERM INT
-wait
-"""
-
-
 def test_nfs_rpcbind_and_mountd_for_the_cluster_only(
     netns: Netns, daemons: Daemons, tmp_path: Path
 ) -> None:
-    """rpcbind and nfs-ganesha with the rendered config (mountd pinned to MOUNTD_PORT), in a
-    mount namespace with a /run of their own (rpcbind's socket lives there): a node lists the
-    RPC services and the exports; the outside host gets no answer from rpcbind or mountd."""
+    """rpcbind and nfs-ganesha with the rendered config (mountd pinned to MOUNTD_PORT): a node
+    lists the RPC services and the exports; the outside host gets no answer from rpcbind or
+    mountd. (The kernel server's mountd port is read back with nfsconf in test_listen.py.)
+    Without a cluster interface, so that ganesha listens on every address (test_listen.py
+    covers Bind_addr) and the outside host is answered before the firewall is loaded."""
     site = build_site(
         netns,
         tmp_path,
-        interface=True,
+        interface=False,
         cluster_changes={"nfs_server": "ganesha", "state_dir": str(tmp_path / "state")},
         images={"default": {"root": str(tmp_path / "standard")}},
     )
@@ -359,11 +351,7 @@ def test_nfs_rpcbind_and_mountd_for_the_cluster_only(
     for root in (site.inv.generation_roots("default"), site.inv.images["default"].root):
         (Path(root) / "etc/clustcontrol").mkdir(parents=True)
     conf = site.root / "etc/ganesha/ganesha.conf"
-    daemons.start(
-        "ganesha",
-        in_netns(site.master, "unshare", "--mount", "--propagation", "private", "sh", "-c",
-                 GANESHA, "ganesha", conf, tmp_path / "ganesha.log"),
-    )  # fmt: skip
+    daemons.start("ganesha", in_netns(site.master, *ganesha_command(conf, tmp_path / "g.log")))
 
     def registered() -> bool:
         proc = run(in_netns(site.cluster.client_ns, "rpcinfo", "-p", MASTER), timeout=10)
@@ -481,13 +469,6 @@ def test_unit_and_drop_in_pass_systemd_analyze(tmp_path: Path) -> None:
     assert "oneshoot" in proc.stdout + proc.stderr
 
 
-def test_kernel_mountd_port_is_pinned(tmp_path: Path) -> None:
-    render_into(inventory(), tmp_path)
-    conf = tmp_path / NFS_CONF.lstrip("/")
-    proc = must(["nfsconf", "--file", conf, "--get", "mountd", "port"])
-    assert proc.stdout.strip() == str(MOUNTD_PORT)
-
-
 # --- the property: every inventory's ruleset loads, and says what the inventory says -----------
 
 
@@ -531,23 +512,25 @@ interfaces = st.none() | st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}", full
 @given(
     network=networks,
     interface=interfaces,
+    older_name=st.booleans(),
     rsync=st.booleans(),
     rsync_port=st.integers(1, 65535),
 )
 def test_every_inventory_ruleset_checks_and_loads(
-    network: IPv4Network, interface: str | None, rsync: bool, rsync_port: int
+    network: IPv4Network, interface: str | None, older_name: bool, rsync: bool, rsync_port: int
 ) -> None:
-    """For any cluster network, interface name and rsync port the rendered ruleset passes
-    apply's checker (nft --check), and loaded into a namespace of its own it returns exactly
-    the cluster network (on that interface, the alias suffix dropped) and drops exactly the
-    ports firewall_ports lists."""
+    """For any cluster network, interface name (master.interface, or dhcp_interface, its older
+    name) and rsync port the rendered ruleset passes apply's checker (nft --check), and loaded
+    into a namespace of its own it returns exactly the cluster network (on that interface, the
+    alias suffix dropped) and drops exactly the ports firewall_ports lists."""
+    master = {"name": "master", "ip": str(network[1])}
     section = cluster(
         network=str(network),
-        master={"name": "master", "ip": str(network[1])},
+        master=master if older_name else {**master, "interface": interface},
         firewall=True,
         rsync_port=rsync_port,
         transport="rsync" if rsync else "nfs",
-        dhcp_interface=interface,
+        dhcp_interface=interface if older_name else None,
     )
     inv = inventory(cluster=section, nodes=[])
     ok, output = _checked(inv)

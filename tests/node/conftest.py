@@ -6,6 +6,7 @@ rsync/sfdisk/mke2fs/blkid/e2fsck/mkswap/partx after them)."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -23,19 +24,19 @@ from clustcontrol.image.commit import commit_tree
 from clustcontrol.image.generation import GenerationStore
 from clustcontrol.inventory.store import parse_inventory
 from clustcontrol.rehearse import APPLETS as REHEARSAL_APPLETS
+from clustcontrol.rehearse import applets_dir, engine_command, engine_environment
 from clustcontrol.render import render_all
 from clustcontrol.render.base import RenderContext
 from clustcontrol.render.control import render_control
 
 NODE_DIR = Path(__file__).resolve().parents[2] / "src" / "clustcontrol" / "node"
 ENGINE = NODE_DIR / "engine"
-# What a test script starts with: the engine, sourced the way the initramfs scripts do.
-SOURCE_ENGINE = f"CC_ENGINE_DIR='{ENGINE}'\n. \"${{CC_ENGINE_DIR}}/engine.sh\"\n"
 BUSYBOX = "/bin/busybox"
 IMAGE_ROOT = "/srv/nfs4/teststandard"
 # The image's generation roots as the control files name them (what the node mounts over NFS).
 SERVED_PATH = generation_roots(STATE_DIR, "default")
 DISK_MIB = 72
+PERSISTENT = ("/var/lib/keep", "/etc/local.conf")  # the test inventory's image's
 
 # Small layouts for a 72 MiB test disk: swap, root, persistent data partition.
 SFDISK_A = "label: dos\nunit: sectors\n\n,4MiB,S\n,40MiB,L,*\n,,L\n"
@@ -71,7 +72,7 @@ def inventory_dict(
         "images": {
             "default": {
                 "root": IMAGE_ROOT,
-                "persistent": ["/var/lib/keep", "/etc/local.conf"],
+                "persistent": list(PERSISTENT),
                 "boot_interface": "eth0",
             }
         },
@@ -241,8 +242,6 @@ class Node:
 
     def script(self, body: str) -> str:
         return (
-            "set -u\n"
-            f"{SOURCE_ENGINE}"
             # The NFS mount replaced by a read-only bind mount of the served generations; with
             # CC_TEST_NFS3_VIEW, of a copy without extended attributes and ACLs, as NFSv3 shows
             # the files.
@@ -251,7 +250,11 @@ class Node:
             '    { echo "bad spec $1" >&2; return 1; }\n'
             '  local from="${CC_TEST_SERVED}"\n'
             '  if [ -n "${CC_TEST_NFS3_VIEW:-}" ]; then\n'
-            '    rsync -aH --checksum --delete "${from}/" "${CC_TEST_NFS3_VIEW}/" || return 1\n'
+            # --modify-window=-1: rsync compares whole seconds otherwise, and a directory whose
+            # mtime moved within its second would keep the earlier one in the view. --sparse:
+            # NFSv3 shows a file's allocation (st_blocks), holes included.
+            '    rsync -aH --sparse --checksum --modify-window=-1 --delete "${from}/" \\\n'
+            '      "${CC_TEST_NFS3_VIEW}/" || return 1\n'
             '    from="${CC_TEST_NFS3_VIEW}"\n'
             "  fi\n"
             '  mount -o bind "${from}" "$2" && mount -o remount,ro,bind "$2"\n'
@@ -262,12 +265,8 @@ class Node:
     def environ(self, **extra: str) -> dict[str, str]:
         cmdline = self.tmp / "cmdline"
         cmdline.write_text(self.cmdline + "\n")
-        env = {
-            "PATH": f"{self.bbdir}:/usr/sbin:/usr/bin:/sbin:/bin",
-            "HOME": "/root",
-            "LC_ALL": "C",
+        settings = {
             "CC_CMDLINE_FILE": str(cmdline),
-            "CC_RUN_DIR": str(self.run_dir),
             "CC_BAKED_CONTROL": str(self.control),
             "CC_DISK_OVERRIDE": self.disk,
             "CC_NFS_MOUNT": "cc_test_nfs",
@@ -280,28 +279,30 @@ class Node:
             "CC_NODE_HOSTNAME": "node01",
             "CC_NODE_MAC": "52:54:00:00:00:01",
             "CC_NET_CONF_DIR": str(self.tmp / "no-net-conf"),
+            **self.env,
+            **extra,
         }
-        env.update(self.env)
-        env.update(extra)
-        return env
+        return engine_environment(self.bbdir, self.run_dir, settings)
 
     def sh(self, body: str, **extra: str) -> Result:
         proc = subprocess.run(
-            [BUSYBOX, "sh", "-c", self.script(body)],
+            engine_command(BUSYBOX, self.script(body)),
             env=self.environ(**extra),
             capture_output=True,
             text=True,
+            errors="backslashreplace",  # file names in messages need not be UTF-8
             timeout=120,
         )
         return Result(proc.returncode, proc.stdout + proc.stderr)
 
     def popen(self, body: str, **extra: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [BUSYBOX, "sh", "-c", self.script(body)],
+            engine_command(BUSYBOX, self.script(body)),
             env=self.environ(**extra),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            errors="backslashreplace",
             start_new_session=True,
         )
 
@@ -330,12 +331,36 @@ class Node:
             subprocess.run(["umount", "-l", p], check=False)
 
 
+CLONE_NEWNS = 0x00020000
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_mounts() -> Iterator[None]:
+    """Run in a mount namespace of our own, nothing propagated out of it. A daemon started in
+    a new mount namespace elsewhere on the machine (the e2e tests' master) copies every mount
+    of the moment; a node root mounted then would stay mounted there, its device busy for the
+    next boot's e2fsck. Back in the original namespace afterwards."""
+    if os.geteuid() != 0:
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    original = os.open("/proc/self/ns/mnt", os.O_RDONLY)
+    try:
+        if libc.unshare(CLONE_NEWNS) != 0:
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+        try:
+            subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+            yield
+        finally:
+            if libc.setns(original, CLONE_NEWNS) != 0:
+                raise OSError(ctypes.get_errno(), "setns")
+    finally:
+        os.close(original)
+
+
 @pytest.fixture(scope="session")
 def bbdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("busybox-bin")
-    for applet in APPLETS:
-        (d / applet).symlink_to(BUSYBOX)
-    return d
+    return applets_dir(tmp_path_factory.mktemp("busybox-bin"), BUSYBOX)
 
 
 @pytest.fixture
@@ -374,15 +399,16 @@ class RsyncDaemon:
     proc: subprocess.Popen[bytes]
 
 
-@pytest.fixture
-def rsync_daemon(tmp_path: Path, standard: Path) -> Iterator[RsyncDaemon]:
-    served = tmp_path / "state/images/default/roots"  # Node.served
+@contextlib.contextmanager
+def rsync_daemon_serving(served: Path, conf_dir: Path) -> Iterator[RsyncDaemon]:
+    """A real rsync daemon on 127.0.0.1 whose module `default` is `served` (created when
+    missing); its configuration, pid and log files in conf_dir."""
     served.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    conf = tmp_path / "rsyncd.conf"
+    conf = conf_dir / "rsyncd.conf"
     conf.write_text(
         "uid = root\ngid = root\nuse chroot = yes\nnumeric ids = yes\nreverse lookup = no\n"
-        f"pid file = {tmp_path}/rsyncd.pid\nlock file = {tmp_path}/rsyncd.lock\n"
+        f"pid file = {conf_dir}/rsyncd.pid\nlock file = {conf_dir}/rsyncd.lock\n"
         "refuse options = delete-excluded\n\n"
         f"[default]\n    path = {served}\n    read only = yes\n    list = yes\n"
         "    hosts allow = 127.0.0.1\n"
@@ -395,7 +421,7 @@ def rsync_daemon(tmp_path: Path, standard: Path) -> Iterator[RsyncDaemon]:
             f"--config={conf}",
             f"--port={port}",
             "--address=127.0.0.1",
-            f"--log-file={tmp_path}/rsyncd.log",
+            f"--log-file={conf_dir}/rsyncd.log",
         ],
         start_new_session=True,
     )
@@ -414,3 +440,9 @@ def rsync_daemon(tmp_path: Path, standard: Path) -> Iterator[RsyncDaemon]:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def rsync_daemon(tmp_path: Path, standard: Path) -> Iterator[RsyncDaemon]:
+    with rsync_daemon_serving(tmp_path / "state/images/default/roots", tmp_path) as daemon:
+        yield daemon  # serves Node.served

@@ -12,6 +12,7 @@ import os
 import re
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from clustcontrol.image.batches import excluded_paths, write_batches
 from clustcontrol.image.common import image_tree
 from clustcontrol.image.deltas import KEEP, Delta, write_deltas
 from clustcontrol.image.generation import (
+    STAGING,
+    XATTRS_STAGING,
     Difference,
     GenerationStore,
     Manifest,
@@ -34,10 +37,6 @@ from clustcontrol.image.generation import (
 from clustcontrol.image.snapshot import TreeStats, build_tree
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.run import require, run
-
-STAGING = (
-    ".new"  # roots/.new: the tree being built (a killed commit leaves it; the next removes it)
-)
 
 
 @dataclass(frozen=True)
@@ -159,16 +158,23 @@ def _finish_tree(
     deltas: int,
     excluded: re.Pattern[str],
 ) -> tuple[tuple[Delta, ...], tuple[str, ...]]:
-    """Write the deltas, the extended attributes' archive and the generation file into a built
+    """Write the extended attributes' archive, the deltas and the generation file into a built
     tree, give its etc back the working tree's times (they are not part of the manifest, the
-    directory's mtime is), then the batches (batches.py: they replay the finished tree). A tree
-    without a real etc directory gets none of them. Returns the deltas and the sources of the
-    batches."""
+    directory's mtime is), then the batches (batches.py: they replay the finished tree). The
+    archive is made first, outside the tree (roots/XATTRS_STAGING), while every directory still
+    has its manifest's times (it records some). A tree without a real etc directory gets none
+    of them. Returns the deltas and the sources of the batches."""
     etc = _etc(manifest)
     if etc is None:
         return (), ()
+    staged = store.roots / XATTRS_STAGING
+    staged.unlink(missing_ok=True)
+    held = write_xattrs_archive(
+        tree, manifest, staged, owned=lambda rel: excluded.fullmatch(rel) is not None
+    )
     written = write_deltas(store, tree / DELTAS_DIR, generation, manifest, keep=deltas)
-    write_xattrs_archive(tree, manifest)
+    if held:
+        staged.rename(tree / XATTRS_FILE)
     atomic_write(tree / GENERATION_FILE, f"{generation}\n".encode(), mode=0o644)
     mtime = manifest[etc].mtime_ns
     os.utime(tree / etc, ns=(mtime, mtime), follow_symlinks=False)
@@ -178,21 +184,39 @@ def _finish_tree(
     return written, write_batches(store, tree, manifest, sources, excluded)
 
 
-def write_xattrs_archive(tree: Path, manifest: Manifest) -> int:
-    """Write tree/XATTRS_FILE: the entries of `manifest` that have extended attributes, each with
-    them, then their directories, as GNU tar writes them (pax headers: --xattrs
-    --xattrs-include='*' --acls, numeric owners, names "./PATH", no recursion). Returns how many
-    entries it holds; with no extended attributes, no file is written. Raises CommandError when
-    tar fails."""
-    names = sorted(rel for rel, entry in manifest.items() if entry.xattrs)
-    if not names:
+def xattrs_archive_names(
+    manifest: Manifest, owned: Callable[[str], bool] = lambda rel: False
+) -> list[str]:
+    """What the attribute archive holds, in order: the entries that have extended attributes
+    and the directory each of them is in ("." for the root); the names a node leaves out of
+    its sync (`owned`: batches.excluded_paths) last. Extracting a file replaces it, which moves
+    its directory's mtime on the node; the directory's own entry sets it back (GNU tar sets a
+    directory's times once everything in it is extracted). Of the names of one hard-linked
+    file, tar stores the data with the first and links the others to it: a name a node leaves
+    out of its extraction must not be that first one, or the others would be linked to the
+    node's own file."""
+    names = {rel for rel, entry in manifest.items() if entry.xattrs}
+    parents = {rel.rpartition("/")[0] for rel in names} - names
+    names |= {p or "." for p in parents if not p or (p in manifest and manifest[p].kind == "d")}
+    return sorted(names, key=lambda rel: (owned(rel), rel))
+
+
+def write_xattrs_archive(
+    tree: Path,
+    manifest: Manifest,
+    archive: Path | None = None,
+    owned: Callable[[str], bool] = lambda rel: False,
+) -> int:
+    """Write the attribute archive of a built tree (default: tree/XATTRS_FILE) with the entries
+    of xattrs_archive_names, each with its attributes, as GNU tar writes them (pax headers:
+    --xattrs --xattrs-include='*' --acls, numeric owners, names "./PATH", no recursion).
+    Returns how many entries it holds; when none has extended attributes, no file is written.
+    Raises CommandError when tar fails."""
+    if not any(entry.xattrs for entry in manifest.values()):
         return 0
-    # Their directories too (after them): extracting a file moves its directory's mtime, and
-    # tar sets a directory's times from its entry once everything in it is extracted.
-    parents = {rel.rpartition("/")[0] for rel in names} - {""} - set(names)
-    names += sorted(p for p in parents if p in manifest and manifest[p].kind == "d")
-    listing = b"".join(b"./" + os.fsencode(rel) + b"\0" for rel in names)
-    archive = tree / XATTRS_FILE
+    names = xattrs_archive_names(manifest, owned)
+    listing = b"".join((b"." if rel == "." else b"./" + os.fsencode(rel)) + b"\0" for rel in names)
+    archive = archive or tree / XATTRS_FILE
     run(
         [
             require("tar", "tar"),

@@ -42,6 +42,10 @@ from clustcontrol.errors import ClustcontrolError
 from clustcontrol.fsutil import atomic_write, read_bytes_or_none
 
 _CHUNK = 1 << 20
+# roots/STAGING: the tree being built, and roots/XATTRS_STAGING its attribute archive until the
+# tree is done (a killed commit leaves them; the next removes them: GenerationStore.tidy).
+STAGING = ".new"
+XATTRS_STAGING = ".new-xattrs.tar"
 
 
 @dataclass(frozen=True, slots=True)
@@ -546,17 +550,20 @@ class GenerationStore:
             shutil.rmtree(doomed)
 
     def tidy(self) -> list[str]:
-        """Remove what an interrupted commit left: the tree being built (roots/.new), trees
-        being removed (roots/.old-*), and the trees and manifests of generations after the
-        current one (recorded, never published). Returns what was removed (names). Raises
-        OSError."""
+        """Remove what an interrupted commit left: the tree being built (roots/STAGING) and its
+        attribute archive (roots/XATTRS_STAGING), trees being removed (roots/.old-*), and the
+        trees and manifests of generations after the current one (recorded, never published).
+        Returns what was removed (names). Raises OSError."""
         current = self.current()
         after = sequence(current) if current else 0
         removed = []
         for name in _names(self.roots):
             path = self.roots / name
             orphan = is_generation(name) and sequence(name) > after
-            if (name == ".new" or name.startswith(".old-") or orphan) and path.is_dir():
+            if name == XATTRS_STAGING and not path.is_dir():
+                path.unlink()
+                removed.append(name)
+            elif (name == STAGING or name.startswith(".old-") or orphan) and path.is_dir():
                 shutil.rmtree(path)
                 removed.append(name)
         for generation in self.recorded():

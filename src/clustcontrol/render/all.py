@@ -16,7 +16,7 @@ from clustcontrol.render.nfs import (
     render_bind_mounts,
     render_exports,
     render_ganesha,
-    render_nfs_conf,
+    render_nfsd,
 )
 from clustcontrol.render.pxe import render_pxe, render_tftpd
 from clustcontrol.render.rsyncd import render_rsyncd
@@ -31,7 +31,7 @@ RENDERERS: tuple[Renderer, ...] = (
     render_pxe,
     render_tftpd,
     render_exports,
-    render_nfs_conf,
+    render_nfsd,
     render_ganesha,
     render_bind_mounts,
     render_rsyncd,

@@ -11,13 +11,14 @@ delete table inet clustcontrol` removes it and leaves every other table alone. E
 chain on a hook sees the packet, whatever table it is in: an accept in one chain does not stop
 another base chain evaluated after it from dropping the packet, and a drop is final (nft(8),
 "VERDICT STATEMENT"). So the table never accepts: it drops traffic to the boot services'
-ports (FirewallPort, firewall_ports) that does not come from the cluster network (and, when
-cluster.dhcp_interface is set, through that interface), and returns everything else to the
-host's own policy, which may still drop it. The master itself (the loopback interface) and
-packets of connections already established (the replies to the master's own connections, whose
-local port may be one of ours by chance) pass; DHCP clients that have no address yet send from
-0.0.0.0 (RFC 2131 section 4.1) and pass on the cluster interface (on every interface when none
-is set). IPv6 packets to the ports are dropped except on loopback: the boot services are IPv4.
+ports (FirewallPort, firewall_ports) that does not come from the cluster network (through
+the master's cluster interface when that is set: Cluster.master_interface), and returns
+everything else to the host's own policy, which may still drop it. The master itself (the
+loopback interface) and packets of connections already established (the replies to the
+master's own connections, whose local port may be one of ours by chance) pass; DHCP clients
+that have no address yet send from 0.0.0.0 (RFC 2131 section 4.1) and pass on the cluster
+interface (on every interface when none is set). IPv6 packets to the ports are dropped
+except on loopback: the boot services are IPv4.
 
 **Loading.** Debian's nftables.service loads /etc/nftables.conf, which starts with `flush
 ruleset` and includes nothing; it is not enabled by default, and an admin who uses another tool
@@ -35,7 +36,7 @@ without it; an admin who includes /etc/nftables.d/*.nft from nftables.conf loads
 the same way.
 
 **Limits.** ISC dhcpd and Kea (its default raw sockets) read DHCP through packet sockets,
-before netfilter: for them the interface restriction is the server's own (dhcp_interface);
+before netfilter: for them the interface restriction is the server's own (master.interface);
 dnsmasq uses a UDP socket and is covered. A DHCP relay outside the cluster network is dropped.
 The kernel NFS server's lockd and statd keep random ports (nodes mount with nolock); mountd is
 pinned (render/nfs.py, MOUNTD_PORT)."""
@@ -110,10 +111,10 @@ def firewall_ports(inv: Inventory, *, rsync: bool) -> list[FirewallPort]:
 
 
 def cluster_interface(inv: Inventory) -> str | None:
-    """The master's interface on the cluster network for the firewall: cluster.dhcp_interface,
+    """The master's interface on the cluster network for the firewall: Cluster.master_interface,
     without an alias suffix (`eth1:0` -> `eth1`: an address label, while packets arrive on the
     device, whose name cannot hold ':', Linux dev_valid_name); None when it is unset."""
-    interface = inv.cluster.dhcp_interface
+    interface = inv.cluster.master_interface
     return interface.split(":", 1)[0] if interface else None
 
 

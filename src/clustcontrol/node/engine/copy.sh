@@ -57,6 +57,69 @@ cc_write_filter()
 	} >"${f}"
 }
 
+# cc_own_paths ROOT: the node's own paths on ROOT, relative, one a line: the exclusions that
+# exist there (its state, logs and identity: cc_exclusions' "path" lines, * expanded) and the
+# persistent paths it holds (cc_seeded). No sync deletes or replaces them, nor the directories
+# they are in.
+cc_own_paths()
+{
+	local root="$1" kind p q
+	cc_exclusions | while read -r kind p; do
+		[ "${kind}" = path ] || continue
+		# shellcheck disable=SC2086 # p may hold a * within one name (etc/ssh/ssh_host_*)
+		for q in "${root}/"${p}; do
+			if [ -e "${q}" ] || [ -L "${q}" ]; then echo "${q#"${root}/"}"; fi
+		done
+	done
+	set -f
+	for p in ${CC_PERSISTENT:-}; do
+		if cc_seeded "${root}" "${p}"; then echo "${p#/}"; fi
+	done
+	set +f
+}
+
+# cc_keep_own_dirs ROOT FILTER CANDIDATES: the directories of ROOT named in the file CANDIDATES
+# (one a line, relative) that a copy could not replace by what the standard has there (a
+# symlink, a file) because they hold the node's own paths (CC_OWN_PATHS, see cc_own_paths).
+# Each such DIR stays a directory, the node's: FILTER excludes it from now on and everything in
+# it but the node's own paths is deleted (the standard has nothing below it). Says so once per
+# DIR. False when there is none.
+cc_keep_own_dirs()
+{
+	local root="$1" filter="$2" d o kept=no
+	while IFS= read -r d; do
+		if [ -z "${d}" ] || [ -L "${root}/${d}" ] || [ ! -d "${root}/${d}" ]; then continue; fi
+		for o in ${CC_OWN_PATHS:-}; do
+			case "${o}" in "${d}"/*) ;; *) continue ;; esac
+			if ! grep -q -x -F -e "- /${d}" "${filter}"; then
+				{
+					echo "- /${d}"
+					echo "- /${d}/**"
+				} >>"${filter}"
+				cc_warn "the standard has no directory /${d} (it has a symlink or a file there):" \
+					"the node keeps its own, for /${o}"
+				cc_delete_keeping "${root}" "${d}" || return 1
+			fi
+			kept=yes
+			break
+		done
+	done <"$3"
+	[ "${kept}" = yes ]
+}
+
+# cc_rsync_tree SOURCE ROOT MODE FILTER STATS: cc_rsync_once over the whole tree; when the
+# standard replaced a directory holding the node's own paths ("cannot delete non-empty
+# directory: DIR"), once more with that directory kept (cc_keep_own_dirs).
+cc_rsync_tree()
+{
+	local rc=0
+	cc_rsync_once "$@" || rc=$?
+	[ "${rc}" -eq 23 ] || return "${rc}"
+	sed -n 's/^cannot delete non-empty directory: //p' "$5" >"$5.kept"
+	cc_keep_own_dirs "$2" "$4" "$5.kept" || return "${rc}"
+	cc_rsync_once "$@"
+}
+
 # cc_tar_excludes FILTER: the rules of FILTER as GNU tar exclude patterns for an archive made
 # with "-C SOURCE ." (anchored names ./etc/...): "- /etc/fstab" -> ./etc/fstab,
 # "- /proc/**" -> ./proc/*.
@@ -104,7 +167,10 @@ cc_rsync_once()
 	*) set -- --delete ;;
 	esac
 	# --sparse: holes stay holes (a sparse /var/log/lastlog of a high uid is hundreds of MB).
-	set -- --sparse "$@"
+	# --modify-window=-1: times compare to the nanosecond; rsync's default compares whole
+	# seconds, and a file rewritten with its size within the second of its old mtime, or a
+	# directory's time moved within its second, would stay as they are.
+	set -- --sparse --modify-window=-1 "$@"
 	cc_log "rsync ${flags} $* ${src} -> ${root}/"
 	# shellcheck disable=SC2086 # flags and extra options are word lists
 	"${CC_RSYNC}" ${flags} --numeric-ids --stats "$@" ${CC_RSYNC_EXTRA:-} \
@@ -158,11 +224,14 @@ cc_tar_copy()
 	cc_log "tar ${src} -> ${root}/ (blank root: one stream, no comparison)"
 	# 64 KiB records (tar's default is 10 KiB): a pipe round trip per record costs a context
 	# switch; on a one-CPU node under QEMU this made the first copy 35-42 s instead of 51 s.
+	# --hole-detection=raw: the holes of a file that st_blocks shows sparse are found by reading
+	# it; NFSv3 has no SEEK_HOLE (lseek finds one data extent), and tar's default method would
+	# write such a file in full.
 	{
 		crc=0
 		"${CC_TAR}" -C "${src}" --create --file=- --blocking-factor=128 --one-file-system \
-			--sparse --numeric-owner --xattrs --xattrs-include='*' --totals --anchored --exclude-from="${excludes}" \
-			. 2>"${stats}.create" || crc=$?
+			--sparse --hole-detection=raw --numeric-owner --xattrs --xattrs-include='*' --totals \
+			--anchored --exclude-from="${excludes}" . 2>"${stats}.create" || crc=$?
 		echo "${crc}" >"${stats}.create-rc"
 	} | "${CC_TAR}" -C "${root}" --extract --file=- --blocking-factor=128 --numeric-owner --xattrs \
 		--xattrs-include='*' --preserve-permissions 2>"${stats}.extract" || rc=$?
@@ -195,15 +264,74 @@ cc_restore_xattrs()
 		cc_err "no GNU tar: the generation's extended attributes cannot be restored"
 		return 1
 	fi
-	cc_tar_excludes "$3" >"${excludes}" || return 1
-	"${CC_TAR}" -C "$2" --extract --file="${archive}" --numeric-owner --preserve-permissions \
-		--xattrs --xattrs-include='*' --acls --anchored --exclude-from="${excludes}" \
-		>"${excludes}.out" 2>&1 || rc=$?
+	cc_extract_xattrs "${archive}" "$2" "$3" || rc=$?
+	if [ "${rc}" -ne 0 ]; then
+		# A directory the node keeps for its own paths where the standard has a file (with
+		# attributes): keep it (cc_keep_own_dirs), then extract again.
+		sed -n 's|^.*: \./\(.*\): Cannot open: File exists$|\1|p' "${excludes}.out" >"${excludes}.kept"
+		if cc_keep_own_dirs "$2" "$3" "${excludes}.kept"; then
+			rc=0
+			cc_extract_xattrs "${archive}" "$2" "$3" || rc=$?
+		fi
+	fi
 	if [ "${rc}" -ne 0 ]; then
 		cc_warn "restoring extended attributes failed (tar status ${rc})"
 		tail -n 5 "${excludes}.out" | sed 's/^/clustcontrol:   /' >&2
 		return 1
 	fi
 	cc_log "extended attributes restored: $("${CC_TAR}" --list --file="${archive}" | wc -l | tr -d ' ') path(s)"
-	rm -f "${excludes}" "${excludes}.out"
+	rm -f "${excludes}" "${excludes}.out" "${excludes}.kept"
+}
+
+# cc_extract_xattrs ARCHIVE ROOT FILTER: extract the attribute archive onto ROOT, the filter's
+# exclusions kept; tar's messages in FILTER.xattrs.out.
+cc_extract_xattrs()
+{
+	local excludes="$3.xattrs"
+	cc_tar_excludes "$3" >"${excludes}" || return 1
+	# tar replaces each file (a new inode, linked again to the others of its group: the
+	# archive's first name of a group holds the data, and image commit puts the names a node
+	# may own last, so a name is never linked to one of the node's own excluded files); the
+	# directories they are in are in the archive too, and get their times back after.
+	"${CC_TAR}" -C "$2" --extract --file="$1" --numeric-owner --preserve-permissions \
+		--xattrs --xattrs-include='*' --acls --anchored --exclude-from="${excludes}" \
+		>"${excludes}.out" 2>&1
+}
+
+# cc_separate_seeded ROOT: the persistent paths this sync seeded (not the node's own when it
+# started: CC_OWN_PATHS) share no inode with a file outside them. The standard may hard-link a
+# file there to one elsewhere; a later sync that changes the other name in place (owner, mode,
+# attributes), or the node writing into its own file, would change both. Their files with
+# more than one link are made anew (GNU tar: content, holes and attributes kept, links among
+# them too), their directories keep their times.
+cc_separate_seeded()
+{
+	local root="$1" p list="${CC_RUN_DIR}/separate-list" rc=0
+	: >"${list}"
+	set -f
+	for p in ${CC_PERSISTENT:-}; do
+		case " ${CC_OWN_PATHS:-} " in *" ${p#/} "*) continue ;; esac
+		if [ -L "${root}${p}" ] || [ ! -e "${root}${p}" ]; then continue; fi
+		if [ -n "$(cd "${root}" && find ".${p}" -type f -links +1 | head -n 1)" ]; then
+			(cd "${root}" && find ".${p}" \( -type d -o -type f -links +1 \) -print0) >>"${list}"
+		fi
+	done
+	set +f
+	[ -s "${list}" ] || return 0
+	if ! cc_tar_usable; then
+		cc_warn "no GNU tar: seeded persistent files stay hard-linked to files outside them"
+		return 0
+	fi
+	{
+		"${CC_TAR}" -C "${root}" --create --file=- --no-recursion --null --files-from="${list}" \
+			--sparse --numeric-owner --xattrs --xattrs-include='*' --acls 2>"${list}.err" || rc=$?
+	} | "${CC_TAR}" -C "${root}" --extract --file=- --numeric-owner --preserve-permissions \
+		--xattrs --xattrs-include='*' --acls 2>>"${list}.err" || rc=$?
+	if [ "${rc}" -ne 0 ]; then
+		cc_warn "separating the seeded persistent files from the rest failed"
+		tail -n 5 "${list}.err" | sed 's/^/clustcontrol:   /' >&2
+		return 1
+	fi
+	cc_log "seeded persistent files hard-linked to files outside them: made separate files"
+	rm -f "${list}" "${list}.err"
 }

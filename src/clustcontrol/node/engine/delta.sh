@@ -69,22 +69,30 @@ cc_delete_removed()
 	return 0
 }
 
-# cc_delete_keeping ROOT PATH: delete ROOT/PATH except the persistent paths in it that are the
-# node's own (cc_seeded) and the directories leading to them: a standard that removes
-# /opt/app never takes the node's /opt/app/data with it. Says so once per kept path.
+# cc_delete_keeping ROOT PATH: delete ROOT/PATH except the node's own paths in it (its state,
+# logs and identity, the persistent paths it holds: CC_OWN_PATHS, else cc_own_paths) and the
+# directories leading to them: a standard that removes /opt/app never takes the node's
+# /opt/app/data with it, nor one that removes /etc/ssh the node's host keys. Says so once per
+# kept persistent path.
 cc_delete_keeping()
 {
-	local root="$1" rel="$2" q keep="" e
+	local root="$1" rel="$2" q keep="" e own
+	if [ -n "${CC_OWN_PATHS+set}" ]; then own="${CC_OWN_PATHS}"; else own=$(cc_own_paths "${root}"); fi
 	set -f
-	for q in ${CC_PERSISTENT:-}; do
-		case "${q#/}" in
-		"${rel}" | "${rel}"/*) cc_seeded "${root}" "${q}" && keep="${keep} ${q#/}" ;;
+	for q in ${own}; do
+		case "${q}" in
+		"${rel}" | "${rel}"/*) keep="${keep} ${q}" ;;
 		esac
 	done
 	set +f
 	case "${keep} " in
 	" ") rm -rf -- "${root:?}/${rel}"; return ;;
-	*" ${rel} "*) cc_warn "persistent /${rel} kept: the standard removed it or a directory above it"; return 0 ;;
+	*" ${rel} "*)
+		case " ${CC_PERSISTENT:-} " in
+		*" /${rel} "*) cc_warn "persistent /${rel} kept: the standard removed it or a directory above it" ;;
+		esac
+		return 0
+		;;
 	esac
 	if [ -L "${root}/${rel}" ] || [ ! -d "${root}/${rel}" ]; then
 		rm -f -- "${root:?}/${rel}" # not the directory the persistent path is in
@@ -124,8 +132,11 @@ cc_fetch_batch()
 	[ -f "${CC_BATCH_FILE}" ]
 }
 
-# cc_apply_batch ROOT LIST STATS: replay CC_BATCH_FILE onto ROOT (rsync --read-batch with
-# CC_BATCH_OPTIONS, the options the master wrote it with), then make sure the node got exactly
+# cc_apply_batch ROOT LIST STATS FILTER: replay CC_BATCH_FILE onto ROOT (rsync --read-batch with
+# CC_BATCH_OPTIONS, the options the master wrote it with, and the node's FILTER: a directory
+# the generation replaces by a symlink or a file is deleted with --force, and only the filter
+# keeps the node's own paths in it; rsync then fails with status 23 and the caller's delta sync
+# keeps that directory, cc_keep_own_dirs), then make sure the node got exactly
 # the generation's files: rsync replays onto whatever the node holds. A file it rebuilt is
 # checked by rsync itself against the batch's whole-file checksum ("failed verification" when
 # the node's copy was not the batch's basis); every other file of LIST.sums (hard links, files
@@ -137,8 +148,8 @@ cc_apply_batch()
 	local root="$1" sums="$2.sums" out="$3.batch" rc=0 size
 	cc_log "replaying the master's batch from generation ${CC_REC_GENERATION} ($(wc -c <"${CC_BATCH_FILE}" | tr -d ' ') bytes)"
 	# shellcheck disable=SC2086 # the options are a word list
-	"${CC_RSYNC}" ${CC_BATCH_OPTIONS} --stats --itemize-changes --read-batch="${CC_BATCH_FILE}" \
-		"${root}/" >"${out}" 2>&1 || rc=$?
+	"${CC_RSYNC}" ${CC_BATCH_OPTIONS} --stats --itemize-changes --filter="merge $4" \
+		--read-batch="${CC_BATCH_FILE}" "${root}/" >"${out}" 2>&1 || rc=$?
 	[ -z "${CC_LOG:-}" ] || cat "${out}" >>"${CC_LOG}" 2>/dev/null
 	if [ "${rc}" -ne 0 ]; then
 		cc_warn "the batch did not apply (rsync status ${rc}): rsync's delta algorithm instead"

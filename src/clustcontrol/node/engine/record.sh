@@ -22,12 +22,22 @@ cc_write_state()
 }
 
 # cc_write_marker ROOT IMAGE SOURCE: "a sync is running"; on disk before rsync touches a file.
+# It names the persistent paths that are the node's own as the sync starts (CC_MARK_SEEDED):
+# should the sync not finish, they are the only ones (cc_seeded); a path it was seeding is
+# seeded again.
 cc_write_marker()
 {
+	local p seeded=""
+	set -f
+	for p in ${CC_PERSISTENT:-}; do
+		if cc_seeded "$1" "${p}"; then seeded="${seeded:+${seeded} }${p}"; fi
+	done
+	set +f
 	{
 		echo "CC_MARK_IMAGE='$2'"
 		echo "CC_MARK_SOURCE='$3'"
 		echo "CC_MARK_START='$(cc_now)'"
+		echo "CC_MARK_SEEDED='${seeded}'"
 	} | cc_write_state "$(cc_marker "$1")"
 }
 
@@ -55,15 +65,25 @@ cc_write_record()
 }
 
 # cc_seeded ROOT PATH: true when the persistent PATH is the node's own: the last complete sync
-# (the record) held it complete (CC_SYNC_SEEDED). Before that, it is seeded from the standard
-# like any other path: a first sync cut half-way leaves no half-filled persistent path behind.
-# A record of an earlier version (no CC_SYNC_SEEDED) counts every existing path.
+# (the record) held it complete (CC_SYNC_SEEDED), and, after a sync that did not finish (its
+# marker), it was the node's own when that sync started (CC_MARK_SEEDED). Before that, it is
+# seeded from the standard like any other path: a sync cut half-way, the first or a later one
+# that brought the path, leaves no half-filled persistent path behind. A record of an earlier
+# version (no CC_SYNC_SEEDED) counts every existing path.
 cc_seeded()
 {
-	local r seeded
+	local r m seeded
 	r=$(cc_record "$1")
+	m=$(cc_marker "$1")
 	[ -f "${r}" ] || return 1
 	[ -e "$1$2" ] || [ -L "$1$2" ] || return 1
+	if [ -f "${m}" ] && grep -q "^CC_MARK_SEEDED=" "${m}"; then
+		seeded=$(cc_param_value "${m}" CC_MARK_SEEDED) || return 1
+		case " ${seeded} " in
+		*" $2 "*) ;;
+		*) return 1 ;;
+		esac
+	fi
 	grep -q "^CC_SYNC_SEEDED=" "${r}" || return 0
 	seeded=$(cc_param_value "${r}" CC_SYNC_SEEDED) || return 1
 	case " ${seeded} " in

@@ -112,15 +112,16 @@ cc_sync()
 	fi
 	start=$(cc_now)
 	cc_write_marker "${root}" "${CC_IMAGE}" "${transport}:${src}" || { cc_err "cannot write the sync marker"; return 1; }
+	CC_OWN_PATHS=$(cc_own_paths "${root}" | tr '\n' ' ')
 	cc_log "syncing image ${CC_IMAGE} from ${src} (${mode}, ${method})"
 	CC_LAST_RSYNC_RC=0
 	case "${method}" in
 	tar)
-		cc_tar_copy "${src}" "${root}" "${filter}" "${stats}" || {
+		if ! cc_tar_copy "${src}" "${root}" "${filter}" "${stats}"; then
 			cc_warn "the tar copy failed: comparing the whole tree with rsync"
 			method=tree
 			mode=full
-		}
+		fi
 		;;
 	delta)
 		if ! cc_delete_removed "${root}" "${list}.removed"; then
@@ -128,7 +129,7 @@ cc_sync()
 			method=tree
 			mode=full
 		elif [ "${CC_DELTA_BATCH}" = yes ] && cc_fetch_batch "${transport}" "${src}" "${list}" "${root}" \
-			&& cc_apply_batch "${root}" "${list}" "${stats}"; then
+			&& cc_apply_batch "${root}" "${list}" "${stats}" "${filter}"; then
 			method="batch"
 		elif ! cc_retry "${CC_RETRIES}" "delta sync from ${src}" cc_rsync_once "${src}" \
 			"${root}" delta "${filter}" "${stats}" "${list}"; then
@@ -139,7 +140,7 @@ cc_sync()
 		;;
 	esac
 	if [ "${method}" = tree ]; then
-		cc_retry "${CC_RETRIES}" "sync from ${src}" cc_rsync_once "${src}" "${root}" "${mode}" \
+		cc_retry "${CC_RETRIES}" "sync from ${src}" cc_rsync_tree "${src}" "${root}" "${mode}" \
 			"${filter}" "${stats}" || rc=1
 	fi
 	if [ "${rc}" -eq 0 ] && [ "${transport}" = nfs ]; then
@@ -150,6 +151,9 @@ cc_sync()
 	if [ "${rc}" -eq 0 ] && [ "$(cc_generation "${root}")" != "${gen}" ]; then
 		cc_err "the copy is not of generation ${gen}: its tree changed or went away on the master"
 		rc=1
+	fi
+	if [ "${rc}" -eq 0 ]; then
+		cc_separate_seeded "${root}" || rc=1
 	fi
 	if [ "${rc}" -ne 0 ]; then
 		cc_err "the sync of ${root} from ${src} did not complete"

@@ -1,0 +1,224 @@
+"""What the oracle (test_oracle.py) found, each as a deterministic regression test: the real
+engine under busybox sh on a loop-device disk, the real commit code, the NFSv3-like view
+(CC_TEST_NFS3_VIEW) or the rsync daemon."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+
+import pytest
+
+from tests.node.conftest import Node, RsyncDaemon, write_control
+from tests.node.test_engine import STATE, assert_ok, record
+
+pytestmark = pytest.mark.slow
+
+
+def nfs3(node: Node) -> None:
+    node.env["CC_TEST_NFS3_VIEW"] = str(node.tmp / "nfs3-view")
+
+
+def over_rsync(node: Node, daemon: RsyncDaemon) -> None:
+    write_control(node.control, transport="rsync", rsync_port=daemon.port)
+    node.cmdline = node.cmdline.replace("transport=nfs", "transport=rsync")
+    node.env["CC_NFS_MOUNT"] = "false"
+
+
+def test_restoring_attributes_over_nfs_keeps_directory_times(node: Node) -> None:
+    """Extracting the attribute archive replaces each file, which moved the mtime of the
+    directory it is in; the archive now holds those directories too, restored after."""
+    tool = node.std / "usr/bin/pinger"
+    tool.parent.mkdir(parents=True)
+    tool.write_bytes(b"\x7fELF pretend\n")
+    subprocess.run(["setcap", "cap_net_raw+ep", str(tool)], check=True)
+    os.utime(tool.parent, ns=(10**18, 10**18))
+    nfs3(node)
+    r = node.run()
+    assert_ok(r)
+    assert "extended attributes restored" in r.out
+    with node.mounted(2) as root:
+        assert os.getxattr(root / "usr/bin/pinger", "security.capability")
+        assert os.lstat(root / "usr/bin").st_mtime_ns == 10**18
+
+
+def test_a_time_changed_within_its_second_arrives(node: Node) -> None:
+    """rsync compares times to the whole second by default: a directory or file whose mtime
+    moved only within its second kept the old one on a whole-tree sync."""
+    f = node.std / "usr/share/doc/big"
+    os.utime(f, ns=(1_600_000_000_100_000_000, 1_600_000_000_100_000_000))
+    os.utime(f.parent, ns=(1_600_000_000_100_000_000, 1_600_000_000_100_000_000))
+    assert_ok(node.run())
+    os.utime(f, ns=(1_600_000_000_900_000_000, 1_600_000_000_900_000_000))
+    os.utime(f.parent, ns=(1_600_000_000_900_000_000, 1_600_000_000_900_000_000))
+    r = node.run(CC_DELTA_SYNC="no")
+    assert_ok(r)
+    assert "(full, tree)" in r.out
+    with node.mounted(2) as root:
+        assert os.lstat(root / "usr/share/doc/big").st_mtime_ns == 1_600_000_000_900_000_000
+        assert os.lstat(root / "usr/share/doc").st_mtime_ns == 1_600_000_000_900_000_000
+
+
+def test_a_sparse_file_stays_sparse_through_the_nfs3_tar_copy(node: Node) -> None:
+    """The tar first copy over the NFSv3-like view (which shows allocation as NFSv3 does)."""
+    sparse = node.std / "var/log/lastlog"
+    sparse.parent.mkdir(parents=True)
+    with open(sparse, "wb") as f:
+        f.seek(20 * 1024 * 1024)
+        f.write(b"x" * 4096)
+        f.truncate(30 * 1024 * 1024)
+    nfs3(node)
+    r = node.run()
+    assert_ok(r)
+    assert "(normal, tar)" in r.out
+    with node.mounted(2) as root:
+        st = (root / "var/log/lastlog").stat()
+        assert st.st_size == 30 * 1024 * 1024 and st.st_blocks * 512 < 1024 * 1024
+
+
+def test_a_delta_that_removes_a_directory_keeps_the_nodes_own_files_in_it(node: Node) -> None:
+    """The standard drops /etc/ssh (openssh removed): the delta deleted the directory with the
+    node's own host keys in it (only persistent paths were kept)."""
+    assert_ok(node.run())
+    with node.mounted(2) as root:
+        (root / "etc/ssh/ssh_host_ed25519_key").write_text("THE NODE'S OWN KEY\n")
+        (root / "etc/ssh/sshd_config").write_text("from the standard once\n")
+    shutil.rmtree(node.std / "etc/ssh")
+    r = node.run()
+    assert_ok(r)
+    assert "(normal, delta)" in r.out
+    with node.mounted(2) as root:
+        assert (root / "etc/ssh/ssh_host_ed25519_key").read_text() == "THE NODE'S OWN KEY\n"
+        assert os.listdir(root / "etc/ssh") == ["ssh_host_ed25519_key"]
+
+
+def test_restored_attributes_never_link_a_file_to_the_nodes_own(node: Node) -> None:
+    """/etc/local.conf (persistent) and /usr/bin/tool2 are one file with a capability in the
+    standard. The attribute archive stored the data with the first name, /etc/local.conf, and
+    linked /usr/bin/tool2 to it: over NFS, the node's tool2 became a link to the node's own
+    local.conf, with the node's content."""
+    local = node.std / "etc/local.conf"
+    (node.std / "usr/bin").mkdir(parents=True)
+    os.link(local, node.std / "usr/bin/tool2")
+    subprocess.run(["setcap", "cap_net_raw+ep", str(local)], check=True)
+    nfs3(node)
+    assert_ok(node.run())
+    with node.mounted(2) as root:
+        (root / "etc/local.conf").write_text("the node's own\n")
+    node.cmdline += " clustcontrol.verify=1"
+    assert_ok(node.run())
+    with node.mounted(2) as root:
+        assert (root / "usr/bin/tool2").read_text() == "standard version\n"
+        assert os.getxattr(root / "usr/bin/tool2", "security.capability")
+        assert (root / "etc/local.conf").read_text() == "the node's own\n"
+        assert os.stat(root / "usr/bin/tool2").st_ino != os.stat(root / "etc/local.conf").st_ino
+
+
+@pytest.mark.parametrize("transport", ["nfs", "rsync"])
+def test_a_seeded_persistent_file_shares_no_inode_with_the_rest(
+    node: Node, rsync_daemon: RsyncDaemon, transport: str
+) -> None:
+    """The standard hard-links /var/lib/keep/state to /usr/state. Seeded with the link, the
+    node's own file changed with every chmod, chown or attribute change of /usr/state, and
+    the node's writes into it changed /usr/state."""
+    if transport == "rsync":
+        over_rsync(node, rsync_daemon)
+    else:
+        nfs3(node)
+    os.link(node.std / "var/lib/keep/state", node.std / "usr/state")
+    r = node.run()
+    assert_ok(r)
+    assert "seeded persistent files hard-linked to files outside them" in r.out
+    with node.mounted(2) as root:
+        keep, usr = root / "var/lib/keep/state", root / "usr/state"
+        assert os.stat(keep).st_ino != os.stat(usr).st_ino
+        mode = stat.S_IMODE(os.stat(keep).st_mode)
+        with open(keep, "a") as f:
+            f.write("node data\n")
+    (node.std / "usr/state").chmod(0o600)
+    r = node.run()
+    assert_ok(r)
+    with node.mounted(2) as root:
+        assert stat.S_IMODE(os.stat(root / "var/lib/keep/state").st_mode) == mode
+        assert (root / "var/lib/keep/state").read_text() == "standard seed\nnode data\n"
+        assert (root / "usr/state").read_text() == "standard seed\n"
+
+
+def test_a_whole_tree_sync_compares_contents(node: Node) -> None:
+    """A file changed with its size and mtime kept (the commit sees the ctime): a node that
+    syncs the whole tree (no delta) compared size and mtime, kept the old content and recorded
+    the new generation."""
+    assert_ok(node.run())
+    tool = node.std / "bin/tool"
+    st = tool.stat()
+    tool.write_text(tool.read_text().replace("echo tool", "echo TOOL"))
+    os.utime(tool, ns=(st.st_atime_ns, st.st_mtime_ns))
+    r = node.run(CC_DELTA_SYNC="no")
+    assert_ok(r)
+    assert "(full, tree)" in r.out
+    with node.mounted(2) as root:
+        assert "echo TOOL" in (root / "bin/tool").read_text()
+        assert record(root)["CC_SYNC_GENERATION"] == node.generation
+
+
+CUT_RSYNC = """#!/bin/sh
+# rsync whose sync run copies all but var/lib/keep/b, then the node loses power.
+case "$*" in
+*--stats*) rsync --exclude=/var/lib/keep/b "$@"; sync; kill -9 0 ;;
+*) exec rsync "$@" ;;
+esac
+"""
+
+
+def test_a_persistent_path_brought_by_a_cut_sync_is_seeded_again(node: Node) -> None:
+    """The first sync had no /var/lib/keep (its record names it all the same); the sync that
+    brings it is cut half-way. The half-filled path counted as the node's own from then on:
+    var/lib/keep/b never arrived. The marker now names what was the node's own at the start."""
+    shutil.rmtree(node.std / "var/lib/keep")
+    assert_ok(node.run())
+    (node.std / "var/lib/keep").mkdir()
+    (node.std / "var/lib/keep/a").write_text("a\n")
+    (node.std / "var/lib/keep/b").write_text("b\n")
+    node.commit()
+    cut = node.tmp / "cut-rsync"
+    cut.write_text(CUT_RSYNC)
+    cut.chmod(0o755)
+    proc = node.popen("cc_run", CC_RSYNC=str(cut), CC_DELTA_SYNC="no")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, out
+    node.cleanup_mounts()
+    with node.mounted(2) as root:
+        assert (root / "var/lib/keep/a").exists() and not (root / "var/lib/keep/b").exists()
+        assert (root / STATE / "sync-in-progress").exists()
+    r = node.run()
+    assert_ok(r)
+    with node.mounted(2) as root:
+        assert (root / "var/lib/keep/b").read_text() == "b\n"
+
+
+@pytest.mark.parametrize("how", ["batch", "delta", "tree"])
+def test_a_directory_the_standard_turns_into_a_symlink_keeps_the_nodes_own_paths(
+    node: Node, how: str
+) -> None:
+    """The standard makes /var/lib a symlink. The batch replayed rsync's --force deletion of the
+    directory without the node's filter: the persistent /var/lib/keep with the node's data,
+    and the node's state, went with it (and the record could not be written)."""
+    assert_ok(node.run())
+    with node.mounted(2) as root:
+        (root / "var/lib/keep/mine").write_text("THE NODE'S DATA\n")
+    shutil.rmtree(node.std / "var/lib")
+    (node.std / "var/lib").symlink_to("/srv/lib")
+    if how == "delta":
+        node.env["CC_DELTA_BATCH"] = "no"
+    elif how == "tree":
+        node.env["CC_DELTA_SYNC"] = "no"
+    r = node.run()
+    assert_ok(r)
+    assert "the standard has no directory" in r.out or "kept" in r.out, r.out
+    with node.mounted(2) as root:
+        assert (root / "var/lib/keep/mine").read_text() == "THE NODE'S DATA\n"
+        assert record(root)["CC_SYNC_GENERATION"] == node.generation
+        assert not (root / STATE / "sync-in-progress").exists()
