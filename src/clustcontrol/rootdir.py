@@ -39,7 +39,7 @@ from clustcontrol.errors import UnsafePathError
 from clustcontrol.fsutil import is_temp_name, locked_fd, temp_name
 
 DIR_MODE = 0o755
-MAX_SYMLINKS = 40  # as the kernel's path walk
+MAX_SYMLINKS = 40  # links followed for one path in all, as the kernel (path_resolution(7))
 GROUP_FILE = "/etc/group"
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -85,6 +85,8 @@ class Staged:
 # One resolved directory: its descriptor and its name in its parent ("" for the root).
 _Frame = tuple[int, str]
 _Stack = tuple[_Frame, ...]
+# A resolved directory: its stack from the root, and how many links were followed to reach it.
+_Resolved = tuple[_Stack, int]
 
 
 class RootDir:
@@ -102,7 +104,7 @@ class RootDir:
         self._create = create
         self._follow = follow
         self._fds: list[int] = []
-        self._dirs: dict[str, _Stack] = {}
+        self._dirs: dict[str, _Resolved] = {}
         self._groups: dict[str, int] | None = None
 
     def __enter__(self) -> RootDir:
@@ -114,7 +116,7 @@ class RootDir:
         except FileNotFoundError:
             return self  # nothing below: every lookup finds nothing
         self._fds.append(fd)
-        self._dirs["/"] = ((fd, ""),)
+        self._dirs["/"] = (((fd, ""),), 0)
         return self
 
     def __exit__(
@@ -166,13 +168,14 @@ class RootDir:
         raise self._refuse(path, "keeps changing while it is resolved")
 
     def _walk(
-        self, stack: list[_Frame], parts: list[str], create: bool, path: str
-    ) -> _Stack | None:
+        self, stack: list[_Frame], parts: list[str], create: bool, path: str, links: int
+    ) -> _Resolved | None:
         """Resolve the directory components `parts` from the directories in `stack` (the root
         first); symbolic links are expanded in place (an absolute one from the root), '..' pops
-        but never the root. None when one is missing (and not `create`)."""
+        but never the root. `links` counts the links followed so far for this path: past
+        MAX_SYMLINKS in all, as the kernel's path walk, the links loop. Returns the resolved
+        stack and the new count, None when a directory is missing (and not `create`)."""
         todo = list(reversed(parts))
-        links = 0
         while todo:
             part = todo.pop()
             if part in ("", "."):
@@ -194,10 +197,11 @@ class RootDir:
                 todo.extend(reversed(target.split("/")))
                 continue
             stack.append((fd, part))
-        return tuple(stack)
+        return tuple(stack), links
 
-    def _directory(self, path: str, create: bool) -> _Stack | None:
-        """The resolved directory stack of the directory `path` (normalized, absolute)."""
+    def _directory(self, path: str, create: bool) -> _Resolved | None:
+        """The resolved directory stack of the directory `path` (normalized, absolute), with the
+        number of links followed to reach it."""
         found = self._dirs.get(path)
         if found is not None or not self._dirs:
             return found
@@ -205,7 +209,7 @@ class RootDir:
         parent = self._directory(parent_path, create)
         if parent is None:
             return None
-        found = self._walk(list(parent), [name], create, path)
+        found = self._walk(list(parent[0]), [name], create, path, parent[1])
         if found is not None:
             self._dirs[path] = found
         return found
@@ -223,12 +227,12 @@ class RootDir:
         that loop."""
         self._check_path(path)
         parent, name = posixpath.split(path)
-        stack = self._directory(parent, create)
-        if stack is None:
+        found = self._directory(parent, create)
+        if found is None:
             if create and not self._dirs:
                 raise FileNotFoundError(errno.ENOENT, "root directory missing", str(self.root))
             return None
-        links = 0
+        stack, links = found
         while follow:
             st = self._lstat(stack[-1][0], name)
             if st is None or not stat.S_ISLNK(st.st_mode):
@@ -243,10 +247,10 @@ class RootDir:
                 parts.append(name)
                 name = "."
             start = stack[:1] if target.startswith("/") else stack
-            walked = self._walk(list(start), parts, create, path)
+            walked = self._walk(list(start), parts, create, path, links)
             if walked is None:
                 return None
-            stack = walked
+            stack, links = walked
         return stack, name
 
     def _parent(
@@ -298,10 +302,10 @@ class RootDir:
         normalized; OSError when it cannot be listed."""
         if path != "/":
             self._check_path(path)
-        stack = self._directory(path, create=False)
-        if stack is None:
+        found = self._directory(path, create=False)
+        if found is None:
             return None
-        return sorted(os.listdir(stack[-1][0]))  # noqa: PTH208 - a descriptor
+        return sorted(os.listdir(found[0][-1][0]))  # noqa: PTH208 - a descriptor
 
     # Reading
 
@@ -473,10 +477,10 @@ class RootDir:
             names.setdefault(directory, set()).add(name)
         removed: list[str] = []
         for directory in sorted(names):
-            stack = self._directory(directory, create=False)
-            if stack is None:
+            found = self._directory(directory, create=False)
+            if found is None:
                 continue
-            fd = stack[-1][0]
+            fd = found[0][-1][0]
             for entry in sorted(os.listdir(fd)):  # noqa: PTH208 - a descriptor
                 legacy = _LEGACY_TEMP.fullmatch(entry)
                 if not is_temp_name(entry) and not (legacy and legacy["name"] in names[directory]):
