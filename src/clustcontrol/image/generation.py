@@ -132,8 +132,10 @@ def open_regular(path: str, shown: str) -> int:
     other failures."""
     try:
         found = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise changed_error(shown) from None
+    except OSError as exc:  # removed, or a directory on the way replaced
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise changed_error(shown) from None
+        raise
     try:
         if not stat.S_ISREG(os.fstat(found).st_mode):
             raise changed_error(shown)
@@ -223,8 +225,10 @@ def _open_directory(parent: int, rel: str, st: os.stat_result, shown: str) -> in
     ClustcontrolError (changed_error) otherwise."""
     try:
         fd = os.open(rel.rpartition("/")[2], _DIR_FLAGS, dir_fd=parent)
-    except (FileNotFoundError, NotADirectoryError):  # removed, or replaced (a link: ENOTDIR)
-        raise changed_error(shown) from None
+    except OSError as exc:  # removed, or replaced by a file or a link (ENOTDIR or ELOOP)
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            raise changed_error(shown) from None
+        raise
     now = os.fstat(fd)
     if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
         os.close(fd)
