@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -381,7 +381,7 @@ def test_a_file_swapped_while_commit_copies_it_is_never_read(
 ) -> None:
     # etc/fstab was listed as a regular file; right before it is copied it becomes a FIFO
     # (opening it would wait for a writer forever) or a link to a master file.
-    real = snapshot.xattrs_of
+    real = generation.xattrs_of
     fstab = (master.root / "etc/fstab").stat().st_ino
 
     def swapping(path: str) -> list[tuple[str, bytes]]:
@@ -446,11 +446,12 @@ def test_no_planted_link_leads_an_image_operation_out_of_the_standard(
     for rel in sorted(links, key=lambda r: r.count("/")):  # shallow first
         plant(master.root, rel, links[rel])
     results: list[ImageResult] = []
-    for operation in (
+    operations: list[Callable[[], ImageResult]] = [
         lambda: prepare(master, dry_run=True),
         lambda: prepare(master),
         lambda: publish(master),
-    ):
+    ]
+    for operation in operations:
         # refused, with one clear message: fine, as long as nothing leaked
         with contextlib.suppress(ClustcontrolError):
             results.append(operation())

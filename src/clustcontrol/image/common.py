@@ -14,6 +14,7 @@ from posixpath import relpath
 from clustcontrol.apply import Action, Change, Installer
 from clustcontrol.errors import ClustcontrolError, InvalidInputError
 from clustcontrol.inventory.model import Image, Inventory
+from clustcontrol.rootdir import RootDir
 
 
 @dataclass(frozen=True)
@@ -113,11 +114,11 @@ class ImageTree:
             return tree.listdir(self._in_root(rel)) or []
 
     def resolve(self, rel: str) -> str:
-        """Where `rel` leads inside the root, relative to it ("" for the root itself; `rel`
-        when a directory on the way is missing). Raises as stat."""
+        """Where `rel` leads inside the root, relative to it ("" for the root itself). Past a
+        missing directory the rest is taken as written (writing creates it so). Raises as
+        stat."""
         with self.files.tree() as tree:
-            found = tree.resolve(self._in_root(rel))
-        return rel if found is None else found.lstrip("/")
+            return _resolved(tree, rel)
 
     def mode(self, rel: str) -> int | None:
         """The permission bits of what `rel` leads to (st_mode & 0o7777), or None when it does
@@ -136,6 +137,14 @@ class ImageTree:
             return None
         action: Action = "create" if old is None else "update"
         return Change(self.path(real), action, None, old, new, wanted)
+
+
+def _resolved(tree: RootDir, rel: str) -> str:
+    found = tree.resolve("/" + rel)
+    if found is not None:
+        return found.lstrip("/")
+    parent, _slash, name = rel.rpartition("/")
+    return pjoin(_resolved(tree, parent), name) if parent else name
 
 
 def image_tree(inv: Inventory, name: str, root_prefix: Path) -> ImageTree:
