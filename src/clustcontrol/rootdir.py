@@ -36,7 +36,7 @@ from pathlib import Path
 from types import TracebackType
 
 from clustcontrol.errors import UnsafePathError
-from clustcontrol.fsutil import is_temp_name, locked_fd, temp_name
+from clustcontrol.fsutil import is_temp_name, locked_fd, open_regular, temp_name
 
 DIR_MODE = 0o755
 MAX_SYMLINKS = 40  # links followed for one path in all, as the kernel (path_resolution(7))
@@ -314,29 +314,21 @@ class RootDir:
         None when it or a directory above it does not exist (with `follow`: what its links lead
         to inside the tree).
 
-        Raises UnsafePathError, without reading anything, when it is a symbolic link (without
-        `follow`) or not a regular file, when a directory above it is not one or links loop, or
+        Raises UnsafePathError, without opening anything (fsutil.open_regular: no device or
+        FIFO is ever opened), when it is a symbolic link (without `follow`) or not a regular
+        file, when a directory above it is not one or links loop, or
         when `path` is not normalized; OSError for other failures (e.g. no permission)."""
         found = self._parent(path, create=False)
         if found is None:
             return None
         fd, name = found
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            file_fd = os.open(name, flags, dir_fd=fd)
+            file_fd, st = open_regular(name, dir_fd=fd)
         except FileNotFoundError:
             return None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                st = self._lstat(fd, name)
-                if st is not None:
-                    self._check_regular(path, st)
-            raise
-        try:
-            self._check_regular(path, os.fstat(file_fd))
-        except BaseException:
-            os.close(file_fd)
-            raise
+        if file_fd is None:
+            self._check_regular(path, st)
+        assert file_fd is not None
         with os.fdopen(file_fd, "rb") as handle:
             return handle.read()
 

@@ -281,6 +281,20 @@ def test_loops_and_wrong_types_are_one_clear_error_and_nothing_is_written(
     master.assert_untouched()
 
 
+def test_a_device_in_the_standard_is_refused_without_being_opened(master: Master) -> None:
+    # The update node, root over NFS, can make device nodes in the standard; opening one on
+    # the master can act on the master's hardware (a watchdog, a tape). Major 240 is for local
+    # use, with no driver here: opening it fails with ENXIO, which prepare must never reach.
+    device = master.root / "etc/fstab"
+    device.unlink()
+    os.mknod(device, stat.S_IFCHR | 0o644, os.makedev(240, 0))
+    with pytest.raises(OSError, match="No such device"):
+        os.close(os.open(device, os.O_RDONLY | os.O_NONBLOCK))
+    with pytest.raises(UnsafePathError, match="etc/fstab: is not a regular file"):
+        prepare(master)
+    master.assert_untouched()
+
+
 # publish
 
 

@@ -39,7 +39,7 @@ from clustcontrol.contract import (
     image_state,
 )
 from clustcontrol.errors import ClustcontrolError
-from clustcontrol.fsutil import atomic_write, read_bytes_or_none
+from clustcontrol.fsutil import atomic_write, open_regular, read_bytes_or_none
 
 _CHUNK = 1 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -122,33 +122,29 @@ def changed_error(shown: str) -> ClustcontrolError:
     )
 
 
-def open_regular(path: str, shown: str) -> int:
-    """A descriptor (read-only) of the regular file at `path` (str), never anything else: a
-    symbolic link at its last component is not followed, and a device, FIFO or socket put there
-    meanwhile is never opened (it is looked up with O_PATH and checked with fstat(2) first, then
-    opened through /proc/self/fd: see open(2), O_PATH). `shown` names it in messages.
+def open_file(path: str, shown: str) -> int:
+    """A read-only descriptor of the regular file at `path` (str), never of anything else
+    (fsutil.open_regular: a link is not followed, a device, FIFO or socket put there meanwhile
+    is never opened). `shown` names it in messages.
 
     Raises ClustcontrolError (changed_error) when it is no longer a regular file, OSError for
     other failures."""
     try:
-        found = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd, _st = open_regular(path)
     except OSError as exc:  # removed, or a directory on the way replaced
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             raise changed_error(shown) from None
         raise
-    try:
-        if not stat.S_ISREG(os.fstat(found).st_mode):
-            raise changed_error(shown)
-        return os.open(f"/proc/self/fd/{found}", os.O_RDONLY | os.O_CLOEXEC)
-    finally:
-        os.close(found)
+    if fd is None:
+        raise changed_error(shown)
+    return fd
 
 
 def _sha256(path: str, shown: str | None = None) -> str:
-    """The sha256 (hex) of the regular file at `path` (open_regular; `shown` for messages,
-    default path)."""
+    """The sha256 (hex) of the regular file at `path` (open_file; `shown` for messages, default
+    path)."""
     digest = hashlib.sha256()
-    with os.fdopen(open_regular(path, shown or path), "rb") as handle:
+    with os.fdopen(open_file(path, shown or path), "rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -186,7 +182,7 @@ def walk(root: str, control_dir: str) -> Iterator[tuple[str, os.stat_result, str
     directory that was listed (device and inode). The access path of an entry is
     /proc/self/fd/FD/NAME, FD the descriptor of its directory: a lookup of one name in that
     directory, whatever happens to the path above it. Used with lstat, readlink, xattrs_of
-    (follow_symlinks=False) or open_regular, it never leads out of the tree; it is valid only
+    (follow_symlinks=False) or open_file, it never leads out of the tree; it is valid only
     until the generator moves on. Directories are visited depth first (one descriptor open per
     level). Raises ClustcontrolError (changed_error) when a directory was replaced or removed
     while the tree was walked, OSError when one cannot be read."""

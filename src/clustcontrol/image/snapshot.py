@@ -12,7 +12,7 @@ generation is what its manifest says even when the working tree changed during t
 
 The working tree is read through generation.walk, which never leaves it however the update node
 changes it meanwhile: a directory swapped for a symbolic link is an error, not a way out, and a
-file is read only when it is still a regular file (open_regular: never a link, a device or a
+file is read only when it is still a regular file (open_file: never a link, a device or a
 FIFO). Symbolic links are copied as links, never followed.
 
 Nodes read only these trees (over the rsync module and the NFS export of roots/); nothing in
@@ -34,7 +34,7 @@ from clustcontrol.image.generation import (
     InodeGroups,
     Manifest,
     entry_of,
-    open_regular,
+    open_file,
     unchanged,
     walk,
     with_links,
@@ -74,7 +74,7 @@ def _extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
 
 def copy_sparse(source: str, dest: str, shown: str | None = None) -> tuple[str, int]:
     """Copy a regular file's content to a new file `dest` (mode 0600, must not exist), holes
-    kept, and hash it on the way. `source` is opened with generation.open_regular (never a
+    kept, and hash it on the way. `source` is opened with generation.open_file (never a
     link or a device); `shown` names it in messages (default: source).
 
     Returns (sha256 hex digest of the whole content, holes read as zeros; bytes of data copied).
@@ -82,7 +82,7 @@ def copy_sparse(source: str, dest: str, shown: str | None = None) -> tuple[str, 
     longer a regular file or changed size while it was copied."""
     digest = hashlib.sha256()
     copied = 0
-    src = open_regular(source, shown or source)
+    src = open_file(source, shown or source)
     try:
         size = os.fstat(src).st_size
         dst = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
