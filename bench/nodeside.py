@@ -1,8 +1,10 @@
 """Drive the real node-side sync engine (src/clustcontrol/node/engine/) the
 way the initramfs does: busybox sh, busybox applets first in PATH, the real rsync after them.
 
-`node_sync(source, target, ...)` is the one entry point of the benchmarks: it sources the
-engine (engine.sh and its modules), sets the CC_* variables and calls
+`node_sync(source, target, ...)` is the one entry point of the benchmarks: it starts the engine
+the one way `node rehearse` and the node tests start it (clustcontrol.rehearse:
+engine_environment, engine_command: engine.sh and its modules sourced), sets the CC_*
+variables and calls
 `cc_sync TARGET TRANSPORT MODE`, so a change of the engine (a faster path, image generations)
 shows up in the numbers without any change here. The source stands for one generation's tree:
 the NFS transport reads a plain local directory, the rsync transport a real `rsync --daemon` on
@@ -28,15 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypedDict, Unpack
 
-# The engine and the busybox applets the Debian initramfs takes from busybox: the same as the
-# node tests use, from one place.
-from tests.node.conftest import APPLETS as APPLETS
 from tests.node.conftest import BUSYBOX as BUSYBOX
-from tests.node.conftest import ENGINE as ENGINE
 
 from clustcontrol.contract import (
     DELTAS_DIR,  # the generation deltas, never copied to nodes
 )
+
+# The one way into the engine (`node rehearse` and the node tests start it the same way): the
+# busybox applets the Debian initramfs takes from busybox first in PATH, the engine sourced.
+from clustcontrol.rehearse import applets_dir, engine_command, engine_environment
 
 STATE_DIR = "var/lib/clustcontrol-node"  # the engine's CC_STATE_DIR default, inside the root
 LOG_DIR = "var/log/clustcontrol"
@@ -44,8 +46,6 @@ ENGINE_PATHS = (STATE_DIR, LOG_DIR)  # written by the engine, not part of the st
 NOT_COPIED = (*ENGINE_PATHS, DELTAS_DIR)
 
 SCRIPT = r"""
-set -u
-. "${CC_ENGINE_DIR}/engine.sh"
 cc_defaults
 mkdir -p "${CC_RUN_DIR}" "${CC_TARGET}" || exit 1
 CC_IMAGE="${CC_BENCH_IMAGE}"
@@ -72,12 +72,7 @@ STATS_LINE = re.compile(r"^([A-Z][A-Za-z ]+): ([\d,]+)", re.MULTILINE)
 
 def busybox_bin(directory: Path) -> Path:
     """A directory of busybox applet links (created once)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for applet in APPLETS:
-        link = directory / applet
-        if not link.is_symlink():
-            link.symlink_to(BUSYBOX)
-    return directory
+    return applets_dir(directory, BUSYBOX)
 
 
 def parse_stats(text: str) -> dict[str, int]:
@@ -162,30 +157,26 @@ def start_node_sync(
     env: dict[str, str] | None = None,
 ) -> RunningSync:
     """Start one node's sync (see node_sync) and return at once."""
-    environ = {
-        "PATH": f"{bbdir}:/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME": "/root",
-        "LC_ALL": "C",
-        "CC_ENGINE_DIR": str(ENGINE),
+    settings = {
         "CC_BENCH_IMAGE": image,
         "CC_BENCH_SERVER": server,
         "CC_BENCH_RETRIES": str(retries),
         "CC_BENCH_TRANSPORT": transport,
         "CC_BENCH_MODE": mode,
-        "CC_RUN_DIR": str(run_dir),
         "CC_TARGET": str(target),
         "CC_SOURCE_MNT": str(source).rstrip("/"),  # the "mounted export" for transport nfs
         "CC_RSYNC_PORT": str(port),
         "CC_WARN_PAUSE": "0",
         "CC_PARTITIONS": "",
         "CC_PERSISTENT": "",
+        **(env or {}),
     }
-    environ.update(env or {})
+    environ = engine_environment(bbdir, run_dir, settings)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "rsync-stats").unlink(missing_ok=True)
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [BUSYBOX, "sh", "-c", SCRIPT],
+        engine_command(BUSYBOX, SCRIPT),
         env=environ,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

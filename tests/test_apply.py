@@ -44,7 +44,9 @@ def test_first_apply_installs_selected_services_only(tmp_path: Path) -> None:
     assert (tmp_path / "etc/dhcp/dhcpd.conf").is_file()
     assert not (tmp_path / "etc/kea/kea-dhcp4.conf").exists()  # isc is the chosen server
     assert not (tmp_path / "etc/rsyncd.conf").exists()  # no image uses rsync
-    assert (tmp_path / "var/lib/tftpboot/cluster_node/pxelinux.cfg/C0A800FD").is_file()
+    assert (tmp_path / "var/lib/tftpboot/cluster_node/pxelinux.cfg/default").is_file()
+    # No update node: no PXELINUX file for the update address.
+    assert not (tmp_path / "var/lib/tftpboot/cluster_node/pxelinux.cfg/C0A800FD").exists()
 
 
 def test_second_apply_writes_nothing(tmp_path: Path) -> None:

@@ -175,6 +175,49 @@ def test_update_node_set_and_clear(initialized: Cli, tmp_path: Path) -> None:
     assert "host updatenode" not in (out / "etc/dhcp/dhcpd.conf").read_text()
 
 
+RW_EXPORT = "/srv/nfs4/clusternoderoot 192.168.0.253(rw,"
+UPDATE_PXE = "var/lib/tftpboot/cluster_node/pxelinux.cfg/C0A800FD"
+
+
+def test_update_node_clear_then_apply_removes_the_read_write_paths(
+    initialized: Cli, tmp_path: Path
+) -> None:
+    """Issue 11, case 3: `init`'s inventory (no update node) exports nothing read-write; `set`
+    + apply installs the read-write export, the update address's PXELINUX file and its names;
+    `clear` + apply removes them again (apply's manifest removes what is no longer rendered)."""
+    cli = initialized
+    cli("node", "add", "node05", "--mac", "52:54:00:00:00:05", "--ip", "192.168.0.15")
+    root = tmp_path / "root"
+    exports = root / "etc/exports.d/clustcontrol.exports"
+    zone = root / "etc/bind/clustcontrol/db.rostclust"
+
+    assert cli("apply", "--root", root).code == 0
+    assert RW_EXPORT not in exports.read_text() and "(rw," not in exports.read_text()
+    assert not (root / UPDATE_PXE).exists() and "updatenode" not in zone.read_text()
+
+    assert cli("update-node", "set", "node05").code == 0
+    applied = cli("apply", "--root", root)
+    assert applied.code == 0, applied.err
+    assert exports.read_text().count("(rw,") == 1 and RW_EXPORT in exports.read_text()
+    assert "DEFAULT linuxnfsroot\n" in (root / UPDATE_PXE).read_text()
+    assert "updatenode\tIN\tA\t192.168.0.253\n" in zone.read_text()
+
+    assert cli("update-node", "clear").code == 0
+    dry = cli("apply", "--root", root, "--dry-run")
+    assert f"-{RW_EXPORT}" in dry.out and f"--- a/{UPDATE_PXE}" in dry.out
+    applied = cli("apply", "--root", root)
+    assert applied.code == 0, applied.err
+    assert "(rw," not in exports.read_text()
+    assert not (root / UPDATE_PXE).exists()
+    assert "updatenode" not in zone.read_text()
+    assert (
+        "LABEL linuxnfsroot"
+        not in (root / "var/lib/tftpboot/cluster_node/pxelinux-common").read_text()
+    )
+    manifest = json.loads((root / "var/lib/clustcontrol/installed.json").read_text())
+    assert f"/{UPDATE_PXE}" not in json.dumps(manifest)
+
+
 def test_image_add_list(initialized: Cli) -> None:
     cli = initialized
     assert (

@@ -21,7 +21,8 @@ from clustcontrol import contract
 from clustcontrol.contract import STATE_DIR, generation_roots
 from clustcontrol.contract.generate import generated_files
 from clustcontrol.inventory.model import Cluster, Image
-from tests.node.conftest import BUSYBOX, ENGINE, SOURCE_ENGINE, pxe_append, write_control
+from clustcontrol.rehearse import engine_command
+from tests.node.conftest import BUSYBOX, ENGINE, pxe_append, write_control
 
 REPO = Path(__file__).resolve().parents[1]
 MODULES = sorted(p for p in ENGINE.glob("*.sh") if p.name != "contract.sh")
@@ -29,11 +30,16 @@ MODULES = sorted(p for p in ENGINE.glob("*.sh") if p.name != "contract.sh")
 
 def busybox(body: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [BUSYBOX, "sh", "-c", f"set -u\n{SOURCE_ENGINE}cc_defaults\n{body}"],
+        engine_command(BUSYBOX, f"cc_defaults\n{body}"),
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CC_LOG": "", **env},
+        env={
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "CC_ENGINE_DIR": str(ENGINE),
+            "CC_LOG": "",
+            **env,
+        },
     )
 
 

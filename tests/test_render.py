@@ -64,7 +64,7 @@ def test_each_reverse_zone_has_exactly_its_own_records() -> None:
         for i in range(8)
     ]
     cluster = {**BASE["cluster"], "network": "10.1.4.0/22", "master": {"ip": "10.1.4.1"}}
-    tree = render(cluster=cluster, nodes=nodes)
+    tree = render(cluster=cluster, nodes=nodes, update_node={"node": "n0"})
     ptr = re.compile(r"^(\S+)\tIN\tPTR\t(\S+)\.rostclust\.$", re.MULTILINE)
     for third in range(4, 8):
         zone = text(tree, f"/etc/bind/clustcontrol/db.{third}.1.10.in-addr.arpa")
@@ -130,6 +130,7 @@ def test_pxelinux_files() -> None:
             *BASE["nodes"],
             {"name": "gpu01", "mac": "52:54:00:00:01:01", "ip": "192.168.0.21", "image": "gpu"},
         ],
+        update_node={"node": "node01"},
     )
     common = text(tree, f"{BOOT}/pxelinux-common")
     assert "LABEL linuxnfsroot\n" in common and "LABEL linux\n" in common
@@ -147,14 +148,21 @@ def test_pxelinux_files() -> None:
 
 def test_exports_rw_only_to_update_address() -> None:
     """Nodes read the generation roots (read-only, the cluster); the working tree goes to the
-    update node's address alone, read-write."""
-    exports = text(render(), "/etc/exports.d/clustcontrol.exports")
+    update node's address alone, read-write, and only while an update node is set."""
+    exports = text(render(update_node={"node": "node02"}), "/etc/exports.d/clustcontrol.exports")
     lines = [x for x in exports.splitlines() if x.startswith("/")]
-    assert lines == [
+    ro = (
         "/var/lib/clustcontrol/images/default/roots "
-        "192.168.0.0/24(ro,sync,no_subtree_check,no_root_squash,crossmnt)",
+        "192.168.0.0/24(ro,sync,no_subtree_check,no_root_squash,crossmnt)"
+    )
+    assert lines == [
+        ro,
         "/srv/nfs4/clusternoderoot 192.168.0.253(rw,sync,no_subtree_check,no_root_squash,crossmnt)",
     ]
+    # No update node (init's default): no read-write export at all.
+    plain = text(render(), "/etc/exports.d/clustcontrol.exports")
+    assert [x for x in plain.splitlines() if x.startswith("/")] == [ro]
+    assert "rw" not in plain and "192.168.0.253" not in plain
     fstab = text(render(), "/etc/fstab")
     assert fstab == (
         "/etc/clustcontrol /var/lib/clustcontrol/images/default/roots/etc/clustcontrol"
@@ -207,6 +215,7 @@ def test_ganesha_exports() -> None:
     tree = render(
         cluster={**BASE["cluster"], "nfs_server": "ganesha"},
         images={"default": {"root": "/srv/a"}, "gpu": {"root": "/srv/b"}},
+        update_node={"node": "node01"},
     )
     conf = text(tree, "/etc/ganesha/ganesha.conf")
     blocks = conf.split("\nEXPORT {")[1:]
@@ -228,6 +237,16 @@ def test_ganesha_exports() -> None:
     assert "Access_Type = RW;" in blocks[4] and "Access_Type = RW;" not in blocks[5]
     assert all("Attr_Expiration_Time = 0;" in b for b in blocks)
     assert "Use_Getattr_Directory_Invalidation = true;" in conf
+    # No update node: the generation roots alone, nothing read-write.
+    plain = text(
+        render(
+            cluster={**BASE["cluster"], "nfs_server": "ganesha"},
+            images={"default": {"root": "/srv/a"}, "gpu": {"root": "/srv/b"}},
+        ),
+        "/etc/ganesha/ganesha.conf",
+    )
+    assert plain.count("\nEXPORT {") == 4
+    assert "/srv/a" not in plain and "Access_Type = RW;" not in plain
 
 
 @pytest.mark.parametrize(
@@ -244,3 +263,59 @@ def test_pxelinux_serial_line_is_port_and_baud_rate(console: str, serial: str) -
     )
     assert f"\n{serial}\nCONSOLE 0\n" in common
     assert f" console={console}\n" in common
+
+
+LISTENING = {
+    "/etc/default/tftpd-hpa": ('TFTP_ADDRESS="192.168.0.1:69"\n', 'TFTP_ADDRESS="0.0.0.0:69"\n'),
+    "/etc/rsyncd.conf": ("\naddress = 192.168.0.1\n", None),
+    "/etc/ganesha/ganesha.conf": ("NFS_CORE_PARAM {\n    Bind_addr = ::ffff:192.168.0.1;\n", None),
+    "/etc/nfs.conf.d/clustcontrol.conf": ("[nfsd]\nhost = 192.168.0.1\n", None),
+    "/etc/default/isc-dhcp-server": ('INTERFACESv4="clusternet0"\n', None),
+    "/etc/kea/kea-dhcp4.conf": ('"interfaces": [ "clusternet0" ]', '"interfaces": [ "*" ]'),
+    "/etc/dnsmasq.d/clustcontrol.conf": ("\ninterface=clusternet0\nbind-interfaces\n", None),
+    "/etc/bind/named.conf.options": ("listen-on { 127.0.0.1; 192.168.0.1; };",) * 2,
+}
+
+
+@pytest.mark.parametrize(
+    "master",
+    [
+        {"ip": "192.168.0.1", "interface": "clusternet0"},
+        {"ip": "192.168.0.1", "interface": "clusternet0", "dhcp_interface": "clusternet0"},
+        {"ip": "192.168.0.1", "dhcp_interface": "clusternet0"},  # the older name alone
+    ],
+    ids=["interface", "both names", "dhcp_interface"],
+)
+def test_daemons_listen_on_the_cluster_interface_only_when_it_is_set(
+    master: dict[str, str],
+) -> None:
+    older = master.pop("dhcp_interface", None)
+    section = {**BASE["cluster"], "master": master}
+    if older:
+        section["dhcp_interface"] = older
+    bound, everywhere = render(cluster=section), render()
+    for path, (when_set, when_unset) in LISTENING.items():
+        assert when_set in text(bound, path), path
+        if when_unset is None:
+            assert path not in everywhere.outputs or when_set not in text(everywhere, path), path
+        else:
+            assert when_unset in text(everywhere, path), path
+    assert "Bind_addr" not in text(everywhere, "/etc/ganesha/ganesha.conf")
+    assert "\naddress = " not in text(everywhere, "/etc/rsyncd.conf")
+    assert "/etc/nfs.conf.d/clustcontrol.conf" not in everywhere.outputs
+
+
+def test_the_two_names_of_the_interface_must_agree() -> None:
+    from clustcontrol.errors import InvalidInputError
+
+    section = {
+        **BASE["cluster"],
+        "master": {"ip": "192.168.0.1", "interface": "eth1"},
+        "dhcp_interface": "eth2",
+    }
+    with pytest.raises(InvalidInputError) as raised:
+        make_inventory(cluster=section)
+    assert raised.value.problems == [
+        "cluster.dhcp_interface: 'eth2' differs from cluster.master.interface 'eth1' "
+        "(dhcp_interface is its older name: keep one)"
+    ]

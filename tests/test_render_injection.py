@@ -65,7 +65,7 @@ BENIGN: dict[str, Any] = {
     "cluster": {
         "domain": "benigndomain.example",
         "network": "192.168.0.0/24",
-        "master": {"name": "benignmaster", "ip": "192.168.0.1"},
+        "master": {"name": "benignmaster", "ip": "192.168.0.1", "interface": "benignif0"},
         "gateway": "192.168.0.254",
         "dns_forwarders": ["192.0.2.53"],
         "tftp_root": "/srv/benigntftp",
@@ -234,10 +234,11 @@ SLOTS: tuple[Slot, ...] = (
         prefix="/srv/state",
     ),
     Slot(
-        "cluster.dhcp_interface",
-        (("cluster", "dhcp_interface"),),
+        "cluster.master.interface",
+        # dhcp_interface is its older name: both must agree, so both get the value.
+        (("cluster", "master", "interface"), ("cluster", "dhcp_interface")),
         "aZ09_.:-",
-        lambda i: i.cluster.dhcp_interface,
+        lambda i: i.cluster.master_interface,
     ),
     Slot(
         "cluster.serial_console",
@@ -419,6 +420,7 @@ DELIMITERS: Mapping[Service, str] = {
     "tftp": COMMON_DELIMITERS + "=",
     "pxe": "",
     "nfs-kernel": COMMON_DELIMITERS + ",",
+    "nfsd": COMMON_DELIMITERS + "=",
     "nfs-ganesha": COMMON_DELIMITERS + ",=",
     "bind-mount": COMMON_DELIMITERS + ",",
     "control": "",
@@ -713,6 +715,7 @@ def test_slots_cover_every_string_field() -> None:
         "nodes.disk_layout": "layout name",
         "update_node.image": "image name",
         "update_node.node": "update node's name",
+        "cluster.dhcp_interface": "cluster.master.interface",
     }
     covered = {slot.name for slot in SLOTS} | {SFDISK}
     assert "cluster.domain" in fields and "disk_layouts.partitions.mount" in fields

@@ -45,6 +45,8 @@ RELOADS: dict[Service, list[list[str]]] = {
     "dhcp-dnsmasq": [["systemctl", "restart", "dnsmasq"]],
     "tftp": [["systemctl", "restart", "tftpd-hpa"]],
     "nfs-kernel": [["exportfs", "-ra"]],
+    # Debian's unit (nfs-kernel-server is an alias): rpc.nfsd reads its listen address at start.
+    "nfsd": [["systemctl", "restart", "nfs-server"]],
     "nfs-ganesha": [["systemctl", "restart", "nfs-ganesha"]],
     "bind-mount": [["mount", "-a", "-t", "none", "-O", "bind"]],
     "rsyncd": [],
@@ -61,10 +63,14 @@ DHCP_SERVICES: dict[str, Service] = {
 
 
 def selected_services(inv: Inventory) -> set[Service]:
-    """What apply installs: the chosen DHCP and NFS servers, rsyncd when an image uses it."""
+    """What apply installs: the chosen DHCP and NFS servers (the kernel's: its exports and, with
+    the master's cluster interface set, nfsd's listen address), rsyncd when an image uses it."""
     services: set[Service] = {"dns", "tftp", "pxe", "control", "bind-mount"}
     services.add(DHCP_SERVICES[inv.cluster.dhcp_server])
-    services.add("nfs-kernel" if inv.cluster.nfs_server == "kernel" else "nfs-ganesha")
+    if inv.cluster.nfs_server == "kernel":
+        services |= {"nfs-kernel", "nfsd"}
+    else:
+        services.add("nfs-ganesha")
     if any(inv.transport_of(name) == "rsync" for name in inv.images):
         services.add("rsyncd")
     return services

@@ -66,6 +66,46 @@ APPLETS = (
     "dirname", "find", "grep", "head", "ln", "ls", "mkdir", "mount", "mv", "od", "rm", "rmdir",
     "sed", "sha256sum", "sleep", "stat", "sync", "tail", "touch", "tr", "umount", "wc",
 )  # fmt: skip
+# The master's tools after the applets, as the initramfs has its own after busybox's.
+_SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def applets_dir(directory: Path, busybox: str) -> Path:
+    """`directory` (created when missing) holding a link to `busybox` for each of APPLETS, to
+    put first in the engine's PATH. Returns `directory`. Raises OSError."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for applet in APPLETS:
+        link = directory / applet
+        if not link.is_symlink():
+            link.symlink_to(busybox)
+    return directory
+
+
+def engine_environment(
+    applets: Path, run_dir: Path, settings: Mapping[str, str] = {}
+) -> dict[str, str]:
+    """The environment the node engine runs in on the master, the one way into it (`node
+    rehearse`, the node tests and the benchmarks all start it so): the busybox applets of
+    `applets` (applets_dir) first in PATH, then the master's tools; CC_ENGINE_DIR, this
+    package's engine; CC_RUN_DIR `run_dir` (the initramfs' /run/clustcontrol); the C locale;
+    then `settings` (CC_* names: conf.d settings, test hooks), which win."""
+    return {
+        "PATH": f"{applets}:{_SYSTEM_PATH}",
+        "HOME": "/root",
+        "LC_ALL": "C",
+        "CC_ENGINE_DIR": str(ENGINE_DIR),
+        "CC_RUN_DIR": str(run_dir),
+        **settings,
+    }
+
+
+def engine_command(busybox: str, body: str) -> list[str]:
+    """The command that runs the shell code `body` under busybox sh with the engine sourced
+    (engine.sh and its modules, from CC_ENGINE_DIR of engine_environment) and `set -u`, as the
+    initramfs scripts source it."""
+    return [busybox, "sh", "-c", f'set -u\n. "${{CC_ENGINE_DIR}}/engine.sh" || exit 3\n{body}']
+
+
 # Settings the rehearsal sets itself: where things are on the master, and no waiting.
 REHEARSAL_SETTINGS = {"CC_RETRY_BASE": "0", "CC_WARN_PAUSE": "0", "CC_DISK_WAIT": "2"}
 _OWN_SETTINGS = {
@@ -502,9 +542,7 @@ def _loop_device(losetup: str, partx: str, disk: Path) -> Iterator[str]:
 def _scratch(plan: Plan, tmp: Path, busybox: str) -> Path:
     """The scratch tree node/rehearse.sh expects: busybox applets in bin/, the rendered control
     directory at its place in layer/ (returned), empty run/, roots/, served/ and out/."""
-    (tmp / "bin").mkdir()
-    for applet in APPLETS:
-        (tmp / "bin" / applet).symlink_to(busybox)
+    applets_dir(tmp / "bin", busybox)
     control = tmp / "layer" / plan.control_dir.lstrip("/")
     for rel, data in plan.control.items():
         path = control / rel
@@ -617,25 +655,26 @@ def rehearse(plan: Plan) -> Rehearsal:
             _locked_disk(plan.disk, size),
             _loop_device(tools["losetup"], tools["partx"], plan.disk) as loop,
         ):
-            env = {
-                **plan.settings,
-                **REHEARSAL_SETTINGS,
-                "PATH": f"{tmp / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin",
-                "CC_ENGINE_DIR": str(ENGINE_DIR),
-                "CC_CMDLINE_FILE": str(tmp / "cmdline"),
-                "CC_RUN_DIR": str(tmp / "run"),
-                "CC_BAKED_CONTROL": str(control),
-                "CC_DISK_OVERRIDE": loop,
-                "CC_NFS_MOUNT": "cc_rehearse_nfs",
-                "CC_NODE_HOSTNAME": plan.node,
-                "CC_NODE_IP": plan.ip,
-                "CC_NET_CONF_DIR": str(tmp / "no-net-conf"),
-                "CC_REHEARSE_ROOTS": str(plan.roots),
-                "CC_REHEARSE_SCRATCH": str(tmp),
-                "CC_REHEARSE_SPEC": plan.spec,
-                "CC_REHEARSE_RSYNCD_CONF": str(tmp / "rsyncd.conf") if port else "",
-                "CC_REHEARSE_RSYNC_PORT": str(port),
-            }
+            env = engine_environment(
+                tmp / "bin",
+                tmp / "run",
+                {
+                    **plan.settings,
+                    **REHEARSAL_SETTINGS,
+                    "CC_CMDLINE_FILE": str(tmp / "cmdline"),
+                    "CC_BAKED_CONTROL": str(control),
+                    "CC_DISK_OVERRIDE": loop,
+                    "CC_NFS_MOUNT": "cc_rehearse_nfs",
+                    "CC_NODE_HOSTNAME": plan.node,
+                    "CC_NODE_IP": plan.ip,
+                    "CC_NET_CONF_DIR": str(tmp / "no-net-conf"),
+                    "CC_REHEARSE_ROOTS": str(plan.roots),
+                    "CC_REHEARSE_SCRATCH": str(tmp),
+                    "CC_REHEARSE_SPEC": plan.spec,
+                    "CC_REHEARSE_RSYNCD_CONF": str(tmp / "rsyncd.conf") if port else "",
+                    "CC_REHEARSE_RSYNC_PORT": str(port),
+                },
+            )
             # slave: the host's unmounts reach the namespace (a private copy would pin every
             # host mount for the rehearsal's duration), its own mounts never leave it.
             namespace = [tools["unshare"], "--mount", "--propagation", "slave", "--pid"]

@@ -82,6 +82,13 @@ INVENTORIES: dict[str, tuple[dict[str, object], set[str]]] = {
         {"cluster": cluster(dhcp_interface="eth1")},
         {"rostclust", "0.168.192.in-addr.arpa"},
     ),
+    "master-interface": (
+        {
+            "cluster": cluster(master={"name": "master", "ip": "192.168.0.1", "interface": "eth1"}),
+            "update_node": {"node": "node02"},
+        },
+        {"rostclust", "0.168.192.in-addr.arpa"},
+    ),
     "300-nodes": (
         {
             "cluster": cluster(
@@ -143,7 +150,7 @@ def test_generated_configs_pass_the_real_checkers(case: str, tmp_path: Path, net
     work = tmp_path / "work"
     work.mkdir()
     prefix: list[str] = []
-    interface = inv.cluster.dhcp_interface
+    interface = inv.cluster.master_interface
     if interface is not None:
         # `kea-dhcp4 -t` insists that the named interface exists, as it does on the master:
         # check inside a namespace that has one (one end of a veth pair; no dummy module here).

@@ -119,7 +119,8 @@ def served(server: str, link: Link, daemons: Daemons, work: Path, **overrides: o
     """The base inventory plus overrides, DHCP on the link's server interface, running."""
     section = overrides.pop("cluster", None) or cluster()
     assert isinstance(section, dict)
-    section = {**section, "dhcp_interface": link.server_if}
+    master = {**section["master"], "interface": link.server_if}
+    section = {**section, "master": master}
     return start_dhcp_server(server, inventory(cluster=section, **overrides), link, daemons, work)
 
 

@@ -38,12 +38,13 @@ def test_named_answers_forward_and_reverse(tmp_path: Path, daemons: Daemons) -> 
 
     assert dig_short(port, "node01.rostclust", "A") == ["192.168.0.11"]
     assert dig_short(port, "node02.rostclust", "A") == ["192.168.0.12"]
-    assert dig_short(port, "updatenode.rostclust", "A") == ["192.168.0.253"]
+    # No update node set: nothing names the update address.
+    assert dig_status(port, "updatenode.rostclust", "A") == "NXDOMAIN"
     assert dig_short(port, "master.rostclust", "A") == ["192.168.0.1"]
     assert dig_short(port, "rostclust", "NS") == ["master.rostclust."]
     assert dig_short(port, "-x", "192.168.0.11") == ["node01.rostclust."]
     assert dig_short(port, "-x", "192.168.0.12") == ["node02.rostclust."]
-    assert dig_short(port, "-x", "192.168.0.253") == ["updatenode.rostclust."]
+    assert dig_status(port, "-x", "192.168.0.253") == "NXDOMAIN"
     assert dig_short(port, "-x", "192.168.0.1") == ["master.rostclust."]
 
     assert dig_status(port, "node99.rostclust", "A") == "NXDOMAIN"
@@ -67,7 +68,11 @@ def test_slash22_network_has_a_reverse_zone_per_slash24(tmp_path: Path, daemons:
         {"name": "node03", "mac": "52:54:00:00:00:03", "ip": "192.168.1.5"},
         {"name": "node04", "mac": "52:54:00:00:00:04", "ip": "192.168.2.200"},
     ]
-    inv = inventory(cluster=cluster(network="192.168.0.0/22", gateway="192.168.0.254"), nodes=nodes)
+    inv = inventory(
+        cluster=cluster(network="192.168.0.0/22", gateway="192.168.0.254"),
+        nodes=nodes,
+        update_node={"node": "node04"},
+    )
     root = tmp_path / "tree"
     render_into(inv, root)
     port = start_named(daemons, root, include=LOCAL).port
@@ -90,7 +95,7 @@ def test_rendered_options_serve_the_cluster(tmp_path: Path, daemons: Daemons, ne
     the master's namespace with a Debian-style named.conf (options + local) and the node asks it
     across the link. The namespaces have no other interfaces, so nothing leaves them."""
     root = tmp_path / "tree"
-    render_into(inventory(), root)
+    render_into(inventory(update_node={"node": "node02"}), root)
     (root / "var/cache/bind").mkdir(parents=True)  # the options' working directory
     (root / "etc/bind/named.conf").write_text(
         'include "/etc/bind/named.conf.options";\ninclude "/etc/bind/named.conf.local";\n'

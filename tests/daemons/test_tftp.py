@@ -72,7 +72,6 @@ def test_tftp_serves_the_rendered_boot_tree(tmp_path: Path, daemons: Daemons) ->
         "ldlinux.c32",
         "pxelinux-common",
         "pxelinux.cfg/default",
-        "pxelinux.cfg/C0A800FD",
     }
     # The DHCP boot file name is relative to the TFTP root and fetches pxelinux.0.
     assert ClusterView(inv).boot_file == "cluster_node/pxelinux.0"
@@ -84,6 +83,8 @@ def test_tftp_serves_the_rendered_boot_tree(tmp_path: Path, daemons: Daemons) ->
         assert out.read_bytes() == output.data(), f"{relative} differs from the rendered file"
 
     missing = tmp_path / "missing"
+    # No update node set: the update address (192.168.0.253) gets no file of its own.
+    assert fetch(port, "cluster_node/pxelinux.cfg/C0A800FD", missing) == CURL_TFTP_NOT_FOUND
     assert fetch(port, "cluster_node/pxelinux.cfg/C0A800FE", missing) == CURL_TFTP_NOT_FOUND
     assert fetch(port, "cluster_node/nope.c32", missing) == CURL_TFTP_NOT_FOUND
 

@@ -24,14 +24,13 @@ from clustcontrol.image.commit import commit_tree
 from clustcontrol.image.generation import GenerationStore
 from clustcontrol.inventory.store import parse_inventory
 from clustcontrol.rehearse import APPLETS as REHEARSAL_APPLETS
+from clustcontrol.rehearse import applets_dir, engine_command, engine_environment
 from clustcontrol.render import render_all
 from clustcontrol.render.base import RenderContext
 from clustcontrol.render.control import render_control
 
 NODE_DIR = Path(__file__).resolve().parents[2] / "src" / "clustcontrol" / "node"
 ENGINE = NODE_DIR / "engine"
-# What a test script starts with: the engine, sourced the way the initramfs scripts do.
-SOURCE_ENGINE = f"CC_ENGINE_DIR='{ENGINE}'\n. \"${{CC_ENGINE_DIR}}/engine.sh\"\n"
 BUSYBOX = "/bin/busybox"
 IMAGE_ROOT = "/srv/nfs4/teststandard"
 # The image's generation roots as the control files name them (what the node mounts over NFS).
@@ -243,8 +242,6 @@ class Node:
 
     def script(self, body: str) -> str:
         return (
-            "set -u\n"
-            f"{SOURCE_ENGINE}"
             # The NFS mount replaced by a read-only bind mount of the served generations; with
             # CC_TEST_NFS3_VIEW, of a copy without extended attributes and ACLs, as NFSv3 shows
             # the files.
@@ -268,12 +265,8 @@ class Node:
     def environ(self, **extra: str) -> dict[str, str]:
         cmdline = self.tmp / "cmdline"
         cmdline.write_text(self.cmdline + "\n")
-        env = {
-            "PATH": f"{self.bbdir}:/usr/sbin:/usr/bin:/sbin:/bin",
-            "HOME": "/root",
-            "LC_ALL": "C",
+        settings = {
             "CC_CMDLINE_FILE": str(cmdline),
-            "CC_RUN_DIR": str(self.run_dir),
             "CC_BAKED_CONTROL": str(self.control),
             "CC_DISK_OVERRIDE": self.disk,
             "CC_NFS_MOUNT": "cc_test_nfs",
@@ -286,14 +279,14 @@ class Node:
             "CC_NODE_HOSTNAME": "node01",
             "CC_NODE_MAC": "52:54:00:00:00:01",
             "CC_NET_CONF_DIR": str(self.tmp / "no-net-conf"),
+            **self.env,
+            **extra,
         }
-        env.update(self.env)
-        env.update(extra)
-        return env
+        return engine_environment(self.bbdir, self.run_dir, settings)
 
     def sh(self, body: str, **extra: str) -> Result:
         proc = subprocess.run(
-            [BUSYBOX, "sh", "-c", self.script(body)],
+            engine_command(BUSYBOX, self.script(body)),
             env=self.environ(**extra),
             capture_output=True,
             text=True,
@@ -304,7 +297,7 @@ class Node:
 
     def popen(self, body: str, **extra: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [BUSYBOX, "sh", "-c", self.script(body)],
+            engine_command(BUSYBOX, self.script(body)),
             env=self.environ(**extra),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -367,10 +360,7 @@ def private_mounts() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def bbdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("busybox-bin")
-    for applet in APPLETS:
-        (d / applet).symlink_to(BUSYBOX)
-    return d
+    return applets_dir(tmp_path_factory.mktemp("busybox-bin"), BUSYBOX)
 
 
 @pytest.fixture

@@ -155,6 +155,8 @@ class E2ECluster:
     def reconfigure(self) -> None:
         """Inventory -> configs (apply) and kernel/initrd -> TFTP (publish), like an admin."""
         self.write_inventory()
+        ganesha_conf = self.prefix / "etc/ganesha/ganesha.conf"
+        exports_before = ganesha_conf.read_bytes() if ganesha_conf.exists() else None
         self.clustcontrol("apply", "--root", str(self.prefix))
         self.clustcontrol(
             "render", "--out", str(self.work / "rendered"), "--root", str(self.prefix)
@@ -166,8 +168,12 @@ class E2ECluster:
             self.clustcontrol("image", "publish", name, "--root", str(self.prefix))
         if "dhcpd" in self.ns.daemons:
             # What `apply --reload` does on a real master: dhcpd restarts on its new config
-            # (TFTP, rsyncd and NFS read theirs per request or did not change).
+            # (TFTP and rsyncd read theirs per request).
             self.master().start_dhcpd()
+        if "ganesha" in self.ns.daemons and ganesha_conf.read_bytes() != exports_before:
+            # What `apply --reload` does: nfs-ganesha restarts on its new exports (the update
+            # node's read-write export exists only while an update node is set).
+            self.master().restart_nfs()
 
     def commit(self, image: str) -> str:
         """`clustcontrol image commit`: the standard's new generation, as nodes will see it."""

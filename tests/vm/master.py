@@ -157,6 +157,12 @@ class Master:
         )
         self.ns.wait_port(2049, timeout=60)
 
+    def restart_nfs(self) -> None:
+        """nfs-ganesha (and rpcbind, which it registers with) again, on the current config."""
+        for name in ("ganesha", "rpcbind"):
+            self.ns.stop(name)
+        self.start_nfs()
+
     def stop_sync_servers(self) -> None:
         """The master's sync servers go away, PXE (DHCP, TFTP) stays: 'master unreachable'."""
         for name in ("rsyncd", "ganesha", "rpcbind"):

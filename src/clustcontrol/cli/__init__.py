@@ -21,6 +21,7 @@ from clustcontrol import __version__
 from clustcontrol.cli import apply, demo, image, init, node, update_node
 from clustcontrol.cli.common import State, err, path_option
 from clustcontrol.errors import EXIT_FAILURE, EXIT_INVALID, ClustcontrolError
+from clustcontrol.inventory.store import CONFIG_ENV, DEFAULT_CONFIG
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -30,7 +31,7 @@ R = TypeVar("R")
 @path_option(
     "--config",
     "config",
-    "Inventory file [default: $CLUSTCONTROL_CONFIG or /etc/clustcontrol/cluster.yaml].",
+    f"Inventory file [default: ${CONFIG_ENV} or {DEFAULT_CONFIG}].",
     default=None,
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks and the commands run.")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -31,8 +32,15 @@ class State:
     (store.config_path); debug: --debug was given."""
 
     def __init__(self, config: Path | None, debug: bool) -> None:
-        self.config = config_path(config)
+        self.explicit_config = config
         self.debug = debug
+
+    @cached_property
+    def config(self) -> Path:
+        """The inventory file (store.config_path), found when a verb first asks for it, so that
+        verbs without an inventory never see its errors (an inventory left at the old default
+        location: InvalidInputError)."""
+        return config_path(self.explicit_config)
 
     def inventory(self) -> Inventory:
         """The validated inventory at self.config; raises what store.load_inventory raises."""

@@ -35,10 +35,13 @@ def init(
 ) -> None:
     """Write a commented starter inventory with one image 'default'.
 
+    The file gets mode 0600, a directory made for it 0700: only root reads the inventory. It
+    may not lie inside anything the master serves (the control directory, the state directory,
+    an image's root, the TFTP root).
+
     \b
     Example:
-      clustcontrol --config /etc/clustcontrol/cluster.yaml init --domain rostclust \\
-          --network 192.168.0.0/24 --master-ip 192.168.0.1
+      clustcontrol init --domain rostclust --network 192.168.0.0/24 --master-ip 192.168.0.1
     """
     normalize.check_cluster_settings(
         domain=domain,

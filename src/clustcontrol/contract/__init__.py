@@ -69,7 +69,10 @@ DELTA_FORMAT = "clustcontrol-delta 1"
 #: (`--read-batch`): DELTAS_DIR/FROM.batch, with FROM.list (the paths, as the node lists them)
 #: and FROM.sums (sha256 of each regular file, checked on the node after the replay). Both
 #: sides run rsync with BATCH_OPTIONS.
-BATCH_OPTIONS = "-aHAX --sparse --numeric-ids --relative --ignore-times --force --compress"
+#: --modify-window=-1: times compare to the nanosecond (rsync's default is whole seconds).
+BATCH_OPTIONS = (
+    "-aHAX --sparse --modify-window=-1 --numeric-ids --relative --ignore-times --force --compress"
+)
 #: The generation's files that have extended attributes (file capabilities, POSIX ACLs, trusted.*
 #: and security.*), attributes included: a GNU tar archive (pax, --xattrs --acls) written by
 #: `image commit` into each tree. NFSv3 carries no extended attributes (NFSv4.2 only user.*,

@@ -44,6 +44,12 @@ def check_inventory(inv: Inventory) -> list[str]:
         problems.append(p)
     if cluster.gateway is not None and (p := address_problem("cluster.gateway", cluster.gateway)):
         problems.append(p)
+    interface, older = cluster.master.interface, cluster.dhcp_interface
+    if interface is not None and older is not None and interface != older:
+        problems.append(
+            f"cluster.dhcp_interface: {older!r} differs from cluster.master.interface "
+            f"{interface!r} (dhcp_interface is its older name: keep one)"
+        )
 
     update_ip = inv.update_ip
     if (p := address_problem("update_node.ip", update_ip)) is not None:

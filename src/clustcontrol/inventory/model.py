@@ -55,11 +55,16 @@ class Master(_Model):
 
     `name` is its host name in the cluster domain (an RFC 1123 label, lower-cased; default
     "master", reserved: no node may use it), `ip` its IPv4 address on the cluster network (a
-    cross-field check in checks.py requires it inside cluster.network). Like every section,
+    cross-field check in checks.py requires it inside cluster.network). `interface` is the
+    master's network interface on the cluster network (a Linux interface name), the one that
+    holds `ip`: when set, every daemon clustcontrol configures serves the cluster there alone
+    (the DHCP server on the interface, TFTP, NFS and rsync on `ip`); None: the daemons listen
+    on every address (the DHCP server: see Cluster.dhcp_interface). Like every section,
     unknown keys are rejected and the validated model is frozen."""
 
     name: HostLabel = "master"
     ip: IPv4Address
+    interface: IfName | None = None
 
 
 class Cluster(_Model):
@@ -81,8 +86,10 @@ class Cluster(_Model):
             image's manifests and generation trees under STATE_DIR/images/NAME (image/store.py);
             the trees are what nodes sync from (exported read-only, the rsync module).
         dhcp_server: the DHCP server `apply` configures: isc, kea or dnsmasq.
-        dhcp_interface: the master's interface on the cluster network, for the DHCP server to
-            listen on; None: left to the server (Kea: every interface).
+        dhcp_interface: the older name of master.interface, with the same meaning (every
+            daemon, not only DHCP, serves the cluster on it alone); when both are set they must
+            agree (checks.py). None with master.interface unset: left to each server (Kea and
+            dnsmasq: every interface).
         nfs_server: kernel (exports in /etc/exports.d) or ganesha (NFS-Ganesha).
         transport: how nodes reach a standard by default: nfs (the node mounts it read-only
             and copies from it) or rsync (the master's rsync daemon); an image may override it.
@@ -116,6 +123,12 @@ class Cluster(_Model):
     rsync_max_connections: int = Field(default=64, ge=1, le=10000)
     serial_console: SerialConsole | None = None
     sync_retries: int = Field(default=5, ge=0, le=100)
+
+    @property
+    def master_interface(self) -> str | None:
+        """The master's interface on the cluster network: master.interface, else the older
+        dhcp_interface; None when neither is set (the daemons listen on every address)."""
+        return self.master.interface or self.dhcp_interface
 
 
 class Partition(_Model):

@@ -21,23 +21,87 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.resolver import VersionedResolver
 
+from clustcontrol.contract import CONTROL_DIR
 from clustcontrol.errors import ClustcontrolError, InvalidInputError
 from clustcontrol.fsutil import atomic_write
 from clustcontrol.gcpause import gc_paused
 from clustcontrol.inventory.checks import check_inventory
 from clustcontrol.inventory.model import Inventory
 
-DEFAULT_CONFIG = Path("/etc/clustcontrol/cluster.yaml")
+#: The default inventory: in a directory of its own that only root reads (init makes it 0700,
+#: the file 0600), outside every path the master serves. The control directory
+#: (contract.CONTROL_DIR, /etc/clustcontrol) is bind-mounted into every standard, exported and
+#: baked into the initramfs the nodes fetch over TFTP: the inventory never lives there.
+DEFAULT_CONFIG = Path("/etc/clustcontrol-master/cluster.yaml")
+#: Where the inventory was by default before: inside the control directory every node reads.
+OLD_DEFAULT_CONFIG = Path(CONTROL_DIR) / "cluster.yaml"
 CONFIG_ENV = "CLUSTCONTROL_CONFIG"
+#: Modes `init` gives a new inventory and the directory it creates for it.
+CONFIG_MODE = 0o600
+CONFIG_DIR_MODE = 0o700
 
 
-def config_path(explicit: Path | None) -> Path:
+def config_path(
+    explicit: Path | None, *, default: Path = DEFAULT_CONFIG, old: Path = OLD_DEFAULT_CONFIG
+) -> Path:
     """The inventory file to use: `explicit` (--config) if given, else $CLUSTCONTROL_CONFIG if
-    set and not empty, else /etc/clustcontrol/cluster.yaml. Nothing is checked on disk."""
+    set and not empty, else `default` (DEFAULT_CONFIG).
+
+    Falling back to the default, an inventory still at `old` (OLD_DEFAULT_CONFIG, inside the
+    control directory the nodes read) is refused rather than moved behind the administrator's
+    back: InvalidInputError naming it, with the commands that move it (or, when the default
+    exists too, that remove the old copy) as the hint. Nothing else is checked on disk."""
     if explicit is not None:
         return explicit
     env = os.environ.get(CONFIG_ENV)
-    return Path(env) if env else DEFAULT_CONFIG
+    if env:
+        return Path(env)
+    if old.exists() or old.is_symlink():
+        served = f"inside the control directory {old.parent}, which every node reads"
+        if default.exists():
+            raise InvalidInputError(
+                [f"{old}: an old copy of the inventory lies {served}; the inventory is {default}"],
+                hint=f"remove the old copy: rm {old}",
+            )
+        raise InvalidInputError(
+            [f"{old}: the inventory's old default location is {served}"],
+            hint=f"move it (as root): install -d -m 0700 {default.parent} && mv {old} {default} "
+            f"&& chmod 0600 {default}; an initramfs built meanwhile holds a copy of it: rebuild "
+            "and publish them (README: Where the inventory lives)",
+        )
+    return default
+
+
+def served_paths(inv: Inventory) -> list[tuple[str, str]]:
+    """What the master serves to the nodes or the cluster network, as (inventory field, path):
+    the control directory, the state directory (each image's generation roots lie in it), each
+    image's working tree (exported read-write to the update node, bind-mounted with the control
+    directory) and the TFTP root."""
+    served = [
+        ("cluster.control_dir", inv.cluster.control_dir),
+        ("cluster.state_dir", inv.cluster.state_dir),
+    ]
+    served += [(f"images.{name}.root", image.root) for name, image in inv.images.items()]
+    served.append(("cluster.tftp_root", inv.cluster.tftp_root))
+    return served
+
+
+def check_location(path: Path, inv: Inventory) -> None:
+    """Refuse an inventory file that lies inside a path the master serves (served_paths), both
+    resolved (symbolic links followed, as far as they exist), so no link hides it.
+
+    Raises InvalidInputError with one line naming the inventory, the served path and its field.
+    """
+    where = path.resolve()
+    for field, served in served_paths(inv):
+        if where.is_relative_to(Path(served).resolve()):
+            raise InvalidInputError(
+                [
+                    f"{path}: the inventory lies inside {served} ({field}), which the master "
+                    "serves to the nodes"
+                ],
+                hint=f"keep it where only the master reads it, e.g. {DEFAULT_CONFIG}",
+            )
 
 
 def _part(name: str) -> str:
@@ -158,15 +222,17 @@ def load_inventory(path: Path) -> Inventory:
     """Read, parse (YAML 1.2, safe loader) and validate the inventory file at `path`.
 
     Raises ClustcontrolError when the file does not exist or cannot be read, and
-    InvalidInputError for a YAML syntax error (with its line) or an invalid inventory (every
-    problem, see parse_inventory)."""
+    InvalidInputError for a YAML syntax error (with its line), an invalid inventory (every
+    problem, see parse_inventory) or one inside a path the master serves (check_location)."""
     text = _read_text(path)
     with gc_paused():
         try:
             data = _safe_yaml().load(text)
         except YAMLError as exc:
             raise _yaml_error(path, exc) from None
-        return parse_inventory(data, str(path))
+        inventory = parse_inventory(data, str(path))
+    check_location(path, inventory)
+    return inventory
 
 
 def _round_trip() -> YAML:
@@ -210,18 +276,25 @@ def edit_inventory(path: Path) -> Iterator[Any]:
 
     Nothing is written when the block raises or the edited document does not validate.
     Raises ClustcontrolError when the file cannot be read, InvalidInputError when it (before
-    or after the edit) is not valid, and OSError when it cannot be written."""
+    or after the edit) is not valid or lies inside a path the master serves (check_location),
+    and OSError when it cannot be written."""
     document = load_document(_read_text(path), path)
     yield document
-    parse_inventory(to_plain(document), str(path))
+    check_location(path, parse_inventory(to_plain(document), str(path)))
     atomic_write(path, dump_document(document).encode())
 
 
 def save_new_document(path: Path, text: str) -> None:
     """Validate a freshly written document (e.g. from `init`) and save it atomically.
 
-    A new file gets mode 0644 (an existing one keeps its mode). Raises InvalidInputError when
-    `text` is not a valid inventory (nothing is written) and OSError when it cannot be
-    written."""
-    parse_inventory(to_plain(load_document(text, path)), str(path))
-    atomic_write(path, text.encode(), mode=0o644)
+    A missing directory is created with mode 0700 (CONFIG_DIR_MODE, whatever the umask: its
+    editors' backup and swap files stay private too), a new file gets mode 0600 (CONFIG_MODE;
+    an existing one keeps its mode): the inventory is the master's alone, and will hold BMC
+    credentials. Raises InvalidInputError when `text` is not a valid inventory or `path` lies
+    inside a path the master serves (check_location), nothing written then; OSError when it
+    cannot be written."""
+    check_location(path, parse_inventory(to_plain(load_document(text, path)), str(path)))
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=CONFIG_DIR_MODE)
+        path.parent.chmod(CONFIG_DIR_MODE)
+    atomic_write(path, text.encode(), mode=CONFIG_MODE)

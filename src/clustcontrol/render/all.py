@@ -11,7 +11,12 @@ from clustcontrol.render.dhcp.dnsmasq import render_dnsmasq
 from clustcontrol.render.dhcp.isc import render_isc
 from clustcontrol.render.dhcp.kea import render_kea
 from clustcontrol.render.dns import render_dns
-from clustcontrol.render.nfs import render_bind_mounts, render_exports, render_ganesha
+from clustcontrol.render.nfs import (
+    render_bind_mounts,
+    render_exports,
+    render_ganesha,
+    render_nfsd,
+)
 from clustcontrol.render.pxe import render_pxe, render_tftpd
 from clustcontrol.render.rsyncd import render_rsyncd
 
@@ -25,6 +30,7 @@ RENDERERS: tuple[Renderer, ...] = (
     render_pxe,
     render_tftpd,
     render_exports,
+    render_nfsd,
     render_ganesha,
     render_bind_mounts,
     render_rsyncd,

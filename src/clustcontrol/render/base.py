@@ -22,6 +22,7 @@ Service = Literal[
     "tftp",
     "pxe",
     "nfs-kernel",
+    "nfsd",
     "nfs-ganesha",
     "bind-mount",
     "control",

@@ -69,30 +69,26 @@ def _zone(ctx: RenderContext, path: str, origin: str, records: bytes) -> Output:
     return Output(path=path, service="dns", content=content)
 
 
-def _forward_records(view: ClusterView) -> list[ARecord]:
-    records = [
-        ARecord(view.master_name, str(view.master_ip)),
-        ARecord(view.update_label, str(view.update_ip)),
-    ]
-    records += [ARecord(h.name, h.ip) for h in view.hosts]
-    return records
-
-
-def _reverse_records(view: ClusterView) -> list[tuple[IPv4Address, str, str]]:
-    """(address, address as text, name) of every PTR record."""
-    pairs = [
-        (view.master_ip, str(view.master_ip), view.master_name),
-        (view.update_ip, str(view.update_ip), view.update_label),
-    ]
+def _named_hosts(view: ClusterView) -> list[tuple[IPv4Address, str, str]]:
+    """(address, address as text, name) of every host with DNS records: the master, the update
+    address while an update node is set (with none, nothing names that address), then every
+    node: one A record and one PTR record each."""
+    pairs = [(view.master_ip, str(view.master_ip), view.master_name)]
+    if view.update_host is not None:
+        pairs.append((view.update_ip, str(view.update_ip), view.update_label))
     pairs += [(h.address, h.ip, h.name) for h in view.hosts]
     return pairs
 
 
+def _forward_records(view: ClusterView) -> list[ARecord]:
+    return [ARecord(name, text) for _, text, name in _named_hosts(view)]
+
+
 def render_dns(ctx: RenderContext) -> Iterator[Output]:
     """bind9 files: the forward zone db.DOMAIN (A records of the master, the update address
-    and every node), one db.N.N.in-addr.arpa per reverse zone (PTR records), the zone
-    statements (named.conf.clustcontrol), named.conf.options, and a managed block in
-    named.conf.local including the zone statements.
+    while an update node is set, and every node), one db.N.N.in-addr.arpa per reverse zone
+    (PTR records), the zone statements (named.conf.clustcontrol), named.conf.options, and a
+    managed block in named.conf.local including the zone statements.
 
     Zone files use the master-file format of RFC 1035 section 5 and keep their serial while
     their content is unchanged (next_serial, read through ctx.previous); named.conf syntax is
@@ -105,7 +101,7 @@ def render_dns(ctx: RenderContext) -> Iterator[Output]:
     mask = int(zones[0].netmask)
     by_start = {int(zone.network_address): zone for zone in zones}
     by_zone: dict[IPv4Network, list[PtrRecord]] = {zone: [] for zone in zones}
-    for ip, text, name in _reverse_records(view):
+    for ip, text, name in _named_hosts(view):
         zone = by_start[int(ip) & mask]
         by_zone[zone].append(PtrRecord(reverse_owner(text, zone), name))
     ptr_records = template_macro("dns/zone.j2", "ptr_records")

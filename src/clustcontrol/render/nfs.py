@@ -6,9 +6,11 @@ from collections.abc import Iterator
 from posixpath import join as pjoin
 
 from clustcontrol.render.base import Output, RenderContext, render_template
+from clustcontrol.render.view import ClusterView
 
 EXPORTS = "/etc/exports.d/clustcontrol.exports"
 GANESHA_CONF = "/etc/ganesha/ganesha.conf"
+NFSD_CONF = "/etc/nfs.conf.d/clustcontrol.conf"
 FSTAB = "/etc/fstab"
 EXPORT_OPTIONS = "sync,no_subtree_check,no_root_squash,crossmnt"
 
@@ -18,18 +20,28 @@ def control_mount_point(image_root: str, control_dir: str) -> str:
     return pjoin(image_root, control_dir.lstrip("/"))
 
 
+def _update_export(view: ClusterView) -> list[tuple[str, str]]:
+    """(working tree, client) of the one read-write export: the update image's working tree to
+    the update address, only while an update node is set (update_node.node); else none."""
+    if view.update_host is None:
+        return []
+    return [(view.update_image.root, str(view.update_ip))]
+
+
 def render_exports(ctx: RenderContext) -> Iterator[Output]:
     """/etc/exports.d/clustcontrol.exports (exports(5)): each image's generation roots
-    (Inventory.generation_roots: what nodes sync from) read-only to the cluster subnet, and the
-    update image's working tree read-write to the update address alone (the update node's NFS
-    root). Both use EXPORT_OPTIONS; crossmnt makes the bind-mounted control directory visible."""
+    (Inventory.generation_roots: what nodes sync from) read-only to the cluster subnet and,
+    only while an update node is set, the update image's working tree read-write to the update
+    address alone (the update node's NFS root). Both use EXPORT_OPTIONS; crossmnt makes the
+    bind-mounted control directory visible."""
     view = ctx.view
-    update_image = view.update_image.name
     exports: list[dict[str, str | None]] = [
         {"root": view.inv.generation_roots(image.name), "rw_client": None, "ro": str(view.network)}
         for image in view.images
     ]
-    exports.append({"root": view.update_image.root, "rw_client": str(view.update_ip), "ro": None})
+    exports += [
+        {"root": root, "rw_client": client, "ro": None} for root, client in _update_export(view)
+    ]
     yield Output(
         path=EXPORTS,
         service="nfs-kernel",
@@ -37,22 +49,37 @@ def render_exports(ctx: RenderContext) -> Iterator[Output]:
             "nfs/clustcontrol.exports.j2",
             exports=exports,
             options=EXPORT_OPTIONS,
-            update_image=update_image,
+            update_image=view.update_image.name if view.update_host else None,
         ),
     )
 
 
+def _bind_addr(view: ClusterView) -> str | None:
+    """ganesha's Bind_addr for the master's address (ClusterView.listen_ip), None when no
+    cluster interface is set: the IPv4-mapped IPv6 form ::ffff:A.B.C.D (RFC 4291 section
+    2.5.5.2). Wherever the kernel has IPv6, ganesha listens on one IPv6 socket, which also takes
+    IPv4, bound to the IPv6 form of Bind_addr (nfs-ganesha src/MainNFSD/
+    nfs_rpc_dispatcher_thread.c, Bind_sockets_V6). Seen with Debian 12's ganesha 4.3
+    (tests/daemons/test_listen.py): while some interface has an IPv6 address (a link-local one
+    suffices, as every interface has by default) both forms bind A.B.C.D alone; with none, a
+    plain IPv4 Bind_addr binds every address, while the mapped form is refused (ganesha's
+    resolver finds no address for it) and ganesha does not start: it fails closed."""
+    return None if view.listen_ip is None else f"::ffff:{view.listen_ip}"
+
+
 def render_ganesha(ctx: RenderContext) -> Iterator[Output]:
-    """nfs-ganesha exports: each image's generation roots read-only to the cluster subnet, the
-    update image's working tree read-write to the update address alone, and the control
-    directory bind-mounted into each of them (ganesha does not cross into a mount below an
-    export, so each gets an export of its own)."""
+    """nfs-ganesha exports: each image's generation roots read-only to the cluster subnet, only
+    while an update node is set the update image's working tree read-write to the update
+    address alone, and the control directory bind-mounted into each of them (ganesha does not
+    cross into a mount below an export, so each gets an export of its own). With the master's
+    cluster interface set, ganesha listens on the master's address alone (NFS_CORE_PARAM
+    Bind_addr, ganesha-core-config(8); see _bind_addr for its form)."""
     view = ctx.view
     control_dir = view.cluster.control_dir
     served: list[tuple[str, str | None, str | None]] = [
         (view.inv.generation_roots(image.name), None, str(view.network)) for image in view.images
     ]
-    served.append((view.update_image.root, str(view.update_ip), None))
+    served += [(root, client, None) for root, client in _update_export(view)]
     exports = []
     for number, (path, rw_client, ro_clients) in enumerate(served, start=1):
         exports.append(
@@ -69,8 +96,21 @@ def render_ganesha(ctx: RenderContext) -> Iterator[Output]:
     yield Output(
         path=GANESHA_CONF,
         service="nfs-ganesha",
-        content=render_template("nfs/ganesha.conf.j2", exports=exports),
+        content=render_template("nfs/ganesha.conf.j2", exports=exports, bind_addr=_bind_addr(view)),
     )
+
+
+def render_nfsd(ctx: RenderContext) -> Iterator[Output]:
+    """/etc/nfs.conf.d/clustcontrol.conf (nfs.conf(5), read after /etc/nfs.conf), only when
+    the master's cluster interface is set: [nfsd] host= the master's address, so the kernel NFS
+    server accepts requests there alone (rpc.nfsd(8), --host; read when nfs-server starts)."""
+    listen = ctx.view.listen_ip
+    if listen is not None:
+        yield Output(
+            path=NFSD_CONF,
+            service="nfsd",
+            content=render_template("nfs/nfs.conf.j2", host=listen),
+        )
 
 
 def render_bind_mounts(ctx: RenderContext) -> Iterator[Output]:

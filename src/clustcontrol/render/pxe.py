@@ -3,8 +3,9 @@
     <tftp_root>/<boot_dir>/pxelinux.0, ldlinux.c32     copied from the syslinux packages
     <tftp_root>/<boot_dir>/pxelinux-common             the labels, one pair per image
     <tftp_root>/<boot_dir>/pxelinux.cfg/default        regular nodes: sync boot of the default image
-    <tftp_root>/<boot_dir>/pxelinux.cfg/<HEX IP>       the update node, and nodes with their own
-                                                       image or kernel arguments
+    <tftp_root>/<boot_dir>/pxelinux.cfg/<HEX IP>       the update node (while one is set), and
+                                                       nodes with their own image or kernel
+                                                       arguments
 Kernels and initrds live in <boot_dir>/<image>/{vmlinuz,initrd.img}, put there by
 `clustcontrol image publish`."""
 
@@ -143,14 +144,20 @@ def _serial(inv: Inventory) -> dict[str, str] | None:
 
 
 def _common_labels(inv: Inventory, view: ClusterView) -> list[Label]:
+    """linux-IMAGE for every image, then `linux`; the NFS-root labels (linuxnfsroot-IMAGE,
+    then `linuxnfsroot`) only while an update node is set: without one no working tree is
+    exported read-write, and no label names one."""
+    update = view.update_host is not None
     labels: list[Label] = []
     for image in view.images:
         layout = inv.images[image.name].disk_layout
         labels.append(sync_label(inv, f"linux-{image.name}", image, layout, ()))
-        labels.append(nfsroot_label(inv, f"linuxnfsroot-{image.name}", image, ()))
+        if update:
+            labels.append(nfsroot_label(inv, f"linuxnfsroot-{image.name}", image, ()))
     default = view.default_image
     labels.append(sync_label(inv, "linux", default, inv.images[default.name].disk_layout, ()))
-    labels.append(nfsroot_label(inv, "linuxnfsroot", view.update_image, ()))
+    if update:
+        labels.append(nfsroot_label(inv, "linuxnfsroot", view.update_image, ()))
     return labels
 
 
@@ -208,8 +215,10 @@ def render_pxe(ctx: RenderContext) -> Iterator[Output]:
       TIMEOUT 30 (tenths of a second: syslinux.cfg documentation, "TIMEOUT"), and the labels
       linux-IMAGE (sync) and linuxnfsroot-IMAGE (NFS root) of every image by name, `linux`
       (sync boot of the default image) and `linuxnfsroot` (NFS-root boot of the update image);
+      the NFS-root labels only while an update node is set;
     - pxelinux.cfg/default: INCLUDE pxelinux-common, DEFAULT linux (every regular node);
-    - pxelinux.cfg/<HEX update IP>: DEFAULT linuxnfsroot (the update node);
+    - pxelinux.cfg/<HEX update IP>: DEFAULT linuxnfsroot (the update node), only while an
+      update node is set (update_node.node): apply removes it when the update node is cleared;
     - pxelinux.cfg/<HEX IP> with a label linux-NODE of its own for each node whose image, disk
       layout or kernel arguments differ from the default's, except the node that boots as the
       update node.
@@ -237,23 +246,32 @@ def render_pxe(ctx: RenderContext) -> Iterator[Output]:
     yield _host_file(
         view, "default", "linux", "regular nodes: sync to the standard, boot the local disk", []
     )
-    update_image = view.update_image.name
-    yield _host_file(
-        view,
-        hex_ip(view.update_ip),
-        "linuxnfsroot",
-        f"the update node ({view.update_ip}): standard '{update_image}' read-write over NFS",
-        [],
-    )
+    if view.update_host is not None:
+        update_image = view.update_image.name
+        yield _host_file(
+            view,
+            hex_ip(view.update_ip),
+            "linuxnfsroot",
+            f"the update node ({view.update_ip}): standard '{update_image}' read-write over NFS",
+            [],
+        )
     yield from _own_host_files(inv, view)
 
 
 def render_tftpd(ctx: RenderContext) -> Iterator[Output]:
-    """/etc/default/tftpd-hpa (service "tftp"), read by tftpd-hpa's init script: in.tftpd runs
-    as user tftp on every address, port 69, with --secure and cluster.tftp_root as its
-    directory, so clients' file names are relative to tftp_root (in.tftpd(8), "--secure")."""
+    """/etc/default/tftpd-hpa (service "tftp"), read by tftpd-hpa's init script, which passes
+    TFTP_ADDRESS to in.tftpd --address: in.tftpd runs as user tftp on port 69 of the master's
+    address when its cluster interface is set (ClusterView.listen_ip), else of every address,
+    with --secure and cluster.tftp_root as its directory, so clients' file names are relative
+    to tftp_root (in.tftpd(8), "--address", "--secure")."""
+    # No cluster interface: every IPv4 address, as before.
+    listen = ctx.view.listen_ip or "0.0.0.0"  # noqa: S104
     yield Output(
         path=TFTPD_DEFAULTS,
         service="tftp",
-        content=render_template("tftp/tftpd-hpa.j2", tftp_root=ctx.inventory.cluster.tftp_root),
+        content=render_template(
+            "tftp/tftpd-hpa.j2",
+            tftp_root=ctx.inventory.cluster.tftp_root,
+            address=f"{listen}:69",
+        ),
     )

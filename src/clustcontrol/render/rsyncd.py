@@ -13,13 +13,16 @@ def render_rsyncd(ctx: RenderContext) -> Iterator[Output]:
     """/etc/rsyncd.conf (rsyncd.conf(5)): one read-only module per image, named after it,
     serving its generation roots (Inventory.generation_roots, never the working tree), open to
     the cluster subnet and 127.0.0.1 only, on cluster.rsync_port with at most
-    cluster.rsync_max_connections clients."""
+    cluster.rsync_max_connections clients; with the master's cluster interface set, the daemon
+    listens on the master's address alone (`address`, ClusterView.listen_ip; read when the
+    daemon starts, unlike the modules, which it reads per connection)."""
     view = ctx.view
     yield Output(
         path=RSYNCD_CONF,
         service="rsyncd",
         content=render_template(
             "rsyncd/rsyncd.conf.j2",
+            address=view.listen_ip,
             port=view.cluster.rsync_port,
             max_connections=view.cluster.rsync_max_connections,
             hosts_allow=f"{view.network} 127.0.0.1",

@@ -97,6 +97,18 @@ class ClusterView:
         return self.cluster.master.ip
 
     @property
+    def interface(self) -> str | None:
+        """The master's interface on the cluster network (Cluster.master_interface), where the
+        DHCP server listens; None: not set."""
+        return self.cluster.master_interface
+
+    @property
+    def listen_ip(self) -> IPv4Address | None:
+        """The address TFTP, NFS and rsync listen on: the master's, when its cluster interface
+        is set (Cluster.master_interface); None: every address."""
+        return self.master_ip if self.interface is not None else None
+
+    @property
     def master_name(self) -> str:
         """The master's host name (a label in the cluster domain)."""
         return self.cluster.master.name

@@ -14,7 +14,7 @@ CC_GENERATION_FILE='etc/clustcontrol-generation'
 CC_DELTAS_DIR='etc/clustcontrol-deltas'
 CC_DELTA_FORMAT='clustcontrol-delta 1'
 CC_XATTRS_FILE='etc/clustcontrol-xattrs.tar'
-CC_BATCH_OPTIONS='-aHAX --sparse --numeric-ids --relative --ignore-times --force --compress'
+CC_BATCH_OPTIONS='-aHAX --sparse --modify-window=-1 --numeric-ids --relative --ignore-times --force --compress'
 # The contract this engine was built from (CC_CONTRACT in the control files).
 CC_ENGINE_CONTRACT=3
 # The characters of a path (besides /) the master accepts.

@@ -131,7 +131,7 @@ cc_sync()
 		elif [ "${CC_DELTA_BATCH}" = yes ] && cc_fetch_batch "${transport}" "${src}" "${list}" "${root}" \
 			&& cc_apply_batch "${root}" "${list}" "${stats}" "${filter}"; then
 			method="batch"
-		elif ! cc_retry "${CC_RETRIES}" "delta sync from ${src}" cc_rsync_once "${src}" \
+		elif ! cc_retry "${CC_RETRIES}" "delta sync from ${src}" cc_rsync_tree "${src}" \
 			"${root}" delta "${filter}" "${stats}" "${list}"; then
 			cc_warn "the delta sync failed: comparing the whole tree"
 			method=tree

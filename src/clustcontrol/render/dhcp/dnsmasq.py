@@ -13,14 +13,17 @@ DNSMASQ_CONF = "/etc/dnsmasq.d/clustcontrol.conf"
 def render_dnsmasq(ctx: RenderContext) -> Iterator[Output]:
     """/etc/dnsmasq.d/clustcontrol.conf: DHCP only (port=0 turns off DNS), a static range
     over the cluster subnet and one dhcp-host=MAC,IP,NAME per reservation (dnsmasq(8)). With
-    no gateway the router option is sent empty, so dnsmasq does not offer its own address."""
+    no gateway the router option is sent empty, so dnsmasq does not offer its own address. With
+    the master's cluster interface (Cluster.master_interface): interface= and bind-interfaces,
+    so dnsmasq serves and binds on that interface alone (dnsmasq(8), --interface,
+    --bind-interfaces)."""
     view = ctx.view
     yield Output(
         path=DNSMASQ_CONF,
         service="dhcp-dnsmasq",
         content=render_template(
             "dhcp/dnsmasq.conf.j2",
-            interface=view.cluster.dhcp_interface,
+            interface=view.interface,
             reservations=reservations(view),
             **common_values(view),
         ),

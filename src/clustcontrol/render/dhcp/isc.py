@@ -14,7 +14,8 @@ DEFAULTS = "/etc/default/isc-dhcp-server"
 def render_isc(ctx: RenderContext) -> Iterator[Output]:
     """/etc/dhcp/dhcpd.conf (dhcpd.conf(5)): the subnet with PXE next-server and filename, a
     host declaration (hardware ethernet, fixed-address) per node and one for the update node.
-    With cluster.dhcp_interface also /etc/default/isc-dhcp-server (INTERFACESv4)."""
+    With the master's cluster interface (Cluster.master_interface) also
+    /etc/default/isc-dhcp-server (INTERFACESv4): dhcpd serves that interface alone."""
     view = ctx.view
     yield Output(
         path=DHCPD_CONF,
@@ -26,7 +27,7 @@ def render_isc(ctx: RenderContext) -> Iterator[Output]:
             **common_values(view),
         ),
     )
-    interface = view.cluster.dhcp_interface
+    interface = view.interface
     if interface is not None:
         yield Output(
             path=DEFAULTS,

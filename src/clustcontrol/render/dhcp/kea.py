@@ -32,7 +32,8 @@ class Reservation(NamedTuple):
 
 def render_kea(ctx: RenderContext) -> Iterator[Output]:
     """/etc/kea/kea-dhcp4.conf, root:_kea 0640 (0644 where there is no _kea group): one subnet4
-    with reservations by hw-address, on cluster.dhcp_interface or on every interface ("*").
+    with reservations by hw-address, on the master's cluster interface
+    (Cluster.master_interface) or on every interface ("*").
     Format: the Kea DHCPv4 configuration (kea-dhcp4(8) and the Kea Administrator Reference
     Manual). Debian's kea-dhcp4-server runs as user _kea (its systemd unit's User=); Debian 12
     ships the file 0644 root:root in a 0755 /etc/kea, Debian 13 makes /etc/kea 0750 _kea:_kea,
@@ -45,7 +46,7 @@ def render_kea(ctx: RenderContext) -> Iterator[Output]:
         group=KEA_GROUP,
         content=render_template(
             "dhcp/kea-dhcp4.conf.j2",
-            interfaces=view.cluster.dhcp_interface or "*",
+            interfaces=view.interface or "*",
             reservations=[Reservation.of(host) for host in reservations(view)],
             **common_values(view),
         ),
