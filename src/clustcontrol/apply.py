@@ -158,10 +158,19 @@ class Installer:
     """All paths hang off one root, so tests (and image builders) can apply under a prefix.
 
     Reading, writing and removing go through rootdir.RootDir: paths are resolved inside the
-    root and a symbolic link at a target path is refused (UnsafePathError)."""
+    root and a symbolic link at a target path is refused (UnsafePathError). With `follow`, such
+    a link is followed inside the root instead and the file it leads to is read or replaced (an
+    image's standard root, seen as its nodes see it); with `keep_modes` False, an existing file
+    written gets its change's mode instead of keeping its own."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, follow: bool = False, keep_modes: bool = True) -> None:
         self.root = root
+        self.follow = follow
+        self.keep_modes = keep_modes
+
+    def tree(self, *, create: bool = False) -> RootDir:
+        """A RootDir on the installer's root, with its `follow` (see rootdir.RootDir)."""
+        return RootDir(self.root, create=create, follow=self.follow)
 
     def live(self, path: str) -> Path:
         """The location of an absolute target path under the installer's root, for messages and
@@ -173,7 +182,7 @@ class Installer:
 
         Raises UnsafePathError when it is a symbolic link or not a regular file (see
         RootDir.read), OSError for other failures."""
-        with RootDir(self.root) as tree:
+        with self.tree() as tree:
             return tree.read(path)
 
     @contextlib.contextmanager
@@ -270,7 +279,14 @@ class Installer:
             for c in changes:
                 if c.new is not None:
                     staged.append(
-                        tree.stage(c.path, c.new, mode=c.mode, group=c.group, fsync=False)
+                        tree.stage(
+                            c.path,
+                            c.new,
+                            mode=c.mode,
+                            group=c.group,
+                            fsync=False,
+                            keep_mode=self.keep_modes,
+                        )
                     )
             os.sync()
             for item in staged:
@@ -285,13 +301,14 @@ class Installer:
         tree.sync_dirs(staged)
 
     def write(self, changes: Iterable[Change]) -> None:
-        """Carry out changes: atomic replacement per file (an existing file keeps its mode and
-        owner, a new one gets the change's mode and group, see RootDir.stage).
+        """Carry out changes: atomic replacement per file (an existing file keeps its owner, and
+        its mode unless keep_modes is False; a new one gets the change's mode and group, see
+        RootDir.stage).
 
         Removals unlink the file (missing is fine). Raises UnsafePathError when a target is a
         symbolic link or not a regular file, OSError when a write fails; files not yet renamed
         keep their old content."""
-        with RootDir(self.root, create=True) as tree:
+        with self.tree(create=True) as tree:
             self._write(tree, list(changes))
 
     def _write_manifest(self, tree: RootDir, files: Iterable[str]) -> None:

@@ -39,9 +39,10 @@ from clustcontrol.contract import (
     image_state,
 )
 from clustcontrol.errors import ClustcontrolError
-from clustcontrol.fsutil import atomic_write, read_bytes_or_none
+from clustcontrol.fsutil import atomic_write, open_regular, read_bytes_or_none
 
 _CHUNK = 1 << 20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # roots/STAGING: the tree being built, and roots/XATTRS_STAGING its attribute archive until the
 # tree is done (a killed commit leaves them; the next removes them: GenerationStore.tidy).
 STAGING = ".new"
@@ -112,9 +113,38 @@ def _kind(mode: int) -> str:
     return "s"
 
 
-def _sha256(path: str) -> str:
+def changed_error(shown: str) -> ClustcontrolError:
+    """The error for a path of the working tree that changed while it was read (shown: the
+    path as the user knows it)."""
+    return ClustcontrolError(
+        f"{shown}: changed while it was read",
+        hint="commit again when nothing writes to the standard",
+    )
+
+
+def open_file(path: str, shown: str) -> int:
+    """A read-only descriptor of the regular file at `path` (str), never of anything else
+    (fsutil.open_regular: a link is not followed, a device, FIFO or socket put there meanwhile
+    is never opened). `shown` names it in messages.
+
+    Raises ClustcontrolError (changed_error) when it is no longer a regular file, OSError for
+    other failures."""
+    try:
+        fd, _st = open_regular(path)
+    except OSError as exc:  # removed, or a directory on the way replaced
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise changed_error(shown) from None
+        raise
+    if fd is None:
+        raise changed_error(shown)
+    return fd
+
+
+def _sha256(path: str, shown: str | None = None) -> str:
+    """The sha256 (hex) of the regular file at `path` (open_file; `shown` for messages, default
+    path)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:  # noqa: PTH123 - hot path, plain str paths
+    with os.fdopen(open_file(path, shown or path), "rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -140,28 +170,66 @@ def manifest_exclusions(control_dir: str = CONTROL_DIR) -> tuple[frozenset[str],
 
 
 def walk(root: str, control_dir: str) -> Iterator[tuple[str, os.stat_result, str]]:
-    """(relative path, lstat, absolute path) of everything under root the manifest covers
+    """(relative path, lstat, access path) of everything under root the manifest covers
     (manifest_exclusions left out), parents before their contents; directories on other file
     systems are listed, not entered. Sockets are left out: the process listening on one makes
     it (a standard's are leftovers of the update node's daemons), and GNU tar, the first copy
-    of a node, cannot carry them. Raises OSError when a directory cannot be read."""
+    of a node, cannot carry them.
+
+    The walk stays inside root even while the tree changes under it (the update node writes
+    it): `root` itself is opened as named (links followed: the administrator named it), every
+    directory below it from its parent's descriptor with O_NOFOLLOW, and it must be the very
+    directory that was listed (device and inode). The access path of an entry is
+    /proc/self/fd/FD/NAME, FD the descriptor of its directory: a lookup of one name in that
+    directory, whatever happens to the path above it. Used with lstat, readlink, xattrs_of
+    (follow_symlinks=False) or open_file, it never leads out of the tree; it is valid only
+    until the generator moves on. Directories are visited depth first (one descriptor open per
+    level). Raises ClustcontrolError (changed_error) when a directory was replaced or removed
+    while the tree was walked, OSError when one cannot be read."""
     path_excluded, content_excluded = manifest_exclusions(control_dir)
-    device = Path(root).stat().st_dev  # the root itself may be reached through a symlink
-    stack = [""]
-    while stack:
-        rel_dir = stack.pop()
-        abs_dir = os.path.join(root, rel_dir) if rel_dir else root  # noqa: PTH118 - hot path
-        with os.scandir(abs_dir) as entries:
-            for entry in entries:
-                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                if rel in path_excluded:
+    top = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    # (descriptor, relative path, subdirectories still to visit): the directories being walked
+    frames: list[tuple[int, str, list[tuple[str, os.stat_result]]]] = [(top, "", [])]
+    try:
+        device = os.fstat(top).st_dev
+        while frames:
+            fd, rel_dir, subdirs = frames[-1]  # just opened, not listed yet
+            with os.scandir(fd) as entries:
+                listing = [(entry.name, entry.stat(follow_symlinks=False)) for entry in entries]
+            for name, st in listing:
+                rel = f"{rel_dir}/{name}" if rel_dir else name
+                if rel in path_excluded or stat.S_ISSOCK(st.st_mode):
                     continue
-                st = entry.stat(follow_symlinks=False)
-                if stat.S_ISSOCK(st.st_mode):
-                    continue
-                yield rel, st, entry.path
+                yield rel, st, f"/proc/self/fd/{fd}/{name}"
                 if stat.S_ISDIR(st.st_mode) and st.st_dev == device and rel not in content_excluded:
-                    stack.append(rel)
+                    subdirs.append((rel, st))
+            while frames and not frames[-1][2]:
+                os.close(frames.pop()[0])
+            if frames:
+                parent, _rel, pending = frames[-1]
+                rel, st = pending.pop()  # the last listed first
+                shown = os.path.join(root, rel)  # noqa: PTH118 - plain str paths
+                frames.append((_open_directory(parent, rel, st, shown), rel, []))
+    finally:
+        for fd, _rel, _pending in frames:
+            os.close(fd)
+
+
+def _open_directory(parent: int, rel: str, st: os.stat_result, shown: str) -> int:
+    """The descriptor of directory `rel` (its last component) in `parent`, which must still be
+    the directory whose lstat was `st` (a symbolic link put there is not followed). Raises
+    ClustcontrolError (changed_error) otherwise."""
+    try:
+        fd = os.open(rel.rpartition("/")[2], _DIR_FLAGS, dir_fd=parent)
+    except OSError as exc:  # removed, or replaced by a file or a link (ENOTDIR or ELOOP)
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            raise changed_error(shown) from None
+        raise
+    now = os.fstat(fd)
+    if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+        os.close(fd)
+        raise changed_error(shown)
+    return fd
 
 
 def xattrs_of(path: str) -> list[tuple[str, bytes]]:
@@ -263,7 +331,10 @@ def scan(
             digest = os.readlink(path)  # noqa: PTH115 - hot path, plain str paths
         elif kind == "f" and hash_files:
             old = previous.get(rel)
-            digest = old.digest if old is not None and unchanged(old, st) else _sha256(path)
+            if old is not None and unchanged(old, st):
+                digest = old.digest
+            else:
+                digest = _sha256(path, os.path.join(root, rel))  # noqa: PTH118 - hot path
         manifest[rel] = entry_of(rel, st, digest, xattr_digest(xattrs_of(path)))
     return with_links(manifest, groups)
 

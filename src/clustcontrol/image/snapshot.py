@@ -10,6 +10,11 @@ are set explicitly, in that order: chown(2) clears set-id bits and capabilities.
 are set last, deepest first. The manifest returned describes the tree as written, so the
 generation is what its manifest says even when the working tree changed during the copy.
 
+The working tree is read through generation.walk, which never leaves it however the update node
+changes it meanwhile: a directory swapped for a symbolic link is an error, not a way out, and a
+file is read only when it is still a regular file (open_file: never a link, a device or a
+FIFO). Symbolic links are copied as links, never followed.
+
 Nodes read only these trees (over the rsync module and the NFS export of roots/); nothing in
 them changes after the commit that made them."""
 
@@ -29,6 +34,7 @@ from clustcontrol.image.generation import (
     InodeGroups,
     Manifest,
     entry_of,
+    open_file,
     unchanged,
     walk,
     with_links,
@@ -66,16 +72,17 @@ def _extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
         offset = end
 
 
-def copy_sparse(source: str, dest: str) -> tuple[str, int]:
+def copy_sparse(source: str, dest: str, shown: str | None = None) -> tuple[str, int]:
     """Copy a regular file's content to a new file `dest` (mode 0600, must not exist), holes
-    kept, and hash it on the way.
+    kept, and hash it on the way. `source` is opened with generation.open_file (never a
+    link or a device); `shown` names it in messages (default: source).
 
     Returns (sha256 hex digest of the whole content, holes read as zeros; bytes of data copied).
-    Raises OSError when either file cannot be used, and ClustcontrolError when source changed
-    size while it was copied."""
+    Raises OSError when either file cannot be used, and ClustcontrolError when source is no
+    longer a regular file or changed size while it was copied."""
     digest = hashlib.sha256()
     copied = 0
-    src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY)
+    src = open_file(source, shown or source)
     try:
         size = os.fstat(src).st_size
         dst = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -88,7 +95,7 @@ def copy_sparse(source: str, dest: str) -> tuple[str, int]:
                 while offset < end:
                     chunk = os.pread(src, min(_CHUNK, end - offset), offset)
                     if not chunk:
-                        raise ClustcontrolError(f"{source}: shrank while it was copied")
+                        raise ClustcontrolError(f"{shown or source}: shrank while it was copied")
                     os.pwrite(dst, chunk, offset)
                     digest.update(chunk)
                     offset += len(chunk)
@@ -145,8 +152,10 @@ def build_tree(
 
     `previous` is the manifest of `previous_tree`, the last generation's tree (None or missing:
     everything is copied). Paths the manifest leaves out (generation.manifest_exclusions) are not
-    copied; excluded directories are created empty. Raises OSError when the tree cannot be read
-    or written, and ClustcontrolError when a file changes while it is copied."""
+    copied; excluded directories are created empty. The working tree is walked twice (hard-link
+    groups, then the copy), each time confined to it (generation.walk). Raises OSError when the
+    tree cannot be read or written, and ClustcontrolError when a file or directory changes
+    while it is copied."""
     src_root, dst_root = str(source), str(dest)
     prev_root = str(previous_tree) if previous_tree is not None and previous_tree.is_dir() else None
     previous_groups: dict[str, list[str]] = {}
@@ -156,11 +165,11 @@ def build_tree(
     for group in previous_groups.values():
         group.sort()
 
-    # The working tree's hard-link groups first: a group is linked from the previous tree only
-    # when it is the same group there.
-    entries = list(walk(src_root, control_dir))
+    # The working tree's hard-link groups first (a walk of its own: walk's access paths last
+    # only while it stands on them): a group is linked from the previous tree only when it is
+    # the same group there.
     work_groups: InodeGroups = {}
-    for rel, st, _path in entries:
+    for rel, st, _path in walk(src_root, control_dir):
         if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
             work_groups.setdefault((st.st_dev, st.st_ino), []).append(rel)
 
@@ -171,7 +180,7 @@ def build_tree(
     directories: list[tuple[str, os.stat_result, list[tuple[str, bytes]]]] = []
     os.mkdir(dst_root, 0o700)
     top = os.lstat(src_root)
-    for rel, st, path in entries:
+    for rel, st, path in walk(src_root, control_dir):
         target = os.path.join(dst_root, rel)
         attrs = xattrs_of(path)
         kind_mode = stat.S_IFMT(st.st_mode)
@@ -192,12 +201,13 @@ def build_tree(
             else:
                 first_name[inode] = rel
                 reuse = _reusable(rel, st, attrs, group, previous, previous_groups)
-                digest, copied = _link_or_copy(rel, path, target, reuse, prev_root, stats)
+                shown = os.path.join(src_root, rel)
+                digest, copied = _link_or_copy(rel, path, shown, target, reuse, prev_root, stats)
                 if copied:
                     set_metadata(target, st, attrs)
                 if not _unchanged_source(path, st):
                     raise ClustcontrolError(
-                        f"{path}: changed while it was copied into the new generation",
+                        f"{shown}: changed while it was copied into the new generation",
                         hint="commit again when nothing writes to the standard",
                     )
         else:
@@ -247,10 +257,17 @@ def _reusable(
 
 
 def _link_or_copy(
-    rel: str, path: str, target: str, reuse: Entry | None, prev_root: str | None, stats: TreeStats
+    rel: str,
+    path: str,
+    shown: str,
+    target: str,
+    reuse: Entry | None,
+    prev_root: str | None,
+    stats: TreeStats,
 ) -> tuple[str, bool]:
     """Hard-link target to the previous tree's file when `reuse` (its unchanged entry) is given,
-    else copy the working tree's `path`: (the file's digest, whether it was copied)."""
+    else copy the working tree's `path` (walk's access path; `shown` for messages): (the
+    file's digest, whether it was copied)."""
     if reuse is not None and prev_root is not None:
         try:
             os.link(os.path.join(prev_root, rel), target)
@@ -259,7 +276,7 @@ def _link_or_copy(
         else:
             stats.linked += 1
             return reuse.digest, False
-    digest, copied = copy_sparse(path, target)
+    digest, copied = copy_sparse(path, target, shown)
     stats.copied += 1
     stats.bytes_copied += copied
     return digest, True
