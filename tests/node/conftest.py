@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from clustcontrol.contract import CONTROL_DIR, STATE_DIR, generation_roots
+from clustcontrol.contract import CONTROL_DIR, STATE_DIR, generation_roots, secrets_store
 from clustcontrol.image.commit import commit_tree
 from clustcontrol.image.generation import GenerationStore
 from clustcontrol.inventory.store import parse_inventory
@@ -36,6 +36,7 @@ BUSYBOX = "/bin/busybox"
 IMAGE_ROOT = "/srv/nfs4/teststandard"
 # The image's generation roots as the control files name them (what the node mounts over NFS).
 SERVED_PATH = generation_roots(STATE_DIR, "default")
+SECRETS_PATH = secrets_store(STATE_DIR, "default")  # its secrets export
 DISK_MIB = 72
 PERSISTENT = ("/var/lib/keep", "/etc/local.conf")  # the test inventory's image's
 
@@ -248,7 +249,14 @@ class Node:
             # The NFS mount replaced by a read-only bind mount of the served generations; with
             # CC_TEST_NFS3_VIEW, of a copy without extended attributes and ACLs, as NFSv3 shows
             # the files.
+            # The image's secrets export (CC_TEST_SECRETS_ROOT) is a read-only bind mount of
+            # the store's secrets directory, unless CC_TEST_NO_SECRETS says the master refuses.
             "cc_test_nfs() {\n"
+            '  if [ "$1" = "${CC_TEST_SERVER}:${CC_TEST_SECRETS_ROOT}" ]; then\n'
+            '    [ -z "${CC_TEST_NO_SECRETS:-}" ] || { echo "access denied" >&2; return 1; }\n'
+            '    mount -o bind "${CC_TEST_SECRETS}" "$2" && mount -o remount,ro,bind "$2"\n'
+            "    return\n"
+            "  fi\n"
             '  [ "$1" = "${CC_TEST_SERVER}:${CC_TEST_IMAGE_ROOT}" ] ||\n'
             '    { echo "bad spec $1" >&2; return 1; }\n'
             '  local from="${CC_TEST_SERVED}"\n'
@@ -280,6 +288,8 @@ class Node:
             "CC_TEST_SERVED": str(self.served),
             "CC_TEST_SERVER": "127.0.0.1",
             "CC_TEST_IMAGE_ROOT": SERVED_PATH,
+            "CC_TEST_SECRETS": str(self.store / "secrets"),
+            "CC_TEST_SECRETS_ROOT": SECRETS_PATH,
             "CC_RETRY_BASE": "0",
             "CC_WARN_PAUSE": "0",
             "CC_DISK_WAIT": "1",
