@@ -19,7 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from clustcontrol.contract import CONTROL_DIR, STATE_DIR, generation_roots, secrets_store
+from clustcontrol.contract import (
+    CONTROL_DIR,
+    SECRET_PATTERNS,
+    STATE_DIR,
+    generation_roots,
+    secrets_store,
+)
 from clustcontrol.image.commit import commit_tree
 from clustcontrol.image.generation import GenerationStore
 from clustcontrol.inventory.store import parse_inventory
@@ -180,9 +186,12 @@ class Result:
         return f"rc={self.rc}\n{self.out}"
 
 
-def commit(std: Path, store: Path, *, keep: int = 3) -> str:
+def commit(
+    std: Path, store: Path, *, keep: int = 3, secrets: tuple[str, ...] = SECRET_PATTERNS
+) -> str:
     """`image commit` of the working tree std into the generation store at `store` (the real
-    master code): the new generation's id, or the current one when nothing changed."""
+    master code): the new generation's id, or the current one when nothing changed. `secrets`:
+    the image's secret patterns (relative), the contract's by default."""
     image = inventory_dict()["images"]["default"]  # type: ignore[index]
     result = commit_tree(
         "default",
@@ -191,6 +200,7 @@ def commit(std: Path, store: Path, *, keep: int = 3) -> str:
         control_dir=CONTROL_DIR,
         keep=keep,
         node_excluded=(*image["persistent"], "/scratch"),  # the layout's data partition
+        secrets=secrets,
     )
     return result.generation
 
@@ -208,6 +218,7 @@ class Node:
     env: dict[str, str] = field(default_factory=dict)
     cmdline: str = ""
     generation: str = ""
+    secrets: tuple[str, ...] = SECRET_PATTERNS  # the image's secret patterns
 
     @property
     def store(self) -> Path:
@@ -224,7 +235,7 @@ class Node:
 
     def commit(self, *, keep: int = 3) -> str:
         """`image commit`: the working tree becomes a new generation when it changed."""
-        self.generation = commit(self.std, self.store, keep=keep)
+        self.generation = commit(self.std, self.store, keep=keep, secrets=self.secrets)
         return self.generation
 
     def tree(self, generation: str | None = None) -> Path:

@@ -15,7 +15,7 @@ CC_DELTAS_DIR='etc/clustcontrol-deltas'
 CC_DELTA_FORMAT='clustcontrol-delta 1'
 CC_XATTRS_FILE='etc/clustcontrol-xattrs.tar'
 CC_BATCH_OPTIONS='-aHAX --sparse --numeric-ids --relative --ignore-times --force --compress'
-# The generation's secret paths (in its tree) and its secrets archive's name (GEN + suffix).
+# The generation's secret paths (in its tree); its secrets archive is GEN + suffix.
 CC_SECRETS_LIST='etc/clustcontrol-secrets'
 CC_SECRETS_FORMAT='clustcontrol-secrets 1'
 CC_SECRETS_SUFFIX='.tar'

@@ -98,16 +98,17 @@ cc_prepare_secrets()
 	cc_protect_secrets "${list}" "$3"
 }
 
-# cc_install_secrets ROOT: install the wanted secret paths (cc_prepare_secrets) onto ROOT from
-# CC_SECRETS_ARCHIVE, exactly (owner, mode, times, extended attributes, ACLs, hard links) and
-# each atomically: GNU tar extracts the archive into a directory on ROOT's file system (in the
-# node's state directory, which no sync touches), then rsync moves each wanted path into place
-# (a temporary file, then rename(2)) and gives the directories on the way their metadata from
-# the archive again, as the generation has them.
+# cc_install_secrets ROOT FILTER: install the wanted secret paths (cc_prepare_secrets) onto
+# ROOT from CC_SECRETS_ARCHIVE, exactly (owner, mode, times, extended attributes, ACLs, hard
+# links) and each atomically: GNU tar extracts the archive into a directory on ROOT's file
+# system (in the node's state directory, which no sync touches), rsync moves each wanted path
+# into place (a temporary file, then rename(2)), then the archive's entries of the directories
+# on the way (those FILTER does not exclude) give them the generation's metadata again: the
+# renames moved their times.
 cc_install_secrets()
 {
 	local root="$1" stage="$1${CC_STATE_DIR}/secrets.new" out="${CC_RUN_DIR}/secrets.out"
-	local wanted="${CC_RUN_DIR}/secrets-list.wanted" flags rc=0
+	local wanted="${CC_RUN_DIR}/secrets-list.wanted" dirs="${CC_RUN_DIR}/secrets-dirs" flags rc=0
 	[ -n "${CC_SECRETS_ARCHIVE:-}" ] || return 0
 	if ! cc_tar_usable; then
 		cc_err "no GNU tar: the secrets cannot be installed"
@@ -123,7 +124,17 @@ cc_install_secrets()
 		"${CC_RSYNC}" ${flags} --numeric-ids --ignore-times --files-from="${wanted}" \
 			"${stage}/" "${root}/" >>"${out}" 2>&1 || rc=$?
 	fi
-	rm -rf "${stage}" "${CC_SECRETS_ARCHIVE}"
+	if [ "${rc}" -eq 0 ]; then
+		cc_filter_regex "$2" >"${dirs}.exclude" || rc=1
+		awk -F/ '{ p = $1; for (i = 2; i <= NF; i++) { print p; p = p "/" $i } }' "${wanted}" \
+			| sort -u | grep -v -f "${dirs}.exclude" | sed 's|^|./|' >"${dirs}" || :
+	fi
+	if [ "${rc}" -eq 0 ] && [ -s "${dirs}" ]; then
+		"${CC_TAR}" -C "${root}" --extract --file="${CC_SECRETS_ARCHIVE}" --no-recursion \
+			--numeric-owner --preserve-permissions --xattrs --xattrs-include='*' --acls \
+			--files-from="${dirs}" >>"${out}" 2>&1 || rc=$?
+	fi
+	rm -rf "${stage}" "${CC_SECRETS_ARCHIVE}" "${dirs}" "${dirs}.exclude"
 	[ -z "${CC_LOG:-}" ] || cat "${out}" >>"${CC_LOG}" 2>/dev/null
 	if [ "${rc}" -ne 0 ]; then
 		cc_err "installing the secrets of generation ${CC_STD_GENERATION} failed (status ${rc})"

@@ -163,7 +163,7 @@ cc_sync()
 		rc=1
 	fi
 	if [ "${rc}" -eq 0 ]; then
-		cc_install_secrets "${root}" || rc=1
+		cc_install_secrets "${root}" "${filter}" || rc=1
 	fi
 	if [ "${rc}" -eq 0 ]; then
 		cc_separate_seeded "${root}" || rc=1
