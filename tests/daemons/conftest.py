@@ -44,6 +44,10 @@ PROGRAMS = (
     "curl",
     "udhcpc",
     "ip",
+    "ganesha.nfsd",
+    "rpcbind",
+    "nfs-cat",
+    "setpriv",
 )
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 READY_TIMEOUT = 20.0
