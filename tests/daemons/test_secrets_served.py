@@ -16,6 +16,7 @@ cannot) and with rsync:
 from __future__ import annotations
 
 import os
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -51,10 +52,18 @@ def client_address(link: Link, cidr: str) -> None:
     must(["ip", "-n", link.client_ns, "addr", "add", cidr, "dev", link.client_if])
 
 
-def nfs_cat(link: Link, url: str, out: Path, *, user: str | None = None) -> int:
-    argv = ["nfs-cat", url]
-    if user is not None:
-        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
+def unprivileged(*argv: str) -> list[str]:
+    """argv run as nobody (no capabilities: it cannot bind a reserved port)."""
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv]
+
+
+def as_nobody(link: Link, *argv: str) -> subprocess.CompletedProcess[str]:
+    return run(link.client(*unprivileged(*argv)))
+
+
+def nfs_cat(link: Link, url: str, out: Path, *, user: bool = False) -> int:
+    """libnfs's nfs-cat of url in the node's namespace into out, as root or (user) nobody."""
+    argv = unprivileged("nfs-cat", url) if user else ["nfs-cat", url]
     proc = run(["sh", "-c", 'exec "$@" >"$0"', str(out), *link.client(*argv)], timeout=60)
     return proc.returncode
 
@@ -82,10 +91,11 @@ def master(tmp_path: Path, daemons: Daemons, link: Link) -> dict[str, object]:
     run_dir = tmp_path / "ganesha-run"
     run_dir.mkdir()
     # rpcbind and ganesha share a private /run (rpcbind's socket is /run/rpcbind.sock: another
-    # rpcbind on this machine must not see ganesha's registrations); SIGTERM ends both.
+    # rpcbind on this machine must not see ganesha's registrations) and recovery directory (the
+    # e2e master's ganesha keeps its own); SIGTERM ends both.
     script = (
-        "mount -t tmpfs tmpfs /run && mkdir -p /run/ganesha /run/rpcbind /var/lib/nfs/ganesha"
-        " || exit 1\n"
+        "mkdir -p /var/lib/nfs/ganesha && mount -t tmpfs tmpfs /var/lib/nfs/ganesha"
+        " && mount -t tmpfs tmpfs /run && mkdir -p /run/ganesha /run/rpcbind || exit 1\n"
         "rpcbind -f -w & r=$!\n"
         f"ganesha.nfsd -F -f {conf} -L {run_dir}/ganesha.log -p /run/ganesha/pid -N NIV_INFO"
         " & g=$!\n"
@@ -141,36 +151,18 @@ def test_an_unprivileged_user_at_a_node_address_is_refused_for_its_port(
     client_address(link, NODE)
     got = tmp_path / "stolen"
     # AUTH_SYS: the client says which uid it is; claiming root is the attack.
-    assert nfs_cat(link, f"{master['archive']}?uid=0&gid=0", got, user=NOBODY) != 0
+    assert nfs_cat(link, f"{master['archive']}?uid=0&gid=0", got, user=True) != 0
     assert b"THE-SHADOW" not in got.read_bytes()
     log = Path(str(master["log"])).read_text(errors="replace")
     assert "Non-reserved Port" in log and "192.168.0.11" in log, log[-2000:]
     # Nor through the roots: every export wants a reserved port.
-    assert nfs_cat(link, f"{master['roots']}/etc/motd?uid=0&gid=0", got, user=NOBODY) != 0
+    assert nfs_cat(link, f"{master['roots']}/etc/motd?uid=0&gid=0", got, user=True) != 0
     # The same user over rsync finds no secret in the module.
-    listing = run(
-        link.client(
-            "setpriv",
-            f"--reuid={NOBODY}",
-            f"--regid={NOBODY}",
-            "--clear-groups",
-            "rsync",
-            f"rsync://192.168.0.1/default/{master['generation']}/etc/",
-        )
-    )
+    listing = as_nobody(link, "rsync", f"rsync://192.168.0.1/default/{master['generation']}/etc/")
     assert listing.returncode == 0, listing.stderr
     assert "motd" in listing.stdout and "shadow" not in listing.stdout
     assert "munge" in listing.stdout  # the directory is served, not the key in it
-    key = run(
-        link.client(
-            "setpriv",
-            f"--reuid={NOBODY}",
-            f"--regid={NOBODY}",
-            "--clear-groups",
-            "rsync",
-            f"rsync://192.168.0.1/default/{master['generation']}/etc/munge/",
-        )
-    )
+    key = as_nobody(link, "rsync", f"rsync://192.168.0.1/default/{master['generation']}/etc/munge/")
     assert "munge.key" not in key.stdout
 
 

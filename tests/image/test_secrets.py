@@ -24,13 +24,15 @@ from tests.conftest import Cli, inventory_data, make_inventory
 from tests.image.conftest import IMAGE_ROOT
 
 
-def served_bytes(store: GenerationStore) -> bytes:
-    """Every regular file under the served roots, concatenated, with every path too."""
+def served_bytes(store: GenerationStore | Path) -> bytes:
+    """Every path under the served roots (a store's, or a directory) and every regular file's
+    content, concatenated."""
+    roots = store.roots if isinstance(store, GenerationStore) else store
     chunks = []
-    for dirpath, dirs, names in os.walk(store.roots):
+    for dirpath, dirs, names in os.walk(roots):
         for name in (*dirs, *names):
             path = Path(dirpath, name)
-            chunks.append(os.fsencode(path.relative_to(store.roots)))
+            chunks.append(os.fsencode(path.relative_to(roots)))
             if path.is_file() and not path.is_symlink():
                 chunks.append(path.read_bytes())
     return b"\n".join(chunks)

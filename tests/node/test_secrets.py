@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.image.test_secrets import served_bytes
 from tests.node.conftest import Node, RsyncDaemon, write_control
 
 pytestmark = pytest.mark.slow
@@ -56,17 +57,6 @@ def facts(path: Path) -> tuple[object, ...]:
     )
 
 
-def served_bytes(node: Node) -> bytes:
-    chunks = []
-    for dirpath, dirs, names in os.walk(node.served):
-        for name in (*dirs, *names):
-            path = Path(dirpath, name)
-            chunks.append(os.fsencode(path.relative_to(node.served)))
-            if path.is_file() and not path.is_symlink():
-                chunks.append(path.read_bytes())
-    return b"\n".join(chunks)
-
-
 def use_rsync(node: Node, daemon: RsyncDaemon) -> None:
     write_control(node.control, transport="rsync", rsync_port=daemon.port)
     node.cmdline = node.cmdline.replace("transport=nfs", "transport=rsync")
@@ -102,7 +92,7 @@ def test_secrets_arrive_at_boot_and_a_change_of_shadow_alone_reaches_the_node(
     assert re.search(r"secrets installed: 4 path\(s\)", r.out), r.out
     check_arrived(node)
     first = node.generation
-    served = served_bytes(node)
+    served = served_bytes(node.served)
     for content in (b"SHADOW-1", b"GSHADOW-1", b"MUNGE-1", b"SECRET OF THE UPDATE NODE"):
         assert content not in served
     if transport == "rsync":
@@ -117,7 +107,7 @@ def test_secrets_arrive_at_boot_and_a_change_of_shadow_alone_reaches_the_node(
     assert node.generation != first
     assert "(normal, delta)" in r.out and "secrets installed" in r.out, r.out
     check_arrived(node)
-    assert b"SHADOW-2" not in served_bytes(node)
+    assert b"SHADOW-2" not in served_bytes(node.served)
 
     # Tampered on the node: the next whole-tree comparison puts the generation's back.
     with node.mounted(2) as root:

@@ -315,8 +315,15 @@ def image_commit(state: State, name: str, root: Path) -> None:
             f"tree: {result.tree.linked} file(s) linked to the previous generation, "
             f"{result.tree.copied} copied ({human_bytes(result.tree.bytes_copied)})"
         )
+    if result.secrets:
+        out.print(
+            f"secrets: {result.secrets} path(s) kept out of the served tree, "
+            f"{result.secrets_archived} for the nodes in its secrets archive"
+        )
     if result.pruned:
         out.print(f"removed old generation(s): {' '.join(result.pruned)}")
+    if result.tainted:
+        out.print(f"removed generation(s) that served files now secret: {' '.join(result.tainted)}")
     if result.deltas:
         written = sum(delta.skipped is None for delta in result.deltas)
         out.print(f"deltas: from {written} earlier generation(s)")

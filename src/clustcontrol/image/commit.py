@@ -30,7 +30,7 @@ from clustcontrol.errors import ClustcontrolError
 from clustcontrol.fsutil import atomic_write, exclusive_lock
 from clustcontrol.image import secrets as secret
 from clustcontrol.image.batches import excluded_paths, write_batches
-from clustcontrol.image.common import image_tree
+from clustcontrol.image.common import image_tree, write_entries_archive
 from clustcontrol.image.deltas import KEEP, Delta, write_deltas
 from clustcontrol.image.generation import (
     STAGING,
@@ -46,7 +46,6 @@ from clustcontrol.image.generation import (
 )
 from clustcontrol.image.snapshot import TreeStats, build_tree
 from clustcontrol.inventory.model import Inventory
-from clustcontrol.run import require, run
 
 
 @dataclass(frozen=True)
@@ -278,28 +277,7 @@ def write_xattrs_archive(
     if not any(entry.xattrs for entry in manifest.values()):
         return 0
     names = xattrs_archive_names(manifest, owned)
-    listing = b"".join((b"." if rel == "." else b"./" + os.fsencode(rel)) + b"\0" for rel in names)
-    archive = archive or tree / XATTRS_FILE
-    run(
-        [
-            require("tar", "tar"),
-            "--create",
-            f"--file={archive}",
-            f"--directory={tree}",
-            "--format=pax",
-            "--numeric-owner",
-            "--xattrs",
-            "--xattrs-include=*",
-            "--acls",
-            "--sparse",
-            "--no-recursion",
-            "--null",
-            "--verbatim-files-from",
-            "--files-from=-",
-        ],
-        input=listing,
-    )
-    archive.chmod(0o600)
+    write_entries_archive(tree, names, archive or tree / XATTRS_FILE)
     return len(names)
 
 

@@ -1,8 +1,10 @@
 """What prepare and publish share: the image's paths under an installation prefix, file changes
-computed before anything is written, and the result type."""
+computed before anything is written, and the result type; and the GNU tar archive that commit
+writes of some entries of a tree (attributes, secrets)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +13,7 @@ from posixpath import join as pjoin
 from clustcontrol.apply import Change, Installer
 from clustcontrol.errors import ClustcontrolError, InvalidInputError
 from clustcontrol.inventory.model import Image, Inventory
+from clustcontrol.run import require, run
 
 
 @dataclass(frozen=True)
@@ -109,3 +112,31 @@ def write_changes(installer: Installer, changes: Iterable[Change]) -> None:
     for change in todo:
         if change.new is not None:
             installer.live(change.path).chmod(change.mode)
+
+
+def write_entries_archive(tree: Path, names: Iterable[str], archive: Path) -> None:
+    """Archive the entries `names` of `tree` (relative paths, "." for the tree itself, in the
+    order given) into `archive` (mode 0600) as GNU tar writes them: pax headers with every
+    extended attribute and ACL (--xattrs --xattrs-include='*' --acls), numeric owners, holes
+    kept, names "./PATH", no recursion. Raises CommandError when tar fails."""
+    listing = b"".join((b"." if rel == "." else b"./" + os.fsencode(rel)) + b"\0" for rel in names)
+    run(
+        [
+            require("tar", "tar"),
+            "--create",
+            f"--file={archive}",
+            f"--directory={tree}",
+            "--format=pax",
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+            "--acls",
+            "--sparse",
+            "--no-recursion",
+            "--null",
+            "--verbatim-files-from",
+            "--files-from=-",
+        ],
+        input=listing,
+    )
+    archive.chmod(0o600)

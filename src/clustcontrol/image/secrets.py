@@ -23,7 +23,6 @@ so never served, and not archived either: no node ever takes them."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
@@ -32,8 +31,8 @@ from pathlib import Path
 from clustcontrol.contract import SECRETS_FORMAT
 from clustcontrol.errors import ClustcontrolError
 from clustcontrol.fsutil import atomic_write, read_bytes_or_none
+from clustcontrol.image.common import write_entries_archive
 from clustcontrol.image.generation import Manifest
-from clustcontrol.run import require, run
 
 # rsync's filter rules treat these as wildcards in a pattern (rsync(1), PATTERN MATCHING RULES).
 _WILDCARDS = re.compile(r"[*?\[\\]")
@@ -150,31 +149,8 @@ def archive_names(paths: Iterable[str]) -> list[str]:
 
 def write_archive(tree: Path, paths: Iterable[str], archive: Path) -> None:
     """Archive the secret `paths` of the staging tree `tree` (its directories hold the
-    generation's metadata) into `archive` (created 0600; replaced if it exists) with
-    archive_names: GNU tar, pax, --xattrs --xattrs-include='*' --acls, numeric owners, holes
-    kept, no recursion. Raises CommandError when tar fails."""
-    names = archive_names(paths)
-    listing = b"".join((b"." if rel == "." else b"./" + os.fsencode(rel)) + b"\0" for rel in names)
+    generation's metadata) into `archive` (0600, replaced if it exists; in the 0700 secrets
+    directory) with archive_names (common.write_entries_archive). Raises CommandError when tar
+    fails."""
     archive.unlink(missing_ok=True)
-    fd = os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    os.close(fd)
-    run(
-        [
-            require("tar", "tar"),
-            "--create",
-            f"--file={archive}",
-            f"--directory={tree}",
-            "--format=pax",
-            "--numeric-owner",
-            "--xattrs",
-            "--xattrs-include=*",
-            "--acls",
-            "--sparse",
-            "--no-recursion",
-            "--null",
-            "--verbatim-files-from",
-            "--files-from=-",
-        ],
-        input=listing,
-    )
-    archive.chmod(0o600)
+    write_entries_archive(tree, archive_names(paths), archive)
