@@ -156,7 +156,10 @@ def build_tree(
     directories they are in (the root's metadata included); never linked to an earlier file.
     Raises OSError when the tree cannot be read or written, and ClustcontrolError when a file
     changes while it is copied."""
-    src_root, dst_root = str(source), str(dest)
+    # The root itself may be reached through a symlink (an image root on another disk): its
+    # metadata is the directory's, never the link's (a link has no mode: the tree kept mkdir's
+    # 0700, and so did every node's root).
+    src_root, dst_root = os.path.realpath(source), str(dest)
     prev_root = str(previous_tree) if previous_tree is not None and previous_tree.is_dir() else None
     previous_groups: dict[str, list[str]] = {}
     for entry in previous.values():
