@@ -58,7 +58,7 @@ from clustcontrol.render.base import Output, Service
 from clustcontrol.render.firewall import cluster_interface
 from tests.node.conftest import BUSYBOX
 
-EXAMPLES = 60  # per slot: 32 slots, a few milliseconds per value (more for the ones rendered)
+EXAMPLES = 60  # per slot: 33 slots, a few milliseconds per value (more for the ones rendered)
 
 # Every value that differs from any other in the inventory, so that replacing it in the
 # rendered text replaces exactly that value.
@@ -88,6 +88,7 @@ BENIGN: dict[str, Any] = {
             "kernel_args": ["benignarg"],
             "disk_layout": "benignlayout",
             "persistent": ["/var/lib/benignpersist"],
+            "secrets": ["/var/lib/benignsecret"],
             "boot_interface": "benigneth0",
             "verify_every": 10,
             "keep_generations": 7,
@@ -279,6 +280,13 @@ SLOTS: tuple[Slot, ...] = (
         ((*IMAGE, "persistent", 0),),
         PATH,
         lambda i: _image(i).persistent[0],
+        prefix="/",
+    ),
+    Slot(
+        "images.secrets",
+        ((*IMAGE, "secrets", 0),),
+        PATH + "*",
+        lambda i: _image(i).secrets[0],
         prefix="/",
     ),
     Slot(

@@ -45,6 +45,10 @@ PROGRAMS = (
     "udhcpc",
     "ip",
     "nft",
+    "ganesha.nfsd",
+    "rpcbind",
+    "nfs-cat",
+    "setpriv",
 )
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 READY_TIMEOUT = 20.0

@@ -1,5 +1,6 @@
 """What prepare and publish share: the image's paths under an installation prefix, file changes
-computed before anything is written, and the result type."""
+computed before anything is written, and the result type; and the GNU tar archive that commit
+writes of some entries of a tree (attributes, secrets)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from clustcontrol.apply import Action, Change, Installer
 from clustcontrol.errors import ClustcontrolError, InvalidInputError
 from clustcontrol.inventory.model import Image, Inventory
 from clustcontrol.rootdir import RootDir
+from clustcontrol.run import require, run
 
 
 @dataclass(frozen=True)
@@ -175,3 +177,31 @@ def write_changes(tree: ImageTree, changes: Iterable[Change]) -> None:
     links loop, OSError when a file cannot be written."""
     todo = [replace(c, path="/" + relpath(c.path, tree.image.root)) for c in changes]
     tree.files.write(todo)
+
+
+def write_entries_archive(tree: Path, names: Iterable[str], archive: Path) -> None:
+    """Archive the entries `names` of `tree` (relative paths, "." for the tree itself, in the
+    order given) into `archive` (mode 0600) as GNU tar writes them: pax headers with every
+    extended attribute and ACL (--xattrs --xattrs-include='*' --acls), numeric owners, holes
+    kept, names "./PATH", no recursion. Raises CommandError when tar fails."""
+    listing = b"".join((b"." if rel == "." else b"./" + os.fsencode(rel)) + b"\0" for rel in names)
+    run(
+        [
+            require("tar", "tar"),
+            "--create",
+            f"--file={archive}",
+            f"--directory={tree}",
+            "--format=pax",
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+            "--acls",
+            "--sparse",
+            "--no-recursion",
+            "--null",
+            "--verbatim-files-from",
+            "--files-from=-",
+        ],
+        input=listing,
+    )
+    archive.chmod(0o600)

@@ -10,6 +10,8 @@ layout):
     STATE_DIR/images/NAME/roots/SEQ-HASH/                    the tree (snapshot.py), with its
         etc/clustcontrol-generation, etc/clustcontrol-deltas/FROM (deltas.py) and batches
     STATE_DIR/images/NAME/roots/current                      SEQ-HASH, written last
+    STATE_DIR/images/NAME/secrets/SEQ-HASH.tar               its secrets (image/secrets.py),
+        never under roots/
 
 A node that already holds the current generation skips the transfer at boot. Changes made to
 the working tree after the last commit reach no node until the next commit, so `clustcontrol
@@ -34,6 +36,7 @@ from clustcontrol.contract import (
     CURRENT_FILE,
     DELTAS_DIR,
     GENERATION_FILE,
+    SECRETS_SUFFIX,
     STATE_DIR,
     exclusions,
     image_state,
@@ -339,14 +342,18 @@ def scan(
     return with_links(manifest, groups)
 
 
-def content_hash(manifest: Manifest) -> str:
+def content_hash(manifest: Manifest, secrets: Iterable[str] = ()) -> str:
     """The sha256 (64 lower-case hex digits) of a manifest's content: each entry's content()
-    in path order, so equal content gives equal hashes whatever the ctimes. The HASH part of a
-    generation id SEQ-HASH is its first 12 digits (next_generation)."""
+    in path order, so equal content gives equal hashes whatever the ctimes; then, when there
+    are any, the generation's secret paths (image/secrets.py), sorted: the same files with
+    other secrets are another generation. The HASH part of a generation id SEQ-HASH is its
+    first 12 digits (next_generation)."""
     digest = hashlib.sha256()
     for rel in sorted(manifest):
         digest.update(repr(manifest[rel].content()).encode())
         digest.update(b"\n")
+    for rel in sorted(secrets):
+        digest.update(b"secret\0" + rel.encode("utf-8", "surrogateescape") + b"\n")
     return digest.hexdigest()
 
 
@@ -536,6 +543,24 @@ class GenerationStore:
         """The tree of `generation` (it may not exist)."""
         return self.roots / generation
 
+    @property
+    def secrets(self) -> Path:
+        """The secrets archives (contract.secrets_store): exported to the image's nodes alone."""
+        return self.base / "secrets"
+
+    def secrets_archive(self, generation: str) -> Path:
+        """The secrets archive of `generation` (it may not exist: a generation without secrets
+        a node takes)."""
+        return self.secrets / f"{generation}{SECRETS_SUFFIX}"
+
+    def make_secrets_dir(self) -> Path:
+        """Create the secrets directory (and the store) when missing and make it 0700 whatever
+        it was: nothing but root on the master and the NFS server may enter it. Returns it.
+        Raises OSError."""
+        self.secrets.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.secrets.chmod(0o700)
+        return self.secrets
+
     def current(self) -> str | None:
         """The generation nodes sync to (roots/current; a store written before generation trees
         has it in `current`), or None when none was committed yet (no file, or an empty one).
@@ -613,21 +638,39 @@ class GenerationStore:
 
     def discard(self, tree: Path) -> None:
         """Remove a tree: first renamed to roots/.old-NAME (atomic: it is no generation any
-        more, whatever happens next), then deleted. Raises OSError."""
+        more, whatever happens next), then deleted, then its secrets archive. Raises
+        OSError."""
         doomed = self.roots / f".old-{tree.name}"
         if tree.is_dir():
             tree.rename(doomed)
         if doomed.is_dir():
             shutil.rmtree(doomed)
+        self.secrets_archive(tree.name).unlink(missing_ok=True)
 
     def tidy(self) -> list[str]:
         """Remove what an interrupted commit left: the tree being built (roots/STAGING) and its
-        attribute archive (roots/XATTRS_STAGING), trees being removed (roots/.old-*), and the
-        trees and manifests of generations after the current one (recorded, never published).
-        Returns what was removed (names). Raises OSError."""
+        attribute archive (roots/XATTRS_STAGING), its secrets (secrets/STAGING and its
+        archive), trees being removed (roots/.old-*), and the trees, secrets archives and
+        manifests of generations after the current one (recorded, never published), and
+        the archives of generations without a tree. Returns what was removed (names). Raises
+        OSError."""
         current = self.current()
         after = sequence(current) if current else 0
         removed = []
+        trees = set(self.trees())
+        for name in _names(self.secrets):
+            path = self.secrets / name
+            generation = name.removesuffix(SECRETS_SUFFIX)
+            orphan = is_generation(generation) and (
+                sequence(generation) > after or (generation not in trees and generation != current)
+            )
+            if name == STAGING and path.is_dir():
+                shutil.rmtree(path)
+            elif name == STAGING + SECRETS_SUFFIX or orphan:
+                path.unlink()
+            else:
+                continue
+            removed.append(f"secrets/{name}")
         for name in _names(self.roots):
             path = self.roots / name
             orphan = is_generation(name) and sequence(name) > after

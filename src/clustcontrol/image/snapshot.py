@@ -16,7 +16,8 @@ file is read only when it is still a regular file (open_file: never a link, a de
 FIFO). Symbolic links are copied as links, never followed.
 
 Nodes read only these trees (over the rsync module and the NFS export of roots/); nothing in
-them changes after the commit that made them."""
+them changes after the commit that made them. The generation's secrets (image/secrets.py) are
+written into a tree of their own instead, outside roots/, with the directories they are in."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clustcontrol.errors import ClustcontrolError
+from clustcontrol.image import secrets as secret
 from clustcontrol.image.generation import (
     Entry,
     InodeGroups,
@@ -146,17 +148,26 @@ def build_tree(
     previous_tree: Path | None,
     *,
     control_dir: str,
-) -> tuple[Manifest, TreeStats]:
+    secrets: tuple[str, ...] = (),
+    secrets_dest: Path | None = None,
+) -> tuple[Manifest, TreeStats, frozenset[str]]:
     """Copy the working tree `source` into the new directory `dest` (created, must not exist)
-    and return the manifest of what was written, with what building it did.
+    and return the manifest of what was written, with what building it did and the secret
+    paths.
 
     `previous` is the manifest of `previous_tree`, the last generation's tree (None or missing:
     everything is copied). Paths the manifest leaves out (generation.manifest_exclusions) are not
-    copied; excluded directories are created empty. The working tree is walked twice (hard-link
-    groups, then the copy), each time confined to it (generation.walk). Raises OSError when the
-    tree cannot be read or written, and ClustcontrolError when a file or directory changes
-    while it is copied."""
-    src_root, dst_root = str(source), str(dest)
+    copied; excluded directories are created empty. The secret paths (secrets.select of the
+    patterns `secrets`) are in the manifest but copied into the new directory `secrets_dest`
+    (created 0700, must not exist; required when there are any) instead of `dest`, with the
+    directories they are in (the root's metadata included); never linked to an earlier file.
+    The working tree is walked twice (hard-link groups, then the copy), each time confined to
+    it (generation.walk). Raises OSError when the tree cannot be read or written, and
+    ClustcontrolError when a file or directory changes while it is copied."""
+    # The root itself may be reached through a symlink (an image root on another disk): its
+    # metadata is the directory's, never the link's (a link has no mode: the tree kept mkdir's
+    # 0700, and so did every node's root).
+    src_root, dst_root = os.path.realpath(source), str(dest)
     prev_root = str(previous_tree) if previous_tree is not None and previous_tree.is_dir() else None
     previous_groups: dict[str, list[str]] = {}
     for entry in previous.values():
@@ -169,9 +180,21 @@ def build_tree(
     # only while it stands on them): a group is linked from the previous tree only when it is
     # the same group there.
     work_groups: InodeGroups = {}
+    kinds: list[tuple[str, bool]] = []  # (path, is a directory): for secret.select
     for rel, st, _path in walk(src_root, control_dir):
+        kinds.append((rel, stat.S_ISDIR(st.st_mode)))
         if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
             work_groups.setdefault((st.st_dev, st.st_ino), []).append(rel)
+
+    hidden = secret.select(
+        kinds,
+        work_groups.values(),
+        secrets,
+    )
+    secret_root = str(secrets_dest) if secrets_dest is not None else None
+    secret_dirs = secret.parent_dirs(hidden)
+    if hidden and secret_root is None:
+        raise ValueError("build_tree: secrets found and no secrets_dest")
 
     stats = TreeStats()
     manifest: Manifest = {}
@@ -180,14 +203,21 @@ def build_tree(
     directories: list[tuple[str, os.stat_result, list[tuple[str, bytes]]]] = []
     os.mkdir(dst_root, 0o700)
     top = os.lstat(src_root)
+    if secret_root is not None:
+        os.mkdir(secret_root, 0o700)
     for rel, st, path in walk(src_root, control_dir):
-        target = os.path.join(dst_root, rel)
+        is_secret = rel in hidden
+        root = secret_root if is_secret and secret_root is not None else dst_root
+        target = os.path.join(root, rel)
         attrs = xattrs_of(path)
         kind_mode = stat.S_IFMT(st.st_mode)
         digest = ""
         if stat.S_ISDIR(st.st_mode):
             os.mkdir(target, 0o700)
             directories.append((target, st, attrs))
+            if rel in secret_dirs and secret_root is not None:
+                os.mkdir(os.path.join(secret_root, rel), 0o700)
+                directories.append((os.path.join(secret_root, rel), st, attrs))
         elif stat.S_ISLNK(st.st_mode):
             digest = os.readlink(path)
             os.symlink(digest, target)
@@ -196,11 +226,13 @@ def build_tree(
             inode = (st.st_dev, st.st_ino)
             group = work_groups.get(inode, [])
             if inode in first_name:
-                os.link(os.path.join(dst_root, first_name[inode]), target)
+                os.link(os.path.join(root, first_name[inode]), target)
                 digest = manifest[first_name[inode]].digest
             else:
                 first_name[inode] = rel
                 reuse = _reusable(rel, st, attrs, group, previous, previous_groups)
+                if is_secret:
+                    reuse = None  # never linked to a served tree's file
                 shown = os.path.join(src_root, rel)
                 digest, copied = _link_or_copy(rel, path, shown, target, reuse, prev_root, stats)
                 if copied:
@@ -219,7 +251,9 @@ def build_tree(
     for target, st, attrs in reversed(directories):
         set_metadata(target, st, attrs)
     set_metadata(dst_root, top, xattrs_of(src_root))
-    return with_links(manifest, links), stats
+    if secret_root is not None:
+        set_metadata(secret_root, top, xattrs_of(src_root))
+    return with_links(manifest, links), stats, hidden
 
 
 def _unchanged_source(path: str, st: os.stat_result) -> bool:

@@ -12,7 +12,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from clustcontrol.contract import CONTROL_DIR, STATE_DIR, generation_roots
+from clustcontrol.contract import (
+    CONTROL_DIR,
+    SECRET_PATTERNS,
+    STATE_DIR,
+    generation_roots,
+    secrets_store,
+)
 from clustcontrol.inventory.types import (
     AbsPath,
     DevicePath,
@@ -23,6 +29,7 @@ from clustcontrol.inventory.types import (
     KernelArg,
     MacAddress,
     Name,
+    SecretPattern,
     SerialConsole,
     SfdiskScript,
 )
@@ -250,6 +257,12 @@ class Image(_Model):
             its own.
         persistent: absolute paths in the node's root kept on each node: seeded from the
             standard once, never overwritten by the sync.
+        secrets: absolute paths, '*' within a name allowed (/etc/ssl/private/*.key), whose
+            files no served tree holds, besides the contract's own (contract.SECRETS:
+            /etc/shadow, /etc/gshadow and their backups, SSH host private keys,
+            /etc/munge/munge.key); a directory a pattern matches makes everything below it
+            secret. Nodes get them from the image's secrets export alone (NFS, read-only,
+            to the image's nodes' addresses from a privileged port; image/secrets.py).
         boot_interface: the interface the nodes boot from (default eth0), which `image
             prepare` sets to the manual method in the image's /etc/network/interfaces.
         transport: nfs or rsync; None: cluster.transport.
@@ -268,6 +281,7 @@ class Image(_Model):
     kernel_args: list[KernelArg] = Field(default_factory=list)
     disk_layout: Name = "default"
     persistent: list[AbsPath] = Field(default_factory=list)
+    secrets: list[SecretPattern] = Field(default_factory=list)
     boot_interface: IfName = "eth0"
     transport: Transport | None = None
     # A node whose synced generation matches the committed one skips the transfer; every
@@ -384,6 +398,22 @@ class Inventory(_Model):
         trees and the file naming the current one (contract.generation_roots). Nodes mount it
         over NFS, the rsync module of the image serves it; nothing checks the disk."""
         return generation_roots(self.cluster.state_dir, image)
+
+    def secrets_root(self, image: str) -> str:
+        """Where image `image`'s secrets archives are on the master (an absolute path,
+        contract.secrets_store): the NFS export its nodes alone may mount."""
+        return secrets_store(self.cluster.state_dir, image)
+
+    def secrets_of(self, image: str) -> tuple[str, ...]:
+        """The secret patterns of image `image`, relative to the root: the contract's
+        (contract.SECRETS), then images.NAME.secrets. Raises KeyError for an unknown image."""
+        own = tuple(p.lstrip("/") for p in self.images[image].secrets)
+        return (*SECRET_PATTERNS, *own)
+
+    def node_addresses(self, image: str) -> list[IPv4Address]:
+        """The addresses of the nodes whose image is `image`, sorted (inventory order may
+        differ): the only clients of its secrets export."""
+        return sorted(n.ip for n in self.nodes if self.image_of(n) == image)
 
     @cached_property
     def _nodes_by_name(self) -> dict[str, Node]:
