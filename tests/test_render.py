@@ -250,7 +250,7 @@ def test_ganesha_exports() -> None:
     assert "Access_Type = RW;" in blocks[4] and "Access_Type = RW;" not in blocks[5]
     assert all("Attr_Expiration_Time = 0;" in b for b in blocks)
     assert "Use_Getattr_Directory_Invalidation = true;" in conf
-    # No update node: the generation roots alone, nothing read-write.
+    # No update node: the generation roots and the secrets alone, nothing read-write.
     plain = text(
         render(
             cluster={**BASE["cluster"], "nfs_server": "ganesha"},
@@ -258,7 +258,7 @@ def test_ganesha_exports() -> None:
         ),
         "/etc/ganesha/ganesha.conf",
     )
-    assert plain.count("\nEXPORT {") == 4
+    assert plain.count("\nEXPORT {") == 5
     assert "/srv/a" not in plain and "Access_Type = RW;" not in plain
 
 
