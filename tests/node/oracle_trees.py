@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from clustcontrol.contract import CONTROL_DIR, exclusions
+from clustcontrol.contract import CONTROL_DIR, SECRET_PATTERNS, exclusions
+from clustcontrol.image import secrets
 
 FS_IOC_GETFLAGS = 0x80086601
 FLAG_IMMUTABLE = 0x10
@@ -366,10 +367,21 @@ class NodeRules:
 def check_generation(working: Tree, generation: Tree, control_dir: str = CONTROL_DIR) -> list[str]:
     """Compare a generation's tree with the working tree it was committed from: equal but for
     the manifest's exclusions, sockets (made by the process that listens: no part of a
-    generation) and what the commit adds (generation file, deltas, attribute archive, batches);
-    no inode flags in the generation."""
+    generation), the secrets (served apart: image/secrets.py) and what the commit adds
+    (generation file, deltas, attribute archive, batches); no inode flags in the generation."""
     excl = manifest_exclusions(control_dir)
-    want = {r: i for r, i in working.items() if not excl.excluded(r) and i.kind != "s"}
+    groups: dict[int, list[str]] = {}
+    for r, i in working.items():
+        if i.kind == "f" and i.nlink > 1:
+            groups.setdefault(i.ino, []).append(r)
+    hidden = secrets.select(
+        ((r, i.kind == "d") for r, i in working.items()), groups.values(), SECRET_PATTERNS
+    )
+    want = {
+        r: i
+        for r, i in working.items()
+        if not excl.excluded(r) and i.kind != "s" and r not in hidden
+    }
     have = {r: i for r, i in generation.items() if not excl.excluded(r)}
     problems = differences(want, have, what=("working tree", "generation"))
     problems += [
