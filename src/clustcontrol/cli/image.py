@@ -23,7 +23,7 @@ from clustcontrol.cli.common import (
     remove_command,
 )
 from clustcontrol.contract import EXCLUSIONS, expand, params
-from clustcontrol.errors import EXIT_FAILURE, ClustcontrolError, InvalidInputError
+from clustcontrol.errors import EXIT_FAILURE, ClustcontrolError
 from clustcontrol.image import ImageResult, prepare_image, publish_image
 from clustcontrol.image.commit import ImageStatus, commit_image, image_status
 from clustcontrol.image.generation import GenerationStore
@@ -145,9 +145,7 @@ def image_show(state: State, name: str, root: Path, output: str) -> None:
       clustcontrol image show default
     """
     inv = state.inventory()
-    name = normalize.image_name(name)
-    if name not in inv.images:
-        raise InvalidInputError([f"image: {name!r} is not a defined image"])
+    name = normalize.defined_image(name, inv.images)
     img = inv.images[name]
     store = GenerationStore.for_image(root, name, inv.cluster.state_dir)
     # The node's own paths at their defaults (conf.d may move them), the control directory.

@@ -9,8 +9,9 @@ from pathlib import Path
 from posixpath import join as pjoin
 
 from clustcontrol.apply import Change, Installer
-from clustcontrol.errors import ClustcontrolError, InvalidInputError
+from clustcontrol.errors import ClustcontrolError
 from clustcontrol.inventory.model import Image, Inventory
+from clustcontrol.inventory.normalize import defined_image
 
 
 @dataclass(frozen=True)
@@ -83,12 +84,10 @@ class ImageTree:
 def image_tree(inv: Inventory, name: str, root_prefix: Path) -> ImageTree:
     """The image called name, its root resolved under root_prefix; the root must exist.
 
-    Raises InvalidInputError when the inventory defines no such image and ClustcontrolError
+    Raises InvalidInputError when the inventory defines no such image (normalize.defined_image)
+    and ClustcontrolError
     when its root is not a directory under root_prefix."""
-    image = inv.images.get(name)
-    if image is None:
-        defined = ", ".join(sorted(inv.images))
-        raise InvalidInputError([f"images.{name}: {name!r} is not a defined image ({defined})"])
+    image = inv.images[defined_image(name, inv.images)]
     tree = ImageTree(name, image, Installer(root_prefix))
     if not tree.root.is_dir():
         raise ClustcontrolError(
