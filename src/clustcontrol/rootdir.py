@@ -423,3 +423,53 @@ class RootDir:
         os.fchmod(lock_fd, 0o644)
         with locked_fd(lock_fd, self.display(path)):
             yield
+
+    # Where a path leads
+
+    def realpath(self, path: str) -> str:
+        """Where the directory path `path` leads inside the tree, as realpath(3) would find it
+        were the tree the root (chroot(2)): every symbolic link on the way, the last component
+        included, is followed inside the tree (an absolute target starts again at its top, '..'
+        stops there), as the module docstring says. From the first missing component on, the
+        rest is taken as written ('..' removing a name), so a path that does not exist yet
+        resolves too, as os.path.realpath does.
+
+        `path` is "/" or a normalized absolute path (str). Returns a normalized absolute path
+        ("/" for the top). Raises UnsafePathError when `path` is not such a path, a component
+        that exists is not a directory, or links loop; OSError for other failures."""
+        if path != "/" and not is_target_path(path):
+            raise UnsafePathError([f"{path!r}: not a normalized absolute path (under {self.root})"])
+        if not self._fds:
+            return path  # no tree: nothing to follow
+        stack = [self._fds[0]]  # the top's descriptor (opened first), then each directory's
+        names: list[str] = []  # their names; past len(stack) - 1, missing ones
+        todo = list(reversed(path.split("/")))
+        links = 0
+        while todo:
+            part = todo.pop()
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if len(names) >= len(stack):
+                    names.pop()
+                elif names:
+                    names.pop()
+                    stack.pop()
+                continue
+            if len(names) >= len(stack):  # below a missing directory: as written
+                names.append(part)
+                continue
+            fd = self._open_dir(stack[-1], part, False, path)
+            if fd == _SYMLINK:
+                links += 1
+                if links > MAX_SYMLINKS:
+                    raise self._refuse(path, "too many levels of symbolic links")
+                target = os.readlink(part, dir_fd=stack[-1])
+                if target.startswith("/"):
+                    del stack[1:], names[:]
+                todo.extend(reversed(target.split("/")))
+                continue
+            names.append(part)
+            if fd is not None:
+                stack.append(fd)
+        return "/" + "/".join(names)
