@@ -76,6 +76,15 @@ class Staged:
     temp: str
 
 
+def _components(todo: list[str]) -> Iterator[str]:
+    """The path components on `todo` (the next one last) as they are taken off it, "" and "."
+    left out; `todo` may grow meanwhile (a link's target put on it)."""
+    while todo:
+        part = todo.pop()
+        if part not in ("", "."):
+            yield part
+
+
 class RootDir:
     """A directory tree all of whose paths are resolved inside it; a context manager.
 
@@ -156,10 +165,7 @@ class RootDir:
         links are expanded in place, '..' pops but never the root."""
         todo = [part]
         links = 0
-        while todo:
-            part = todo.pop()
-            if part in ("", "."):
-                continue
+        for part in _components(todo):
             if part == "..":
                 if len(stack) > 1:
                     stack.pop()
@@ -169,15 +175,22 @@ class RootDir:
                 return None
             if fd == _SYMLINK:
                 links += 1
-                if links > MAX_SYMLINKS:
-                    raise self._refuse(path, "too many levels of symbolic links")
-                target = os.readlink(part, dir_fd=stack[-1])
-                if target.startswith("/"):
+                if self._expand_link(stack[-1], part, links, path, todo):
                     del stack[1:]
-                todo.extend(reversed(target.split("/")))
                 continue
             stack.append(fd)
         return tuple(stack)
+
+    def _expand_link(self, parent: int, part: str, links: int, path: str, todo: list[str]) -> bool:
+        """Put the target of the symbolic link `part` in directory `parent`, the `links`-th of
+        this lookup, on `todo` (the components still to resolve, the next one last). Returns
+        whether the target is absolute (the lookup starts again at the top). Raises
+        UnsafePathError past MAX_SYMLINKS links; `path` is only for messages."""
+        if links > MAX_SYMLINKS:
+            raise self._refuse(path, "too many levels of symbolic links")
+        target = os.readlink(part, dir_fd=parent)
+        todo.extend(reversed(target.split("/")))
+        return target.startswith("/")
 
     def _directory(self, path: str, create: bool) -> tuple[int, ...] | None:
         """The resolved directory stack of the directory `path` (normalized, absolute)."""
@@ -445,10 +458,7 @@ class RootDir:
         names: list[str] = []  # their names; past len(stack) - 1, missing ones
         todo = list(reversed(path.split("/")))
         links = 0
-        while todo:
-            part = todo.pop()
-            if part in ("", "."):
-                continue
+        for part in _components(todo):
             if part == "..":
                 if len(names) >= len(stack):
                     names.pop()
@@ -462,12 +472,8 @@ class RootDir:
             fd = self._open_dir(stack[-1], part, False, path)
             if fd == _SYMLINK:
                 links += 1
-                if links > MAX_SYMLINKS:
-                    raise self._refuse(path, "too many levels of symbolic links")
-                target = os.readlink(part, dir_fd=stack[-1])
-                if target.startswith("/"):
+                if self._expand_link(stack[-1], part, links, path, todo):
                     del stack[1:], names[:]
-                todo.extend(reversed(target.split("/")))
                 continue
             names.append(part)
             if fd is not None:
