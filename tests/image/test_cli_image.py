@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from clustcontrol.contract import NODE_FILES
 from tests.conftest import Cli, inventory_data
 from tests.image.conftest import IMAGE_ROOT, build_minimal_root, snapshot
 
@@ -71,8 +72,15 @@ def test_show_lists_every_path_nodes_never_take(cli: Cli, prefix: Path) -> None:
     assert paths["/proc/* (the directory stays)"]["why"] == "pseudo or scratch file system"
     assert paths["/var/lib/keep"]["why"].startswith("persistent")
     assert any(p.endswith("/*") and "data partition" in r["why"] for p, r in paths.items())
+    written = {row["path"]: row for row in facts["node_files"]}
+    assert list(written) == [f"/{f.path}" for f in NODE_FILES]  # the contract's list
+    assert written["/etc/hosts"]["synced"] == "yes, then edited"
+    assert written["/etc/network/interfaces"]["synced"] == "yes, then edited"
+    assert written["/etc/hostname"]["synced"] == "no (excluded)"
     table = cli("image", "show", "default", "--root", prefix)
     assert table.code == 0 and "/etc/ssh/ssh_host_*" in table.out
+    assert "written by the node after every sync" in table.out
+    assert "│ /etc/hosts " in table.out and "│ /etc/network/interfaces " in table.out
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from clustcontrol.cli.common import (
     print_rows,
     remove_command,
 )
-from clustcontrol.contract import EXCLUSIONS, expand, params
+from clustcontrol.contract import EXCLUSIONS, NODE_FILES, expand, params
 from clustcontrol.errors import EXIT_FAILURE, ClustcontrolError
 from clustcontrol.image import ImageResult, prepare_image, publish_image
 from clustcontrol.image.commit import ImageStatus, commit_image, image_status
@@ -137,8 +137,9 @@ def image_list(state: State, root: Path, output: str) -> None:
 @output_option
 @pass_state
 def image_show(state: State, name: str, root: Path, output: str) -> None:
-    """Show an image: its settings, its generations and every path its nodes never take from
-    the standard (the exclusions, its persistent paths, its layout's data partitions).
+    """Show an image: its settings, its generations, every path its nodes never take from
+    the standard (the exclusions, its persistent paths, its layout's data partitions) and the
+    files each node writes itself after every sync.
 
     \b
     Example:
@@ -177,6 +178,14 @@ def image_show(state: State, name: str, root: Path, output: str) -> None:
                     "why": f"data partition {part.number} of layout {img.disk_layout}",
                 }
             )
+    written = [
+        {
+            "path": f"/{f.path}",
+            "synced": "yes, then edited" if f.taken_from_standard else "no (excluded)",
+            "what the node writes": f.what,
+        }
+        for f in NODE_FILES
+    ]
     facts = {
         "name": name,
         "root": img.root,
@@ -187,6 +196,7 @@ def image_show(state: State, name: str, root: Path, output: str) -> None:
         "keep_generations": img.keep_generations,
         "persistent": img.persistent,
         "exclusions": rows,
+        "node_files": written,
     }
     if output == "json":
         click.echo(json.dumps(facts, indent=2))
@@ -196,6 +206,8 @@ def image_show(state: State, name: str, root: Path, output: str) -> None:
     out.print(f"generations: {' '.join(store.trees()) or '-'}", markup=False)
     title = f"what nodes of image {name} never take from it"
     print_rows(False, rows, title, ["path", "left out of", "why"])
+    columns = ["path", "synced", "what the node writes"]
+    print_rows(False, written, "written by the node after every sync", columns)
 
 
 def _print_image_result(result: ImageResult, what: str) -> None:
