@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from clustcontrol import apply as apply_module
 from clustcontrol.apply import (
     BLOCK_BEGIN,
     BLOCK_END,
@@ -14,12 +15,15 @@ from clustcontrol.apply import (
     ApplyResult,
     Installer,
     apply_tree,
+    live_services,
     merge_block,
+    selected_services,
 )
 from clustcontrol.errors import LockedError
 from clustcontrol.fsutil import exclusive_lock
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.render import RenderContext, render_all
+from clustcontrol.render.firewall import RULESET, UNIT_FILE, WANTS
 from tests.conftest import BASE, make_inventory
 
 
@@ -173,3 +177,60 @@ def test_reload_runs_once_per_changed_service(monkeypatch: pytest.MonkeyPatch) -
     done = apply_module.reload_services(["dns", "dhcp-isc", "dns", "pxe", "control", "dns"])
     assert ran == [["systemctl", "restart", "isc-dhcp-server"], ["rndc", "reload"]]
     assert done == ["systemctl restart isc-dhcp-server", "rndc reload"]
+
+
+FIREWALL_FILES = {RULESET, UNIT_FILE, WANTS}
+
+
+def test_firewall_is_off_without_the_key_and_on_when_set(tmp_path: Path) -> None:
+    """An inventory written before the setting has no firewall; `firewall: true` installs its
+    three files, and reloading them goes through systemd."""
+    assert "firewall" not in selected_services(make_inventory())
+    do_apply(make_inventory(), tmp_path)
+    assert not any((tmp_path / path.lstrip("/")).exists() for path in FIREWALL_FILES)
+    on = make_inventory(cluster={**BASE["cluster"], "firewall": True})
+    result = do_apply(on, tmp_path)
+    assert {c.path for c in result.changes} == FIREWALL_FILES
+    assert live_services(result.changes, selected_services(on)) == (set(), {"firewall"})
+
+
+def test_turning_the_firewall_off_removes_it_and_deletes_the_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    on = make_inventory(cluster={**BASE["cluster"], "firewall": True})
+    do_apply(on, tmp_path)
+    off = make_inventory(cluster={**BASE["cluster"], "firewall": False})
+    result = do_apply(off, tmp_path)
+    assert {(c.path, c.action, c.service) for c in result.changes} == {
+        (path, "remove", "firewall") for path in FIREWALL_FILES
+    }
+    stop, reload = live_services(result.changes, selected_services(off))
+    assert (stop, reload) == ({"firewall"}, set())
+
+    ran: list[list[str]] = []
+    monkeypatch.setattr(apply_module, "which", lambda program: f"/usr/sbin/{program}")
+    monkeypatch.setattr(apply_module, "run", lambda argv, timeout: ran.append(list(argv)))
+    assert apply_module.stop_services(stop) == [
+        "nft add table inet clustcontrol; delete table inet clustcontrol",
+        "systemctl daemon-reload",
+    ]
+    ran.clear()
+    apply_module.reload_services({"firewall"})
+    assert ran == [
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "reload-or-restart", "clustcontrol-firewall.service"],
+    ]
+    assert apply_module.stop_services({"dhcp-isc"}) == []  # nothing to stop but the firewall
+
+
+def test_a_removed_file_of_no_service_is_neither_stopped_nor_reloaded(tmp_path: Path) -> None:
+    three = [*BASE["nodes"], {"name": "node03", "mac": "52:54:00:00:00:03", "ip": "192.168.0.13"}]
+    do_apply(make_inventory(nodes=three), tmp_path)
+    inv = make_inventory()
+    result = do_apply(inv, tmp_path)
+    removed = [c for c in result.changes if c.action == "remove"]
+    assert [c.path for c in removed] == ["/etc/clustcontrol/nodes/node03"]
+    assert removed[0].service is None
+    stop, reload = live_services(result.changes, selected_services(inv))
+    # nfs-kernel: the secrets export names each node's address.
+    assert (stop, reload) == (set(), {"dns", "dhcp-isc", "control", "nfs-kernel"})

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from clustcontrol.inventory.store import load_inventory
 from tests.conftest import Cli
 
 
@@ -16,6 +17,8 @@ def test_init_writes_commented_inventory(initialized: Cli) -> None:
     assert "# clustcontrol inventory" in text
     assert "root: /srv/nfs4/clusternoderoot" in text
     assert initialized("validate").code == 0
+    # A new inventory has the master firewall on (one without the key has it off).
+    assert load_inventory(initialized.config).cluster.firewall is True
 
 
 def test_init_refuses_to_overwrite(initialized: Cli) -> None:

@@ -108,6 +108,7 @@ echo "early: ${CC_SERVER}|${CC_IMAGE}|${CC_TRANSPORT}|${CC_RSYNC_PORT}|${CC_RETR
 echo "image root: $(cc_image_root "${CC_IMAGE}")"
 echo "by address: $(cc_find_node "${ctl}" '' '' 192.168.0.12)"
 cc_load_params "${ctl}" node02 || echo "load failed"
+echo "secrets: $(cc_secrets_export)"
 echo "params: ${CC_SERVER}|${CC_IMAGE}|${CC_TRANSPORT}|${CC_RETRIES}|${CC_RSYNC_PORT}|${CC_DISK}"
 echo "root: ${CC_ROOT_DEVICE}|${CC_ROOT_FS}|${CC_SFDISK}|$(cc_served rsync)|$(cc_verify_every)"
 cc_write_filter "${root}" "${root}/filter" && cat "${root}/filter"

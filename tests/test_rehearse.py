@@ -243,6 +243,26 @@ def test_rsync_transport(cluster: Cluster, tmp_path: Path) -> None:
 
 
 @needs_root
+@pytest.mark.parametrize("transport", ["nfs", "rsync"])
+def test_secrets_reach_the_rehearsed_node(cluster: Cluster, tmp_path: Path, transport: str) -> None:
+    """The rehearsal serves the image's secrets as the master's secrets export would: the node
+    installs /etc/shadow from the generation's archive, whatever the transport."""
+    shadow = cluster.standard / "etc/shadow"
+    shadow.write_text("root:$6$REHEARSED:19000:0:99999:7:::\n")
+    os.chown(shadow, 0, 42)
+    shadow.chmod(0o640)
+    cluster.commit()
+    disk = tmp_path / "node01.img"
+    data = cluster.rehearse_json("node01", disk, "--size", DISK, "--transport", transport)
+    assert data["result"] == "synced", data
+    assert leftovers(disk) == []
+    with node_root(disk) as root:
+        st = (root / "etc/shadow").stat()
+        assert (root / "etc/shadow").read_text() == shadow.read_text()
+        assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o640, 0, 42)
+
+
+@needs_root
 def test_standard_conf_d_settings_and_a_stale_control_directory(
     cluster: Cluster, tmp_path: Path
 ) -> None:

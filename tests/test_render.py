@@ -10,6 +10,8 @@ import pytest
 from clustcontrol.render import RenderContext, render_all
 from clustcontrol.render.base import RenderedTree
 from clustcontrol.render.dns import next_serial
+from clustcontrol.render.firewall import RULESET, FirewallPort, firewall_ports
+from clustcontrol.render.nfs import MOUNTD_PORT, NFSD_CONF
 from clustcontrol.render.view import hex_ip, reverse_zone_name, reverse_zones
 from tests.conftest import BASE, make_inventory
 
@@ -158,11 +160,18 @@ def test_exports_rw_only_to_update_address() -> None:
     assert lines == [
         ro,
         "/srv/nfs4/clusternoderoot 192.168.0.253(rw,sync,no_subtree_check,no_root_squash,crossmnt)",
+        "/var/lib/clustcontrol/images/default/secrets \\",
     ]
     # No update node (init's default): no read-write export at all.
     plain = text(render(), "/etc/exports.d/clustcontrol.exports")
-    assert [x for x in plain.splitlines() if x.startswith("/")] == [ro]
+    assert [x for x in plain.splitlines() if x.startswith("/") and "/secrets" not in x] == [ro]
     assert "rw" not in plain and "192.168.0.253" not in plain
+    # The secrets: one client a line, the image's nodes alone, secure (a privileged port).
+    secrets = exports.split("/var/lib/clustcontrol/images/default/secrets \\\n", 1)[1]
+    assert secrets == (
+        "    192.168.0.11(ro,secure,sync,no_subtree_check,no_root_squash) \\\n"
+        "    192.168.0.12(ro,secure,sync,no_subtree_check,no_root_squash)\n"
+    )
     fstab = text(render(), "/etc/fstab")
     assert fstab == (
         "/etc/clustcontrol /var/lib/clustcontrol/images/default/roots/etc/clustcontrol"
@@ -192,7 +201,10 @@ def test_rsyncd_modules() -> None:
     assert "[default]\n    comment = clustcontrol generations of image default\n" in conf
     assert "    path = /var/lib/clustcontrol/images/default/roots\n    read only = yes\n" in conf
     assert "clusternoderoot" not in conf  # never the working tree
-    assert "hosts allow = 192.168.0.0/24 127.0.0.1" in conf
+    assert "    hosts allow = 192.168.0.0/24\n" in conf  # the cluster alone, not 127.0.0.1
+    # The contract's secrets are refused by the daemon too, at any generation.
+    assert "    exclude = /*/etc/shadow /*/etc/shadow- /*/etc/gshadow " in conf
+    assert "/*/etc/munge/munge.key\n" in conf
 
 
 def test_render_is_deterministic() -> None:
@@ -228,16 +240,17 @@ def test_ganesha_exports() -> None:
         roots.format("gpu") + "/etc/clustcontrol",
         "/srv/a",
         "/srv/a/etc/clustcontrol",
+        "/var/lib/clustcontrol/images/default/secrets",  # gpu has no nodes: no secrets export
     ]
     # The generation roots to the cluster, read-only; the update image's working tree to the
     # update node's address alone (read-write, its control directory read-only).
     cluster = [("Clients = 192.168.0.0/24;" in b) for b in blocks]
-    assert cluster == [True, True, True, True, False, False]
-    assert ["Clients = 192.168.0.253;" in b for b in blocks] == [False] * 4 + [True, True]
+    assert cluster == [True, True, True, True, False, False, False]
+    assert ["Clients = 192.168.0.253;" in b for b in blocks] == [False] * 4 + [True, True, False]
     assert "Access_Type = RW;" in blocks[4] and "Access_Type = RW;" not in blocks[5]
     assert all("Attr_Expiration_Time = 0;" in b for b in blocks)
     assert "Use_Getattr_Directory_Invalidation = true;" in conf
-    # No update node: the generation roots alone, nothing read-write.
+    # No update node: the generation roots and the secrets alone, nothing read-write.
     plain = text(
         render(
             cluster={**BASE["cluster"], "nfs_server": "ganesha"},
@@ -245,8 +258,47 @@ def test_ganesha_exports() -> None:
         ),
         "/etc/ganesha/ganesha.conf",
     )
-    assert plain.count("\nEXPORT {") == 4
+    assert plain.count("\nEXPORT {") == 5
     assert "/srv/a" not in plain and "Access_Type = RW;" not in plain
+
+
+def test_secrets_exports_name_each_image_s_nodes_alone() -> None:
+    """Each image's secrets go to the addresses of its own nodes (sorted), nowhere else; an
+    image without nodes gets no secrets export at all (an exports line without a client is
+    open to everyone); ganesha lists at most CLIENTS_PER_BLOCK addresses per CLIENT block."""
+    from clustcontrol.render.nfs import CLIENTS_PER_BLOCK
+
+    many = [
+        {"name": f"n{i:03d}", "mac": f"52:54:00:00:01:{i:02x}", "ip": f"192.168.0.{100 + i}"}
+        for i in range(CLIENTS_PER_BLOCK + 6)
+    ]
+    nodes = [
+        {"name": "gpu01", "mac": "52:54:00:00:00:21", "ip": "192.168.0.21", "image": "gpu"},
+        *many,
+    ]
+    images = {"default": {"root": "/srv/a"}, "gpu": {"root": "/srv/b"}, "spare": {"root": "/srv/c"}}
+    cluster = {**BASE["cluster"], "nfs_server": "ganesha"}
+    tree = render(cluster=cluster, images=images, nodes=nodes)
+    exports = text(tree, "/etc/exports.d/clustcontrol.exports")
+    logical = {  # exports(5): a trailing backslash continues a line
+        line.split()[0]: line for line in exports.replace("\\\n", "").splitlines() if line
+    }
+    default, gpu = (
+        logical[f"/var/lib/clustcontrol/images/{n}/secrets"] for n in ("default", "gpu")
+    )
+    assert re.findall(r"192\.168\.0\.\d+", gpu) == ["192.168.0.21"]
+    assert re.findall(r"192\.168\.0\.\d+", default) == [str(n["ip"]) for n in many]
+    assert "images/spare/secrets" not in exports
+    conf = text(tree, "/etc/ganesha/ganesha.conf")
+    blocks = conf.split("\nEXPORT {")[1:]
+    secret_blocks = [b for b in blocks if '/secrets"' in b]
+    assert len(secret_blocks) == 2 and "images/spare/secrets" not in conf
+    clients = [re.findall(r"Clients = ([^;]+);", b) for b in secret_blocks]
+    assert clients[1] == ["192.168.0.21"]
+    assert [len(c.split(", ")) for c in clients[0]] == [CLIENTS_PER_BLOCK, 6]
+    assert all("Access_Type = RO;" in b and "RW" not in b for b in secret_blocks)
+    # Every export (roots, control directory, secrets) wants a privileged source port.
+    assert all("PrivilegedPort = true;" in b for b in blocks)
 
 
 @pytest.mark.parametrize(
@@ -263,6 +315,61 @@ def test_pxelinux_serial_line_is_port_and_baud_rate(console: str, serial: str) -
     )
     assert f"\n{serial}\nCONSOLE 0\n" in common
     assert f" console={console}\n" in common
+
+
+def _rules(tree: RenderedTree) -> list[str]:
+    """The rules of the firewall's input chain, as written."""
+    chain = text(tree, RULESET).split("chain input {\n", 1)[1].split("\n\t}", 1)[0]
+    return [line.strip() for line in chain.splitlines()[1:]]
+
+
+def test_firewall_ruleset_drops_the_boot_ports_from_outside_the_cluster_only() -> None:
+    rsync = {"default": {"root": "/srv/a", "transport": "rsync"}}
+    tree = render(cluster={**BASE["cluster"], "rsync_port": 8873}, images=rsync)
+    ruleset = text(tree, RULESET)
+    # Idempotent to load: the table is created if absent, deleted, created anew.
+    commands = [line for line in ruleset.splitlines() if line and not line[0].isspace()]
+    assert [c for c in commands if not c.startswith("#")][:3] == [
+        "table inet clustcontrol",
+        "delete table inet clustcontrol",
+        "table inet clustcontrol {",
+    ]
+    assert "policy accept;" in ruleset and " accept\n" not in ruleset  # never accepts a packet
+    assert _rules(tree) == [
+        'iif "lo" return',
+        "ct state established,related return",
+        "ip saddr 192.168.0.0/24 return",
+        'ip saddr 0.0.0.0 udp dport 67 return comment "DHCP clients without an address yet"',
+        'meta l4proto { tcp, udp } th dport 53 counter drop comment "DNS"',
+        'udp dport 67 counter drop comment "DHCP"',
+        'udp dport 69 counter drop comment "TFTP"',
+        'meta l4proto { tcp, udp } th dport 111 counter drop comment "rpcbind"',
+        'meta l4proto { tcp, udp } th dport 2049 counter drop comment "NFS"',
+        'tcp dport 8873 counter drop comment "rsync daemon"',
+        'meta l4proto { tcp, udp } th dport 20048 counter drop comment "NFS mountd"',
+    ]
+
+
+def test_firewall_names_the_cluster_interface_and_only_installed_ports() -> None:
+    tree = render(cluster={**BASE["cluster"], "dhcp_interface": "eth1:0", "rsync_port": 53})
+    rules = _rules(tree)
+    # The device, not the alias label; the rsync daemon is not installed (no image uses it).
+    assert rules[2:4] == [
+        'iifname "eth1" ip saddr 192.168.0.0/24 return',
+        'iifname "eth1" ip saddr 0.0.0.0 udp dport 67 return comment '
+        '"DHCP clients without an address yet"',
+    ]
+    assert not any("rsync" in rule for rule in rules)
+    shared = make_inventory(cluster={**BASE["cluster"], "rsync_port": 53, "transport": "rsync"})
+    assert firewall_ports(shared, rsync=True)[0] == FirewallPort(
+        53, ("tcp", "udp"), "DNS, rsync daemon"
+    )
+
+
+def test_mountd_is_pinned_for_both_nfs_servers() -> None:
+    tree = render()
+    assert text(tree, NFSD_CONF).splitlines()[-2:] == ["[mountd]", f"port = {MOUNTD_PORT}"]
+    assert f"MNT_Port = {MOUNTD_PORT};" in text(tree, "/etc/ganesha/ganesha.conf")
 
 
 LISTENING = {
@@ -302,7 +409,7 @@ def test_daemons_listen_on_the_cluster_interface_only_when_it_is_set(
             assert when_unset in text(everywhere, path), path
     assert "Bind_addr" not in text(everywhere, "/etc/ganesha/ganesha.conf")
     assert "\naddress = " not in text(everywhere, "/etc/rsyncd.conf")
-    assert "/etc/nfs.conf.d/clustcontrol.conf" not in everywhere.outputs
+    assert "[nfsd]" not in text(everywhere, "/etc/nfs.conf.d/clustcontrol.conf")  # mountd only
 
 
 def test_the_two_names_of_the_interface_must_agree() -> None:

@@ -55,9 +55,10 @@ from clustcontrol.inventory.model import Inventory
 from clustcontrol.inventory.store import parse_inventory
 from clustcontrol.render import RenderContext, render_all
 from clustcontrol.render.base import Output, Service
+from clustcontrol.render.firewall import cluster_interface
 from tests.node.conftest import BUSYBOX
 
-EXAMPLES = 60  # per slot: 32 slots, a few milliseconds per value (more for the ones rendered)
+EXAMPLES = 60  # per slot: 33 slots, a few milliseconds per value (more for the ones rendered)
 
 # Every value that differs from any other in the inventory, so that replacing it in the
 # rendered text replaces exactly that value.
@@ -87,6 +88,7 @@ BENIGN: dict[str, Any] = {
             "kernel_args": ["benignarg"],
             "disk_layout": "benignlayout",
             "persistent": ["/var/lib/benignpersist"],
+            "secrets": ["/var/lib/benignsecret"],
             "boot_interface": "benigneth0",
             "verify_every": 10,
             "keep_generations": 7,
@@ -239,6 +241,8 @@ SLOTS: tuple[Slot, ...] = (
         (("cluster", "master", "interface"), ("cluster", "dhcp_interface")),
         "aZ09_.:-",
         lambda i: i.cluster.master_interface,
+        # The firewall matches the device: the name without an alias suffix (":0").
+        derived=lambda i: [f'iifname "{cluster_interface(i)}"'],
     ),
     Slot(
         "cluster.serial_console",
@@ -276,6 +280,13 @@ SLOTS: tuple[Slot, ...] = (
         ((*IMAGE, "persistent", 0),),
         PATH,
         lambda i: _image(i).persistent[0],
+        prefix="/",
+    ),
+    Slot(
+        "images.secrets",
+        ((*IMAGE, "secrets", 0),),
+        PATH + "*",
+        lambda i: _image(i).secrets[0],
         prefix="/",
     ),
     Slot(
@@ -425,6 +436,7 @@ DELIMITERS: Mapping[Service, str] = {
     "bind-mount": COMMON_DELIMITERS + ",",
     "control": "",
     "rsyncd": COMMON_DELIMITERS + "=",
+    "firewall": COMMON_DELIMITERS + ",=",
 }
 PXELINUX_DIRECTIVES = (
     "LABEL", "KERNEL", "LINUX", "INITRD", "APPEND", "IPAPPEND", "DEFAULT", "INCLUDE", "SERIAL",
@@ -544,8 +556,10 @@ def check_render(slot: Slot, inv: Inventory) -> None:
         return
     old, new = str(slot.read(benign_inv)), str(slot.read(inv))
     replacements = dict(zip(slot.derived(benign_inv), slot.derived(inv), strict=True))
+    # A derived string that stays the same is kept: it shields its part of the text from the
+    # shorter value's replacement (longest key first), e.g. the firewall's interface, which
+    # drops an alias suffix the value gained.
     replacements[old] = new
-    replacements = {k: v for k, v in replacements.items() if k != v}
     expected_paths = {replace_all(path, replacements): path for path in benign}
     assert set(got) == set(expected_paths), set(got) ^ set(expected_paths)
     for path, (service, text) in got.items():

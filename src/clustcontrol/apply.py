@@ -19,7 +19,7 @@ import contextlib
 import difflib
 import json
 import os
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -27,8 +27,9 @@ from typing import Literal
 from clustcontrol.errors import ClustcontrolError, UnsafePathError
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.render.base import Output, RenderedTree, Service
+from clustcontrol.render.firewall import REMOVE_TABLE, UNIT, uses_rsync
 from clustcontrol.rootdir import RootDir, Staged, is_target_path
-from clustcontrol.run import run, which
+from clustcontrol.run import require, run, which
 from clustcontrol.verify import CheckResult, check_outputs, require_clean
 
 MANIFEST = "/var/lib/clustcontrol/installed.json"
@@ -45,13 +46,26 @@ RELOADS: dict[Service, list[list[str]]] = {
     "dhcp-dnsmasq": [["systemctl", "restart", "dnsmasq"]],
     "tftp": [["systemctl", "restart", "tftpd-hpa"]],
     "nfs-kernel": [["exportfs", "-ra"]],
-    # Debian's unit (nfs-kernel-server is an alias): rpc.nfsd reads its listen address at start.
+    # Debian's unit (nfs-kernel-server is an alias): rpc.nfsd reads its listen address and
+    # rpc.mountd its port at start; restarting nfs-server restarts nfs-mountd (BindsTo= it).
     "nfsd": [["systemctl", "restart", "nfs-server"]],
     "nfs-ganesha": [["systemctl", "restart", "nfs-ganesha"]],
     "bind-mount": [["mount", "-a", "-t", "none", "-O", "bind"]],
     "rsyncd": [],
     "pxe": [],
     "control": [],
+    # The unit or its drop-in may be new: daemon-reload first. reload-or-restart starts the
+    # unit when it is not active (nft -f) and reloads it otherwise (nft -f again: the ruleset
+    # replaces its table in one transaction).
+    "firewall": [["systemctl", "daemon-reload"], ["systemctl", "reload-or-restart", UNIT]],
+}
+
+# What runs when apply removes the files of a service it no longer installs (e.g. the firewall
+# turned off). The table goes whatever systemd knows of the unit (its file is already gone):
+# nft adds the table if absent and deletes it, in one transaction; then systemd forgets the
+# unit and its drop-in.
+STOPS: dict[Service, list[list[str]]] = {
+    "firewall": [["nft", REMOVE_TABLE], ["systemctl", "daemon-reload"]],
 }
 
 
@@ -63,16 +77,18 @@ DHCP_SERVICES: dict[str, Service] = {
 
 
 def selected_services(inv: Inventory) -> set[Service]:
-    """What apply installs: the chosen DHCP and NFS servers (the kernel's: its exports and, with
-    the master's cluster interface set, nfsd's listen address), rsyncd when an image uses it."""
+    """What apply installs: the chosen DHCP and NFS servers (the kernel's: its exports and its
+    nfs.conf.d file), rsyncd when an image uses it, the firewall when cluster.firewall is true."""
     services: set[Service] = {"dns", "tftp", "pxe", "control", "bind-mount"}
     services.add(DHCP_SERVICES[inv.cluster.dhcp_server])
     if inv.cluster.nfs_server == "kernel":
         services |= {"nfs-kernel", "nfsd"}
     else:
         services.add("nfs-ganesha")
-    if any(inv.transport_of(name) == "rsync" for name in inv.images):
+    if uses_rsync(inv):
         services.add("rsyncd")
+    if inv.cluster.firewall:
+        services.add("firewall")
     return services
 
 
@@ -142,10 +158,19 @@ class Installer:
     """All paths hang off one root, so tests (and image builders) can apply under a prefix.
 
     Reading, writing and removing go through rootdir.RootDir: paths are resolved inside the
-    root and a symbolic link at a target path is refused (UnsafePathError)."""
+    root and a symbolic link at a target path is refused (UnsafePathError). With `follow`, such
+    a link is followed inside the root instead and the file it leads to is read or replaced (an
+    image's standard root, seen as its nodes see it); with `keep_modes` False, an existing file
+    written gets its change's mode instead of keeping its own."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, follow: bool = False, keep_modes: bool = True) -> None:
         self.root = root
+        self.follow = follow
+        self.keep_modes = keep_modes
+
+    def tree(self, *, create: bool = False) -> RootDir:
+        """A RootDir on the installer's root, with its `follow` (see rootdir.RootDir)."""
+        return RootDir(self.root, create=create, follow=self.follow)
 
     def live(self, path: str) -> Path:
         """The location of an absolute target path under the installer's root, for messages and
@@ -157,7 +182,7 @@ class Installer:
 
         Raises UnsafePathError when it is a symbolic link or not a regular file (see
         RootDir.read), OSError for other failures."""
-        with RootDir(self.root) as tree:
+        with self.tree() as tree:
             return tree.read(path)
 
     @contextlib.contextmanager
@@ -188,12 +213,18 @@ class Installer:
         return set(files)
 
     def plan(
-        self, outputs: Iterable[Output], *, partial: bool = False
+        self,
+        outputs: Iterable[Output],
+        *,
+        partial: bool = False,
+        owners: Mapping[str, Service] | None = None,
     ) -> tuple[list[Change], int, list[str]]:
         """Changes that install outputs, how many are unchanged, and the new manifest.
 
         Returns (changes, unchanged count, sorted target paths for the manifest); block outputs
-        are merged into the installed file and are not listed in the manifest. Raises
+        are merged into the installed file and are not listed in the manifest. A stale file
+        (installed earlier, not among `outputs`) is removed; its change names the service
+        `owners` (live path -> service, e.g. of every rendered output) gives it, else None. Raises
         ClustcontrolError when the existing manifest is not valid JSON of the expected shape or
         lists a path that is not normalized and absolute, and UnsafePathError naming every
         target (installed or stale) that is a symbolic link or not a regular file.
@@ -231,7 +262,8 @@ class Installer:
                     refused.append(exc)
                     continue
                 if old is not None:
-                    changes.append(Change(path, "remove", None, old, None))
+                    owner = owners.get(path) if owners else None
+                    changes.append(Change(path, "remove", owner, old, None))
         if refused:
             raise UnsafePathError(
                 [line for exc in refused for line in exc.problems], hint=refused[0].hint
@@ -247,7 +279,14 @@ class Installer:
             for c in changes:
                 if c.new is not None:
                     staged.append(
-                        tree.stage(c.path, c.new, mode=c.mode, group=c.group, fsync=False)
+                        tree.stage(
+                            c.path,
+                            c.new,
+                            mode=c.mode,
+                            group=c.group,
+                            fsync=False,
+                            keep_mode=self.keep_modes,
+                        )
                     )
             os.sync()
             for item in staged:
@@ -262,13 +301,14 @@ class Installer:
         tree.sync_dirs(staged)
 
     def write(self, changes: Iterable[Change]) -> None:
-        """Carry out changes: atomic replacement per file (an existing file keeps its mode and
-        owner, a new one gets the change's mode and group, see RootDir.stage).
+        """Carry out changes: atomic replacement per file (an existing file keeps its owner, and
+        its mode unless keep_modes is False; a new one gets the change's mode and group, see
+        RootDir.stage).
 
         Removals unlink the file (missing is fine). Raises UnsafePathError when a target is a
         symbolic link or not a regular file, OSError when a write fails; files not yet renamed
         keep their old content."""
-        with RootDir(self.root, create=True) as tree:
+        with self.tree(create=True) as tree:
             self._write(tree, list(changes))
 
     def _write_manifest(self, tree: RootDir, files: Iterable[str]) -> None:
@@ -301,19 +341,46 @@ class Installer:
         return cleaned
 
 
-def reload_services(services: Iterable[Service]) -> list[str]:
-    """Run the RELOADS commands of each service once (sorted, duplicates dropped).
-
-    A command whose program is not installed is skipped. Returns the commands run, each argv
-    joined by spaces. Raises CommandError when one fails or takes more than 120 seconds."""
+def _run_commands(
+    table: Mapping[Service, list[list[str]]], services: Iterable[Service]
+) -> list[str]:
     done: list[str] = []
     for service in sorted(set(services)):
-        for argv in RELOADS[service]:
+        for argv in table.get(service, []):
             if which(argv[0]) is None:
                 continue
             run(argv, timeout=120)
             done.append(" ".join(argv))
     return done
+
+
+def reload_services(services: Iterable[Service]) -> list[str]:
+    """Run the RELOADS commands of each service once (sorted, duplicates dropped).
+
+    A command whose program is not installed is skipped. Returns the commands run, each argv
+    joined by spaces. Raises CommandError when one fails or takes more than 120 seconds."""
+    return _run_commands(RELOADS, services)
+
+
+def stop_services(services: Iterable[Service]) -> list[str]:
+    """Run the STOPS commands of each service once (sorted, duplicates dropped; a service
+    without any has nothing to stop), as reload_services does."""
+    return _run_commands(STOPS, services)
+
+
+def live_services(
+    changes: Iterable[Change], selected: Collection[Service]
+) -> tuple[set[Service], set[Service]]:
+    """What makes `changes` live: (the services to stop: those whose files were removed
+    because they are no longer in `selected`, the services to reload: the selected ones with a
+    change). A removed file of no known service (Change.service None) is in neither."""
+    stop: set[Service] = set()
+    reload: set[Service] = set()
+    for change in changes:
+        if change.service is None:
+            continue
+        (reload if change.service in selected else stop).add(change.service)
+    return stop, reload
 
 
 def apply_tree(
@@ -332,11 +399,16 @@ def apply_tree(
     Files go under `root` (Path("/") for the live system). With `check` the changed files are
     first checked with the services' own programs (verify.check_outputs); with `dry_run`
     nothing is written, not even the lock; with `reload` the affected services are reloaded.
-    Raises ClustcontrolError when `reload` is asked under a root other than /, LockedError when
-    another apply holds the lock, UnsafePathError when a target is a symbolic link or not a
-    regular file (nothing is installed then, and nothing read through it), InvalidInputError
-    when a checker rejects a file (nothing is installed then), CommandError when a reload fails
-    and OSError when a write fails."""
+    Raises ClustcontrolError when `reload` is asked under a root other than /, CommandError
+    when it is and the firewall changes but nft is not installed (nothing is installed then),
+    LockedError when another apply holds the lock, UnsafePathError when a target is a symbolic
+    link or not a regular file (nothing is installed then, and nothing read through it),
+    InvalidInputError when a checker rejects a file (nothing is installed then), CommandError
+    when a reload fails and OSError when a write fails.
+
+    With `reload`, the services whose files were removed because they are no longer selected
+    are stopped first (STOPS: the firewall's table is deleted), then each selected service with
+    a change is reloaded once (RELOADS); see live_services."""
     if reload and root.resolve() != Path("/"):
         raise ClustcontrolError("--reload only makes sense on the live root, not under --root")
     selected = selected_services(inv)
@@ -347,7 +419,10 @@ def apply_tree(
     # A dry run writes nothing, not even the lock file.
     lock = contextlib.nullcontext() if dry_run else installer.lock()
     with lock:
-        changes, unchanged, installed = installer.plan(outputs, partial=services is not None)
+        owners = {o.path: o.service for o in tree}
+        changes, unchanged, installed = installer.plan(
+            outputs, partial=services is not None, owners=owners
+        )
         changed_paths = {c.path for c in changes}
         checks: list[CheckResult] = []
         if check and changes:
@@ -356,9 +431,12 @@ def apply_tree(
         result = ApplyResult(changes, unchanged, checks, dry_run=dry_run)
         if dry_run:
             return result
+        if reload and any(c.service == "firewall" for c in changes):
+            require("nft", "nftables")  # loads the table, or deletes it
         result.cleaned = installer.install(changes, installed, (o.path for o in outputs))
         if reload:
-            result.reloaded = reload_services(c.service for c in changes if c.service)
+            stop, reload_ = live_services(changes, selected)
+            result.reloaded = stop_services(stop) + reload_services(reload_)
         return result
 
 

@@ -11,6 +11,7 @@ import fcntl
 import os
 import re
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,6 +82,25 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def open_regular(name: str, *, dir_fd: int | None = None) -> tuple[int | None, os.stat_result]:
+    """Open `name` (a path, or a name in the directory `dir_fd`) for reading, but only when it is
+    a regular file: it is looked up with O_PATH | O_NOFOLLOW, which opens nothing (no device
+    or FIFO is ever opened, a symbolic link at its last component is not followed), checked
+    with fstat(2), and only then opened for reading through /proc/self/fd (open(2), O_PATH).
+
+    Returns (read-only descriptor, its status), or (None, status) when it is not a regular
+    file (for a link, the link's own status). Raises FileNotFoundError when it is missing,
+    OSError for other failures."""
+    found = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        st = os.fstat(found)
+        if not stat.S_ISREG(st.st_mode):
+            return None, st
+        return os.open(f"/proc/self/fd/{found}", os.O_RDONLY | os.O_CLOEXEC), st
+    finally:
+        os.close(found)
 
 
 def read_bytes_or_none(path: Path) -> bytes | None:

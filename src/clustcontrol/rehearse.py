@@ -154,7 +154,8 @@ class Plan:
     control file's path relative to cluster.control_dir (`control_dir`) to its content.
     `settings` are engine settings (CC_KEY -> value) taken from the standard's conf.d files;
     `ip` is the node's address (what DHCP would tell it); `spec` is SERVER:PATH of the NFS
-    export the node must mount."""
+    export the node must mount, `secrets_path` the PATH of the image's secrets export (the
+    node mounts it whatever the transport)."""
 
     node: str
     image: str
@@ -171,6 +172,7 @@ class Plan:
     settings: Mapping[str, str]
     ip: str
     spec: str
+    secrets_path: str
     notes: tuple[str, ...]
 
 
@@ -566,6 +568,7 @@ def plan_rehearsal(
         settings=settings,
         ip=str(node.ip),
         spec=f"{inv.cluster.master.ip}:{inv.generation_roots(image)}",
+        secrets_path=inv.secrets_root(image),
         notes=tuple(notes),
     )
 
@@ -791,6 +794,8 @@ def rehearse(plan: Plan) -> Rehearsal:
                     "CC_REHEARSE_ROOTS": str(plan.roots),
                     "CC_REHEARSE_SCRATCH": str(tmp),
                     "CC_REHEARSE_SPEC": plan.spec,
+                    "CC_REHEARSE_SECRETS": str(plan.roots.parent / "secrets"),
+                    "CC_REHEARSE_SECRETS_PATH": plan.secrets_path,
                     "CC_REHEARSE_RSYNCD_CONF": str(tmp / "rsyncd.conf") if port else "",
                     "CC_REHEARSE_RSYNC_PORT": str(port),
                 },

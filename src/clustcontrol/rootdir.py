@@ -3,9 +3,15 @@
 Every target path is resolved one component at a time from directory descriptors (openat(2)
 with O_NOFOLLOW), so the directory that was checked is the one used. A symbolic link on the
 way is followed inside the tree only, as openat2(2) with RESOLVE_IN_ROOT does: an absolute link
-target starts again at the root and '..' stops there. The last component is never followed: a
-symbolic link, a directory or a device at a target path is refused (UnsafePathError), never
-read, replaced or removed. Target paths themselves must be normalized absolute paths (no '..').
+target starts again at the root and '..' stops there. No name with a '/' and no '..' ever
+reaches the kernel, so a tree changed while it is resolved cannot lead a lookup out of it.
+Target paths themselves must be normalized absolute paths (no '..').
+
+The last component is not followed by default (apply): a symbolic link, a directory or a device
+at a target path is refused (UnsafePathError), never read, replaced or removed. A RootDir made
+with `follow` (the image operations: a standard root seen as its nodes see it, as chroot(2)
+would) follows a link there too, inside the tree, and reads or replaces the file it leads to;
+what is not a regular file is still refused.
 
 New directories are 0755 and new files get their mode with fchmod(2), whatever the umask; a
 file meant for a daemon's group gets that group when the tree's /etc/group defines it. Files
@@ -30,10 +36,10 @@ from pathlib import Path
 from types import TracebackType
 
 from clustcontrol.errors import UnsafePathError
-from clustcontrol.fsutil import is_temp_name, locked_fd, temp_name
+from clustcontrol.fsutil import is_temp_name, locked_fd, open_regular, temp_name
 
 DIR_MODE = 0o755
-MAX_SYMLINKS = 40  # as the kernel's path walk
+MAX_SYMLINKS = 40  # links followed for one path in all, as the kernel (path_resolution(7))
 GROUP_FILE = "/etc/group"
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -76,6 +82,13 @@ class Staged:
     temp: str
 
 
+# One resolved directory: its descriptor and its name in its parent ("" for the root).
+_Frame = tuple[int, str]
+_Stack = tuple[_Frame, ...]
+# A resolved directory: its stack from the root, and how many links were followed to reach it.
+_Resolved = tuple[_Stack, int]
+
+
 def _components(todo: list[str]) -> Iterator[str]:
     """The path components on `todo` (the next one last) as they are taken off it, "" and "."
     left out; `todo` may grow meanwhile (a link's target put on it)."""
@@ -90,14 +103,17 @@ class RootDir:
 
     `root` is the tree's top (its own path is used as given, symbolic links included: the user
     named it). With `create`, a missing root is created on entering (0755; directories above it
-    get the umask's mode); without it, a missing root reads as empty. Directory descriptors are
-    opened once per directory and closed on exit."""
+    get the umask's mode); without it, a missing root reads as empty. With `follow`, a symbolic
+    link at the last component of a path is followed inside the tree by read, stat, resolve and
+    stage (see the module docstring); remove, lock and remove_temps never follow it. Directory
+    descriptors are opened once per directory and closed on exit."""
 
-    def __init__(self, root: Path, *, create: bool = False) -> None:
+    def __init__(self, root: Path, *, create: bool = False, follow: bool = False) -> None:
         self.root = root
         self._create = create
+        self._follow = follow
         self._fds: list[int] = []
-        self._dirs: dict[str, tuple[int, ...]] = {}
+        self._dirs: dict[str, _Resolved] = {}
         self._groups: dict[str, int] | None = None
 
     def __enter__(self) -> RootDir:
@@ -109,7 +125,7 @@ class RootDir:
         except FileNotFoundError:
             return self  # nothing below: every lookup finds nothing
         self._fds.append(fd)
-        self._dirs["/"] = (fd,)
+        self._dirs["/"] = (((fd, ""),), 0)
         return self
 
     def __exit__(
@@ -160,26 +176,30 @@ class RootDir:
             return fd
         raise self._refuse(path, "keeps changing while it is resolved")
 
-    def _walk(self, stack: list[int], part: str, create: bool, path: str) -> tuple[int, ...] | None:
-        """Resolve one component from the directories in `stack` (the root first); symbolic
-        links are expanded in place, '..' pops but never the root."""
-        todo = [part]
-        links = 0
+    def _walk(
+        self, stack: list[_Frame], parts: list[str], create: bool, path: str, links: int
+    ) -> _Resolved | None:
+        """Resolve the directory components `parts` from the directories in `stack` (the root
+        first); symbolic links are expanded in place (an absolute one from the root), '..' pops
+        but never the root. `links` counts the links followed so far for this path: past
+        MAX_SYMLINKS in all, as the kernel's path walk, the links loop. Returns the resolved
+        stack and the new count, None when a directory is missing (and not `create`)."""
+        todo = list(reversed(parts))
         for part in _components(todo):
             if part == "..":
                 if len(stack) > 1:
                     stack.pop()
                 continue
-            fd = self._open_dir(stack[-1], part, create, path)
+            fd = self._open_dir(stack[-1][0], part, create, path)
             if fd is None:
                 return None
             if fd == _SYMLINK:
                 links += 1
-                if self._expand_link(stack[-1], part, links, path, todo):
+                if self._expand_link(stack[-1][0], part, links, path, todo):
                     del stack[1:]
                 continue
-            stack.append(fd)
-        return tuple(stack)
+            stack.append((fd, part))
+        return tuple(stack), links
 
     def _expand_link(self, parent: int, part: str, links: int, path: str, todo: list[str]) -> bool:
         """Put the target of the symbolic link `part` in directory `parent`, the `links`-th of
@@ -192,8 +212,9 @@ class RootDir:
         todo.extend(reversed(target.split("/")))
         return target.startswith("/")
 
-    def _directory(self, path: str, create: bool) -> tuple[int, ...] | None:
-        """The resolved directory stack of the directory `path` (normalized, absolute)."""
+    def _directory(self, path: str, create: bool) -> _Resolved | None:
+        """The resolved directory stack of the directory `path` (normalized, absolute), with the
+        number of links followed to reach it."""
         found = self._dirs.get(path)
         if found is not None or not self._dirs:
             return found
@@ -201,24 +222,61 @@ class RootDir:
         parent = self._directory(parent_path, create)
         if parent is None:
             return None
-        found = self._walk(list(parent), name, create, path)
+        found = self._walk(list(parent[0]), [name], create, path, parent[1])
         if found is not None:
             self._dirs[path] = found
         return found
 
-    def _parent(self, path: str, create: bool) -> tuple[int, str] | None:
-        """(descriptor of the directory of `path`, its base name), None when that directory is
-        missing (and not `create`). Raises UnsafePathError for a path that is not a normalized
-        absolute path."""
+    def _check_path(self, path: str) -> None:
         if not is_target_path(path):
             raise UnsafePathError([f"{path!r}: not a normalized absolute path (under {self.root})"])
+
+    def _resolve(self, path: str, create: bool, follow: bool) -> tuple[_Stack, str] | None:
+        """(resolved directory stack of the directory of `path`, the last component's name in
+        it); with `follow`, symbolic links at the last component are followed inside the tree
+        first, and a link that leads to a directory gives that directory and ".". None when a
+        directory on the way is missing (and not `create`). Raises UnsafePathError for a path
+        that is not a normalized absolute path, a file where a directory is needed, or links
+        that loop."""
+        self._check_path(path)
         parent, name = posixpath.split(path)
-        stack = self._directory(parent, create)
-        if stack is None:
-            if create:
+        found = self._directory(parent, create)
+        if found is None:
+            if create and not self._dirs:
                 raise FileNotFoundError(errno.ENOENT, "root directory missing", str(self.root))
             return None
-        return stack[-1], name
+        stack, links = found
+        while follow:
+            st = self._lstat(stack[-1][0], name)
+            if st is None or not stat.S_ISLNK(st.st_mode):
+                break
+            links += 1
+            if links > MAX_SYMLINKS:
+                raise self._refuse(path, "too many levels of symbolic links")
+            target = os.readlink(name, dir_fd=stack[-1][0])
+            head, _slash, name = target.rpartition("/")
+            parts = head.split("/")
+            if name in ("", ".", ".."):  # the link names a directory
+                parts.append(name)
+                name = "."
+            start = stack[:1] if target.startswith("/") else stack
+            walked = self._walk(list(start), parts, create, path, links)
+            if walked is None:
+                return None
+            stack, links = walked
+        return stack, name
+
+    def _parent(
+        self, path: str, create: bool, follow: bool | None = None
+    ) -> tuple[int, str] | None:
+        """(descriptor of the directory of `path`, its base name), None when that directory is
+        missing (and not `create`); the last component is followed with `follow` (default:
+        as the tree was made). Raises UnsafePathError as _resolve."""
+        found = self._resolve(path, create, self._follow if follow is None else follow)
+        if found is None:
+            return None
+        stack, name = found
+        return stack[-1][0], name
 
     def _lstat(self, fd: int, name: str) -> os.stat_result | None:
         try:
@@ -232,35 +290,100 @@ class RootDir:
         if not stat.S_ISREG(st.st_mode):
             raise self._refuse(path, "is not a regular file")
 
+    def resolve(self, path: str) -> str | None:
+        """Where target path `path` leads inside the tree: its directories resolved and, with
+        `follow`, links at its last component too (a normalized absolute path, str; "/" for
+        the root). None when a directory on the way is missing. Raises UnsafePathError for a
+        path that is not normalized, a file where a directory is needed, or links that loop."""
+        found = self._resolve(path, False, self._follow)
+        if found is None:
+            return None
+        stack, name = found
+        return posixpath.normpath("/" + "/".join([*(part for _fd, part in stack[1:]), name]))
+
+    def realpath(self, path: str) -> str:
+        """Where the directory path `path` leads inside the tree, as realpath(3) would find it
+        were the tree the root (chroot(2)): every symbolic link on the way, the last component
+        included, is followed inside the tree (an absolute target starts again at its top, '..'
+        stops there), whatever `follow` says. From the first missing component on, the rest is
+        taken as written ('..' removing a name), so a path that does not exist yet resolves
+        too, a dangling link's target included, as os.path.realpath does (resolve, by
+        contrast, gives None).
+
+        `path` is "/" or a normalized absolute path (str). Returns a normalized absolute path
+        ("/" for the top). Raises UnsafePathError when `path` is not such a path, a component
+        that exists is not a directory, or links loop; OSError for other failures."""
+        if path != "/":
+            self._check_path(path)
+        if not self._dirs:
+            return path  # no tree: nothing to follow
+        stack: list[_Frame] = list(self._dirs["/"][0])
+        missing: list[str] = []  # the names from the first missing directory on, as written
+        todo = list(reversed(path.split("/")))
+        links = 0
+        for part in _components(todo):
+            if part == "..":
+                if missing:
+                    missing.pop()
+                elif len(stack) > 1:
+                    stack.pop()
+                continue
+            if missing:
+                missing.append(part)
+                continue
+            fd = self._open_dir(stack[-1][0], part, False, path)
+            if fd == _SYMLINK:
+                links += 1
+                if self._expand_link(stack[-1][0], part, links, path, todo):
+                    del stack[1:]
+                continue
+            if fd is None:
+                missing.append(part)
+            else:
+                stack.append((fd, part))
+        return "/" + "/".join([*(name for _fd, name in stack[1:]), *missing])
+
+    def stat(self, path: str) -> os.stat_result | None:
+        """The lstat(2) result of what target path `path` names, after `follow`'s links (so a
+        link only without `follow`), or None when it is missing. Raises UnsafePathError as
+        resolve, OSError for other failures."""
+        found = self._parent(path, create=False)
+        return None if found is None else self._lstat(*found)
+
+    def listdir(self, path: str) -> list[str] | None:
+        """The sorted names in the directory at target path `path` ("/" for the root; links on
+        the way, the last one included, followed inside the tree), or None when it is missing.
+        Raises UnsafePathError when it is not a directory or links loop, or when `path` is not
+        normalized; OSError when it cannot be listed."""
+        if path != "/":
+            self._check_path(path)
+        found = self._directory(path, create=False)
+        if found is None:
+            return None
+        return sorted(os.listdir(found[0][-1][0]))  # noqa: PTH208 - a descriptor
+
     # Reading
 
     def read(self, path: str) -> bytes | None:
         """The content of the regular file at target path `path` (str, normalized absolute), or
-        None when it or a directory above it does not exist.
+        None when it or a directory above it does not exist (with `follow`: what its links lead
+        to inside the tree).
 
-        Raises UnsafePathError, without reading anything, when it is a symbolic link or not a
-        regular file, when a directory above it is not one or links loop, or when `path` is not
-        normalized; OSError for other failures (e.g. no permission)."""
+        Raises UnsafePathError, without opening anything (fsutil.open_regular: no device or
+        FIFO is ever opened), when it is a symbolic link (without `follow`) or not a regular
+        file, when a directory above it is not one or links loop, or
+        when `path` is not normalized; OSError for other failures (e.g. no permission)."""
         found = self._parent(path, create=False)
         if found is None:
             return None
         fd, name = found
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            file_fd = os.open(name, flags, dir_fd=fd)
+            file_fd, st = open_regular(name, dir_fd=fd)
         except FileNotFoundError:
             return None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                st = self._lstat(fd, name)
-                if st is not None:
-                    self._check_regular(path, st)
-            raise
-        try:
-            self._check_regular(path, os.fstat(file_fd))
-        except BaseException:
-            os.close(file_fd)
-            raise
+        if file_fd is None:
+            self._check_regular(path, st)
+        assert file_fd is not None
         with os.fdopen(file_fd, "rb") as handle:
             return handle.read()
 
@@ -299,15 +422,19 @@ class RootDir:
         mode: int = 0o644,
         group: str | None = None,
         fsync: bool = True,
+        keep_mode: bool = True,
     ) -> Staged:
-        """Write `data` to a temp file beside target path `path`, missing directories created.
+        """Write `data` to a temp file beside target path `path`, missing directories created;
+        with `follow`, beside the file its links lead to inside the tree (that file is replaced,
+        the links stay).
 
-        An existing file's mode and owner are copied; a new one gets `mode` (permission bits,
-        int) and, when `group` (a group name) is given, that group if the tree's /etc/group has
-        it, else `mode` plus read for others where the group may read. With `fsync` the data is
-        flushed. Returns the Staged file for commit or discard. Raises UnsafePathError when the
-        target is a symbolic link or not a regular file (nothing is created then) and OSError
-        when writing fails (the temp file is removed)."""
+        An existing file's owner is copied, and its mode unless `keep_mode` is False; a new one
+        gets `mode` (permission bits, int) and, when `group` (a group name) is given, that group
+        if the tree's /etc/group has it, else `mode` plus read for others where the group may
+        read. With `fsync` the data is flushed. Returns the Staged file for commit or discard.
+        Raises UnsafePathError when the target is a symbolic link (without `follow`) or not a
+        regular file, or links loop (nothing is created then), and OSError when writing fails
+        (the temp file is removed)."""
         found = self._parent(path, create=True)
         assert found is not None
         fd, name = found
@@ -324,7 +451,7 @@ class RootDir:
                 if st is not None:
                     with contextlib.suppress(PermissionError):
                         os.fchown(file_fd, st.st_uid, st.st_gid)
-                    os.fchmod(file_fd, st.st_mode & 0o7777)
+                    os.fchmod(file_fd, st.st_mode & 0o7777 if keep_mode else mode)
                 else:
                     self._new_file(file_fd, mode, group)
                 if fsync:
@@ -367,7 +494,7 @@ class RootDir:
 
         Raises UnsafePathError (and removes nothing) when it is a symbolic link or not a regular
         file, or when `path` is not normalized; OSError when unlinking fails."""
-        found = self._parent(path, create=False)
+        found = self._parent(path, create=False, follow=False)
         if found is None:
             return False
         fd, name = found
@@ -392,23 +519,24 @@ class RootDir:
         directory cannot be listed or a file removed."""
         names: dict[str, set[str]] = {}
         for target in targets:
-            self._parent(target, create=False)  # validates the path
+            self._check_path(target)
             directory, name = posixpath.split(target)
             names.setdefault(directory, set()).add(name)
         removed: list[str] = []
         for directory in sorted(names):
-            stack = self._directory(directory, create=False)
-            if stack is None:
+            found = self._directory(directory, create=False)
+            if found is None:
                 continue
-            for entry in sorted(os.listdir(stack[-1])):  # noqa: PTH208 - a descriptor
+            fd = found[0][-1][0]
+            for entry in sorted(os.listdir(fd)):  # noqa: PTH208 - a descriptor
                 legacy = _LEGACY_TEMP.fullmatch(entry)
                 if not is_temp_name(entry) and not (legacy and legacy["name"] in names[directory]):
                     continue
-                st = self._lstat(stack[-1], entry)
+                st = self._lstat(fd, entry)
                 if st is None or stat.S_ISDIR(st.st_mode):
                     continue
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry, dir_fd=stack[-1])
+                    os.unlink(entry, dir_fd=fd)
                     removed.append(self.display(posixpath.join(directory, entry)))
         return sorted(removed)
 
@@ -418,7 +546,7 @@ class RootDir:
         when missing) for the `with` block, as fsutil.exclusive_lock. Raises UnsafePathError when
         it is a symbolic link or not a regular file (it is not opened then), LockedError when
         another process holds it, OSError for other failures."""
-        found = self._parent(path, create=True)
+        found = self._parent(path, create=True, follow=False)
         assert found is not None
         fd, name = found
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -436,46 +564,3 @@ class RootDir:
         os.fchmod(lock_fd, 0o644)
         with locked_fd(lock_fd, self.display(path)):
             yield
-
-    # Where a path leads
-
-    def realpath(self, path: str) -> str:
-        """Where the directory path `path` leads inside the tree, as realpath(3) would find it
-        were the tree the root (chroot(2)): every symbolic link on the way, the last component
-        included, is followed inside the tree (an absolute target starts again at its top, '..'
-        stops there), as the module docstring says. From the first missing component on, the
-        rest is taken as written ('..' removing a name), so a path that does not exist yet
-        resolves too, as os.path.realpath does.
-
-        `path` is "/" or a normalized absolute path (str). Returns a normalized absolute path
-        ("/" for the top). Raises UnsafePathError when `path` is not such a path, a component
-        that exists is not a directory, or links loop; OSError for other failures."""
-        if path != "/" and not is_target_path(path):
-            raise UnsafePathError([f"{path!r}: not a normalized absolute path (under {self.root})"])
-        if not self._fds:
-            return path  # no tree: nothing to follow
-        stack = [self._fds[0]]  # the top's descriptor (opened first), then each directory's
-        names: list[str] = []  # their names; past len(stack) - 1, missing ones
-        todo = list(reversed(path.split("/")))
-        links = 0
-        for part in _components(todo):
-            if part == "..":
-                if len(names) >= len(stack):
-                    names.pop()
-                elif names:
-                    names.pop()
-                    stack.pop()
-                continue
-            if len(names) >= len(stack):  # below a missing directory: as written
-                names.append(part)
-                continue
-            fd = self._open_dir(stack[-1], part, False, path)
-            if fd == _SYMLINK:
-                links += 1
-                if self._expand_link(stack[-1], part, links, path, todo):
-                    del stack[1:], names[:]
-                continue
-            names.append(part)
-            if fd is not None:
-                stack.append(fd)
-        return "/" + "/".join(names)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from clustcontrol.render.dhcp.dnsmasq import DNSMASQ_CONF
 from clustcontrol.render.dhcp.isc import DHCPD_CONF
 from clustcontrol.render.dhcp.kea import KEA_CONF
 from clustcontrol.render.dns import OPTIONS, SNIPPET, ZONE_DIR
+from clustcontrol.render.firewall import RULESET
 from clustcontrol.run import run, which
 
 
@@ -115,15 +117,35 @@ def _dns(staged: dict[str, Path], _work: Path) -> Iterable[CheckResult]:
             yield _check("dns", ["named-checkzone", "-k", "fail", zone, str(file)], path)
 
 
-CHECKERS: tuple[Checker, ...] = (_isc, _kea, _dnsmasq, _dns)
+def _firewall(staged: dict[str, Path], _work: Path) -> Iterable[CheckResult]:
+    if RULESET not in staged:
+        return
+    if which("nft") is None:
+        yield CheckResult("firewall", "nft", RULESET, ok=True, skipped=True, output="not installed")
+        return
+    # In a network namespace of its own: nft -c needs CAP_NET_ADMIN over one (as a user, the
+    # user namespace unshare creates gives it), and the check neither sees nor touches the
+    # live ruleset. The ruleset is one table of its own, so the live one has nothing to add.
+    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    argv = ["unshare", "--net", *user, "nft", "--check", "--file", str(staged[RULESET])]
+    result = dataclasses.replace(_check("firewall", argv, RULESET), program="nft")
+    if not result.ok and result.output.startswith("unshare:"):
+        # No namespace to be had here (user namespaces turned off): say so, as for Kea.
+        note = f"ok (not checked: no network namespace here: {result.output.splitlines()[0]})"
+        result = dataclasses.replace(result, ok=True, output=note)
+    yield result
+
+
+CHECKERS: tuple[Checker, ...] = (_isc, _kea, _dnsmasq, _dns, _firewall)
 
 
 def check_outputs(outputs: Iterable[Output]) -> list[CheckResult]:
     """Stage the outputs in a scratch directory and run every applicable checker on them.
 
     Checkers: `dhcpd -t -4 -cf` (dhcpd(8)), `kea-dhcp4 -t` (kea-dhcp4(8)), `dnsmasq --test`
-    (dnsmasq(8)), `named-checkconf` and `named-checkzone -k fail` (named-checkzone(1)), each
-    only when its file is among the outputs. Managed blocks and copied files are not checked.
+    (dnsmasq(8)), `named-checkconf` and `named-checkzone -k fail` (named-checkzone(1)), `nft
+    --check --file` in a network namespace of its own (nft(8), unshare(1)), each only when its
+    file is among the outputs. Managed blocks and copied files are not checked.
     Returns one CheckResult per check, in that order; a failing check is a result, not an
     exception. Raises CommandError when a checker runs longer than 120 seconds."""
     with tempfile.TemporaryDirectory(prefix="clustcontrol-check-") as scratch:

@@ -44,6 +44,11 @@ PROGRAMS = (
     "curl",
     "udhcpc",
     "ip",
+    "nft",
+    "ganesha.nfsd",
+    "rpcbind",
+    "nfs-cat",
+    "setpriv",
 )
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 READY_TIMEOUT = 20.0
@@ -336,9 +341,11 @@ class Link:
         must(["ip", "-n", self.client_ns, "link", "set", self.client_if, "up"])
 
 
-def make_link(netns: Netns, server_cidr: str) -> Link:
-    """A veth pair created directly inside two fresh namespaces (never in the host namespace)."""
-    server_ns = netns.create("srv")
+def make_link(netns: Netns, server_cidr: str, *, server_ns: str | None = None) -> Link:
+    """A veth pair created directly inside two namespaces (never in the host namespace): a
+    fresh client one, and `server_ns` (an earlier link's, for a server with two links) or a
+    fresh one."""
+    server_ns = server_ns or netns.create("srv")
     client_ns = netns.create("cli")
     tag = unique_tag()
     link = Link(server_ns, client_ns, f"ccs{tag}", f"ccc{tag}")
@@ -348,6 +355,27 @@ def make_link(netns: Netns, server_cidr: str) -> Link:
     must(["ip", "-n", server_ns, "link", "set", link.server_if, "up"])
     must(["ip", "-n", client_ns, "link", "set", link.client_if, "up"])
     return link
+
+
+# rpcbind and ganesha get a /run and /var/lib/nfs of their own (no other rpcbind sees their
+# registrations, rpcbind's socket lives in /run) and die with their PID namespace when the test
+# stops them.
+_GANESHA = """
+mount -t tmpfs none /run && mount -t tmpfs none /var/lib/nfs
+mkdir -p /run/ganesha /run/rpcbind /var/lib/nfs/ganesha
+rpcbind -f -w &
+sleep 1
+exec ganesha.nfsd -F -f "$1" -L "$2" -p /run/ganesha/ganesha.pid -N NIV_EVENT
+"""
+
+
+def ganesha_command(conf: Path, log: Path) -> list[str | Path]:
+    """rpcbind and nfs-ganesha (config `conf`, log `log`) in private mount and PID namespaces,
+    to run inside a network namespace (Link.server, in_netns) as one daemon."""
+    return [
+        "unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child",
+        "sh", "-euc", _GANESHA, "sh", conf, log,
+    ]  # fmt: skip
 
 
 @pytest.fixture

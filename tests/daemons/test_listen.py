@@ -19,11 +19,12 @@ from pathlib import Path
 import pytest
 
 from clustcontrol.inventory.model import Inventory
-from clustcontrol.render.nfs import NFSD_CONF
+from clustcontrol.render.nfs import MOUNTD_PORT, NFSD_CONF
 from tests.daemons.conftest import (
     Daemons,
     Link,
     cluster,
+    ganesha_command,
     inventory,
     must,
     poll,
@@ -132,15 +133,6 @@ def test_rsyncd_listens_where_its_config_says(
     assert modules(OTHER) == ([] if interface else ["default"])
 
 
-GANESHA = """
-mount -t tmpfs none /run && mount -t tmpfs none /var/lib/nfs
-mkdir -p /run/ganesha /run/rpcbind /var/lib/nfs/ganesha
-rpcbind -f -w &
-sleep 1
-exec ganesha.nfsd -F -f "$1" -L "$2" -p /run/ganesha/ganesha.pid -N NIV_EVENT
-"""
-
-
 @pytest.mark.parametrize("interface", [True, False], ids=["interface set", "no interface"])
 def test_ganesha_listens_where_its_config_says(
     master: Link, daemons: Daemons, tmp_path: Path, interface: bool
@@ -154,15 +146,7 @@ def test_ganesha_listens_where_its_config_says(
     (Path(inv.generation_roots("default")) / "etc/clustcontrol").mkdir(parents=True)
     conf = root / "etc/ganesha/ganesha.conf"
     assert (f"Bind_addr = ::ffff:{MASTER};" in conf.read_text()) is interface
-    # rpcbind and ganesha get a /run of their own (no other rpcbind sees their registrations)
-    # and die with their PID namespace when the test stops them.
-    daemons.start(
-        "ganesha",
-        master.server(
-            "unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child",
-            "sh", "-euc", GANESHA, "sh", conf, tmp_path / "ganesha.log",
-        ),
-    )  # fmt: skip
+    daemons.start("ganesha", master.server(*ganesha_command(conf, tmp_path / "ganesha.log")))
     poll(lambda: listening(master, 2049), "ganesha on port 2049", timeout=60)
     assert tcp_open(master, MASTER, 2049)
     assert tcp_open(master, OTHER, 2049) is not interface
@@ -178,13 +162,8 @@ def test_ganesha_without_ipv6_fails_closed(master: Link, daemons: Daemons, tmp_p
     inv = rendered(master, root, True)
     (Path(inv.generation_roots("default")) / "etc/clustcontrol").mkdir(parents=True)
     log = tmp_path / "ganesha.log"
-    daemon = daemons.start(
-        "ganesha",
-        master.server(
-            "unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child",
-            "sh", "-euc", GANESHA, "sh", root / "etc/ganesha/ganesha.conf", log,
-        ),
-    )  # fmt: skip
+    conf = root / "etc/ganesha/ganesha.conf"
+    daemon = daemons.start("ganesha", master.server(*ganesha_command(conf, log)))
     poll(lambda: not daemon.running(), "ganesha to refuse its configuration", timeout=30)
     assert f"No IP address found for ::ffff:{MASTER}" in log.read_text()
     assert not listening(master, 2049)
@@ -193,7 +172,8 @@ def test_ganesha_without_ipv6_fails_closed(master: Link, daemons: Daemons, tmp_p
 
 def test_kernel_nfsd_listen_address_reads_back_with_nfsconf(tmp_path: Path) -> None:
     """/etc/nfs.conf.d/clustcontrol.conf, as nfs-utils reads it (nfsconf(8) uses the same
-    parser as rpc.nfsd); no file without a cluster interface."""
+    parser as rpc.nfsd and rpc.mountd): mountd's pinned port always, nfsd's listen address
+    only with a cluster interface."""
     if shutil.which("nfsconf", path="/usr/sbin:/sbin") is None:
         pytest.fail("nfsconf is missing (scripts/install-deps installs nfs-common)")
     root = tmp_path / "tree"
@@ -204,4 +184,8 @@ def test_kernel_nfsd_listen_address_reads_back_with_nfsconf(tmp_path: Path) -> N
     assert proc.stdout.split() == [MASTER]
     bare = tmp_path / "bare"
     render_into(inventory(), bare)
-    assert not (bare / NFSD_CONF.lstrip("/")).exists()
+    conf = bare / NFSD_CONF.lstrip("/")
+    assert run(["nfsconf", "--file", conf, "--isset", "nfsd", "host"]).returncode != 0
+    for tree in (root, bare):
+        proc = must(["nfsconf", "--file", tree / NFSD_CONF.lstrip("/"), "--get", "mountd", "port"])
+        assert proc.stdout.split() == [str(MOUNTD_PORT)]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from clustcontrol.image import generation
-from clustcontrol.image.commit import commit_image, image_status
+from clustcontrol.image.commit import commit_image, commit_tree, image_status
 from clustcontrol.image.generation import (
     GENERATION_FILE,
     Difference,
@@ -95,9 +95,9 @@ def test_commit_rehashes_only_changed_files(prefix: Path, monkeypatch: pytest.Mo
     hashed: list[str] = []
     real = generation._sha256
 
-    def counting(path: str) -> str:
-        hashed.append(path)
-        return real(path)
+    def counting(path: str, shown: str | None = None) -> str:
+        hashed.append(shown or path)
+        return real(path, shown)
 
     monkeypatch.setattr(generation, "_sha256", counting)
     motd = prefix / IMAGE_ROOT / "etc/motd"
@@ -246,3 +246,19 @@ def test_sockets_are_no_part_of_a_generation(prefix: Path) -> None:
         assert status.uncommitted is not None and status.uncommitted.empty
     finally:
         listener.close()
+
+
+def test_a_working_tree_reached_through_a_symlink_keeps_its_root_s_metadata(
+    prefix: Path, tmp_path: Path
+) -> None:
+    """The tree's root gets the working tree's mode, not the link's (regression: every node's
+    root became 0700, the mode the tree is made with, when images.NAME.root was a symlink)."""
+    real = prefix / IMAGE_ROOT
+    real.chmod(0o755)
+    os.utime(real, ns=(1_000_000_000, 1_700_000_000_123_456_789))
+    link = tmp_path / "linked-root"
+    link.symlink_to(real)
+    store = GenerationStore(tmp_path / "store")
+    result = commit_tree("default", link, store, control_dir="/etc/clustcontrol", keep=3)
+    st = store.tree(result.generation).stat()
+    assert (st.st_mode & 0o7777, st.st_mtime_ns) == (0o755, 1_700_000_000_123_456_789)

@@ -19,7 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from clustcontrol.contract import CONTROL_DIR, STATE_DIR, generation_roots
+from clustcontrol.contract import (
+    CONTROL_DIR,
+    SECRET_PATTERNS,
+    STATE_DIR,
+    generation_roots,
+    secrets_store,
+)
 from clustcontrol.image.commit import commit_tree
 from clustcontrol.image.generation import GenerationStore
 from clustcontrol.inventory.store import parse_inventory
@@ -35,6 +41,7 @@ BUSYBOX = "/bin/busybox"
 IMAGE_ROOT = "/srv/nfs4/teststandard"
 # The image's generation roots as the control files name them (what the node mounts over NFS).
 SERVED_PATH = generation_roots(STATE_DIR, "default")
+SECRETS_PATH = secrets_store(STATE_DIR, "default")  # its secrets export
 DISK_MIB = 72
 PERSISTENT = ("/var/lib/keep", "/etc/local.conf")  # the test inventory's image's
 
@@ -178,9 +185,12 @@ class Result:
         return f"rc={self.rc}\n{self.out}"
 
 
-def commit(std: Path, store: Path, *, keep: int = 3) -> str:
+def commit(
+    std: Path, store: Path, *, keep: int = 3, secrets: tuple[str, ...] = SECRET_PATTERNS
+) -> str:
     """`image commit` of the working tree std into the generation store at `store` (the real
-    master code): the new generation's id, or the current one when nothing changed."""
+    master code): the new generation's id, or the current one when nothing changed. `secrets`:
+    the image's secret patterns (relative), the contract's by default."""
     image = inventory_dict()["images"]["default"]  # type: ignore[index]
     result = commit_tree(
         "default",
@@ -189,6 +199,7 @@ def commit(std: Path, store: Path, *, keep: int = 3) -> str:
         control_dir=CONTROL_DIR,
         keep=keep,
         node_excluded=(*image["persistent"], "/scratch"),  # the layout's data partition
+        secrets=secrets,
     )
     return result.generation
 
@@ -206,6 +217,7 @@ class Node:
     env: dict[str, str] = field(default_factory=dict)
     cmdline: str = ""
     generation: str = ""
+    secrets: tuple[str, ...] = SECRET_PATTERNS  # the image's secret patterns
 
     @property
     def store(self) -> Path:
@@ -222,7 +234,7 @@ class Node:
 
     def commit(self, *, keep: int = 3) -> str:
         """`image commit`: the working tree becomes a new generation when it changed."""
-        self.generation = commit(self.std, self.store, keep=keep)
+        self.generation = commit(self.std, self.store, keep=keep, secrets=self.secrets)
         return self.generation
 
     def tree(self, generation: str | None = None) -> Path:
@@ -245,7 +257,14 @@ class Node:
             # The NFS mount replaced by a read-only bind mount of the served generations; with
             # CC_TEST_NFS3_VIEW, of a copy without extended attributes and ACLs, as NFSv3 shows
             # the files.
+            # The image's secrets export (CC_TEST_SECRETS_ROOT) is a read-only bind mount of
+            # the store's secrets directory, unless CC_TEST_NO_SECRETS says the master refuses.
             "cc_test_nfs() {\n"
+            '  if [ "$1" = "${CC_TEST_SERVER}:${CC_TEST_SECRETS_ROOT}" ]; then\n'
+            '    [ -z "${CC_TEST_NO_SECRETS:-}" ] || { echo "access denied" >&2; return 1; }\n'
+            '    mount -o bind "${CC_TEST_SECRETS}" "$2" && mount -o remount,ro,bind "$2"\n'
+            "    return\n"
+            "  fi\n"
             '  [ "$1" = "${CC_TEST_SERVER}:${CC_TEST_IMAGE_ROOT}" ] ||\n'
             '    { echo "bad spec $1" >&2; return 1; }\n'
             '  local from="${CC_TEST_SERVED}"\n'
@@ -273,6 +292,8 @@ class Node:
             "CC_TEST_SERVED": str(self.served),
             "CC_TEST_SERVER": "127.0.0.1",
             "CC_TEST_IMAGE_ROOT": SERVED_PATH,
+            "CC_TEST_SECRETS": str(self.store / "secrets"),
+            "CC_TEST_SECRETS_ROOT": SECRETS_PATH,
             "CC_RETRY_BASE": "0",
             "CC_WARN_PAUSE": "0",
             "CC_DISK_WAIT": "1",

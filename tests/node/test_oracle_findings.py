@@ -9,6 +9,7 @@ import shutil
 import signal
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -218,7 +219,88 @@ def test_a_directory_the_standard_turns_into_a_symlink_keeps_the_nodes_own_paths
     r = node.run()
     assert_ok(r)
     assert "the standard has no directory" in r.out or "kept" in r.out, r.out
+    # Kept at the first attempt: no retries with back-off, no fallback to the whole tree.
+    assert "attempt 1 of" not in r.out, r.out
+    method = {"batch": "delta", "delta": "delta", "tree": "tree"}[how]
+    assert f"sync done ({method})" in r.out, r.out
     with node.mounted(2) as root:
         assert (root / "var/lib/keep/mine").read_text() == "THE NODE'S DATA\n"
         assert record(root)["CC_SYNC_GENERATION"] == node.generation
         assert not (root / STATE / "sync-in-progress").exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "flag"),
+    [("usr/share/doc/big", "+i"), ("usr/share/doc/big", "+a"), ("usr/share/doc", "+i")],
+)
+@pytest.mark.parametrize("how", ["delta", "tree"])
+def test_a_flag_set_on_the_node_never_stops_its_sync(
+    node: Node, path: str, flag: str, how: str
+) -> None:
+    """chattr +i or +a on a synced file or directory of the node: rsync could neither replace
+    nor delete it ("Operation not permitted"), every boot failed and retried. The flags are
+    cleared (a generation has none); the node's own paths keep theirs."""
+    assert_ok(node.run())
+    with node.mounted(2) as root:
+        (root / "var/lib/keep/mine").write_text("THE NODE'S DATA\n")
+        subprocess.run(["chattr", "+i", str(root / "var/lib/keep/mine")], check=True)
+        subprocess.run(["chattr", flag, str(root / path)], check=True)
+    (node.std / "usr/share/doc/big").write_bytes(b"new content\n")
+    (node.std / "usr/share/doc/new").write_text("new\n")
+    if how == "tree":
+        node.env["CC_DELTA_SYNC"] = "no"
+    r = node.run()
+    assert_ok(r)
+    assert "clearing immutable/append-only flags set on the node" in r.out, r.out
+    with node.mounted(2) as root:
+        assert (root / "usr/share/doc/big").read_bytes() == b"new content\n"
+        assert (root / "usr/share/doc/new").read_text() == "new\n"
+        assert record(root)["CC_SYNC_GENERATION"] == node.generation
+        flags = subprocess.run(
+            ["lsattr", "-d", str(root / path), str(root / "var/lib/keep/mine")],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\n")
+        assert "i" not in flags[0].split()[0] and "a" not in flags[0].split()[0], flags
+        assert "i" in flags[1].split()[0], flags  # the node's own file keeps its flag
+        subprocess.run(["chattr", "-i", str(root / "var/lib/keep/mine")], check=True)
+
+
+def test_a_batch_carries_a_time_changed_within_its_second(node: Node) -> None:
+    """A symlink's mtime moved by half a second: the batch replay compared whole seconds and
+    left it, and the node recorded the generation."""
+    link = node.std / "usr/share/doc/link"
+    link.symlink_to("/nonexistent")
+    os.utime(link, ns=(1_704_067_200_000_000_000,) * 2, follow_symlinks=False)
+    assert_ok(node.run())
+    os.utime(link, ns=(1_704_067_200_500_000_000,) * 2, follow_symlinks=False)
+    r = node.run()
+    assert_ok(r)
+    assert "replaying the master's batch" in r.out, r.out
+    with node.mounted(2) as root:
+        assert os.lstat(root / "usr/share/doc/link").st_mtime_ns == 1_704_067_200_500_000_000
+
+
+def test_node_files_and_the_log_never_follow_a_symlink_out_of_the_root(
+    node: Node, tmp_path: Path
+) -> None:
+    """The standard's /etc/network and /var/log are absolute symlinks (the update node can
+    plant them): the engine rewrote the interfaces file and wrote its log where they point,
+    outside the node's root (the initramfs' files; in a rehearsal, the master's)."""
+    outside = tmp_path / "outside"
+    (outside / "net").mkdir(parents=True)
+    (outside / "net/interfaces").write_text("iface eth0 inet dhcp\n")
+    (outside / "log").mkdir()
+    shutil.rmtree(node.std / "etc/network")
+    (node.std / "etc/network").symlink_to(outside / "net")
+    shutil.rmtree(node.std / "var/log", ignore_errors=True)
+    (node.std / "var/log").symlink_to(outside / "log")
+    for _ in range(2):  # a blank root, then a delta
+        r = node.run()
+        assert_ok(r)
+        assert "is a symbolic link: /etc/network/interfaces.tmp not written" in r.out, r.out
+        assert (outside / "net/interfaces").read_text() == "iface eth0 inet dhcp\n"
+        assert sorted(os.listdir(outside / "net")) == ["interfaces"]
+        assert os.listdir(outside / "log") == []
+        (node.std / "etc/motd").write_text(f"{_}\n")

@@ -9,6 +9,7 @@ from the state the previous one left, as a real node's disk would."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 from collections.abc import Iterator
@@ -66,6 +67,22 @@ def attributed(std: Path) -> None:
     subprocess.run(["setfacl", "-m", "u:1234:r", str(std / "srv/e2e-acl")], check=True)
 
 
+def secrets_arrived(log: str, std: Path) -> None:
+    """The guest's /etc/shadow is the standard's (mode, owner, content), delivered over the
+    image's secrets export; an unprivileged user in the guest reads a served file from the
+    master's rsync module (so the network is up) but not /etc/shadow, and the served tree
+    holds none."""
+    shadow = std / "etc/shadow"
+    st = shadow.stat()
+    digest = hashlib.sha256(shadow.read_bytes()).hexdigest()
+    expected = f"e2e: shadow {st.st_mode & 0o7777:o} {st.st_uid}:{st.st_gid} {digest}"
+    assert expected in log, log[-3000:]
+    image = (std / "etc/e2e-image").read_text().strip()
+    assert f"e2e: nobody rsync etc/e2e-image 0 {image}" in log, log[-3000:]
+    refused = re.search(r"e2e: nobody rsync etc/shadow (\d+) (\S*)", log)
+    assert refused is not None and refused.group(1) != "0" and not refused.group(2), log[-3000:]
+
+
 def attributes_arrived(log: str) -> None:
     """The guest saw the capability and the ACL (its own getcap and getfacl)."""
     assert f"e2e: cap /usr/local/bin/e2e-cap {CAP}" in log, log[-3000:]
@@ -103,6 +120,9 @@ def test_1_first_boot_of_a_blank_node(cluster: E2ECluster) -> None:
     }
     assert bytes_moved(log) > 100_000_000  # the whole standard, a few hundred MB
     attributes_arrived(log)  # over NFS: restored from the generation's archive
+    secrets_arrived(log, cluster.image_root("default"))
+    served = cluster.store("default").tree(cluster.generation("default"))
+    assert (served / "etc/passwd").is_file() and not (served / "etc/shadow").exists()
     table = partition_table(cluster.vms["node01"].disk)
     assert len(re.findall(r"^\S+ : start=", table, re.MULTILINE)) == 3
     with mounted(cluster.vms["node01"].disk, 2) as root:
@@ -226,6 +246,7 @@ def test_7_two_images_each_node_syncs_its_own(cluster: E2ECluster) -> None:
         "fstype": "ext4",
     }
     attributes_arrived(log)  # over the rsync daemon: rsync -AX
+    secrets_arrived(log, gpu)  # an rsync node too mounts the secrets export (NFS) for them
     with mounted(cluster.vms["node03"].disk, 2) as root:
         assert (root / "etc/e2e-image").read_text() == "gpu\n"
         assert (root / "etc/e2e-gpu-only").is_file()

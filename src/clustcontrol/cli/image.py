@@ -137,9 +137,9 @@ def image_list(state: State, root: Path, output: str) -> None:
 @output_option
 @pass_state
 def image_show(state: State, name: str, root: Path, output: str) -> None:
-    """Show an image: its settings, its generations, every path its nodes never take from
-    the standard (the exclusions, its persistent paths, its layout's data partitions) and the
-    files each node writes itself after every sync.
+    """Show an image: its settings, its generations, its secrets (no served tree holds them),
+    every path its nodes never take from the standard (the exclusions, its persistent paths,
+    its layout's data partitions) and the files each node writes itself after every sync.
 
     \b
     Example:
@@ -195,6 +195,8 @@ def image_show(state: State, name: str, root: Path, output: str) -> None:
         "generations": store.trees(),
         "keep_generations": img.keep_generations,
         "persistent": img.persistent,
+        "secrets": [f"/{p}" for p in inv.secrets_of(name)],
+        "secrets_served": inv.secrets_root(name),
         "exclusions": rows,
         "node_files": written,
     }
@@ -204,6 +206,11 @@ def image_show(state: State, name: str, root: Path, output: str) -> None:
     for key in ("name", "root", "served", "transport", "generation", "keep_generations"):
         out.print(f"{key}: {facts[key] if facts[key] is not None else '-'}", markup=False)
     out.print(f"generations: {' '.join(store.trees()) or '-'}", markup=False)
+    out.print(f"secrets: {' '.join(facts['secrets'])}", markup=False)  # type: ignore[arg-type]
+    out.print(
+        f"secrets served: {inv.secrets_root(name)} (NFS, to the image's nodes alone)",
+        markup=False,
+    )
     title = f"what nodes of image {name} never take from it"
     print_rows(False, rows, title, ["path", "left out of", "why"])
     columns = ["path", "synced", "what the node writes"]
@@ -317,8 +324,15 @@ def image_commit(state: State, name: str, root: Path) -> None:
             f"tree: {result.tree.linked} file(s) linked to the previous generation, "
             f"{result.tree.copied} copied ({human_bytes(result.tree.bytes_copied)})"
         )
+    if result.secrets:
+        out.print(
+            f"secrets: {result.secrets} path(s) kept out of the served tree, "
+            f"{result.secrets_archived} for the nodes in its secrets archive"
+        )
     if result.pruned:
         out.print(f"removed old generation(s): {' '.join(result.pruned)}")
+    if result.tainted:
+        out.print(f"removed generation(s) that served files now secret: {' '.join(result.tainted)}")
     if result.deltas:
         written = sum(delta.skipped is None for delta in result.deltas)
         out.print(f"deltas: from {written} earlier generation(s)")

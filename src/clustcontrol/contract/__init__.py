@@ -11,9 +11,10 @@ its type, its default, who sets it and what it does. Everything else is generate
     README.md                    the table of kernel switches and settings
 
 More facts live here for both sides: the default control directory, the partition naming
-rule (`partition_device`), the paths a node never takes from the standard (`EXCLUSIONS`) and
-the files a node writes itself (`NODE_FILES`, shown by `image show`; the engine's nodefiles.sh
-writes them, tests/test_contract.py checks it names each).
+rule (`partition_device`), the paths a node never takes from the standard (`EXCLUSIONS`), the
+secrets, which no served tree holds (`SECRETS`), and the files a node writes itself
+(`NODE_FILES`, shown by `image show`; tests/test_contract.py runs the engine's nodefiles.sh
+and checks that it writes those and no others).
 
 `python -m clustcontrol.contract` rewrites the generated files (contract/generate.py);
 tests/test_contract.py fails when one of them is stale, and runs the real shell to prove that the
@@ -54,8 +55,12 @@ CONFD_LOCAL = "etc/initramfs-tools/conf.d/clustcontrol-local"
 #:         generations/SEQ-HASH.manifest.gz      each generation's manifest (master only)
 #:         roots/                                served to nodes: NFS export, rsync module NAME
 #:             current                           SEQ-HASH of the generation nodes sync to
-#:             SEQ-HASH/                         that generation's tree, never changed
+#:             SEQ-HASH/                         that generation's tree, never changed, without
+#:                                               its secrets (SECRETS_LIST names them)
 #:             CONTROL_DIR                       the control directory, bind-mounted read-only
+#:         secrets/                              0700; NFS export (ro, secure) to the image's
+#:                                               nodes' addresses alone, nothing else serves it
+#:             SEQ-HASH.tar                      that generation's secrets (SECRETS_SUFFIX)
 STATE_DIR = "/var/lib/clustcontrol"
 #: The file in an image's served directory (generation_roots) naming the current generation.
 CURRENT_FILE = "current"
@@ -71,17 +76,31 @@ DELTA_FORMAT = "clustcontrol-delta 1"
 #: (`--read-batch`): DELTAS_DIR/FROM.batch, with FROM.list (the paths, as the node lists them)
 #: and FROM.sums (sha256 of each regular file, checked on the node after the replay). Both
 #: sides run rsync with BATCH_OPTIONS.
-BATCH_OPTIONS = "-aHAX --sparse --numeric-ids --relative --ignore-times --force --compress"
+#: --modify-window=-1: times compare to the nanosecond (rsync's default is whole seconds).
+BATCH_OPTIONS = (
+    "-aHAX --sparse --modify-window=-1 --numeric-ids --relative --ignore-times --force --compress"
+)
 #: The generation's files that have extended attributes (file capabilities, POSIX ACLs, trusted.*
 #: and security.*), attributes included: a GNU tar archive (pax, --xattrs --acls) written by
 #: `image commit` into each tree. NFSv3 carries no extended attributes (NFSv4.2 only user.*,
 #: RFC 8276): a node that copied over NFS extracts it onto its root.
 XATTRS_FILE = "etc/clustcontrol-xattrs.tar"
+#: The secret paths of a generation (see SECRETS), in each generation's tree: "# SECRETS_FORMAT
+#: GENERATION", one path per line (relative, sorted), "# end". Their files are not in the tree
+#: (nor in its deltas, batches or attribute archive): the node protects these paths from its
+#: sync's deletions and installs them from the generation's secrets archive, the file
+#: SEQ-HASH + SECRETS_SUFFIX of the image's secrets export (a GNU tar archive, pax: owners,
+#: modes, times, extended attributes and ACLs, with the directories they are in).
+SECRETS_LIST = "etc/clustcontrol-secrets"
+SECRETS_FORMAT = "clustcontrol-secrets 1"
+SECRETS_SUFFIX = ".tar"
 #: The version of this contract. The master writes it into the control files (CC_CONTRACT); an
 #: engine built from another version warns that its initramfs needs rebuilding. Version 1 had
 #: no CC_CONTRACT; version 2 derives the root partition from CC_PARTITIONS; version 3 serves
-#: immutable generation trees (CC_IMAGE_ROOT names the generation roots, not the working tree).
-CONTRACT_VERSION = 3
+#: immutable generation trees (CC_IMAGE_ROOT names the generation roots, not the working tree);
+#: version 4 keeps the secrets out of the served trees (CC_SECRETS_ROOT, SECRETS_LIST): an
+#: earlier engine would delete them on the node.
+CONTRACT_VERSION = 4
 #: Characters of a path the master accepts (inventory/types.py) and the node's switch parser.
 PATH_CHARACTERS = "A-Za-z0-9._+@-"
 #: Words the master puts on every sync label's kernel command line besides the clustcontrol
@@ -187,6 +206,10 @@ PARAMS: tuple[Param, ...] = (
           value=_image(lambda inv, name: inv.transport_of(name))),
     Param("CC_RSYNC_MODULE", "name", "image", "the rsync daemon module serving the image",
           value=_image(lambda inv, name: name)),
+    Param("CC_SECRETS_ROOT", "path", "image",
+          "the image's secrets on the master (NFS, read-only, to its nodes' addresses from a "
+          "privileged port): one archive per generation",
+          value=_image(lambda inv, name: inv.secrets_root(name))),
     Param("CC_PERSISTENT", "paths", "image",
           "paths kept on the node: seeded from the standard once, never overwritten",
           value=_image(lambda inv, name: " ".join(inv.images[name].persistent))),
@@ -301,6 +324,8 @@ PARAMS: tuple[Param, ...] = (
           default="${CC_RUN_DIR}/target"),
     Param("CC_SOURCE_MNT", "path", "engine", "where the NFS standard is mounted",
           default="${CC_RUN_DIR}/source"),
+    Param("CC_SECRETS_MNT", "path", "engine", "where the image's secrets export is mounted",
+          default="${CC_RUN_DIR}/secrets"),
     Param("CC_LOG", "path", "engine", "this boot's log", default="${CC_RUN_DIR}/boot-sync.log"),
     Param("CC_DISK_OVERRIDE", "device", "engine", "this disk instead of the layout's",
           default=""),
@@ -382,6 +407,12 @@ def generation_roots(state_dir: str, image: str) -> str:
     return posixpath.join(image_state(state_dir, image), "roots")
 
 
+def secrets_store(state_dir: str, image: str) -> str:
+    """STATE_DIR/images/IMAGE/secrets: the secrets archives of an image's generations (absolute
+    path, str); exported over NFS to the image's nodes alone (see STATE_DIR)."""
+    return posixpath.join(image_state(state_dir, image), "secrets")
+
+
 def partition_device(device: str, number: int) -> str:
     """The device of partition `number` on `device` (see `PARTITION_NAMING`).
 
@@ -423,6 +454,7 @@ EXCLUSIONS: tuple[Exclusion, ...] = (
     Exclusion("${CC_CONTROL_DIR}", "the master's control directory, bind-mounted", manifest=True),
     Exclusion(DELTAS_DIR, "the generation deltas", manifest=True),
     Exclusion(XATTRS_FILE, "the generation's extended attributes, for NFS", manifest=True),
+    Exclusion(SECRETS_LIST, "the generation's secret paths, delivered apart", manifest=True),
     Exclusion(GENERATION_FILE, "the generation id: nodes copy it", sync=False, manifest=True),
     Exclusion("${CC_STATE_DIR}", "the node's sync marker and record"),
     Exclusion("${CC_LOG_DIR}", "the node's boot-sync logs"),
@@ -497,3 +529,27 @@ def expand(path: str, values: dict[str, str]) -> str:
     if "${" in path:
         raise KeyError(path)
     return path
+
+
+# --- Secrets -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Secret:
+    """A path no served tree holds: its file reaches a node only through the image's secrets
+    export (NFS, read-only, `secure`, to the image's nodes' addresses). `path` is relative to
+    the root and may hold `*` within one name; a directory it matches makes everything below it
+    secret (the directories themselves stay served)."""
+
+    path: str
+    why: str
+
+
+SECRETS: tuple[Secret, ...] = (
+    Secret("etc/shadow", "password hashes"),
+    Secret("etc/shadow-", "password hashes (shadow's backup)"),
+    Secret("etc/gshadow", "group password hashes"),
+    Secret("etc/gshadow-", "group password hashes (gshadow's backup)"),
+    Secret("etc/ssh/ssh_host_*_key", "SSH host private keys (a node makes its own)"),
+    Secret("etc/munge/munge.key", "MUNGE's key: it forges Slurm job credentials"),
+)
+#: The patterns alone, in order.
+SECRET_PATTERNS = tuple(s.path for s in SECRETS)

@@ -2,25 +2,35 @@
 
 A commit turns the working tree (images.NAME.root, which the administrator and the update node
 edit) into an immutable generation: a tree under STATE_DIR/images/NAME/roots (image/snapshot.py)
-with its manifest, its generation file and its deltas, published by rewriting roots/current
-last. Nodes read only generation trees, never the working tree."""
+with its manifest, its generation file and its deltas, and its secrets archived apart
+(image/secrets.py), published by rewriting roots/current last. Nodes read only generation
+trees, never the working tree."""
 
 from __future__ import annotations
 
 import ctypes
 import os
 import re
+import shutil
 import time
 import zlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from clustcontrol.contract import DELTAS_DIR, GENERATION_FILE, XATTRS_FILE
+from clustcontrol.contract import (
+    DELTAS_DIR,
+    GENERATION_FILE,
+    SECRET_PATTERNS,
+    SECRETS_LIST,
+    SECRETS_SUFFIX,
+    XATTRS_FILE,
+)
 from clustcontrol.errors import ClustcontrolError, InvalidInputError
 from clustcontrol.fsutil import atomic_write, exclusive_lock
+from clustcontrol.image import secrets as secret
 from clustcontrol.image.batches import excluded_paths, write_batches
-from clustcontrol.image.common import image_tree
+from clustcontrol.image.common import image_tree, write_entries_archive
 from clustcontrol.image.deltas import KEEP, Delta, write_deltas
 from clustcontrol.image.generation import (
     STAGING,
@@ -38,7 +48,6 @@ from clustcontrol.image.snapshot import TreeStats, build_tree
 from clustcontrol.inventory.checks import places, resolved_overlaps
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.rootdir import RootDir
-from clustcontrol.run import require, run
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,9 @@ class CommitResult:
     tree: TreeStats | None = None
     pruned: tuple[str, ...] = ()
     batches: tuple[str, ...] = ()  # the earlier generations with a batch (batches.py)
+    secrets: int = 0  # secret paths of the generation (image/secrets.py)
+    secrets_archived: int = 0  # of them in its secrets archive (nodes take them)
+    tainted: tuple[str, ...] = ()  # trees removed: they held paths now secret
 
 
 @dataclass(frozen=True)
@@ -136,6 +148,49 @@ def check_places_apart(inv: Inventory, root_prefix: Path) -> None:
         )
 
 
+def _recorded_secrets(store: GenerationStore, generation: str | None) -> frozenset[str]:
+    """The secret paths a generation's tree lists (none for a tree committed before secrets
+    were kept apart, or no generation)."""
+    if generation is None:
+        return frozenset()
+    return secret.read_list(store.tree(generation) / SECRETS_LIST) or frozenset()
+
+
+def secret_changes(
+    old: Manifest, new: Manifest, recorded: frozenset[str], now: frozenset[str]
+) -> tuple[str, ...]:
+    """The paths in both manifests whose secret-ness differs between `recorded` (the last
+    generation's) and `now`, sorted: each is a change even when its entry is not."""
+    return tuple(sorted(p for p in recorded ^ now if p in old and p in new))
+
+
+def _with_changed(difference: Difference, extra: Iterable[str]) -> Difference:
+    changed = tuple(sorted(set(difference.changed) | set(extra)))
+    return replace(difference, changed=changed)
+
+
+def _remove_tainted(
+    store: GenerationStore, keep: str, patterns: tuple[str, ...], control_dir: str
+) -> tuple[str, ...]:
+    """Remove every kept tree but `keep` that holds a path secret under `patterns` (its manifest,
+    else its tree, says so) that its list does not name: committed before secrets were kept
+    apart, or before a pattern was added, it serves that file (maybe in its batches or
+    attribute archive too). Returns their generations. Raises OSError."""
+    tainted = []
+    for generation in store.trees():
+        if generation == keep:
+            continue
+        try:
+            manifest = store.manifest(generation)
+        except ClustcontrolError:
+            manifest = scan(store.tree(generation), hash_files=False, control_dir=control_dir)
+        now = secret.secret_paths(manifest, patterns)
+        if not now <= _recorded_secrets(store, generation):
+            store.discard(store.tree(generation))
+            tainted.append(generation)
+    return tuple(tainted)
+
+
 def _check_apart(root: Path, store: GenerationStore) -> None:
     """The working tree and the store must not contain each other once symlinks are resolved
     (the inventory checks compare the paths as written): a commit would copy its own output.
@@ -177,24 +232,31 @@ def _finish_tree(
     manifest: Manifest,
     deltas: int,
     excluded: re.Pattern[str],
+    hidden: frozenset[str],
 ) -> tuple[tuple[Delta, ...], tuple[str, ...]]:
-    """Write the extended attributes' archive, the deltas and the generation file into a built
-    tree, give its etc back the working tree's times (they are not part of the manifest, the
-    directory's mtime is), then the batches (batches.py: they replay the finished tree). The
-    archive is made first, outside the tree (roots/XATTRS_STAGING), while every directory still
-    has its manifest's times (it records some). A tree without a real etc directory gets none
-    of them. Returns the deltas and the sources of the batches."""
+    """Write the extended attributes' archive, the deltas, the list of secret paths and the
+    generation file into a built tree, give its etc back the working tree's times (they are not
+    part of the manifest, the directory's mtime is), then the batches (batches.py: they replay
+    the finished tree). The archive is made first, outside the tree (roots/XATTRS_STAGING),
+    while every directory still has its manifest's times (it records some). The secret paths
+    (`hidden`, not in the tree) are in none of them but their list. A tree without a real etc
+    directory gets none of them (nor secrets: commit_tree refuses those). Returns the deltas and
+    the sources of the batches."""
     etc = _etc(manifest)
     if etc is None:
         return (), ()
+    served = {rel: entry for rel, entry in manifest.items() if rel not in hidden}
     staged = store.roots / XATTRS_STAGING
     staged.unlink(missing_ok=True)
     held = write_xattrs_archive(
-        tree, manifest, staged, owned=lambda rel: excluded.fullmatch(rel) is not None
+        tree, served, staged, owned=lambda rel: excluded.fullmatch(rel) is not None
     )
-    written = write_deltas(store, tree / DELTAS_DIR, generation, manifest, keep=deltas)
+    written = write_deltas(
+        store, tree / DELTAS_DIR, generation, manifest, keep=deltas, hidden=hidden
+    )
     if held:
         staged.rename(tree / XATTRS_FILE)
+    secret.write_list(tree / SECRETS_LIST, generation, hidden)
     atomic_write(tree / GENERATION_FILE, f"{generation}\n".encode(), mode=0o644)
     mtime = manifest[etc].mtime_ns
     os.utime(tree / etc, ns=(mtime, mtime), follow_symlinks=False)
@@ -235,28 +297,7 @@ def write_xattrs_archive(
     if not any(entry.xattrs for entry in manifest.values()):
         return 0
     names = xattrs_archive_names(manifest, owned)
-    listing = b"".join((b"." if rel == "." else b"./" + os.fsencode(rel)) + b"\0" for rel in names)
-    archive = archive or tree / XATTRS_FILE
-    run(
-        [
-            require("tar", "tar"),
-            "--create",
-            f"--file={archive}",
-            f"--directory={tree}",
-            "--format=pax",
-            "--numeric-owner",
-            "--xattrs",
-            "--xattrs-include=*",
-            "--acls",
-            "--sparse",
-            "--no-recursion",
-            "--null",
-            "--verbatim-files-from",
-            "--files-from=-",
-        ],
-        input=listing,
-    )
-    archive.chmod(0o600)
+    write_entries_archive(tree, names, archive or tree / XATTRS_FILE)
     return len(names)
 
 
@@ -285,6 +326,7 @@ def commit_image(
         keep=image.keep_generations,
         deltas=deltas,
         node_excluded=(*image.persistent, *mounts),
+        secrets=inv.secrets_of(name),
     )
 
 
@@ -297,11 +339,15 @@ def commit_tree(
     keep: int,
     deltas: int = KEEP,
     node_excluded: tuple[str, ...] = (),
+    secrets: tuple[str, ...] = SECRET_PATTERNS,
 ) -> CommitResult:
     """Make a new generation of the working tree `root` in `store` when it changed since the
     last one: its tree (built in roots/.new, renamed into place), its manifest, the deltas from
-    the last `deltas` earlier generations and its generation file inside the tree, then
-    roots/current; then remove all but `keep` trees (and manifests older than the deltas need).
+    the last `deltas` earlier generations and its generation file inside the tree, its secrets
+    archive (secrets/SEQ-HASH.tar: the files matching `secrets`, relative patterns, default the
+    contract's; image/secrets.py), then roots/current; then remove all but `keep` trees (and
+    manifests older than the deltas need), and every tree that holds a file now secret.
+    A change of which paths are secret alone makes a new generation too.
 
     `name` names the image in the result; `control_dir` is cluster.control_dir (left out of the
     generation; its mount point is made in roots/); `node_excluded` the absolute paths the
@@ -309,18 +355,22 @@ def commit_tree(
     partition mount points: batches.py lists paths as those nodes do). The store is held under
     its lock while committing. When nothing changed and the current tree exists, nothing is
     written (created is False). Raises ClustcontrolError when a file changes while it is
-    copied, LockedError when another commit of the image holds the lock, CommandError when tar
-    or rsync fails, and OSError when the tree cannot be read or the store written."""
+    copied or a secret path cannot be listed for the nodes (secrets.unprotectable), or the tree
+    has secrets but no etc directory for their list, LockedError when another commit of the
+    image holds the lock, CommandError when tar or rsync fails, and OSError when the tree
+    cannot be read or the store written."""
     start = time.monotonic()
     _check_apart(root, store)
     with exclusive_lock(store.base / "lock"):
         current = store.current()
         previous = _previous_manifest(store, current, control_dir)
         served = current is not None and store.tree(current).is_dir()
+        recorded = _recorded_secrets(store, current)
         if served:
             now = scan(root, previous, control_dir=control_dir)
             difference = compare(previous, now)
-            if difference.empty:
+            moved = secret_changes(previous, now, recorded, secret.secret_paths(now, secrets))
+            if difference.empty and not moved:
                 assert current is not None
                 if any(now[p].ctime_ns != previous[p].ctime_ns for p in now):
                     # Rewritten with the same bytes (a reinstalled package, chmod to the same
@@ -330,25 +380,50 @@ def commit_tree(
                 return CommitResult(
                     name, current, current, difference, False, len(now), time.monotonic() - start
                 )
+        store.make_secrets_dir()
         store.tidy()  # what an interrupted commit left
         staging = store.roots / STAGING
+        secrets_staging = store.secrets / STAGING
         (store.roots / control_dir.lstrip("/")).mkdir(parents=True, exist_ok=True)
-        manifest, stats = build_tree(
+        manifest, stats, hidden = build_tree(
             root,
             staging,
             previous,
             store.tree(current) if served and current else None,
             control_dir=control_dir,
+            secrets=secrets,
+            secrets_dest=secrets_staging,
         )
-        difference = compare(previous, manifest)
-        generation = next_generation(current, content_hash(manifest))
+        secret.check_protectable(name, hidden)
+        if hidden and _etc(manifest) is None:
+            raise ClustcontrolError(
+                f"image {name}: the working tree has secrets but no etc directory for their "
+                f"list ({SECRETS_LIST})",
+                hint="nodes could not keep them; make etc a directory of the standard",
+            )
+        difference = _with_changed(
+            compare(previous, manifest), secret_changes(previous, manifest, recorded, hidden)
+        )
+        generation = next_generation(current, content_hash(manifest, hidden))
         store.record(generation, manifest)
         excluded = excluded_paths(control_dir, node_excluded)
-        written, batched = _finish_tree(store, staging, generation, manifest, deltas, excluded)
-        syncfs(staging)  # the tree is on disk before any node can be told about it
+        written, batched = _finish_tree(
+            store, staging, generation, manifest, deltas, excluded, hidden
+        )
+        # No node takes the paths of the contract's exclusions (the SSH host keys): not archived.
+        never = excluded_paths(control_dir, ())
+        archived = [p for p in hidden if not never.fullmatch(p)]
+        staged_archive = store.secrets / f"{STAGING}{SECRETS_SUFFIX}"
+        if archived:
+            secret.write_archive(secrets_staging, archived, staged_archive)
+        shutil.rmtree(secrets_staging)
+        syncfs(staging)  # the tree and its secrets are on disk before any node is told
         staging.rename(store.tree(generation))
+        if archived:
+            staged_archive.rename(store.secrets_archive(generation))
         store.publish(generation)
         pruned = store.prune(keep, max(deltas, 1) + 1)
+        tainted = _remove_tainted(store, generation, secrets, control_dir)
     seconds = time.monotonic() - start
     return CommitResult(
         name,
@@ -362,6 +437,9 @@ def commit_tree(
         stats,
         tuple(pruned),
         batched,
+        len(hidden),
+        len(archived),
+        tainted,
     )
 
 
@@ -369,7 +447,8 @@ def image_status(
     inv: Inventory, name: str, root_prefix: Path = Path("/"), *, usage: bool = False
 ) -> ImageStatus:
     """Compare the working tree with its last committed manifest by metadata (no file is
-    read); with `usage`, measure the space of every kept generation tree too.
+    read), and which paths are secret (images.NAME.secrets) with the last generation's list;
+    with `usage`, measure the space of every kept generation tree too.
 
     Takes no lock and writes nothing. Raises InvalidInputError for an unknown image,
     ClustcontrolError when its root is not a directory or the last manifest is missing, and
@@ -380,7 +459,14 @@ def image_status(
     uncommitted = None
     if current is not None:
         now = scan(tree.root, hash_files=False, control_dir=inv.cluster.control_dir)
-        uncommitted = compare(store.manifest(current), now, by_content=False)
+        committed = store.manifest(current)
+        moved = secret_changes(
+            committed,
+            now,
+            _recorded_secrets(store, current),
+            secret.secret_paths(now, inv.secrets_of(name)),
+        )
+        uncommitted = _with_changed(compare(committed, now, by_content=False), moved)
     served = current is not None and store.tree(current).is_dir()
     generations = tuple(store.usage()) if usage else ()
     return ImageStatus(name, tree.image.root, current, served, uncommitted, generations)

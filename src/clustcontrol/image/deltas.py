@@ -106,10 +106,13 @@ def write_deltas(
     manifest: Manifest,
     *,
     keep: int = KEEP,
+    hidden: frozenset[str] = frozenset(),
 ) -> tuple[Delta, ...]:
     """Write directory/FROM for each of the last `keep` recorded generations before `target`,
     then remove every other file of directory. Old manifests are compared as text lines: only
-    the entries that differ are parsed (nothing is read from the tree).
+    the entries that differ are parsed (nothing is read from the tree). The target's secret
+    paths (`hidden`, image/secrets.py: not in its tree) are never listed to copy; the node
+    installs them apart.
 
     `manifest` is the new generation's (its `link` fields give the hard-link groups). Returns one
     Delta per earlier generation, oldest first; a generation whose manifest cannot be read or
@@ -132,6 +135,7 @@ def write_deltas(
             deltas.append(Delta(source, 0, f"its manifest is unreadable ({exc})"))
             continue
         copy, delete = delta_paths(difference, manifest, partners)
+        copy = [p for p in copy if p not in hidden]
         reason = next((r for r in map(unlistable, copy + delete) if r is not None), None)
         if reason is None:
             atomic_write(directory / source, render(source, target, copy, delete))

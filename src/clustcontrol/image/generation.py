@@ -10,6 +10,8 @@ layout):
     STATE_DIR/images/NAME/roots/SEQ-HASH/                    the tree (snapshot.py), with its
         etc/clustcontrol-generation, etc/clustcontrol-deltas/FROM (deltas.py) and batches
     STATE_DIR/images/NAME/roots/current                      SEQ-HASH, written last
+    STATE_DIR/images/NAME/secrets/SEQ-HASH.tar               its secrets (image/secrets.py),
+        never under roots/
 
 A node that already holds the current generation skips the transfer at boot. Changes made to
 the working tree after the last commit reach no node until the next commit, so `clustcontrol
@@ -35,15 +37,17 @@ from clustcontrol.contract import (
     CURRENT_FILE,
     DELTAS_DIR,
     GENERATION_FILE,
+    SECRETS_SUFFIX,
     STATE_DIR,
     exclusions,
     image_state,
 )
 from clustcontrol.errors import ClustcontrolError
-from clustcontrol.fsutil import atomic_write, read_bytes_or_none
+from clustcontrol.fsutil import atomic_write, open_regular, read_bytes_or_none
 from clustcontrol.rootdir import RootDir
 
 _CHUNK = 1 << 20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # roots/STAGING: the tree being built, and roots/XATTRS_STAGING its attribute archive until the
 # tree is done (a killed commit leaves them; the next removes them: GenerationStore.tidy).
 STAGING = ".new"
@@ -114,9 +118,38 @@ def _kind(mode: int) -> str:
     return "s"
 
 
-def _sha256(path: str) -> str:
+def changed_error(shown: str) -> ClustcontrolError:
+    """The error for a path of the working tree that changed while it was read (shown: the
+    path as the user knows it)."""
+    return ClustcontrolError(
+        f"{shown}: changed while it was read",
+        hint="commit again when nothing writes to the standard",
+    )
+
+
+def open_file(path: str, shown: str) -> int:
+    """A read-only descriptor of the regular file at `path` (str), never of anything else
+    (fsutil.open_regular: a link is not followed, a device, FIFO or socket put there meanwhile
+    is never opened). `shown` names it in messages.
+
+    Raises ClustcontrolError (changed_error) when it is no longer a regular file, OSError for
+    other failures."""
+    try:
+        fd, _st = open_regular(path)
+    except OSError as exc:  # removed, or a directory on the way replaced
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise changed_error(shown) from None
+        raise
+    if fd is None:
+        raise changed_error(shown)
+    return fd
+
+
+def _sha256(path: str, shown: str | None = None) -> str:
+    """The sha256 (hex) of the regular file at `path` (open_file; `shown` for messages, default
+    path)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:  # noqa: PTH123 - hot path, plain str paths
+    with os.fdopen(open_file(path, shown or path), "rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -142,28 +175,66 @@ def manifest_exclusions(control_dir: str = CONTROL_DIR) -> tuple[frozenset[str],
 
 
 def walk(root: str, control_dir: str) -> Iterator[tuple[str, os.stat_result, str]]:
-    """(relative path, lstat, absolute path) of everything under root the manifest covers
+    """(relative path, lstat, access path) of everything under root the manifest covers
     (manifest_exclusions left out), parents before their contents; directories on other file
     systems are listed, not entered. Sockets are left out: the process listening on one makes
     it (a standard's are leftovers of the update node's daemons), and GNU tar, the first copy
-    of a node, cannot carry them. Raises OSError when a directory cannot be read."""
+    of a node, cannot carry them.
+
+    The walk stays inside root even while the tree changes under it (the update node writes
+    it): `root` itself is opened as named (links followed: the administrator named it), every
+    directory below it from its parent's descriptor with O_NOFOLLOW, and it must be the very
+    directory that was listed (device and inode). The access path of an entry is
+    /proc/self/fd/FD/NAME, FD the descriptor of its directory: a lookup of one name in that
+    directory, whatever happens to the path above it. Used with lstat, readlink, xattrs_of
+    (follow_symlinks=False) or open_file, it never leads out of the tree; it is valid only
+    until the generator moves on. Directories are visited depth first (one descriptor open per
+    level). Raises ClustcontrolError (changed_error) when a directory was replaced or removed
+    while the tree was walked, OSError when one cannot be read."""
     path_excluded, content_excluded = manifest_exclusions(control_dir)
-    device = Path(root).stat().st_dev  # the root itself may be reached through a symlink
-    stack = [""]
-    while stack:
-        rel_dir = stack.pop()
-        abs_dir = os.path.join(root, rel_dir) if rel_dir else root  # noqa: PTH118 - hot path
-        with os.scandir(abs_dir) as entries:
-            for entry in entries:
-                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                if rel in path_excluded:
+    top = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    # (descriptor, relative path, subdirectories still to visit): the directories being walked
+    frames: list[tuple[int, str, list[tuple[str, os.stat_result]]]] = [(top, "", [])]
+    try:
+        device = os.fstat(top).st_dev
+        while frames:
+            fd, rel_dir, subdirs = frames[-1]  # just opened, not listed yet
+            with os.scandir(fd) as entries:
+                listing = [(entry.name, entry.stat(follow_symlinks=False)) for entry in entries]
+            for name, st in listing:
+                rel = f"{rel_dir}/{name}" if rel_dir else name
+                if rel in path_excluded or stat.S_ISSOCK(st.st_mode):
                     continue
-                st = entry.stat(follow_symlinks=False)
-                if stat.S_ISSOCK(st.st_mode):
-                    continue
-                yield rel, st, entry.path
+                yield rel, st, f"/proc/self/fd/{fd}/{name}"
                 if stat.S_ISDIR(st.st_mode) and st.st_dev == device and rel not in content_excluded:
-                    stack.append(rel)
+                    subdirs.append((rel, st))
+            while frames and not frames[-1][2]:
+                os.close(frames.pop()[0])
+            if frames:
+                parent, _rel, pending = frames[-1]
+                rel, st = pending.pop()  # the last listed first
+                shown = os.path.join(root, rel)  # noqa: PTH118 - plain str paths
+                frames.append((_open_directory(parent, rel, st, shown), rel, []))
+    finally:
+        for fd, _rel, _pending in frames:
+            os.close(fd)
+
+
+def _open_directory(parent: int, rel: str, st: os.stat_result, shown: str) -> int:
+    """The descriptor of directory `rel` (its last component) in `parent`, which must still be
+    the directory whose lstat was `st` (a symbolic link put there is not followed). Raises
+    ClustcontrolError (changed_error) otherwise."""
+    try:
+        fd = os.open(rel.rpartition("/")[2], _DIR_FLAGS, dir_fd=parent)
+    except OSError as exc:  # removed, or replaced by a file or a link (ENOTDIR or ELOOP)
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            raise changed_error(shown) from None
+        raise
+    now = os.fstat(fd)
+    if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+        os.close(fd)
+        raise changed_error(shown)
+    return fd
 
 
 def xattrs_of(path: str) -> list[tuple[str, bytes]]:
@@ -265,19 +336,26 @@ def scan(
             digest = os.readlink(path)  # noqa: PTH115 - hot path, plain str paths
         elif kind == "f" and hash_files:
             old = previous.get(rel)
-            digest = old.digest if old is not None and unchanged(old, st) else _sha256(path)
+            if old is not None and unchanged(old, st):
+                digest = old.digest
+            else:
+                digest = _sha256(path, os.path.join(root, rel))  # noqa: PTH118 - hot path
         manifest[rel] = entry_of(rel, st, digest, xattr_digest(xattrs_of(path)))
     return with_links(manifest, groups)
 
 
-def content_hash(manifest: Manifest) -> str:
+def content_hash(manifest: Manifest, secrets: Iterable[str] = ()) -> str:
     """The sha256 (64 lower-case hex digits) of a manifest's content: each entry's content()
-    in path order, so equal content gives equal hashes whatever the ctimes. The HASH part of a
-    generation id SEQ-HASH is its first 12 digits (next_generation)."""
+    in path order, so equal content gives equal hashes whatever the ctimes; then, when there
+    are any, the generation's secret paths (image/secrets.py), sorted: the same files with
+    other secrets are another generation. The HASH part of a generation id SEQ-HASH is its
+    first 12 digits (next_generation)."""
     digest = hashlib.sha256()
     for rel in sorted(manifest):
         digest.update(repr(manifest[rel].content()).encode())
         digest.update(b"\n")
+    for rel in sorted(secrets):
+        digest.update(b"secret\0" + rel.encode("utf-8", "surrogateescape") + b"\n")
     return digest.hexdigest()
 
 
@@ -472,6 +550,24 @@ class GenerationStore:
         """The tree of `generation` (it may not exist)."""
         return self.roots / generation
 
+    @property
+    def secrets(self) -> Path:
+        """The secrets archives (contract.secrets_store): exported to the image's nodes alone."""
+        return self.base / "secrets"
+
+    def secrets_archive(self, generation: str) -> Path:
+        """The secrets archive of `generation` (it may not exist: a generation without secrets
+        a node takes)."""
+        return self.secrets / f"{generation}{SECRETS_SUFFIX}"
+
+    def make_secrets_dir(self) -> Path:
+        """Create the secrets directory (and the store) when missing and make it 0700 whatever
+        it was: nothing but root on the master and the NFS server may enter it. Returns it.
+        Raises OSError."""
+        self.secrets.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.secrets.chmod(0o700)
+        return self.secrets
+
     def current(self) -> str | None:
         """The generation nodes sync to (roots/current; a store written before generation trees
         has it in `current`), or None when none was committed yet (no file, or an empty one).
@@ -549,21 +645,39 @@ class GenerationStore:
 
     def discard(self, tree: Path) -> None:
         """Remove a tree: first renamed to roots/.old-NAME (atomic: it is no generation any
-        more, whatever happens next), then deleted. Raises OSError."""
+        more, whatever happens next), then deleted, then its secrets archive. Raises
+        OSError."""
         doomed = self.roots / f".old-{tree.name}"
         if tree.is_dir():
             tree.rename(doomed)
         if doomed.is_dir():
             shutil.rmtree(doomed)
+        self.secrets_archive(tree.name).unlink(missing_ok=True)
 
     def tidy(self) -> list[str]:
         """Remove what an interrupted commit left: the tree being built (roots/STAGING) and its
-        attribute archive (roots/XATTRS_STAGING), trees being removed (roots/.old-*), and the
-        trees and manifests of generations after the current one (recorded, never published).
-        Returns what was removed (names). Raises OSError."""
+        attribute archive (roots/XATTRS_STAGING), its secrets (secrets/STAGING and its
+        archive), trees being removed (roots/.old-*), and the trees, secrets archives and
+        manifests of generations after the current one (recorded, never published), and
+        the archives of generations without a tree. Returns what was removed (names). Raises
+        OSError."""
         current = self.current()
         after = sequence(current) if current else 0
         removed = []
+        trees = set(self.trees())
+        for name in _names(self.secrets):
+            path = self.secrets / name
+            generation = name.removesuffix(SECRETS_SUFFIX)
+            orphan = is_generation(generation) and (
+                sequence(generation) > after or (generation not in trees and generation != current)
+            )
+            if name == STAGING and path.is_dir():
+                shutil.rmtree(path)
+            elif name == STAGING + SECRETS_SUFFIX or orphan:
+                path.unlink()
+            else:
+                continue
+            removed.append(f"secrets/{name}")
         for name in _names(self.roots):
             path = self.roots / name
             orphan = is_generation(name) and sequence(name) > after

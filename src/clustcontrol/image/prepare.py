@@ -246,14 +246,15 @@ def configure_interfaces(tree: ImageTree) -> Step:
 
 
 def _other_definitions(tree: ImageTree, ifname: str) -> list[str]:
-    directory = tree.live(INTERFACES_D)
-    if not directory.is_dir():
+    if not tree.is_dir(INTERFACES_D):
         return []
-    return [
-        f"{tree.path(INTERFACES_D)}/{path.name} also configures {ifname}; check it by hand"
-        for path in sorted(directory.iterdir())
-        if path.is_file() and f"iface {ifname} " in path.read_text(errors="replace")
-    ]
+    found = []
+    for name in tree.listdir(INTERFACES_D):
+        rel = f"{INTERFACES_D}/{name}"
+        text = (tree.read(rel) or b"").decode(errors="replace") if tree.is_file(rel) else ""
+        if f"iface {ifname} " in text:
+            found.append(f"{tree.path(rel)} also configures {ifname}; check it by hand")
+    return found
 
 
 def install_update_grub_stub(tree: ImageTree) -> Step:
@@ -284,7 +285,7 @@ def install_bootable_disk(tree: ImageTree) -> Step:
     old = tree.read(RC_LOCAL)
     new = edits.rc_local_with_block(None if old is None else old.decode(), RC_LOCAL_BLOCK)
     notes = list(script.notes)
-    if not any(tree.live(d).joinpath("extlinux").exists() for d in ("usr/bin", "bin")):
+    if not any(tree.exists(f"{d}/extlinux") for d in ("usr/bin", "bin")):
         notes.append(
             f"extlinux is not installed in image {tree.name!r}: chroot {tree.root} "
             "apt-get install extlinux syslinux-common"
@@ -294,8 +295,9 @@ def install_bootable_disk(tree: ImageTree) -> Step:
 
 def update_initramfs_argv(tree: ImageTree) -> list[str]:
     """chroot ROOT update-initramfs: -u for kernels that have an initrd, -c when none has one."""
-    boot = tree.live("boot")
-    has_initrd = boot.is_dir() and any(boot.glob("initrd.img-*"))
+    has_initrd = tree.is_dir("boot") and any(
+        name.startswith("initrd.img-") for name in tree.listdir("boot")
+    )
     return ["chroot", str(tree.root), "update-initramfs", "-u" if has_initrd else "-c", "-k", "all"]
 
 
@@ -307,7 +309,7 @@ def require_update_initramfs(tree: ImageTree) -> None:
     Raises:
         ClustcontrolError: the image has no update-initramfs (initramfs-tools not installed).
         CommandError: chroot is not installed on the master (package coreutils)."""
-    if not any(tree.live(d).joinpath("update-initramfs").exists() for d in ("usr/sbin", "sbin")):
+    if not any(tree.exists(f"{d}/update-initramfs") for d in ("usr/sbin", "sbin")):
         raise ClustcontrolError(
             f"{tree.root} has no update-initramfs: initramfs-tools is not installed in image "
             f"{tree.name!r}",
@@ -383,7 +385,7 @@ def prepare_image(
         if rebuild_initramfs:
             notes.append(f"would run: {' '.join(update_initramfs_argv(tree))}")
         return ImageResult(changes, tuple(notes), dry_run=True)
-    write_changes(tree.installer, changes)
+    write_changes(tree, changes)
     if rebuild_initramfs:
         notes.append(f"ran: {run_update_initramfs(tree, inv.cluster.control_dir)}")
     return ImageResult(changes, tuple(notes), dry_run=False)

@@ -8,14 +8,19 @@ ROOT is the tree of the image's current generation, so the kernel nodes boot mat
 modules they sync; before the first commit, the working tree.
 
 'newest' is the highest VERSION in Debian version order among the vmlinuz-VERSION that have an
-initrd.img-VERSION beside them."""
+initrd.img-VERSION beside them.
+
+The boot files are read inside ROOT only: a symbolic link there, absolute (Debian's
+boot/vmlinuz -> /boot/vmlinuz-VERSION) or through '..', is resolved as the image's nodes see it,
+never on the master (common.ImageTree), so no file of the master is ever copied to TFTP."""
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 from posixpath import join as pjoin
 
-from clustcontrol.apply import Change, Installer, apply_tree
+from clustcontrol.apply import Change, apply_tree
 from clustcontrol.errors import InvalidInputError
 from clustcontrol.image.common import ImageResult, ImageTree, image_tree
 from clustcontrol.image.debversion import version_key
@@ -24,47 +29,48 @@ from clustcontrol.inventory.model import NEWEST, Inventory
 from clustcontrol.render import RenderContext, render_all
 from clustcontrol.render.view import ClusterView
 
+BOOT = "boot"
 KERNEL_PREFIX = "vmlinuz-"
 INITRD_PREFIX = "initrd.img-"
 
 
-def _names(boot: Path, prefix: str) -> dict[str, str]:
-    """version -> file name, for the files prefix+VERSION in boot."""
-    if not boot.is_dir():
+def _names(tree: ImageTree, prefix: str) -> dict[str, str]:
+    """version -> file name, for the names prefix+VERSION in ROOT/boot that lead to regular
+    files inside the image."""
+    if not tree.is_dir(BOOT):
         return {}
-    return {p.name.removeprefix(prefix): p.name for p in boot.glob(f"{prefix}*") if p.is_file()}
-
-
-def _in_image(tree: ImageTree, name: str) -> Path:
-    """ROOT/boot/name, a symlink followed inside the image (absolute targets are image-relative)."""
-    path = tree.live("boot") / name
-    if not path.is_symlink():
-        return path
-    target = path.readlink()
-    return tree.live(str(target).lstrip("/")) if target.is_absolute() else path.parent / target
+    return {
+        name.removeprefix(prefix): name
+        for name in tree.listdir(BOOT)
+        if name.startswith(prefix) and tree.is_file(f"{BOOT}/{name}")
+    }
 
 
 def _problem(tree: ImageTree, field: str, value: str, why: str) -> InvalidInputError:
     return InvalidInputError(
         [f"images.{tree.name}.{field}: {value!r} {why}"],
         hint=f"install a kernel in the image (chroot {tree.root} apt-get install linux-image-amd64)"
-        f" or set images.{tree.name}.{field} to a file in {tree.live('boot')}",
+        f" or set images.{tree.name}.{field} to a file in {tree.live(BOOT)}",
     )
 
 
 def select_boot_files(tree: ImageTree) -> tuple[str, str]:
     """The kernel and initrd file names in ROOT/boot for this image.
 
-    Names set in the inventory must be files there (a symlink is followed inside the image);
-    `newest` picks the highest vmlinuz-VERSION in Debian version order (deb-version(7)) that
-    has an initrd.img-VERSION (any vmlinuz-VERSION when the initrd is named explicitly), and
-    the initrd of the chosen kernel's VERSION. Returns (kernel name, initrd name), names in
-    ROOT/boot. Raises InvalidInputError when a named file is missing or no pair is found."""
-    boot = tree.live("boot")
+    Names set in the inventory must lead to regular files there; `newest` picks the highest
+    vmlinuz-VERSION in Debian version order (deb-version(7)) that has an initrd.img-VERSION
+    (any vmlinuz-VERSION when the initrd is named explicitly), and the initrd of the chosen
+    kernel's VERSION (for a link such as boot/vmlinuz, the VERSION of the file it leads to).
+    Links are followed inside the image as its nodes see them (ImageTree): an absolute target
+    starts at the image root, and nothing outside it is ever looked at.
+
+    Returns (kernel name, initrd name), names in ROOT/boot. Raises InvalidInputError when a
+    named file is missing or no pair is found, UnsafePathError when a link loops."""
+    boot = tree.live(BOOT)
     kernel, initrd = tree.image.kernel, tree.image.initrd
-    kernels, initrds = _names(boot, KERNEL_PREFIX), _names(boot, INITRD_PREFIX)
+    kernels, initrds = _names(tree, KERNEL_PREFIX), _names(tree, INITRD_PREFIX)
     for field, value in (("kernel", kernel), ("initrd", initrd)):
-        if value != NEWEST and not _in_image(tree, value).is_file():
+        if value != NEWEST and not tree.is_file(f"{BOOT}/{value}"):
             raise _problem(tree, field, value, f"is not a file in {boot}")
     if kernel == NEWEST:
         paired = {v: k for v, k in kernels.items() if v in initrds}
@@ -74,30 +80,35 @@ def select_boot_files(tree: ImageTree) -> tuple[str, str]:
             raise _problem(tree, "kernel", NEWEST, why)
         kernel = candidates[max(candidates, key=version_key)]
     if initrd == NEWEST:
-        version = _in_image(tree, kernel).name.removeprefix(KERNEL_PREFIX)
+        real = posixpath.basename(tree.resolve(f"{BOOT}/{kernel}"))
+        version = real.removeprefix(KERNEL_PREFIX)
         if version not in initrds:
             raise _problem(tree, "initrd", NEWEST, f"finds no initrd.img-{version} in {boot}")
         initrd = initrds[version]
     return kernel, initrd
 
 
-def _copy_change(installer: Installer, source: Path, target: str) -> Change | None:
-    new = source.read_bytes()
-    old = installer.read(target)
+def _copy_change(tree: ImageTree, field: str, name: str, target: str) -> Change | None:
+    new = tree.read(f"{BOOT}/{name}")
+    if new is None:  # removed since it was selected
+        raise _problem(tree, field, name, f"is not a file in {tree.live(BOOT)}")
+    old = tree.installer.read(target)
     if old == new:
         return None
     return Change(target, "create" if old is None else "update", "pxe", old, new, 0o644)
 
 
 def boot_file_changes(inv: Inventory, tree: ImageTree) -> tuple[list[Change], str]:
-    """The copies of the image's kernel and initrd to BOOT_ROOT/NAME/vmlinuz and initrd.img.
+    """The copies of the image's kernel and initrd to BOOT_ROOT/NAME/vmlinuz and initrd.img
+    (read inside the image root, see select_boot_files; written 0644 under the prefix).
 
     Returns (changes for the files whose content differs, a note naming the chosen files).
-    Raises InvalidInputError as select_boot_files, OSError when a file cannot be read."""
+    Raises InvalidInputError as select_boot_files, UnsafePathError when a boot file is not a
+    regular file or its links loop, OSError when a file cannot be read."""
     kernel, initrd = select_boot_files(tree)
     target = pjoin(ClusterView(inv).boot_root, tree.name)
-    pairs = ((kernel, "vmlinuz"), (initrd, "initrd.img"))
-    changes = [_copy_change(tree.installer, _in_image(tree, s), pjoin(target, t)) for s, t in pairs]
+    pairs = (("kernel", kernel, "vmlinuz"), ("initrd", initrd, "initrd.img"))
+    changes = [_copy_change(tree, f, s, pjoin(target, t)) for f, s, t in pairs]
     note = f"image {tree.name}: kernel {kernel}, initrd {initrd}"
     return [c for c in changes if c is not None], note
 
@@ -127,7 +138,8 @@ def publish_image(
     under apply's lock, then the `pxe` service is applied (a partial apply, see
     Installer.plan). With `dry_run` nothing is written. Returns the changes and a note naming
     the kernel and initrd. Raises InvalidInputError for an unknown image or missing boot files,
-    ClustcontrolError when the image root is not a directory, LockedError when an apply holds
+    ClustcontrolError when the image root is not a directory, UnsafePathError when a boot file
+    is not a regular file or its links loop, LockedError when an apply holds
     the lock, and OSError when a file cannot be read or written. The files come from the current
     generation's tree (the working tree before the first commit)."""
     tree = image_tree(inv, name, root_prefix)

@@ -10,8 +10,14 @@ are set explicitly, in that order: chown(2) clears set-id bits and capabilities.
 are set last, deepest first. The manifest returned describes the tree as written, so the
 generation is what its manifest says even when the working tree changed during the copy.
 
+The working tree is read through generation.walk, which never leaves it however the update node
+changes it meanwhile: a directory swapped for a symbolic link is an error, not a way out, and a
+file is read only when it is still a regular file (open_file: never a link, a device or a
+FIFO). Symbolic links are copied as links, never followed.
+
 Nodes read only these trees (over the rsync module and the NFS export of roots/); nothing in
-them changes after the commit that made them."""
+them changes after the commit that made them. The generation's secrets (image/secrets.py) are
+written into a tree of their own instead, outside roots/, with the directories they are in."""
 
 from __future__ import annotations
 
@@ -24,11 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clustcontrol.errors import ClustcontrolError
+from clustcontrol.image import secrets as secret
 from clustcontrol.image.generation import (
     Entry,
     InodeGroups,
     Manifest,
     entry_of,
+    open_file,
     unchanged,
     walk,
     with_links,
@@ -66,16 +74,17 @@ def _extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
         offset = end
 
 
-def copy_sparse(source: str, dest: str) -> tuple[str, int]:
+def copy_sparse(source: str, dest: str, shown: str | None = None) -> tuple[str, int]:
     """Copy a regular file's content to a new file `dest` (mode 0600, must not exist), holes
-    kept, and hash it on the way.
+    kept, and hash it on the way. `source` is opened with generation.open_file (never a
+    link or a device); `shown` names it in messages (default: source).
 
     Returns (sha256 hex digest of the whole content, holes read as zeros; bytes of data copied).
-    Raises OSError when either file cannot be used, and ClustcontrolError when source changed
-    size while it was copied."""
+    Raises OSError when either file cannot be used, and ClustcontrolError when source is no
+    longer a regular file or changed size while it was copied."""
     digest = hashlib.sha256()
     copied = 0
-    src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY)
+    src = open_file(source, shown or source)
     try:
         size = os.fstat(src).st_size
         dst = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -88,7 +97,7 @@ def copy_sparse(source: str, dest: str) -> tuple[str, int]:
                 while offset < end:
                     chunk = os.pread(src, min(_CHUNK, end - offset), offset)
                     if not chunk:
-                        raise ClustcontrolError(f"{source}: shrank while it was copied")
+                        raise ClustcontrolError(f"{shown or source}: shrank while it was copied")
                     os.pwrite(dst, chunk, offset)
                     digest.update(chunk)
                     offset += len(chunk)
@@ -139,15 +148,26 @@ def build_tree(
     previous_tree: Path | None,
     *,
     control_dir: str,
-) -> tuple[Manifest, TreeStats]:
+    secrets: tuple[str, ...] = (),
+    secrets_dest: Path | None = None,
+) -> tuple[Manifest, TreeStats, frozenset[str]]:
     """Copy the working tree `source` into the new directory `dest` (created, must not exist)
-    and return the manifest of what was written, with what building it did.
+    and return the manifest of what was written, with what building it did and the secret
+    paths.
 
     `previous` is the manifest of `previous_tree`, the last generation's tree (None or missing:
     everything is copied). Paths the manifest leaves out (generation.manifest_exclusions) are not
-    copied; excluded directories are created empty. Raises OSError when the tree cannot be read
-    or written, and ClustcontrolError when a file changes while it is copied."""
-    src_root, dst_root = str(source), str(dest)
+    copied; excluded directories are created empty. The secret paths (secrets.select of the
+    patterns `secrets`) are in the manifest but copied into the new directory `secrets_dest`
+    (created 0700, must not exist; required when there are any) instead of `dest`, with the
+    directories they are in (the root's metadata included); never linked to an earlier file.
+    The working tree is walked twice (hard-link groups, then the copy), each time confined to
+    it (generation.walk). Raises OSError when the tree cannot be read or written, and
+    ClustcontrolError when a file or directory changes while it is copied."""
+    # The root itself may be reached through a symlink (an image root on another disk): its
+    # metadata is the directory's, never the link's (a link has no mode: the tree kept mkdir's
+    # 0700, and so did every node's root).
+    src_root, dst_root = os.path.realpath(source), str(dest)
     prev_root = str(previous_tree) if previous_tree is not None and previous_tree.is_dir() else None
     previous_groups: dict[str, list[str]] = {}
     for entry in previous.values():
@@ -156,13 +176,25 @@ def build_tree(
     for group in previous_groups.values():
         group.sort()
 
-    # The working tree's hard-link groups first: a group is linked from the previous tree only
-    # when it is the same group there.
-    entries = list(walk(src_root, control_dir))
+    # The working tree's hard-link groups first (a walk of its own: walk's access paths last
+    # only while it stands on them): a group is linked from the previous tree only when it is
+    # the same group there.
     work_groups: InodeGroups = {}
-    for rel, st, _path in entries:
+    kinds: list[tuple[str, bool]] = []  # (path, is a directory): for secret.select
+    for rel, st, _path in walk(src_root, control_dir):
+        kinds.append((rel, stat.S_ISDIR(st.st_mode)))
         if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
             work_groups.setdefault((st.st_dev, st.st_ino), []).append(rel)
+
+    hidden = secret.select(
+        kinds,
+        work_groups.values(),
+        secrets,
+    )
+    secret_root = str(secrets_dest) if secrets_dest is not None else None
+    secret_dirs = secret.parent_dirs(hidden)
+    if hidden and secret_root is None:
+        raise ValueError("build_tree: secrets found and no secrets_dest")
 
     stats = TreeStats()
     manifest: Manifest = {}
@@ -171,14 +203,21 @@ def build_tree(
     directories: list[tuple[str, os.stat_result, list[tuple[str, bytes]]]] = []
     os.mkdir(dst_root, 0o700)
     top = os.lstat(src_root)
-    for rel, st, path in entries:
-        target = os.path.join(dst_root, rel)
+    if secret_root is not None:
+        os.mkdir(secret_root, 0o700)
+    for rel, st, path in walk(src_root, control_dir):
+        is_secret = rel in hidden
+        root = secret_root if is_secret and secret_root is not None else dst_root
+        target = os.path.join(root, rel)
         attrs = xattrs_of(path)
         kind_mode = stat.S_IFMT(st.st_mode)
         digest = ""
         if stat.S_ISDIR(st.st_mode):
             os.mkdir(target, 0o700)
             directories.append((target, st, attrs))
+            if rel in secret_dirs and secret_root is not None:
+                os.mkdir(os.path.join(secret_root, rel), 0o700)
+                directories.append((os.path.join(secret_root, rel), st, attrs))
         elif stat.S_ISLNK(st.st_mode):
             digest = os.readlink(path)
             os.symlink(digest, target)
@@ -187,17 +226,20 @@ def build_tree(
             inode = (st.st_dev, st.st_ino)
             group = work_groups.get(inode, [])
             if inode in first_name:
-                os.link(os.path.join(dst_root, first_name[inode]), target)
+                os.link(os.path.join(root, first_name[inode]), target)
                 digest = manifest[first_name[inode]].digest
             else:
                 first_name[inode] = rel
                 reuse = _reusable(rel, st, attrs, group, previous, previous_groups)
-                digest, copied = _link_or_copy(rel, path, target, reuse, prev_root, stats)
+                if is_secret:
+                    reuse = None  # never linked to a served tree's file
+                shown = os.path.join(src_root, rel)
+                digest, copied = _link_or_copy(rel, path, shown, target, reuse, prev_root, stats)
                 if copied:
                     set_metadata(target, st, attrs)
                 if not _unchanged_source(path, st):
                     raise ClustcontrolError(
-                        f"{path}: changed while it was copied into the new generation",
+                        f"{shown}: changed while it was copied into the new generation",
                         hint="commit again when nothing writes to the standard",
                     )
         else:
@@ -209,7 +251,9 @@ def build_tree(
     for target, st, attrs in reversed(directories):
         set_metadata(target, st, attrs)
     set_metadata(dst_root, top, xattrs_of(src_root))
-    return with_links(manifest, links), stats
+    if secret_root is not None:
+        set_metadata(secret_root, top, xattrs_of(src_root))
+    return with_links(manifest, links), stats, hidden
 
 
 def _unchanged_source(path: str, st: os.stat_result) -> bool:
@@ -247,10 +291,17 @@ def _reusable(
 
 
 def _link_or_copy(
-    rel: str, path: str, target: str, reuse: Entry | None, prev_root: str | None, stats: TreeStats
+    rel: str,
+    path: str,
+    shown: str,
+    target: str,
+    reuse: Entry | None,
+    prev_root: str | None,
+    stats: TreeStats,
 ) -> tuple[str, bool]:
     """Hard-link target to the previous tree's file when `reuse` (its unchanged entry) is given,
-    else copy the working tree's `path`: (the file's digest, whether it was copied)."""
+    else copy the working tree's `path` (walk's access path; `shown` for messages): (the
+    file's digest, whether it was copied)."""
     if reuse is not None and prev_root is not None:
         try:
             os.link(os.path.join(prev_root, rel), target)
@@ -259,7 +310,7 @@ def _link_or_copy(
         else:
             stats.linked += 1
             return reuse.digest, False
-    digest, copied = copy_sparse(path, target)
+    digest, copied = copy_sparse(path, target, shown)
     stats.copied += 1
     stats.bytes_copied += copied
     return digest, True

@@ -12,7 +12,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-from clustcontrol.contract import CONTROL_DIR, STATE_DIR, generation_roots
+from clustcontrol.contract import (
+    CONTROL_DIR,
+    SECRET_PATTERNS,
+    STATE_DIR,
+    generation_roots,
+    secrets_store,
+)
 from clustcontrol.inventory.types import (
     AbsPath,
     DevicePath,
@@ -23,6 +29,7 @@ from clustcontrol.inventory.types import (
     KernelArg,
     MacAddress,
     Name,
+    SecretPattern,
     SerialConsole,
     SfdiskScript,
 )
@@ -58,8 +65,9 @@ class Master(_Model):
     cross-field check in checks.py requires it inside cluster.network). `interface` is the
     master's network interface on the cluster network (a Linux interface name), the one that
     holds `ip`: when set, every daemon clustcontrol configures serves the cluster there alone
-    (the DHCP server on the interface, TFTP, NFS and rsync on `ip`); None: the daemons listen
-    on every address (the DHCP server: see Cluster.dhcp_interface). Like every section,
+    (the DHCP server on the interface, TFTP, NFS and rsync on `ip`), and the firewall
+    (Cluster.firewall) serves the cluster network on it alone; None: the daemons listen on
+    every address (the DHCP server: see Cluster.dhcp_interface). Like every section,
     unknown keys are rejected and the validated model is frozen."""
 
     name: HostLabel = "master"
@@ -87,9 +95,10 @@ class Cluster(_Model):
             the trees are what nodes sync from (exported read-only, the rsync module).
         dhcp_server: the DHCP server `apply` configures: isc, kea or dnsmasq.
         dhcp_interface: the older name of master.interface, with the same meaning (every
-            daemon, not only DHCP, serves the cluster on it alone); when both are set they must
-            agree (checks.py). None with master.interface unset: left to each server (Kea and
-            dnsmasq: every interface).
+            daemon, not only DHCP, serves the cluster on it alone, and the firewall serves the
+            cluster network there alone); when both are set they must agree (checks.py). None
+            with master.interface unset: left to each server (Kea and dnsmasq: every interface),
+            the firewall takes the cluster network on any interface.
         nfs_server: kernel (exports in /etc/exports.d) or ganesha (NFS-Ganesha).
         transport: how nodes reach a standard by default: nfs (the node mounts it read-only
             and copies from it) or rsync (the master's rsync daemon); an image may override it.
@@ -102,6 +111,15 @@ class Cluster(_Model):
             (SERIAL N SPEED, default speed 115200).
         sync_retries: how often the node retries each step that needs the master, 0 to 100
             (default 5; kernel switch clustcontrol.retries overrides it).
+        firewall: true: apply installs the master firewall, an nftables table of its own
+            (`inet clustcontrol`) that drops traffic to the boot services' ports (DNS, DHCP,
+            TFTP, rpcbind, NFS, mountd, the rsync daemon) unless it comes from cluster.network
+            (through master.interface when that is set), and leaves the rest of the host's policy
+            alone (render/firewall.py); false: no table, and apply --reload deletes one an
+            earlier apply loaded. A boolean (yes/no, on/off and 1/0 too). Default false, so
+            that an inventory written before this setting changes nothing on its master: the
+            table would cut off what the master serves on those ports to other networks (its
+            own NFS exports, rpcbind for NIS, DNS views); `init` writes true.
 
     Paths are safe absolute paths, names and kernel words use the character sets of types.py;
     out-of-range numbers, unknown keys and unknown choices are rejected by pydantic. Every
@@ -125,6 +143,7 @@ class Cluster(_Model):
     rsync_max_connections: StrictInt = Field(default=64, ge=1, le=10000)
     serial_console: SerialConsole | None = None
     sync_retries: StrictInt = Field(default=5, ge=0, le=100)
+    firewall: bool = False
 
     @property
     def master_interface(self) -> str | None:
@@ -240,6 +259,12 @@ class Image(_Model):
             its own.
         persistent: absolute paths in the node's root kept on each node: seeded from the
             standard once, never overwritten by the sync.
+        secrets: absolute paths, '*' within a name allowed (/etc/ssl/private/*.key), whose
+            files no served tree holds, besides the contract's own (contract.SECRETS:
+            /etc/shadow, /etc/gshadow and their backups, SSH host private keys,
+            /etc/munge/munge.key); a directory a pattern matches makes everything below it
+            secret. Nodes get them from the image's secrets export alone (NFS, read-only,
+            to the image's nodes' addresses from a privileged port; image/secrets.py).
         boot_interface: the interface the nodes boot from (default eth0), which `image
             prepare` sets to the manual method in the image's /etc/network/interfaces.
         transport: nfs or rsync; None: cluster.transport.
@@ -258,6 +283,7 @@ class Image(_Model):
     kernel_args: list[KernelArg] = Field(default_factory=list)
     disk_layout: Name = "default"
     persistent: list[AbsPath] = Field(default_factory=list)
+    secrets: list[SecretPattern] = Field(default_factory=list)
     boot_interface: IfName = "eth0"
     transport: Transport | None = None
     # A node whose synced generation matches the committed one skips the transfer; every
@@ -374,6 +400,22 @@ class Inventory(_Model):
         trees and the file naming the current one (contract.generation_roots). Nodes mount it
         over NFS, the rsync module of the image serves it; nothing checks the disk."""
         return generation_roots(self.cluster.state_dir, image)
+
+    def secrets_root(self, image: str) -> str:
+        """Where image `image`'s secrets archives are on the master (an absolute path,
+        contract.secrets_store): the NFS export its nodes alone may mount."""
+        return secrets_store(self.cluster.state_dir, image)
+
+    def secrets_of(self, image: str) -> tuple[str, ...]:
+        """The secret patterns of image `image`, relative to the root: the contract's
+        (contract.SECRETS), then images.NAME.secrets. Raises KeyError for an unknown image."""
+        own = tuple(p.lstrip("/") for p in self.images[image].secrets)
+        return (*SECRET_PATTERNS, *own)
+
+    def node_addresses(self, image: str) -> list[IPv4Address]:
+        """The addresses of the nodes whose image is `image`, sorted (inventory order may
+        differ): the only clients of its secrets export."""
+        return sorted(n.ip for n in self.nodes if self.image_of(n) == image)
 
     @cached_property
     def _nodes_by_name(self) -> dict[str, Node]:

@@ -24,6 +24,8 @@ _MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
 # (Not `/(?:[...]+/?)*`: that nests two repetitions that can split a component in 2**n ways,
 # so a long component followed by a bad character took minutes to reject.)
 _ABS_PATH = re.compile(rf"/(?:[{PATH_CHARACTERS}]+(?:/[{PATH_CHARACTERS}]+)*/?)?")
+# A secret pattern: like an absolute path, with '*' (within one name) allowed in a component.
+_SECRET_PATTERN = re.compile(rf"(?:/[*{PATH_CHARACTERS}]+)+")
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _KERNEL_ARG = re.compile(r"[A-Za-z0-9_.,:=/+@%-]+")
 _IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}")
@@ -111,6 +113,23 @@ def check_abs_path(value: str) -> str:
     return value.rstrip("/") or "/"
 
 
+def check_secret_pattern(value: str) -> str:
+    """A secret path pattern (images.NAME.secrets): an absolute path of safe characters
+    (check_abs_path's) where a component may hold '*' (any characters within one name, as
+    fnmatch without '?' and '[]'), e.g. /etc/ssl/private/*.key; not "/" and no '.' or '..'
+    components. Returned without a trailing '/'; raises ValueError otherwise."""
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError(f"{_show(value)} is not an absolute path pattern")
+    stripped = value.rstrip("/")
+    parts = stripped.split("/")[1:]
+    if not _SECRET_PATTERN.fullmatch(stripped) or any(p in (".", "..") for p in parts):
+        raise ValueError(
+            f"{_show(value)} is not a safe absolute path pattern (letters, digits, '._+@-', '*' "
+            "within a name and '/' only, not '/' alone, no '.' or '..' components)"
+        )
+    return stripped
+
+
 def check_file_name(value: str) -> str:
     """A plain file name (no '/'): letters, digits and '._+-', not starting with '.', '+' or
     '-'. Returned unchanged; raises ValueError otherwise."""
@@ -190,6 +209,7 @@ SerialConsole = Annotated[str, AfterValidator(check_serial_console)]
 IfName = Annotated[str, AfterValidator(check_ifname)]
 DevicePath = Annotated[str, AfterValidator(check_device)]
 SfdiskScript = Annotated[str, AfterValidator(check_sfdisk_script)]
+SecretPattern = Annotated[str, AfterValidator(check_secret_pattern)]
 
 __all__ = [
     "AbsPath",
@@ -202,6 +222,7 @@ __all__ = [
     "KernelArg",
     "MacAddress",
     "Name",
+    "SecretPattern",
     "SerialConsole",
     "SfdiskScript",
 ]

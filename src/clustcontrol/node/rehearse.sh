@@ -12,6 +12,9 @@
 #                             served/ are empty mount points; out/ receives the facts, the sync
 #                             record and the daemon's log
 #   CC_REHEARSE_SPEC          SERVER:PATH the node must ask for over NFS
+#   CC_REHEARSE_SECRETS       the image's secrets directory on the master (its archives)
+#   CC_REHEARSE_SECRETS_PATH  PATH of the secrets export the node asks for (any server: the
+#                             rsync transport names 127.0.0.1)
 #   CC_REHEARSE_RSYNCD_CONF   the daemon's configuration (rsync transport), empty for NFS
 #   CC_REHEARSE_RSYNC_PORT    the daemon's port on 127.0.0.1 (rsync transport)
 # and the engine's own settings (CC_CMDLINE_FILE, CC_RUN_DIR, CC_DISK_OVERRIDE, ...).
@@ -39,10 +42,15 @@ cc_rehearse_serve()
 }
 
 # cc_rehearse_nfs SERVER:PATH MOUNTPOINT: the engine's NFS mount (CC_NFS_MOUNT): the served
-# view, read-only, when the node asks for the export the master serves.
+# view, read-only, when the node asks for the export the master serves; the image's secrets,
+# read-only, when it asks for their export.
 # shellcheck disable=SC2317 # called by the engine, through CC_NFS_MOUNT
 cc_rehearse_nfs()
 {
+	if [ "${1#*:}" = "${CC_REHEARSE_SECRETS_PATH}" ]; then
+		mount -o bind "${CC_REHEARSE_SECRETS}" "$2" && mount -o remount,ro,bind "$2"
+		return
+	fi
 	if [ "$1" != "${CC_REHEARSE_SPEC}" ]; then
 		cc_err "rehearse: the master exports ${CC_REHEARSE_SPEC}, not $1"
 		return 1

@@ -11,6 +11,7 @@ from clustcontrol.render.dhcp.dnsmasq import render_dnsmasq
 from clustcontrol.render.dhcp.isc import render_isc
 from clustcontrol.render.dhcp.kea import render_kea
 from clustcontrol.render.dns import render_dns
+from clustcontrol.render.firewall import render_firewall
 from clustcontrol.render.nfs import (
     render_bind_mounts,
     render_exports,
@@ -35,6 +36,7 @@ RENDERERS: tuple[Renderer, ...] = (
     render_bind_mounts,
     render_rsyncd,
     render_control,
+    render_firewall,
 )
 
 

@@ -1,4 +1,5 @@
-"""NFS: the exports of the standard roots, and the bind mount of the control directory into them."""
+"""NFS: the exports of the standard roots and of each image's secrets, and the bind mount of the
+control directory into the roots."""
 
 from __future__ import annotations
 
@@ -13,6 +14,18 @@ GANESHA_CONF = "/etc/ganesha/ganesha.conf"
 NFSD_CONF = "/etc/nfs.conf.d/clustcontrol.conf"
 FSTAB = "/etc/fstab"
 EXPORT_OPTIONS = "sync,no_subtree_check,no_root_squash,crossmnt"
+NFS_PORT = 2049  # RFC 7530 section 3.1 (NFSv4), the port NFSv3 servers use too
+RPCBIND_PORT = 111  # RFC 1833
+# The MOUNT protocol (NFSv3's mountd) has no fixed port: rpc.mountd (rpc.mountd(8), --port) and
+# ganesha (MNT_Port 0 by default, ganesha-core-config(8)) take one that rpcbind hands out. Both
+# are pinned to 20048, IANA's "mountd", so that the firewall (render/firewall.py) can name it.
+MOUNTD_PORT = 20048
+# An image's secrets (image/secrets.py): read-only, from a privileged source port only (secure,
+# exports(5): root on the client), root not squashed (the files are root's), nothing below.
+SECRETS_OPTIONS = "ro,secure,sync,no_subtree_check,no_root_squash"
+# ganesha: addresses per CLIENT block (one long Clients list is valid too; blocks keep the lines
+# short at tens of thousands of nodes).
+CLIENTS_PER_BLOCK = 64
 
 
 def control_mount_point(image_root: str, control_dir: str) -> str:
@@ -28,12 +41,26 @@ def _update_export(view: ClusterView) -> list[tuple[str, str]]:
     return [(view.update_image.root, str(view.update_ip))]
 
 
+def _secrets_exports(view: ClusterView) -> list[tuple[str, list[str]]]:
+    """(secrets directory, its clients) of each image that has nodes: the addresses of its
+    nodes alone, sorted (Inventory.secrets_root, Inventory.node_addresses). An image without
+    nodes gets no export: an export line without clients would be open to every host."""
+    exports = []
+    for image in view.images:
+        clients = [str(ip) for ip in view.inv.node_addresses(image.name)]
+        if clients:
+            exports.append((view.inv.secrets_root(image.name), clients))
+    return exports
+
+
 def render_exports(ctx: RenderContext) -> Iterator[Output]:
     """/etc/exports.d/clustcontrol.exports (exports(5)): each image's generation roots
     (Inventory.generation_roots: what nodes sync from) read-only to the cluster subnet and,
     only while an update node is set, the update image's working tree read-write to the update
     address alone (the update node's NFS root). Both use EXPORT_OPTIONS; crossmnt makes the
-    bind-mounted control directory visible."""
+    bind-mounted control directory visible. Each image's secrets go read-only to the addresses
+    of its nodes alone, from a privileged port (SECRETS_OPTIONS), one client a line (a trailing
+    backslash continues an exports line)."""
     view = ctx.view
     exports: list[dict[str, str | None]] = [
         {"root": view.inv.generation_roots(image.name), "rw_client": None, "ro": str(view.network)}
@@ -50,6 +77,8 @@ def render_exports(ctx: RenderContext) -> Iterator[Output]:
             exports=exports,
             options=EXPORT_OPTIONS,
             update_image=view.update_image.name if view.update_host else None,
+            secrets=_secrets_exports(view),
+            secrets_options=SECRETS_OPTIONS,
         ),
     )
 
@@ -71,9 +100,13 @@ def render_ganesha(ctx: RenderContext) -> Iterator[Output]:
     """nfs-ganesha exports: each image's generation roots read-only to the cluster subnet, only
     while an update node is set the update image's working tree read-write to the update
     address alone, and the control directory bind-mounted into each of them (ganesha does not
-    cross into a mount below an export, so each gets an export of its own). With the master's
-    cluster interface set, ganesha listens on the master's address alone (NFS_CORE_PARAM
-    Bind_addr, ganesha-core-config(8); see _bind_addr for its form)."""
+    cross into a mount below an export, so each gets an export of its own). Each image's
+    secrets read-only to the addresses of its nodes alone. Every export takes requests from a
+    privileged source port only (PrivilegedPort, ganesha-export-config(8); the kernel server's
+    `secure` default), so an unprivileged process on a client can claim no uid (AUTH_SYS) of
+    its choosing. With the master's cluster interface set, ganesha listens on the master's
+    address alone (NFS_CORE_PARAM Bind_addr, ganesha-core-config(8); see _bind_addr for its
+    form). Its MOUNT service listens on MOUNTD_PORT (MNT_Port)."""
     view = ctx.view
     control_dir = view.cluster.control_dir
     served: list[tuple[str, str | None, str | None]] = [
@@ -96,21 +129,39 @@ def render_ganesha(ctx: RenderContext) -> Iterator[Output]:
     yield Output(
         path=GANESHA_CONF,
         service="nfs-ganesha",
-        content=render_template("nfs/ganesha.conf.j2", exports=exports, bind_addr=_bind_addr(view)),
+        content=render_template(
+            "nfs/ganesha.conf.j2",
+            exports=exports,
+            secrets=[
+                {
+                    "id": 2000 + number,
+                    "path": path,
+                    "clients": [
+                        ", ".join(clients[i : i + CLIENTS_PER_BLOCK])
+                        for i in range(0, len(clients), CLIENTS_PER_BLOCK)
+                    ],
+                }
+                for number, (path, clients) in enumerate(_secrets_exports(view), start=1)
+            ],
+            bind_addr=_bind_addr(view),
+            mountd_port=MOUNTD_PORT,
+        ),
     )
 
 
 def render_nfsd(ctx: RenderContext) -> Iterator[Output]:
-    """/etc/nfs.conf.d/clustcontrol.conf (nfs.conf(5), read after /etc/nfs.conf), only when
-    the master's cluster interface is set: [nfsd] host= the master's address, so the kernel NFS
-    server accepts requests there alone (rpc.nfsd(8), --host; read when nfs-server starts)."""
-    listen = ctx.view.listen_ip
-    if listen is not None:
-        yield Output(
-            path=NFSD_CONF,
-            service="nfsd",
-            content=render_template("nfs/nfs.conf.j2", host=listen),
-        )
+    """/etc/nfs.conf.d/clustcontrol.conf (nfs.conf(5), read after /etc/nfs.conf): [mountd]
+    port= MOUNTD_PORT, so rpc.mountd does not take a random port and the firewall
+    (render/firewall.py) covers it (rpc.mountd(8), --port); and, when the master's cluster
+    interface is set, [nfsd] host= the master's address, so the kernel NFS server accepts
+    requests there alone (rpc.nfsd(8), --host). Both are read when nfs-server starts."""
+    yield Output(
+        path=NFSD_CONF,
+        service="nfsd",
+        content=render_template(
+            "nfs/nfs.conf.j2", host=ctx.view.listen_ip, mountd_port=MOUNTD_PORT
+        ),
+    )
 
 
 def render_bind_mounts(ctx: RenderContext) -> Iterator[Output]:

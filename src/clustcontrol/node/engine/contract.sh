@@ -14,9 +14,13 @@ CC_GENERATION_FILE='etc/clustcontrol-generation'
 CC_DELTAS_DIR='etc/clustcontrol-deltas'
 CC_DELTA_FORMAT='clustcontrol-delta 1'
 CC_XATTRS_FILE='etc/clustcontrol-xattrs.tar'
-CC_BATCH_OPTIONS='-aHAX --sparse --numeric-ids --relative --ignore-times --force --compress'
+CC_BATCH_OPTIONS='-aHAX --sparse --modify-window=-1 --numeric-ids --relative --ignore-times --force --compress'
+# The generation's secret paths (in its tree); its secrets archive is GEN + suffix.
+CC_SECRETS_LIST='etc/clustcontrol-secrets'
+CC_SECRETS_FORMAT='clustcontrol-secrets 1'
+CC_SECRETS_SUFFIX='.tar'
 # The contract this engine was built from (CC_CONTRACT in the control files).
-CC_ENGINE_CONTRACT=3
+CC_ENGINE_CONTRACT=4
 # The characters of a path (besides /) the master accepts.
 CC_PATH_CHARACTERS='A-Za-z0-9._+@-'
 
@@ -52,6 +56,7 @@ cc_defaults()
 	: "${CC_CONTROL:=${CC_RUN_DIR}/control}"
 	: "${CC_TARGET:=${CC_RUN_DIR}/target}"
 	: "${CC_SOURCE_MNT:=${CC_RUN_DIR}/source}"
+	: "${CC_SECRETS_MNT:=${CC_RUN_DIR}/secrets}"
 	: "${CC_LOG:=${CC_RUN_DIR}/boot-sync.log}"
 	: "${CC_DISK_OVERRIDE:=}"
 	: "${CC_NFS_MOUNT:=}"
@@ -158,6 +163,7 @@ cc_exclusions()
 	echo "path ${CC_CONTROL_DIR#/}"
 	echo "path etc/clustcontrol-deltas"
 	echo "path etc/clustcontrol-xattrs.tar"
+	echo "path etc/clustcontrol-secrets"
 	echo "path ${CC_STATE_DIR#/}"
 	echo "path ${CC_LOG_DIR#/}"
 	echo "path etc/machine-id"

@@ -107,17 +107,51 @@ cc_keep_own_dirs()
 	[ "${kept}" = yes ]
 }
 
-# cc_rsync_tree SOURCE ROOT MODE FILTER STATS: cc_rsync_once over the whole tree; when the
-# standard replaced a directory holding the node's own paths ("cannot delete non-empty
-# directory: DIR"), once more with that directory kept (cc_keep_own_dirs).
+# cc_rsync_tree SOURCE ROOT MODE FILTER STATS [LIST]: cc_rsync_once (the whole tree, or a
+# delta's LIST); when it fails with status 23 (some files not transferred) because of what the
+# node holds, once more after dealing with it: a directory of the node's own paths that the
+# standard replaced ("cannot delete non-empty directory: DIR") is kept (cc_keep_own_dirs), and
+# immutable or append-only flags set on the node ("Operation not permitted") are cleared
+# (cc_clear_flags). Neither goes away by retrying as it is.
 cc_rsync_tree()
 {
-	local rc=0
+	local rc=0 fixed=no
 	cc_rsync_once "$@" || rc=$?
 	[ "${rc}" -eq 23 ] || return "${rc}"
 	sed -n 's/^cannot delete non-empty directory: //p' "$5" >"$5.kept"
-	cc_keep_own_dirs "$2" "$4" "$5.kept" || return "${rc}"
+	if cc_keep_own_dirs "$2" "$4" "$5.kept"; then fixed=yes; fi
+	if grep -q 'Operation not permitted' "$5" && cc_clear_flags "$2" "$4"; then fixed=yes; fi
+	[ "${fixed}" = yes ] || return "${rc}"
 	cc_rsync_once "$@"
+}
+
+# cc_clear_flags ROOT FILTER: clear the immutable and append-only flags (chattr -i -a,
+# chattr(1)) of every path of ROOT the sync manages; the node's own paths (FILTER's exclusions)
+# keep theirs. A generation holds no inode flags (image commit leaves them out), so such a flag
+# was set on the node, and rsync can neither replace nor delete the file ("Operation not
+# permitted") at any boot. Says which paths. False when none was found, or without e2fsprogs'
+# lsattr and chattr.
+cc_clear_flags()
+{
+	local root="$1" list="$2.flags" n
+	if ! command -v lsattr >/dev/null 2>&1 || ! command -v chattr >/dev/null 2>&1; then
+		cc_warn "no lsattr/chattr: immutable or append-only files on the node cannot be cleared"
+		return 1
+	fi
+	cc_filter_regex "$2" >"${list}.excluded"
+	# lsattr -R -a lists "FLAGS ./PATH" for everything below ., . and .. of each directory too.
+	(cd "${root}" && lsattr -R -a . 2>/dev/null) \
+		| sed -n 's|^[-A-Za-z]*[ia][-A-Za-z]* \./||p' \
+		| grep -v -e '^\.$' -e '^\.\.$' -e '/\.$' -e '/\.\.$' \
+		| grep -v -f "${list}.excluded" >"${list}"
+	n=$(wc -l <"${list}" | tr -d ' ')
+	[ "${n}" -gt 0 ] || return 1
+	cc_warn "clearing immutable/append-only flags set on the node: ${n} path(s)," \
+		"$(head -n 3 "${list}" | tr '\n' ' ')"
+	while IFS= read -r p; do
+		chattr -i -a "${root}/${p}" || return 1
+	done <"${list}"
+	rm -f "${list}" "${list}.excluded"
 }
 
 # cc_tar_excludes FILTER: the rules of FILTER as GNU tar exclude patterns for an archive made

@@ -6,6 +6,13 @@
 # shellcheck disable=SC3043 # local: busybox ash and dash have it
 # shellcheck disable=SC2034 # CC_BATCH_FILE, CC_LAST_RSYNC_RC are read by the caller
 
+# cc_outside_root: true when a line of stdin (a path, relative to the root) is empty, absolute
+# or has a .. component: a list of the master's that names one is not used.
+cc_outside_root()
+{
+	grep -q -e '^/' -e '^\.\./' -e '/\.\./' -e '/\.\.$' -e '^\.\.$' -e '^$'
+}
+
 # cc_fetch_delta TRANSPORT SRC FILTER LIST: the standard's delta from the node's generation
 # to the current one (CC_DELTAS_DIR/FROM, written by `clustcontrol image commit`): the paths to copy as an rsync --files-from LIST, the paths to delete in
 # LIST.removed, both without the paths FILTER excludes. Fails (the caller walks the whole
@@ -25,8 +32,7 @@ cc_fetch_delta()
 		cc_warn "the delta from generation ${from} is not one to ${to} or is truncated: comparing the whole tree"
 		return 1
 	fi
-	if sed -e '1d' -e '$d' -e '/^# removed$/d' "${f}" \
-		| grep -q -e '^/' -e '^\.\./' -e '/\.\./' -e '/\.\.$' -e '^\.\.$' -e '^$'; then
+	if sed -e '1d' -e '$d' -e '/^# removed$/d' "${f}" | cc_outside_root; then
 		cc_warn "the delta from generation ${from} names paths outside the root: comparing the whole tree"
 		return 1
 	fi

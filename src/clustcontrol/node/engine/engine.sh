@@ -21,11 +21,12 @@
 # disk      layout check, partitioning, mkfs, mounts
 # copy      the copy methods: filter, rsync, tar
 # delta     generation deltas
+# secrets   the files no served tree holds: their list, the archive over NFS, the install
 # record    marker, sync record, generations, verify
 # sync      the copy decision and the sync step
 # nodefiles the node's own files
 # fallback  booting the earlier copy
-for cc_module in contract log params net disk copy delta record sync nodefiles fallback; do
+for cc_module in contract log params net disk copy delta secrets record sync nodefiles fallback; do
 	# shellcheck disable=SC1090 # the modules are linted one by one
 	. "${CC_ENGINE_DIR:?CC_ENGINE_DIR is not set}/${cc_module}.sh" || return 1
 done
@@ -144,6 +145,12 @@ cc_run_sync()
 {
 	local rc=0
 	if ! cc_sync "${CC_TARGET}" "${CC_TRANSPORT}" "$1"; then
+		if [ "${CC_SYNC_STARTED}" = no ]; then # nothing written: the earlier copy, if any
+			cc_umount "${CC_TARGET}"
+			cc_umount "${CC_SOURCE_MNT}"
+			cc_fallback "${CC_ROOT_DEVICE}" "${CC_SYNC_WHY:-the sync could not start}"
+			return $?
+		fi
 		cc_save_log "${CC_TARGET}"
 		cc_umount "${CC_TARGET}"
 		cc_umount "${CC_SOURCE_MNT}"

@@ -70,12 +70,33 @@ cc_now()
 	fi
 }
 
+# cc_confined ROOT REL: true when writing ROOT/REL stays inside ROOT: no component of REL (a
+# relative path; the last one included) is a symbolic link, which would be followed on this
+# side of the root (an absolute link in the standard, /etc/network -> /somewhere, names the
+# initramfs' or, in a rehearsal, the master's file). Says so when one is, and is false.
+cc_confined()
+{
+	local p="$1" rest="$2/" c
+	while [ -n "${rest}" ]; do
+		c="${rest%%/*}"
+		rest="${rest#*/}"
+		[ -n "${c}" ] || continue
+		p="${p}/${c}"
+		if [ -L "${p}" ]; then
+			cc_warn "/${p#"$1"/} is a symbolic link: /$2 not written (it could lead out of the root)"
+			return 1
+		fi
+		[ -e "${p}" ] || return 0
+	done
+}
+
 # cc_save_log ROOT [rotate|update]: keep this boot's log on the node's disk, in ROOT$CC_LOG_DIR;
 # rotate (the default) first moves the previous boot's log to boot-sync.log.1.
 cc_save_log()
 {
 	local d="$1${CC_LOG_DIR}"
 	[ -n "${CC_LOG:-}" ] && [ -f "${CC_LOG}" ] || return 0
+	cc_confined "$1" "${CC_LOG_DIR#/}/boot-sync.log.1" || return 0
 	mkdir -p "${d}" || return 1
 	if [ "${2:-rotate}" = rotate ] && [ -f "${d}/boot-sync.log" ]; then
 		mv -f "${d}/boot-sync.log" "${d}/boot-sync.log.1"

@@ -9,6 +9,7 @@
 cc_write_hostname()
 {
 	[ -n "${CC_HOSTNAME:-}" ] || { cc_warn "unknown node: /etc/hostname left alone"; return 0; }
+	cc_confined "$1" etc/hostname || return 0
 	echo "${CC_HOSTNAME}" >"$1/etc/hostname"
 }
 
@@ -16,6 +17,7 @@ cc_write_hostname()
 cc_write_hosts()
 {
 	local f="$1/etc/hosts" tag="# clustcontrol-node"
+	cc_confined "$1" etc/hosts.tmp && cc_confined "$1" etc/hosts || return 0
 	[ -f "${f}" ] || printf '127.0.0.1\tlocalhost\n' >"${f}"
 	grep -v -e "${tag}\$" -e '^127\.0\.1\.1[[:space:]]' "${f}" >"${f}.tmp" || true
 	{
@@ -37,6 +39,7 @@ cc_write_machine_id()
 {
 	local f="$1/etc/machine-id" saved id
 	saved="$1${CC_STATE_DIR}/machine-id"
+	cc_confined "$1" etc/machine-id && cc_confined "$1" "${CC_STATE_DIR#/}/machine-id" || return 0
 	id=$(cat "${f}" 2>/dev/null)
 	case "${id}" in
 	"" | uninitialized | *[!0-9a-f]*) id="" ;;
@@ -52,7 +55,7 @@ cc_write_machine_id()
 	fi
 	echo "${id}" >"${f}" || return 1
 	# D-Bus's copy is a link to it (as Debian's dbus makes it), never the standard's.
-	if [ -d "$1/var/lib/dbus" ] && [ "$(readlink "$1/var/lib/dbus/machine-id")" != /etc/machine-id ]; then
+	if cc_confined "$1" var/lib/dbus/machine-id && [ -d "$1/var/lib/dbus" ] && [ "$(readlink "$1/var/lib/dbus/machine-id")" != /etc/machine-id ]; then
 		rm -f "$1/var/lib/dbus/machine-id"
 		ln -s /etc/machine-id "$1/var/lib/dbus/machine-id" || return 1
 	fi
@@ -78,6 +81,7 @@ cc_write_interfaces()
 {
 	local f="$1/etc/network/interfaces" ifc="${CC_BOOT_INTERFACE:-}" line skip=0 found=0 word1 rest
 	[ -n "${ifc}" ] || return 0
+	cc_confined "$1" etc/network/interfaces.tmp && cc_confined "$1" etc/network/interfaces || return 0
 	[ -f "${f}" ] || return 0
 	: >"${f}.tmp"
 	while IFS= read -r line || [ -n "${line}" ]; do
@@ -143,6 +147,7 @@ cc_standard_fstab()
 cc_write_fstab()
 {
 	local root="$1" disk="$2" f="$1/etc/fstab" w n use fs mount dev uuid
+	cc_confined "$1" etc/fstab.tmp && cc_confined "$1" etc/fstab || return 0
 	{
 		echo "# /etc/fstab: the standard's lines, then this node's local disk (clustcontrol's block),"
 		echo "# rewritten at every boot sync: change the standard's /etc/fstab instead."
@@ -162,7 +167,7 @@ cc_write_fstab()
 			swap) printf '%s\tnone\tswap\tsw\t0\t0\n' "${uuid}" ;;
 			data)
 				printf '%s\t%s\t%s\tdefaults,nofail\t0\t2\n' "${uuid}" "${mount}" "${fs}"
-				mkdir -p "${root}${mount}"
+				! cc_confined "${root}" "${mount#/}" || mkdir -p "${root}${mount}"
 				;;
 			esac
 		done
@@ -174,6 +179,7 @@ cc_write_fstab()
 cc_write_node_files()
 {
 	local root="$1"
+	cc_confined "${root}" etc || return 0
 	mkdir -p "${root}/etc" || return 1
 	cc_write_hostname "${root}" || return 1
 	cc_write_hosts "${root}" || return 1

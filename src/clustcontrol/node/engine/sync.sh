@@ -81,13 +81,17 @@ cc_copy_facts()
 		"${blank}" "${tar}" "${CC_DELTA_SYNC}"
 }
 
-# cc_sync ROOT TRANSPORT MODE(normal|full): decide, then marker, copy (with retries), record.
-# A failed tar stream or delta falls back to the whole tree. Sets CC_SYNC_BYTES (bytes moved),
-# CC_SYNC_FILES, CC_SYNC_FILE_BYTES and CC_SYNC_METHOD. Returns non-zero when the sync did not
-# complete (the marker stays: the next boot re-syncs fully).
+# cc_sync ROOT TRANSPORT MODE(normal|full): decide, then the secrets' archive, marker, copy
+# (with retries), secrets, record. A failed tar stream or delta falls back to the whole tree.
+# Sets CC_SYNC_BYTES (bytes moved), CC_SYNC_FILES, CC_SYNC_FILE_BYTES and CC_SYNC_METHOD.
+# Returns non-zero when the sync did not complete: when CC_SYNC_STARTED is no, nothing was
+# written (the secrets could not be had; CC_SYNC_WHY says so), else the marker stays and the
+# next boot re-syncs fully.
 cc_sync()
 {
 	local root="$1" transport="$2" src filter stats list start end rc=0 gen="${CC_STD_GENERATION}" bytes method mode
+	CC_SYNC_STARTED=no
+	CC_SYNC_WHY=""
 	src=$(cc_source "${transport}")
 	filter="${CC_RUN_DIR}/rsync-filter"
 	stats="${CC_RUN_DIR}/rsync-stats"
@@ -106,11 +110,17 @@ cc_sync()
 		return 0
 	fi
 	cc_write_filter "${root}" "${filter}" || return 1
+	# The secrets first: a node that cannot have them must not start a copy that needs them.
+	if ! cc_prepare_secrets "${transport}" "${src}" "${filter}"; then
+		CC_SYNC_WHY="the secrets of generation ${gen} are not available from ${CC_SERVER}"
+		return 1
+	fi
 	if [ "${method}" = delta ] && ! cc_fetch_delta "${transport}" "${src}" "${filter}" "${list}"; then
 		method=tree
 		mode=full # the whole tree onto a root that is not blank: contents compared
 	fi
 	start=$(cc_now)
+	CC_SYNC_STARTED=yes
 	cc_write_marker "${root}" "${CC_IMAGE}" "${transport}:${src}" || { cc_err "cannot write the sync marker"; return 1; }
 	CC_OWN_PATHS=$(cc_own_paths "${root}" | tr '\n' ' ')
 	cc_log "syncing image ${CC_IMAGE} from ${src} (${mode}, ${method})"
@@ -131,7 +141,7 @@ cc_sync()
 		elif [ "${CC_DELTA_BATCH}" = yes ] && cc_fetch_batch "${transport}" "${src}" "${list}" "${root}" \
 			&& cc_apply_batch "${root}" "${list}" "${stats}" "${filter}"; then
 			method="batch"
-		elif ! cc_retry "${CC_RETRIES}" "delta sync from ${src}" cc_rsync_once "${src}" \
+		elif ! cc_retry "${CC_RETRIES}" "delta sync from ${src}" cc_rsync_tree "${src}" \
 			"${root}" delta "${filter}" "${stats}" "${list}"; then
 			cc_warn "the delta sync failed: comparing the whole tree"
 			method=tree
@@ -151,6 +161,9 @@ cc_sync()
 	if [ "${rc}" -eq 0 ] && [ "$(cc_generation "${root}")" != "${gen}" ]; then
 		cc_err "the copy is not of generation ${gen}: its tree changed or went away on the master"
 		rc=1
+	fi
+	if [ "${rc}" -eq 0 ]; then
+		cc_install_secrets "${root}" "${filter}" || rc=1
 	fi
 	if [ "${rc}" -eq 0 ]; then
 		cc_separate_seeded "${root}" || rc=1

@@ -1,0 +1,156 @@
+"""Secrets: the files of a standard that no served tree holds.
+
+A generation's *secret paths* are its non-directory entries that match one of the image's
+secret patterns (contract.SECRETS, then images.NAME.secrets: paths relative to the root, `*`
+within one name), or lie below a directory that does, and every other name of a hard-linked
+file among them (its content must not be served under another name). `image commit`:
+
+- keeps them in the manifest (a change of /etc/shadow alone is a new generation; `status` sees
+  it), but writes them into a staging tree beside the store's secrets archives instead of the
+  served generation tree (snapshot.build_tree), so nothing under roots/ ever holds them, not
+  even while a commit runs;
+- lists them in the generation's tree (contract.SECRETS_LIST): the node protects these paths
+  from its sync's deletions;
+- leaves them out of the deltas, batches and the attribute archive;
+- archives them, the directories they are in included, with GNU tar (pax: numeric owners,
+  modes, nanosecond times, extended attributes and ACLs) as STATE_DIR/images/NAME/secrets/
+  SEQ-HASH.tar, mode 0600 in a 0700 directory, which the master exports over NFS read-only
+  with `secure` (a privileged source port: root on the client) to the addresses of the image's
+  nodes alone (render/nfs.py); neither the rsync daemon nor any other export serves it.
+
+Paths the contract's exclusions cover (the SSH host keys: a node makes its own) are secret,
+so never served, and not archived either: no node ever takes them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from clustcontrol.contract import SECRETS_FORMAT
+from clustcontrol.errors import ClustcontrolError
+from clustcontrol.fsutil import atomic_write, read_bytes_or_none
+from clustcontrol.image.common import write_entries_archive
+from clustcontrol.image.generation import Manifest
+
+# rsync's filter rules treat these as wildcards in a pattern (rsync(1), PATTERN MATCHING RULES).
+_WILDCARDS = re.compile(r"[*?\[\\]")
+
+
+def matches(rel: str, patterns: Iterable[str]) -> bool:
+    """Whether `rel` (relative to the root) or one of its parent directories matches one of
+    `patterns` (relative, `*` matches within one name: fnmatch on each component)."""
+    parts = rel.split("/")
+    for pattern in patterns:
+        wanted = pattern.split("/")
+        if len(wanted) <= len(parts) and all(
+            fnmatchcase(part, want) for part, want in zip(parts, wanted, strict=False)
+        ):
+            return True
+    return False
+
+
+def select(
+    entries: Iterable[tuple[str, bool]], groups: Iterable[Iterable[str]], patterns: Iterable[str]
+) -> frozenset[str]:
+    """The secret paths among `entries` ((relative path, is a directory) pairs; see the module
+    docstring): the non-directories that match `patterns` or lie below a match, and every name
+    of a hard-link group (`groups`: the names of each inode) that has one of them."""
+    patterns = tuple(patterns)
+    found = {rel for rel, is_dir in entries if not is_dir and matches(rel, patterns)}
+    for group in groups:
+        names = list(group)
+        if found.intersection(names):
+            found.update(names)
+    return frozenset(found)
+
+
+def secret_paths(manifest: Manifest, patterns: Iterable[str]) -> frozenset[str]:
+    """The secret paths of a manifest (select; hard-link groups from Entry.link)."""
+    groups: dict[str, list[str]] = {}
+    for rel, entry in manifest.items():
+        if entry.link:
+            groups.setdefault(entry.link, []).append(rel)
+    entries = ((rel, entry.kind == "d") for rel, entry in manifest.items())
+    return select(entries, groups.values(), patterns)
+
+
+def unprotectable(path: str) -> str | None:
+    """Why a secret path cannot be named in the node's rsync filter and in the list, or None:
+    a line break (the list holds one path a line), a leading `#` (its comments), or one of
+    rsync's wildcard characters `*?[\\` (a pattern holding them is matched as a wildcard)."""
+    if "\n" in path or "\r" in path:
+        return f"{path!r} contains a line break"
+    if path.startswith("#"):
+        return f"{path!r} starts with #"
+    if _WILDCARDS.search(path):
+        return f"{path!r} contains one of rsync's wildcard characters *?[\\"
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{path!r} is not valid UTF-8"
+    return None
+
+
+def check_protectable(image: str, paths: Iterable[str]) -> None:
+    """Refuse a generation whose secret paths cannot be listed for the node (unprotectable):
+    its file would be deleted by every node's sync. Raises ClustcontrolError naming the first."""
+    for path in sorted(paths):
+        reason = unprotectable(path)
+        if reason is not None:
+            raise ClustcontrolError(
+                f"image {image}: the secret path {reason}; nodes could not keep it",
+                hint="rename the file in the working tree, then commit again",
+            )
+
+
+def render_list(generation: str, paths: Iterable[str]) -> bytes:
+    """The SECRETS_LIST file: "# SECRETS_FORMAT GENERATION", the paths sorted, "# end"."""
+    lines = [f"# {SECRETS_FORMAT} {generation}", *sorted(paths), "# end"]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def write_list(path: Path, generation: str, paths: Iterable[str]) -> None:
+    """Write the SECRETS_LIST file of `generation` at `path` (atomic, mode 0644)."""
+    atomic_write(path, render_list(generation, paths), mode=0o644)
+
+
+def read_list(path: Path) -> frozenset[str] | None:
+    """The secret paths a tree's SECRETS_LIST names; None when it has none or an unreadable one
+    (a tree committed before secrets were kept apart: it may hold them)."""
+    data = read_bytes_or_none(path)
+    if data is None:
+        return None
+    lines = data.decode("utf-8", "surrogateescape").split("\n")
+    complete = lines[-2:] == ["# end", ""]
+    if len(lines) < 3 or not complete or not lines[0].startswith(f"# {SECRETS_FORMAT} "):
+        return None
+    return frozenset(lines[1:-2])
+
+
+def parent_dirs(paths: Iterable[str]) -> frozenset[str]:
+    """The directories (relative, the root left out) the paths are in, every ancestor once."""
+    dirs: set[str] = set()
+    for rel in paths:
+        parts = rel.split("/")[:-1]
+        dirs.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+    return frozenset(dirs)
+
+
+def archive_names(paths: Iterable[str]) -> list[str]:
+    """What a secrets archive holds, in order: the root ("."), the directories the paths are
+    in, outermost first, then the paths. Extracted on the node, each directory gets the
+    generation's owner, mode and times back after its files are installed."""
+    paths = sorted(paths)
+    ordered = sorted(parent_dirs(paths), key=lambda rel: (rel.count("/"), rel))
+    return [".", *ordered, *paths]
+
+
+def write_archive(tree: Path, paths: Iterable[str], archive: Path) -> None:
+    """Archive the secret `paths` of the staging tree `tree` (its directories hold the
+    generation's metadata) into `archive` (0600, replaced if it exists; in the 0700 secrets
+    directory) with archive_names (common.write_entries_archive). Raises CommandError when tar
+    fails."""
+    archive.unlink(missing_ok=True)
+    write_entries_archive(tree, archive_names(paths), archive)

@@ -1,0 +1,307 @@
+"""Secrets on the master: `image commit` never puts a secret's file or content under the served
+roots (trees, deltas, batches, attribute archive), keeps it in the manifest and in the
+generation's secrets archive with its metadata, and a change of a secret alone, or of which
+paths are secret, is a generation."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from clustcontrol.contract import SECRET_PATTERNS, SECRETS_LIST
+from clustcontrol.errors import ClustcontrolError
+from clustcontrol.image import secrets as secret
+from clustcontrol.image.commit import commit_image, commit_tree, image_status
+from clustcontrol.image.generation import GenerationStore, scan
+from tests.conftest import Cli, inventory_data, make_inventory
+from tests.image.conftest import IMAGE_ROOT
+
+
+def served_bytes(store: GenerationStore | Path) -> bytes:
+    """Every path under the served roots (a store's, or a directory) and every regular file's
+    content, concatenated."""
+    roots = store.roots if isinstance(store, GenerationStore) else store
+    chunks = []
+    for dirpath, dirs, names in os.walk(roots):
+        for name in (*dirs, *names):
+            path = Path(dirpath, name)
+            chunks.append(os.fsencode(path.relative_to(roots)))
+            if path.is_file() and not path.is_symlink():
+                chunks.append(path.read_bytes())
+    return b"\n".join(chunks)
+
+
+def archive_members(store: GenerationStore, generation: str) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(store.secrets_archive(generation)) as tar:
+        return {m.name.removeprefix("./"): m for m in tar.getmembers()}
+
+
+def add_secrets(root: Path) -> None:
+    """The default secrets, with owners, modes, an attribute and a hard link."""
+    (root / "etc/ssh").mkdir(parents=True, exist_ok=True)
+    (root / "etc/munge").mkdir(parents=True, exist_ok=True)
+    (root / "etc/shadow").write_text("root:$6$SHADOW-CONTENT-1:19000:0:99999:7:::\n")
+    os.chown(root / "etc/shadow", 0, 42)
+    (root / "etc/shadow").chmod(0o640)
+    os.link(root / "etc/shadow", root / "etc/shadow-")
+    (root / "etc/gshadow").write_text("root:*::GSHADOW-CONTENT\n")
+    (root / "etc/gshadow").chmod(0o640)
+    (root / "etc/munge/munge.key").write_bytes(b"MUNGE-KEY-CONTENT" * 64)
+    os.chown(root / "etc/munge/munge.key", 999, 999)
+    (root / "etc/munge/munge.key").chmod(0o400)
+    os.setxattr(root / "etc/munge/munge.key", "user.origin", b"the standard")
+    (root / "etc/ssh/ssh_host_ed25519_key").write_text("HOST-KEY-CONTENT\n")
+    (root / "etc/ssh/ssh_host_ed25519_key").chmod(0o600)
+    (root / "etc/ssh/ssh_host_ed25519_key.pub").write_text("ssh-ed25519 PUBLIC\n")
+
+
+CONTENTS = (b"SHADOW-CONTENT", b"GSHADOW-CONTENT", b"MUNGE-KEY-CONTENT", b"HOST-KEY-CONTENT")
+
+
+def test_commit_serves_no_secret_and_archives_them_exactly(prefix: Path) -> None:
+    root = prefix / IMAGE_ROOT
+    add_secrets(root)
+    inv = make_inventory()
+    result = commit_image(inv, "default", prefix)
+    store = GenerationStore.for_image(prefix, "default")
+    tree = store.tree(result.generation)
+    served = served_bytes(store)
+    assert not any(content in served for content in CONTENTS)
+    for rel in ("etc/shadow", "etc/shadow-", "etc/gshadow", "etc/munge/munge.key"):
+        assert not (tree / rel).exists()
+    assert (tree / "etc/ssh/ssh_host_ed25519_key.pub").is_file()  # a public key is no secret
+    assert (tree / "etc/munge").is_dir()  # the directories stay served
+    listed = secret.read_list(tree / SECRETS_LIST)
+    assert listed == frozenset(
+        {
+            "etc/shadow",
+            "etc/shadow-",
+            "etc/gshadow",
+            "etc/munge/munge.key",
+            "etc/ssh/ssh_host_ed25519_key",
+        }
+    )
+    assert (result.secrets, result.secrets_archived) == (5, 4)
+    # The manifest still has them: a change of one alone is a new generation.
+    manifest = store.manifest(result.generation)
+    assert manifest["etc/shadow"].gid == 42 and manifest["etc/shadow"].link == "etc/shadow"
+    # The archive: 0600 in a 0700 directory, every secret but the host key (no node takes it),
+    # with owner, mode, times, hard link and attribute; the directories they are in first.
+    assert stat.S_IMODE(store.secrets.stat().st_mode) == 0o700
+    assert stat.S_IMODE(store.secrets_archive(result.generation).stat().st_mode) == 0o600
+    members = archive_members(store, result.generation)
+    assert list(members)[:4] == [".", "etc", "etc/munge", "etc/munge/munge.key"] or set(
+        list(members)[:3]
+    ) == {".", "etc", "etc/munge"}
+    assert "etc/ssh/ssh_host_ed25519_key" not in members
+    key = members["etc/munge/munge.key"]
+    assert (key.uid, key.gid, key.mode) == (999, 999, 0o400)
+    assert key.pax_headers.get("SCHILY.xattr.user.origin") == "the standard"
+    assert float(key.pax_headers["mtime"]) == pytest.approx(
+        (root / "etc/munge/munge.key").stat().st_mtime_ns / 1e9, abs=1e-6
+    )
+    linked = {members["etc/shadow"].islnk(), members["etc/shadow-"].islnk()}
+    assert linked == {True, False}
+    assert members["etc"].mode == stat.S_IMODE((root / "etc").stat().st_mode)
+
+
+def test_a_change_of_a_secret_alone_is_a_generation_and_not_in_the_delta(prefix: Path) -> None:
+    root = prefix / IMAGE_ROOT
+    add_secrets(root)
+    inv = make_inventory()
+    first = commit_image(inv, "default", prefix)
+    assert not commit_image(inv, "default", prefix).created
+    (root / "etc/shadow").write_text("root:$6$SHADOW-CONTENT-2:19001:0:99999:7:::\n")
+    status = image_status(inv, "default", prefix)
+    assert status.uncommitted is not None and "etc/shadow" in status.uncommitted.changed
+    second = commit_image(inv, "default", prefix)
+    assert second.created and "etc/shadow" in second.difference.changed
+    store = GenerationStore.for_image(prefix, "default")
+    delta = (
+        store.tree(second.generation) / "etc/clustcontrol-deltas" / first.generation
+    ).read_text()
+    assert "etc/shadow" not in delta.split("# removed")[0]
+    assert b"SHADOW-CONTENT-2" not in served_bytes(store)
+    members = archive_members(store, second.generation)
+    shadow = store.secrets_archive(second.generation)
+    with tarfile.open(shadow) as tar:
+        member = tar.extractfile(members["etc/shadow"])
+        assert member is not None and b"SHADOW-CONTENT-2" in member.read()
+    assert image_status(inv, "default", prefix).warning is None
+
+
+def test_a_new_pattern_makes_a_generation_and_removes_trees_that_served_it(
+    prefix: Path,
+) -> None:
+    root = prefix / IMAGE_ROOT
+    (root / "etc/ssl/private").mkdir(parents=True)
+    (root / "etc/ssl/private/site.key").write_text("SITE-KEY-CONTENT\n")
+    (root / "etc/ssl/private/sub").mkdir()
+    (root / "etc/ssl/private/sub/other.pem").write_text("OTHER-KEY-CONTENT\n")
+    first = commit_image(make_inventory(), "default", prefix)
+    store = GenerationStore.for_image(prefix, "default")
+    assert b"SITE-KEY-CONTENT" in served_bytes(store)  # no pattern names it yet
+    images = {"default": {"root": "/srv/nfs4/clusternoderoot", "secrets": ["/etc/ssl/private"]}}
+    inv = make_inventory(images=images)
+    status = image_status(inv, "default", prefix)
+    assert status.warning is not None and "UNCOMMITTED" in status.warning
+    assert status.uncommitted is not None
+    assert set(status.uncommitted.changed) >= {
+        "etc/ssl/private/site.key",
+        "etc/ssl/private/sub/other.pem",
+    }
+    second = commit_image(inv, "default", prefix)
+    assert second.created and second.generation != first.generation
+    assert second.tainted == (first.generation,)  # it served the key
+    assert store.trees() == [second.generation]
+    served = served_bytes(store)
+    assert b"SITE-KEY-CONTENT" not in served and b"OTHER-KEY-CONTENT" not in served
+    assert (store.tree(second.generation) / "etc/ssl/private/sub").is_dir()
+    assert not commit_image(inv, "default", prefix).created
+
+
+def test_hard_link_partner_of_a_secret_is_secret(prefix: Path) -> None:
+    root = prefix / IMAGE_ROOT
+    add_secrets(root)
+    (root / "var/backups").mkdir(parents=True)
+    os.link(root / "etc/gshadow", root / "var/backups/gshadow.bak")
+    result = commit_image(make_inventory(), "default", prefix)
+    store = GenerationStore.for_image(prefix, "default")
+    assert b"GSHADOW-CONTENT" not in served_bytes(store)
+    assert "var/backups/gshadow.bak" in archive_members(store, result.generation)
+
+
+def test_an_unlistable_secret_path_is_refused(prefix: Path) -> None:
+    root = prefix / IMAGE_ROOT
+    (root / "etc/ssl").mkdir(parents=True)
+    (root / "etc/ssl/we[ird].key").write_text("x\n")
+    images = {"default": {"root": "/srv/nfs4/clusternoderoot", "secrets": ["/etc/ssl/*.key"]}}
+    with pytest.raises(ClustcontrolError, match="wildcard"):
+        commit_image(make_inventory(images=images), "default", prefix)
+    store = GenerationStore.for_image(prefix, "default")
+    assert store.current() is None
+    assert b"x\n" not in b"".join(
+        p.read_bytes() for p in store.roots.rglob("*") if p.is_file() and not p.is_symlink()
+    )
+
+
+def test_batches_and_attribute_archive_leave_secrets_out(prefix: Path) -> None:
+    root = prefix / IMAGE_ROOT
+    add_secrets(root)
+    subprocess.run(["setfacl", "-m", "u:1234:r", str(root / "etc/gshadow")], check=True)
+    inv = make_inventory()
+    first = commit_image(inv, "default", prefix)
+    (root / "etc/gshadow").write_text("root:*::GSHADOW-CONTENT-2\n")
+    (root / "etc/motd").write_text("changed\n")
+    second = commit_image(inv, "default", prefix)
+    assert second.batches == (first.generation,)
+    store = GenerationStore.for_image(prefix, "default")
+    deltas = store.tree(second.generation) / "etc/clustcontrol-deltas"
+    listed = (deltas / f"{first.generation}.list").read_text().split("\n")
+    assert "etc/motd" in listed and "etc/gshadow" not in listed
+    assert "etc/gshadow" not in (deltas / f"{first.generation}.sums").read_text()
+    tree = store.tree(second.generation)
+    if (tree / "etc/clustcontrol-xattrs.tar").exists():
+        with tarfile.open(tree / "etc/clustcontrol-xattrs.tar") as tar:
+            assert not any("shadow" in n or "munge" in n for n in tar.getnames())
+    assert b"GSHADOW-CONTENT" not in served_bytes(store)
+
+
+def test_image_show_and_cli_name_the_secrets(cli: Cli, tmp_path: Path) -> None:
+    data = inventory_data(
+        images={"default": {"root": str(tmp_path / "std"), "secrets": ["/etc/ssl/private/*.key"]}}
+    )
+    import json
+
+    cli.config.write_text(json.dumps(data))
+    shown = cli("image", "show", "default", "--output", "json")
+    assert shown.code == 0, shown.err
+    facts = json.loads(shown.out)
+    assert facts["secrets"] == [f"/{p}" for p in SECRET_PATTERNS] + ["/etc/ssl/private/*.key"]
+    assert facts["secrets_served"].endswith("/images/default/secrets")
+
+
+@pytest.mark.parametrize("bad", ["/", "/etc/../shadow", "/etc/sha dow", "/etc/x\n", "etc/x"])
+def test_bad_secret_patterns_are_refused(cli: Cli, bad: str) -> None:
+    import json
+
+    data = inventory_data(images={"default": {"root": "/srv/x", "secrets": [bad]}})
+    cli.config.write_text(json.dumps(data))
+    result = cli("validate")
+    assert result.code == 2
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and "images.default.secrets" in lines[0], result.err
+
+
+# --- the property: nothing under the served roots holds a secret's path or content ----------
+NAMES = st.sampled_from(["a", "b", "key", "key.pem", "shadow", "x.key", "sub", "data"])
+PATHS = st.lists(st.lists(NAMES, min_size=1, max_size=3).map("/".join), min_size=1, max_size=12)
+PATTERN_PARTS = st.sampled_from(["a", "b", "key", "*.key", "*", "sub", "x*", "shadow"])
+PATTERNS = st.lists(
+    st.lists(PATTERN_PARTS, min_size=1, max_size=3).map("/".join), min_size=0, max_size=4
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(paths=PATHS, patterns=PATTERNS, links=st.booleans())
+def test_no_secret_path_or_content_is_ever_served(
+    tmp_path_factory: pytest.TempPathFactory, paths: list[str], patterns: list[str], links: bool
+) -> None:
+    """For random trees and secret patterns, over two commits (the second changes every file):
+    no secret's path exists under the served roots and no secret's content (a unique token)
+    appears in any served file; every secret is in the manifest and in the archive."""
+    tmp = tmp_path_factory.mktemp("prop")
+    root = tmp / "std"
+    (root / "etc").mkdir(parents=True)
+    # A path that is a directory of another is a directory; the others are files.
+    files = sorted({p for p in paths if not any(q.startswith(p + "/") for q in paths)})
+    for rel in files:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    store = GenerationStore(tmp / "state")
+    pats = tuple(patterns)
+    for round_ in (1, 2):
+        for index, rel in enumerate(files):
+            (root / rel).unlink(missing_ok=True)
+            (root / rel).write_bytes(f"TOKEN-{round_}-{index}-{rel}-END".encode())
+        if links and len(files) > 1 and round_ == 1:
+            os.link(root / files[0], root / f"{files[0]}-link")
+            files.append(f"{files[0]}-link")
+        result = commit_tree(
+            "p", root, store, control_dir="/etc/clustcontrol", keep=3, secrets=pats
+        )
+        manifest = store.manifest(result.generation)
+        hidden = secret.secret_paths(manifest, pats)
+        served = served_bytes(store)
+        tree = store.tree(result.generation)
+        for rel in hidden:
+            assert not (tree / rel).exists() and not (tree / rel).is_symlink()
+            assert rel in manifest
+            content = (root / rel).read_bytes()
+            assert content not in served, rel
+        for rel in set(files) - hidden:
+            assert (tree / rel).read_bytes() == (root / rel).read_bytes()
+        if hidden:
+            members = archive_members(store, result.generation)
+            assert hidden <= set(members)
+        assert secret.read_list(tree / SECRETS_LIST) == hidden
+    assert scan(root)  # the working tree is untouched
+
+
+def test_a_standard_without_secrets(prefix: Path) -> None:
+    """A standard without secrets: no archive, an empty list; nothing else changes."""
+    result = commit_image(make_inventory(), "default", prefix)
+    store = GenerationStore.for_image(prefix, "default")
+    assert not store.secrets_archive(result.generation).exists()
+    assert secret.read_list(store.tree(result.generation) / SECRETS_LIST) == frozenset()
+    assert result.secrets == 0
