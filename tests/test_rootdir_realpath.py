@@ -3,6 +3,7 @@ the tree were the root) and missing components taken as written."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 from pathlib import Path
@@ -66,14 +67,29 @@ PATHS = st.lists(st.sampled_from([*NAMES, "x"]), max_size=3).map(lambda p: "/" +
 
 
 def _build(root: Path, tree: dict[str, str | None]) -> None:
+    """Make the entries of `tree` under `root` through directory descriptors opened with
+    O_NOFOLLOW: an entry whose directory is missing, a file or a link is skipped, so nothing is
+    ever made through a link (a link to "/" would put it on the host)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     for rel, target in sorted(tree.items()):
-        path = root / rel
-        if not path.parent.is_dir() or path.is_symlink() or path.exists():
-            continue  # its directory is missing or a link: skip it
-        if target is None:
-            path.mkdir()
-        else:
-            path.symlink_to(target)
+        *dirs, name = rel.split("/")
+        fd = os.open(root, flags)
+        try:
+            for part in dirs:
+                try:
+                    below = os.open(part, flags, dir_fd=fd)
+                except OSError:  # missing, a file or a link: skip the entry
+                    break
+                os.close(fd)
+                fd = below
+            else:
+                with contextlib.suppress(FileExistsError):
+                    if target is None:
+                        os.mkdir(name, dir_fd=fd)
+                    else:
+                        os.symlink(target, name, dir_fd=fd)
+        finally:
+            os.close(fd)
 
 
 def _oracle(root: Path, path: str) -> str:
