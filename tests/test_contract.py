@@ -330,3 +330,63 @@ def test_exclusions_agree_between_python_and_the_shell() -> None:
     ]
     assert out.stdout.splitlines() == python
     assert "path srv/clustcontrol.d" in python and "path etc/clustcontrol-generation" not in python
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    """Every entry under root: a file's bytes, a link's target, b"/" for a directory."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            found[rel] = b"-> " + str(path.readlink()).encode()
+        else:
+            found[rel] = b"/" if path.is_dir() else path.read_bytes()
+    return found
+
+
+def test_the_node_writes_the_node_files_the_contract_declares(tmp_path: Path) -> None:
+    """The real engine's cc_write_node_files on a synced root changes exactly the NODE_FILES
+    (besides its state directory); the SSH host keys, which the booted system makes, are left
+    out of the sync instead. `image show` lists NODE_FILES."""
+    root = tmp_path / "root"
+    for rel, text in {
+        "etc/hostname": "standard\n",
+        "etc/hosts": "127.0.0.1\tlocalhost\n127.0.1.1\tstandard\n",
+        "etc/machine-id": "uninitialized\n",
+        "etc/network/interfaces": "auto eth0\niface eth0 inet dhcp\n",
+        "etc/fstab": "# the standard's\n/dev/sda2 / ext4 defaults 0 1\nnfs:/home /home nfs 0 0\n",
+        "etc/ssh/sshd_config": "",
+        "var/lib/dbus/machine-id": "standard's own\n",
+    }.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    (tmp_path / "uuid").write_text("0123abcd-0123-abcd-0123-0123456789ab\n")
+    before = _tree(root)
+    out = busybox(
+        f'cc_write_node_files "{root}" /dev/null "{root}/etc/fstab"',
+        CC_HOSTNAME="node01",
+        CC_FQDN="node01.rostclust",
+        CC_IP="192.168.0.11",
+        CC_MASTER_IP="192.168.0.1",
+        CC_MASTER_NAME="master",
+        CC_DOMAIN="rostclust",
+        CC_BOOT_INTERFACE="eth0",
+        CC_PARTITIONS="",
+        CC_UUID_SOURCE=str(tmp_path / "uuid"),
+    )
+    assert out.returncode == 0, out.stderr
+    after = _tree(root)
+    state = next(p.default for p in contract.PARAMS if p.key == "CC_STATE_DIR")
+    assert state is not None and (root / state.lstrip("/") / "machine-id").is_file()
+    changed = {
+        rel
+        for rel in set(before) | set(after)
+        if before.get(rel) != after.get(rel) and not f"/{rel}/".startswith(f"{state}/")
+    }
+    declared = {f.path for f in contract.NODE_FILES}
+    written = {p for p in declared if "*" not in p}
+    assert changed == written, after
+    assert {f.path for f in contract.NODE_FILES if not f.taken_from_standard} == {
+        "etc/hostname", "etc/machine-id", "var/lib/dbus/machine-id", "etc/fstab",
+        "etc/ssh/ssh_host_*",
+    }  # fmt: skip

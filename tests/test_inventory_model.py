@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from clustcontrol.errors import InvalidInputError
+from clustcontrol.inventory import model
 from clustcontrol.inventory import types as T
 from clustcontrol.inventory.store import load_inventory, parse_inventory
 from tests.conftest import BASE, inventory_data, make_inventory
@@ -311,3 +313,61 @@ def test_load_inventory_leaves_the_garbage_collector_enabled(tmp_path: Path, tex
     with contextlib.suppress(InvalidInputError):
         load_inventory(path)
     assert gc.isenabled()
+
+
+def _int_fields() -> list[tuple[str, str]]:
+    """(model class name, field) of every integer field of the inventory's models."""
+    found = []
+    for cls in vars(model).values():
+        if (
+            isinstance(cls, type)
+            and issubclass(cls, BaseModel)
+            and cls.__module__ == model.__name__
+        ):
+            found += [
+                (cls.__name__, f) for f, info in cls.model_fields.items() if info.annotation is int
+            ]
+    return sorted(found)
+
+
+# Where each model with an integer field sits in a valid inventory (keys), and its name in a
+# problem.
+_PLACES: dict[str, tuple[tuple[str | int, ...], str]] = {
+    "Cluster": (("cluster",), "cluster"),
+    "Image": (("images", "default"), "images.default"),
+    "Partition": (
+        ("disk_layouts", "default", "partitions", 1),
+        "disk_layouts.default.partitions[1]",
+    ),
+}
+
+
+def test_the_integer_fields_are_known() -> None:
+    """A new integer field, or one in another model, gets its place in the test below."""
+    assert {cls for cls, _field in _int_fields()} == set(_PLACES)
+    assert len(_int_fields()) == 6
+
+
+@pytest.mark.parametrize(("cls", "field"), _int_fields())
+@pytest.mark.parametrize("value", [True, False, "3", "0x10", 2.0, 3.5, None, [3], "ok"])
+def test_integer_fields_take_integers_only(cls: str, field: str, value: object) -> None:
+    """A YAML integer only: no bool (true is not 1), string or float is converted; an integer
+    within the field's bounds is taken."""
+    keys, where = _PLACES[cls]
+    layout = {
+        "sfdisk": model.DEFAULT_SFDISK,
+        "partitions": [{"number": 1, "use": "swap"}, {"number": 2, "use": "root"}],
+    }
+    data: Any = inventory_data(disk_layouts={"default": layout})
+    section = data
+    for key in keys:
+        section = section[key]
+    if value == "ok":  # the field's upper bound, a valid integer
+        bound = next(
+            m.le for m in getattr(model, cls).model_fields[field].metadata if hasattr(m, "le")
+        )
+        section[field] = bound
+        parse_inventory(data)  # no problem
+        return
+    section[field] = value
+    assert problems(data) == [f"{where}.{field}: {value!r}: Input should be a valid integer"]

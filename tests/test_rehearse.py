@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -19,10 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from clustcontrol.errors import InvalidInputError
 from clustcontrol.inventory.store import parse_inventory
 from clustcontrol.rehearse import (
+    MAX_SIZE,
+    _locked_disk,
     fitting_size,
     kernel_cmdline,
     parse_size,
@@ -136,6 +141,13 @@ def scratch_dirs() -> set[str]:
     return {p.name for p in Path(tempfile.gettempdir()).glob("clustcontrol-rehearse-*")}
 
 
+def new_scratch_dirs(before: set[str]) -> set[str]:
+    """The scratch directories made since `before` (scratch_dirs()) that are still there. (A
+    rehearsal may remove older ones, left by killed rehearsals: those are not compared. Other
+    rehearsals running on the machine meanwhile, such as other test runs, show up here too.)"""
+    return scratch_dirs() - before
+
+
 def daemons() -> list[str]:
     """Command lines of running rsync daemons started by a rehearsal (their config lies in the
     scratch directory)."""
@@ -188,7 +200,7 @@ def test_first_boot_then_skip_then_delta(cluster: Cluster, tmp_path: Path) -> No
         "BOOTIF=01-52-54-00-00-00-01"
     )
     assert disk.stat().st_size == 72 << 20
-    assert leftovers(disk) == [] and scratch_dirs() == before
+    assert leftovers(disk) == [] and not new_scratch_dirs(before)
     with node_root(disk) as root:  # the engine wrote the node's disk
         assert (root / "bin/tool").read_text() == "#!/bin/sh\necho tool 1\n"
         assert (root / "etc/hostname").read_text() == "node01\n"
@@ -209,7 +221,7 @@ def test_first_boot_then_skip_then_delta(cluster: Cluster, tmp_path: Path) -> No
     assert (third["method"], third["result"]) == ("batch", "synced")  # the master's batch, replayed
     assert third["files"] >= 1 and 0 < third["bytes_moved"] < 64 * 1024
     assert third["generation"] == third["current_generation"] == second_generation
-    assert leftovers(disk) == [] and scratch_dirs() == before
+    assert leftovers(disk) == [] and not new_scratch_dirs(before)
     with node_root(disk) as root:
         assert (root / "bin/tool").read_text() == "#!/bin/sh\necho tool 2\n"
 
@@ -281,10 +293,10 @@ def test_engine_failure_leaves_nothing_behind(cluster: Cluster, tmp_path: Path) 
     assert result.code == 1, result.out + result.err
     assert "│ result     │ failed" in result.out
     assert "ERROR" in result.err
-    assert leftovers(disk) == [] and daemons() == [] and scratch_dirs() == before
+    assert leftovers(disk) == [] and daemons() == [] and not new_scratch_dirs(before)
     data = cluster.rehearse_json("node01", disk, "--transport", "rsync")
     assert data["result"] == "failed" and data["layout"] == "same"
-    assert leftovers(disk) == [] and daemons() == [] and scratch_dirs() == before
+    assert leftovers(disk) == [] and daemons() == [] and not new_scratch_dirs(before)
 
 
 @needs_root
@@ -325,20 +337,170 @@ def test_size_of_an_existing_disk_must_match(cluster: Cluster, tmp_path: Path) -
 
 # --- planning, no root needed ------------------------------------------------------------------
 
+NOT_A_SIZE = (
+    "is not a size: digits (bytes), optionally with K, M, G or T (binary) and iB after them, "
+    "e.g. 512M, 4GiB"
+)
+# What SFDISK needs: 1 MiB of alignment, 4 MiB swap, 40 MiB root, at least 1 MiB for the rest
+# (sfdisk refuses 45 MiB).
+SFDISK_MINIMUM = 46
+
+
+def rehearse_in(
+    cluster: Cluster, cwd: Path, *args: str, file_size_limit: int | None = None
+) -> Result:
+    """`node rehearse` run in the directory `cwd` (relative --disk values are taken from there),
+    with RLIMIT_FSIZE set to `file_size_limit` bytes when given (a file system that holds no
+    larger file: ftruncate fails with EFBIG)."""
+
+    def limit() -> None:
+        if file_size_limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    argv = [sys.executable, "-m", "clustcontrol", "--config", str(cluster.cli.config)]
+    argv += ["node", "rehearse", "--root", str(cluster.prefix), *args]
+    proc = subprocess.run(
+        argv, cwd=cwd, capture_output=True, text=True, preexec_fn=limit, timeout=300
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.mark.parametrize(
+    ("args", "limit", "line"),
+    [
+        (["--size", "99999999999999999999999G"], None,
+         "--size: '99999999999999999999999G' is more than 1024 TiB"),
+        (["--size", "1025T"], None, "--size: '1025T' is more than 1024 TiB"),
+        (["--size", "2G"], 1 << 30,
+         "--size: '2G' is more than a file in '{cwd}' can hold here (File too large)"),
+        (["--size", "1M"], None,
+         "--size: '1M' (1 MiB) is too small for disk_layouts.default (node node01): it needs at "
+         f"least {SFDISK_MINIMUM} MiB"),
+        (["--size", f"{SFDISK_MINIMUM - 1}M"], None,
+         f"--size: '{SFDISK_MINIMUM - 1}M' ({SFDISK_MINIMUM - 1} MiB) is too small for "
+         f"disk_layouts.default (node node01): it needs at least {SFDISK_MINIMUM} MiB"),
+        (["--size", "1G\n"], None, f"--size: '1G\\n' {NOT_A_SIZE}"),
+        (["--size", " 1G"], None, f"--size: ' 1G' {NOT_A_SIZE}"),
+        (["--size", "1G "], None, f"--size: '1G ' {NOT_A_SIZE}"),
+        (["--size", "1g"], None, f"--size: '1g' {NOT_A_SIZE}"),
+        (["--size", "1GB"], None, f"--size: '1GB' {NOT_A_SIZE}"),
+        (["--size", "1K"], None, "--size: '1K' is less than 1 MiB"),
+        (["--disk", ""], None, "--disk: '' does not name a file"),
+        (["--disk", "."], None, "--disk: '.' does not name a file"),
+        (["--disk", "sub/"], None, "--disk: 'sub/' does not name a file"),
+        (["--disk", "sub/.."], None, "--disk: 'sub/..' does not name a file"),
+        (["--disk", "nodir/new.img"], None,
+         "--disk: 'nodir/new.img': no such directory or a dangling link"),
+        (["--disk", "sub"], None,
+         "--disk: 'sub' is not a regular file (a rehearsal writes to an image)"),
+    ],
+)  # fmt: skip
+def test_bad_disk_or_size_exits_2_with_one_line_and_writes_nothing(
+    cluster: Cluster, tmp_path: Path, args: list[str], limit: int | None, line: str
+) -> None:
+    """One line naming the option and its value as given, exit 2, no disk file made (before
+    the size checks, an overflowing size gave a traceback and a too large one 'File too
+    large', exit 1, and both left an empty file; a size the layout does not fit ran the engine
+    into a misleading failure; "" named the current directory)."""
+    cluster.commit()
+    cwd = tmp_path / "here"
+    (cwd / "sub").mkdir(parents=True)
+    argv = [*args, "node01"]
+    if "--disk" not in args:
+        argv += ["--disk", "new.img"]
+    result = rehearse_in(cluster, cwd, *argv, file_size_limit=limit)
+    assert (result.code, result.err) == (2, f"clustcontrol: error: {line.format(cwd=cwd)}\n")
+    assert sorted(p.name for p in cwd.rglob("*")) == ["sub"]
+
+
+def test_a_size_larger_than_the_file_system_takes(cluster: Cluster, tmp_path: Path) -> None:
+    """The reviewer's case, on the real file system: 17 TiB where it holds no such file
+    (ext4 with 4 KiB blocks: 16 TiB less a block)."""
+    with tempfile.TemporaryFile(dir=tmp_path) as f:
+        try:
+            os.ftruncate(f.fileno(), 17 << 40)
+        except OSError:
+            pass
+        else:
+            pytest.skip("this file system takes a 17 TiB file")
+    cluster.commit()
+    result = rehearse_in(cluster, tmp_path, "node01", "--disk", "big.img", "--size", "17T")
+    assert (result.code, result.err) == (
+        2,
+        f"clustcontrol: error: --size: '17T' is more than a file in '{tmp_path}' can hold here "
+        "(File too large)\n",
+    )
+    assert not (tmp_path / "big.img").exists()
+
 
 def test_parse_size() -> None:
     assert parse_size("4G") == parse_size("4GiB") == 4 << 30
-    assert parse_size("512m") == 512 << 20
-    assert parse_size("1048576") == 1 << 20
-    for bad in ("4X", "-1G", "", "1K"):
+    assert parse_size("512M") == parse_size("524288K") == 512 << 20
+    assert parse_size("1048576") == parse_size("0001M") == 1 << 20
+    assert parse_size("1024T") == MAX_SIZE
+    for bad in ("4X", "-1G", "", "1K", "512m", "1g", "1GB", "1B", "1 G", " 1G", "1G\n", "+1G",
+                "1e9", "4\u0663G", "1025T", "9" * 5000):  # fmt: skip
         with pytest.raises(ValueError):
             parse_size(bad)
 
 
+@given(st.text(alphabet="0123456789KMGTiB \n\t-+.", max_size=12))
+def test_parse_size_takes_digits_and_a_binary_unit_only(text: str) -> None:
+    """Oracle: digits, then nothing or one of K, M, G, T optionally followed by iB, from 1 MiB
+    to 1024 TiB; everything else is refused."""
+    expected = None
+    for unit, shift in (("", 0), ("K", 10), ("M", 20), ("G", 30), ("T", 40)):
+        for suffix in {unit, f"{unit}iB" if unit else unit}:
+            number = text[: len(text) - len(suffix)]
+            if text.endswith(suffix) and number.isascii() and number.isdigit():
+                expected = int(number) << shift
+    if expected is not None and 1 << 20 <= expected <= 1 << 50:
+        assert parse_size(text) == expected
+    else:
+        with pytest.raises(ValueError):
+            parse_size(text)
+
+
 def test_a_new_disk_fits_the_layout(tmp_path: Path) -> None:
     readme_layout = "label: dos\n,2GiB,S\n,16GiB,L,*\n,,L\n"
+    too_large = "label: gpt\n,2000GiB,L\n,4GiB,L\n"
     assert fitting_size(SFDISK, "sfdisk", tmp_path) == 4 << 30
     assert fitting_size(readme_layout, "sfdisk", tmp_path) == 32 << 30
+    assert fitting_size(too_large, "sfdisk", tmp_path) is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_layout_no_default_size_fits_is_refused(tmp_path: Path) -> None:
+    data = inventory()
+    data["disk_layouts"]["default"]["sfdisk"] = "label: gpt\n,2000GiB,L\n,4GiB,L\n"
+    inv = parse_inventory(data)
+    with pytest.raises(InvalidInputError) as info:
+        plan_rehearsal(inv, "node01", tmp_path / "d.img", root_prefix=tmp_path)
+    assert info.value.problems[0] == (
+        "disk_layouts.default (node node01): the layout fits no disk of up to 1 TiB (sfdisk): "
+        "give a larger --size"
+    )
+    with pytest.raises(InvalidInputError) as info:
+        plan_rehearsal(inv, "node01", tmp_path / "d.img", root_prefix=tmp_path, size="100G")
+    assert info.value.problems[0] == (
+        "--size: '100G' (100 GiB) is too small for disk_layouts.default (node node01): it needs "
+        "more than 1 TiB"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("size", [1 << 70, 2 << 30])
+def test_a_disk_file_that_cannot_be_made_that_large_is_removed(tmp_path: Path, size: int) -> None:
+    """Past the checks (a file system that fills meanwhile, a size too large for the C call):
+    the file _locked_disk created is removed again, the error raised."""
+    disk = tmp_path / "d.img"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 30, hard))
+    try:
+        with pytest.raises((OSError, OverflowError)), _locked_disk(disk, size):
+            pass
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -429,13 +591,32 @@ def test_a_rehearsal_stopped_half_way_leaves_nothing_running(
     if how != signal.SIGKILL:
         assert proc.returncode == 130, out + err
         assert "interrupted" in err
-        assert leftovers(disk) == [] and scratch_dirs() == before
+        assert leftovers(disk) == [] and not new_scratch_dirs(before)
     else:  # nothing runs in the killed process: the next rehearsal says what is left
         loops = subprocess.run(
             ["losetup", "-n", "-O", "NAME", "-j", str(disk)], capture_output=True, text=True
         ).stdout.split()
         for loop in loops:
             subprocess.run(["losetup", "-d", loop], check=False)
+        # Its scratch directory (its lock file names it by PID) stays until the next rehearsal.
+        left = [p for p in new_scratch_dirs(before) if _lock_owner(p) == proc.pid]
+        assert len(left) == 1, new_scratch_dirs(before)
+        stale = Path(tempfile.gettempdir(), left[0])
+        (conf / "clustcontrol-local").unlink()  # a quick copy this time
+        cluster.commit()
+        data = cluster.rehearse_json("node02", tmp_path / "next.img", "--size", DISK)
+        assert data["result"] == "synced"
+        assert not stale.exists()
+        assert f"removed {stale}, left by a rehearsal that was killed" in data["notes"]
+        assert not new_scratch_dirs(before)
+
+
+def _lock_owner(name: str) -> int | None:
+    """The PID in the lock file of the scratch directory `name` (scratchdir.py), if any."""
+    try:
+        return int(Path(tempfile.gettempdir(), name, "lock").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _copying() -> bool:

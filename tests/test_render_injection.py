@@ -25,6 +25,7 @@ benign value in that slot:
 Addresses and numbers are parsed into objects, so they are rendered in canonical form only:
 for them the hostile characters are inserted into the benign value, and an accepted value must
 be the same address or number (ignored, never a different one) and render the same files.
+Numbers are YAML integers (StrictInt): a text is refused whatever it holds.
 
 Beside the generated values, every slot gets issue 11's own case each run (each line break and
 NUL before and after the benign value); the sfdisk script (the one multi-line value) and the
@@ -367,11 +368,17 @@ SLOTS: tuple[Slot, ...] = (
 )
 
 
-def benign_text(slot: Slot) -> str:
-    """The slot's benign value as text (the first of its paths, or a renamed key)."""
+def benign_value(slot: Slot) -> object:
+    """The slot's benign value as the inventory holds it (the first of its paths, or a renamed
+    key): a number stays a number (the model takes integers only)."""
     first = slot.paths[0]
     last = first[-1]
-    return last.old if isinstance(last, Key) else str(_get(BENIGN, first))
+    return last.old if isinstance(last, Key) else _get(BENIGN, first)
+
+
+def benign_text(slot: Slot) -> str:
+    """The slot's benign value as text."""
+    return str(benign_value(slot))
 
 
 def values(slot: Slot) -> st.SearchStrategy[str]:
@@ -611,7 +618,7 @@ def test_benign_inventory_passes_the_oracle() -> None:
     assert inv.cluster.control_dir != contract.CONTROL_DIR
     check_sourced(files, inv)
     for slot in SLOTS:
-        again = accepted(with_value(slot, benign_text(slot)))
+        again = accepted(with_value(slot, benign_value(slot)))
         assert again is not None and again.model_dump() == inv.model_dump(), slot.name
         check_render(slot, again)
 

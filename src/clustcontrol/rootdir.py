@@ -89,6 +89,15 @@ _Stack = tuple[_Frame, ...]
 _Resolved = tuple[_Stack, int]
 
 
+def _components(todo: list[str]) -> Iterator[str]:
+    """The path components on `todo` (the next one last) as they are taken off it, "" and "."
+    left out; `todo` may grow meanwhile (a link's target put on it)."""
+    while todo:
+        part = todo.pop()
+        if part not in ("", "."):
+            yield part
+
+
 class RootDir:
     """A directory tree all of whose paths are resolved inside it; a context manager.
 
@@ -176,10 +185,7 @@ class RootDir:
         MAX_SYMLINKS in all, as the kernel's path walk, the links loop. Returns the resolved
         stack and the new count, None when a directory is missing (and not `create`)."""
         todo = list(reversed(parts))
-        while todo:
-            part = todo.pop()
-            if part in ("", "."):
-                continue
+        for part in _components(todo):
             if part == "..":
                 if len(stack) > 1:
                     stack.pop()
@@ -189,15 +195,22 @@ class RootDir:
                 return None
             if fd == _SYMLINK:
                 links += 1
-                if links > MAX_SYMLINKS:
-                    raise self._refuse(path, "too many levels of symbolic links")
-                target = os.readlink(part, dir_fd=stack[-1][0])
-                if target.startswith("/"):
+                if self._expand_link(stack[-1][0], part, links, path, todo):
                     del stack[1:]
-                todo.extend(reversed(target.split("/")))
                 continue
             stack.append((fd, part))
         return tuple(stack), links
+
+    def _expand_link(self, parent: int, part: str, links: int, path: str, todo: list[str]) -> bool:
+        """Put the target of the symbolic link `part` in directory `parent`, the `links`-th of
+        this lookup, on `todo` (the components still to resolve, the next one last). Returns
+        whether the target is absolute (the lookup starts again at the top). Raises
+        UnsafePathError past MAX_SYMLINKS links; `path` is only for messages."""
+        if links > MAX_SYMLINKS:
+            raise self._refuse(path, "too many levels of symbolic links")
+        target = os.readlink(part, dir_fd=parent)
+        todo.extend(reversed(target.split("/")))
+        return target.startswith("/")
 
     def _directory(self, path: str, create: bool) -> _Resolved | None:
         """The resolved directory stack of the directory `path` (normalized, absolute), with the
@@ -287,6 +300,48 @@ class RootDir:
             return None
         stack, name = found
         return posixpath.normpath("/" + "/".join([*(part for _fd, part in stack[1:]), name]))
+
+    def realpath(self, path: str) -> str:
+        """Where the directory path `path` leads inside the tree, as realpath(3) would find it
+        were the tree the root (chroot(2)): every symbolic link on the way, the last component
+        included, is followed inside the tree (an absolute target starts again at its top, '..'
+        stops there), whatever `follow` says. From the first missing component on, the rest is
+        taken as written ('..' removing a name), so a path that does not exist yet resolves
+        too, a dangling link's target included, as os.path.realpath does (resolve, by
+        contrast, gives None).
+
+        `path` is "/" or a normalized absolute path (str). Returns a normalized absolute path
+        ("/" for the top). Raises UnsafePathError when `path` is not such a path, a component
+        that exists is not a directory, or links loop; OSError for other failures."""
+        if path != "/":
+            self._check_path(path)
+        if not self._dirs:
+            return path  # no tree: nothing to follow
+        stack: list[_Frame] = list(self._dirs["/"][0])
+        missing: list[str] = []  # the names from the first missing directory on, as written
+        todo = list(reversed(path.split("/")))
+        links = 0
+        for part in _components(todo):
+            if part == "..":
+                if missing:
+                    missing.pop()
+                elif len(stack) > 1:
+                    stack.pop()
+                continue
+            if missing:
+                missing.append(part)
+                continue
+            fd = self._open_dir(stack[-1][0], part, False, path)
+            if fd == _SYMLINK:
+                links += 1
+                if self._expand_link(stack[-1][0], part, links, path, todo):
+                    del stack[1:]
+                continue
+            if fd is None:
+                missing.append(part)
+            else:
+                stack.append((fd, part))
+        return "/" + "/".join([*(name for _fd, name in stack[1:]), *missing])
 
     def stat(self, path: str) -> os.stat_result | None:
         """The lstat(2) result of what target path `path` names, after `follow`'s links (so a

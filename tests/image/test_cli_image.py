@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from clustcontrol.contract import NODE_FILES
 from tests.conftest import Cli, inventory_data
-from tests.image.conftest import IMAGE_ROOT, build_minimal_root
+from tests.image.conftest import IMAGE_ROOT, build_minimal_root, snapshot
 
 
 def test_prepare_then_publish_via_cli(cli: Cli, tmp_path: Path) -> None:
@@ -69,7 +72,35 @@ def test_show_lists_every_path_nodes_never_take(cli: Cli, prefix: Path) -> None:
     assert paths["/proc/* (the directory stays)"]["why"] == "pseudo or scratch file system"
     assert paths["/var/lib/keep"]["why"].startswith("persistent")
     assert any(p.endswith("/*") and "data partition" in r["why"] for p, r in paths.items())
+    written = {row["path"]: row for row in facts["node_files"]}
+    assert list(written) == [f"/{f.path}" for f in NODE_FILES]  # the contract's list
+    assert written["/etc/hosts"]["synced"] == "yes, then edited"
+    assert written["/etc/network/interfaces"]["synced"] == "yes, then edited"
+    assert written["/etc/hostname"]["synced"] == "no (excluded)"
     table = cli("image", "show", "default", "--root", prefix)
     assert table.code == 0 and "/etc/ssh/ssh_host_*" in table.out
-    missing = cli("image", "show", "nosuch", "--root", prefix)
-    assert missing.code == 2 and "'nosuch' is not a defined image" in missing.err
+    assert "written by the node after every sync" in table.out
+    assert "│ /etc/hosts " in table.out and "│ /etc/network/interfaces " in table.out
+
+
+@pytest.mark.parametrize(
+    ("name", "line"),
+    [
+        ("nosuch", "images.nosuch: 'nosuch' is not a defined image (default, gpu)"),
+        ("No;such", "name: 'No;such' is not a valid name (lower-case letters, digits, '-', '_'; "
+         "starting with a letter or digit)"),
+    ],
+)  # fmt: skip
+def test_every_image_verb_words_an_unknown_image_alike(
+    cli: Cli, prefix: Path, name: str, line: str
+) -> None:
+    """show, commit, prepare, publish and remove: the same one line, exit 2, nothing written."""
+    data = inventory_data()
+    data["images"]["gpu"] = {"root": "/srv/nfs4/gpu"}  # type: ignore[index]
+    cli.config.write_text(json.dumps(data))
+    before = snapshot(prefix)
+    for verb in ("show", "commit", "prepare", "publish", "remove"):
+        where: list[str | Path] = [] if verb == "remove" else ["--root", prefix]
+        result = cli("image", verb, name, *where)
+        assert (result.code, result.err) == (2, f"clustcontrol: error: {line}\n"), verb
+    assert snapshot(prefix) == before

@@ -22,8 +22,8 @@ from clustcontrol.cli.common import (
     print_rows,
     remove_command,
 )
-from clustcontrol.contract import EXCLUSIONS, expand, params
-from clustcontrol.errors import EXIT_FAILURE, ClustcontrolError, InvalidInputError
+from clustcontrol.contract import EXCLUSIONS, NODE_FILES, expand, params
+from clustcontrol.errors import EXIT_FAILURE, ClustcontrolError
 from clustcontrol.image import ImageResult, prepare_image, publish_image
 from clustcontrol.image.commit import ImageStatus, commit_image, image_status
 from clustcontrol.image.generation import GenerationStore
@@ -137,18 +137,16 @@ def image_list(state: State, root: Path, output: str) -> None:
 @output_option
 @pass_state
 def image_show(state: State, name: str, root: Path, output: str) -> None:
-    """Show an image: its settings, its generations, its secrets (no served tree holds them)
-    and every path its nodes never take from the standard (the exclusions, its persistent
-    paths, its layout's data partitions).
+    """Show an image: its settings, its generations, its secrets (no served tree holds them),
+    every path its nodes never take from the standard (the exclusions, its persistent paths,
+    its layout's data partitions) and the files each node writes itself after every sync.
 
     \b
     Example:
       clustcontrol image show default
     """
     inv = state.inventory()
-    name = normalize.image_name(name)
-    if name not in inv.images:
-        raise InvalidInputError([f"image: {name!r} is not a defined image"])
+    name = normalize.defined_image(name, inv.images)
     img = inv.images[name]
     store = GenerationStore.for_image(root, name, inv.cluster.state_dir)
     # The node's own paths at their defaults (conf.d may move them), the control directory.
@@ -180,6 +178,14 @@ def image_show(state: State, name: str, root: Path, output: str) -> None:
                     "why": f"data partition {part.number} of layout {img.disk_layout}",
                 }
             )
+    written = [
+        {
+            "path": f"/{f.path}",
+            "synced": "yes, then edited" if f.taken_from_standard else "no (excluded)",
+            "what the node writes": f.what,
+        }
+        for f in NODE_FILES
+    ]
     facts = {
         "name": name,
         "root": img.root,
@@ -192,6 +198,7 @@ def image_show(state: State, name: str, root: Path, output: str) -> None:
         "secrets": [f"/{p}" for p in inv.secrets_of(name)],
         "secrets_served": inv.secrets_root(name),
         "exclusions": rows,
+        "node_files": written,
     }
     if output == "json":
         click.echo(json.dumps(facts, indent=2))
@@ -206,6 +213,8 @@ def image_show(state: State, name: str, root: Path, output: str) -> None:
     )
     title = f"what nodes of image {name} never take from it"
     print_rows(False, rows, title, ["path", "left out of", "why"])
+    columns = ["path", "synced", "what the node writes"]
+    print_rows(False, written, "written by the node after every sync", columns)
 
 
 def _print_image_result(result: ImageResult, what: str) -> None:

@@ -19,7 +19,6 @@ from clustcontrol.cli.common import (
     out,
     output_option,
     pass_state,
-    path_option,
     prefix_option,
     print_rows,
     remove_command,
@@ -131,13 +130,17 @@ def node_import(state: State, csv_file: Path) -> None:
 
 @node.command("rehearse")
 @click.argument("name")
-@path_option("--disk", "disk", "Disk image file; created sparse when missing.", required=True)
+@click.option(
+    "--disk", required=True, metavar="FILE", help="Disk image file; created sparse when missing."
+)
 @prefix_option("Installation prefix the generation store and control directory are under.")
 @click.option(
     "--size",
     default=None,
-    help="Size of a new disk file: 32G, 512M, bytes [the smallest of 4G, 8G, 16G ... "
-    "the node's layout fits].",
+    metavar="SIZE",
+    help="Size of a new disk file: bytes, or a whole number of K, M, G or T (binary units), "
+    "optionally followed by iB: 512M, 32G, 4GiB; at least what the node's layout needs "
+    "[the smallest of 4G, 8G, 16G ... the layout fits].",
 )
 @click.option(
     "--transport",
@@ -150,7 +153,7 @@ def node_import(state: State, csv_file: Path) -> None:
 def node_rehearse(
     state: State,
     name: str,
-    disk: Path,
+    disk: str,
     root: Path,
     size: str | None,
     transport: str | None,
@@ -163,7 +166,7 @@ def node_rehearse(
     current generation, served read-only: over NFS as a bind mount, over rsync by a private
     daemon on 127.0.0.1. Shows what the node did. Run it again on the same disk to see the
     next boot. Exit status 0 when the node synced, 1 when it failed or fell back to its old
-    copy.
+    copy, 2 for bad input (nothing written).
 
     \b
     Example:

@@ -10,9 +10,11 @@ its type, its default, who sets it and what it does. Everything else is generate
     node/initramfs-tools/conf.d  the settings an administrator may change, with their defaults
     README.md                    the table of kernel switches and settings
 
-Four more facts live here for both sides: the default control directory, the partition naming
-rule (`partition_device`), the paths a node never takes from the standard (`EXCLUSIONS`) and the
-secrets, which no served tree holds (`SECRETS`).
+More facts live here for both sides: the default control directory, the partition naming
+rule (`partition_device`), the paths a node never takes from the standard (`EXCLUSIONS`), the
+secrets, which no served tree holds (`SECRETS`), and the files a node writes itself
+(`NODE_FILES`, shown by `image show`; tests/test_contract.py runs the engine's nodefiles.sh
+and checks that it writes those and no others).
 
 `python -m clustcontrol.contract` rewrites the generated files (contract/generate.py);
 tests/test_contract.py fails when one of them is stale, and runs the real shell to prove that the
@@ -465,6 +467,40 @@ EXCLUSIONS: tuple[Exclusion, ...] = (
     Exclusion("etc/fstab", "written by the node at every boot"),
     Exclusion("boot/extlinux", "the node's own boot loader (image prepare --bootable-disk); "
               "extlinux makes its ldlinux.sys immutable"),
+)  # fmt: skip
+
+
+# --- Node files ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NodeFile:
+    """A file of the node's own root that the node writes after every sync, whatever the
+    standard holds there (node/engine/nodefiles.sh, cc_write_node_files).
+
+    `path` is relative to the root and may hold `*` (within one name); `what` says what the node
+    writes there. Whether the sync takes the standard's copy first follows from EXCLUSIONS
+    (taken_from_standard)."""
+
+    path: str
+    what: str
+
+    @property
+    def taken_from_standard(self) -> bool:
+        """Whether the sync copies the standard's file first (the node then edits it): no
+        exclusion of the node's sync names this path."""
+        return not any(e.sync and e.path == self.path for e in EXCLUSIONS)
+
+
+NODE_FILES: tuple[NodeFile, ...] = (
+    NodeFile("etc/hostname", "the node's name"),
+    NodeFile("etc/hosts", "the node's and the master's lines (tagged '# clustcontrol-node') "
+             "instead of 127.0.1.1"),
+    NodeFile("etc/machine-id", "made once (random), then kept; a copy in the state directory"),
+    NodeFile("var/lib/dbus/machine-id", "a link to /etc/machine-id"),
+    NodeFile("etc/network/interfaces", "the boot interface 'inet manual' (the kernel set it up)"),
+    NodeFile("etc/fstab", "the standard's lines but root, swap and data, then the local disk "
+             "by UUID (# BEGIN/END clustcontrol)"),
+    NodeFile("etc/ssh/ssh_host_*", "kept; the booted system makes them when missing "
+             "(ssh-keygen -A)"),
 )  # fmt: skip
 
 

@@ -26,7 +26,7 @@ from clustcontrol.contract import (
     SECRETS_SUFFIX,
     XATTRS_FILE,
 )
-from clustcontrol.errors import ClustcontrolError
+from clustcontrol.errors import ClustcontrolError, InvalidInputError
 from clustcontrol.fsutil import atomic_write, exclusive_lock
 from clustcontrol.image import secrets as secret
 from clustcontrol.image.batches import excluded_paths, write_batches
@@ -45,7 +45,9 @@ from clustcontrol.image.generation import (
     scan,
 )
 from clustcontrol.image.snapshot import TreeStats, build_tree
+from clustcontrol.inventory.checks import places, resolved_overlaps
 from clustcontrol.inventory.model import Inventory
+from clustcontrol.rootdir import RootDir
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,24 @@ def _previous_manifest(store: GenerationStore, current: str | None, control_dir:
         manifest = scan(tree, control_dir=control_dir)
         store.record(current, manifest)
         return manifest
+
+
+def check_places_apart(inv: Inventory, root_prefix: Path) -> None:
+    """The directories the inventory's checks keep apart by their paths as written (checks.places:
+    the state and control directories, the TFTP root, every image root) must be apart where
+    they lead under `root_prefix` too, symbolic links followed inside it (RootDir.realpath):
+    a link must not put the generation trees into the TFTP tree or a working tree.
+
+    Raises InvalidInputError, one line per overlapping pair (checks.resolved_overlaps);
+    UnsafePathError when a path cannot be resolved (a file on the way, a loop)."""
+    with RootDir(root_prefix) as tree:
+        resolved = {field: tree.realpath(path) for field, path in places(inv).items()}
+    problems = resolved_overlaps(inv, resolved, str(root_prefix))
+    if problems:
+        raise InvalidInputError(
+            problems,
+            hint="change the link, or the inventory's path, so that neither holds the other",
+        )
 
 
 def _recorded_secrets(store: GenerationStore, generation: str | None) -> frozenset[str]:
@@ -288,9 +308,12 @@ def commit_image(
     (commit_tree), keeping images.NAME.keep_generations trees.
 
     `name` is an image of the inventory, its working tree taken under `root_prefix`; the store is
-    PREFIX/STATE_DIR/images/NAME (cluster.state_dir). Raises InvalidInputError for an unknown
-    image, ClustcontrolError when its root is not a directory, and what commit_tree raises."""
+    PREFIX/STATE_DIR/images/NAME (cluster.state_dir), links followed inside the prefix.
+    Raises InvalidInputError for an unknown image or for places that overlap once links are
+    followed (check_places_apart), ClustcontrolError when its root is not a directory, and what
+    commit_tree raises."""
     tree = image_tree(inv, name, root_prefix)
+    check_places_apart(inv, root_prefix)
     store = GenerationStore.for_image(root_prefix, name, inv.cluster.state_dir)
     image = inv.images[name]
     layout = inv.disk_layouts.get(image.disk_layout)

@@ -13,8 +13,9 @@ from posixpath import join as pjoin
 from posixpath import relpath
 
 from clustcontrol.apply import Action, Change, Installer
-from clustcontrol.errors import ClustcontrolError, InvalidInputError
+from clustcontrol.errors import ClustcontrolError
 from clustcontrol.inventory.model import Image, Inventory
+from clustcontrol.inventory.normalize import defined_image
 from clustcontrol.rootdir import RootDir
 from clustcontrol.run import require, run
 
@@ -152,12 +153,9 @@ def _resolved(tree: RootDir, rel: str) -> str:
 def image_tree(inv: Inventory, name: str, root_prefix: Path) -> ImageTree:
     """The image called name, its root resolved under root_prefix; the root must exist.
 
-    Raises InvalidInputError when the inventory defines no such image and ClustcontrolError
-    when its root is not a directory under root_prefix."""
-    image = inv.images.get(name)
-    if image is None:
-        defined = ", ".join(sorted(inv.images))
-        raise InvalidInputError([f"images.{name}: {name!r} is not a defined image ({defined})"])
+    Raises InvalidInputError when the inventory defines no such image (normalize.defined_image)
+    and ClustcontrolError when its root is not a directory under root_prefix."""
+    image = inv.images[defined_image(name, inv.images)]
     tree = ImageTree(name, image, Installer(root_prefix))
     if not tree.root.is_dir():
         raise ClustcontrolError(

@@ -23,6 +23,7 @@ import errno
 import gzip
 import hashlib
 import os
+import posixpath
 import re
 import shutil
 import stat
@@ -43,6 +44,7 @@ from clustcontrol.contract import (
 )
 from clustcontrol.errors import ClustcontrolError
 from clustcontrol.fsutil import atomic_write, open_regular, read_bytes_or_none
+from clustcontrol.rootdir import RootDir
 
 _CHUNK = 1 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -531,8 +533,13 @@ class GenerationStore:
     @classmethod
     def for_image(cls, prefix: Path, name: str, state_dir: str = STATE_DIR) -> GenerationStore:
         """The store of image `name`: PREFIX/STATE_DIR/images/NAME (contract.image_state; the
-        prefix is "/" on a real master). Nothing is checked on disk."""
-        return cls(prefix / image_state(state_dir, name).lstrip("/"))
+        prefix is "/" on a real master), symbolic links on the way followed inside the prefix
+        (RootDir.realpath: an absolute link under a prefix leads to PREFIX/TARGET, never out
+        of it; missing directories are fine). Nothing is created. Raises UnsafePathError when
+        a component is not a directory or links loop."""
+        with RootDir(prefix) as tree:
+            where = tree.realpath(posixpath.normpath(image_state(state_dir, name)))
+        return cls(prefix / where.lstrip("/"))
 
     @property
     def roots(self) -> Path:

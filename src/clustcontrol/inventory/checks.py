@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import posixpath
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from ipaddress import IPv4Address
 from typing import TypeVar
 
@@ -121,6 +122,65 @@ def _overlaps(a: str, b: str) -> bool:
     return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
 
 
+def places(inv: Inventory) -> dict[str, str]:
+    """The master's directories that must lie apart, by field, as written in the inventory
+    (normalized): cluster.control_dir, cluster.state_dir, cluster.tftp_root and each
+    images.NAME.root."""
+    found = {
+        "cluster.control_dir": inv.cluster.control_dir,
+        "cluster.state_dir": inv.cluster.state_dir,
+        "cluster.tftp_root": inv.cluster.tftp_root,
+    }
+    found.update({f"images.{name}.root": img.root for name, img in sorted(inv.images.items())})
+    return {field: posixpath.normpath(path) for field, path in found.items()}
+
+
+def _apart_from(inv: Inventory, field: str) -> list[str]:
+    """The places (fields) `field`, cluster.control_dir or cluster.state_dir, must not overlap:
+    every image root and the TFTP root; for the control directory also the state directory."""
+    others = [f"images.{name}.root" for name in sorted(inv.images)] + ["cluster.tftp_root"]
+    return others + (["cluster.state_dir"] if field == "cluster.control_dir" else [])
+
+
+def _place(field: str, path: str) -> str:
+    """A place in a problem: the image's root by its name, the others by what they are and
+    `path`."""
+    if field.startswith("images."):
+        return f"the root of image {field.split('.')[1]!r}"
+    return f"{'the TFTP root' if field == 'cluster.tftp_root' else field} {path!r}"
+
+
+def _apart_problems(inv: Inventory, field: str) -> list[str]:
+    written = places(inv)
+    return [
+        f"{field}: {written[field]!r} overlaps {_place(other, written[other])}"
+        for other in _apart_from(inv, field)
+        if _overlaps(written[field], written[other])
+    ]
+
+
+def resolved_overlaps(inv: Inventory, resolved: Mapping[str, str], under: str) -> list[str]:
+    """The overlaps the inventory's checks refuse among places(inv), found again with each
+    place where it leads on a machine: `resolved` maps every field of places(inv) to its path
+    with symbolic links followed (under the prefix `under`, named in the problem). One line
+    per overlapping pair, naming both paths as written and where they lead."""
+    written = places(inv)
+
+    def shown(field: str) -> str:
+        if resolved[field] == written[field]:
+            return repr(written[field])
+        return f"{written[field]!r} (leads to {resolved[field]!r})"
+
+    return [
+        f"{field}: {shown(field)} overlaps {_place(other, written[other])}"
+        + (f" (leads to {resolved[other]!r})" if resolved[other] != written[other] else "")
+        + f", symbolic links followed under {under}"
+        for field in ("cluster.control_dir", "cluster.state_dir")
+        for other in _apart_from(inv, field)
+        if _overlaps(resolved[field], resolved[other])
+    ]
+
+
 def _control_dir_problems(inv: Inventory) -> list[str]:
     """cluster.control_dir is bind-mounted read-only over the same path in every standard root
     and excluded from every node's sync: it must be a directory of clustcontrol's own, not one
@@ -138,20 +198,15 @@ def _control_dir_problems(inv: Inventory) -> list[str]:
     for other in _NOT_UNDER:
         if _overlaps(path, other):
             problems.append(f"{where}: {path!r} overlaps {other}")
-    for image_name, image in sorted(inv.images.items()):
-        if _overlaps(path, image.root):
-            problems.append(f"{where}: {path!r} overlaps the root of image {image_name!r}")
-    if _overlaps(path, inv.cluster.tftp_root):
-        problems.append(f"{where}: {path!r} overlaps the TFTP root {inv.cluster.tftp_root!r}")
-    if _overlaps(path, inv.cluster.state_dir):
-        problems.append(f"{where}: {path!r} overlaps cluster.state_dir {inv.cluster.state_dir!r}")
-    return problems
+    return problems + _apart_problems(inv, where)
 
 
 def _state_dir_problems(inv: Inventory) -> list[str]:
     """cluster.state_dir holds the generation trees `image commit` copies each working tree
     into: it must not overlap a working tree (a commit would copy its own output), the TFTP
-    tree or a kernel file system (the control directory's check covers that pair)."""
+    tree or a kernel file system (the control directory's check covers that pair). The paths
+    are compared as written; `image commit` compares them again with links followed
+    (resolved_overlaps)."""
     where = "cluster.state_dir"
     path = inv.cluster.state_dir
     problems = []
@@ -160,12 +215,7 @@ def _state_dir_problems(inv: Inventory) -> list[str]:
     for other in _NOT_UNDER[:3]:  # /proc, /sys, /dev: /tmp and /run are the admin's choice
         if _overlaps(path, other):
             problems.append(f"{where}: {path!r} overlaps {other}")
-    for image_name, image in sorted(inv.images.items()):
-        if _overlaps(path, image.root):
-            problems.append(f"{where}: {path!r} overlaps the root of image {image_name!r}")
-    if _overlaps(path, inv.cluster.tftp_root):
-        problems.append(f"{where}: {path!r} overlaps the TFTP root {inv.cluster.tftp_root!r}")
-    return problems
+    return problems + _apart_problems(inv, where)
 
 
 def _kernel_args_problems(inv: Inventory) -> list[str]:

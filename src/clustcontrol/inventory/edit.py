@@ -13,7 +13,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from clustcontrol.errors import InvalidInputError
-from clustcontrol.inventory.normalize import NodeEntry
+from clustcontrol.inventory.normalize import NodeEntry, defined_image
 
 NODE_FIELDS = ("name", "mac", "ip", "image", "disk_layout")
 
@@ -123,13 +123,12 @@ def add_image(document: Any, name: str, fields: Mapping[str, Any]) -> None:
 
 
 def remove_image(document: Any, name: str) -> None:
-    """Remove the image name; raises InvalidInputError when there is no such image.
+    """Remove the image name; raises InvalidInputError when there is no such image
+    (normalize.defined_image).
 
     Nodes still using it make the validation of the edited document fail."""
     images = document.get("images") or {}
-    if name not in images:
-        raise InvalidInputError([f"images.{name}: no such image"])
-    del images[name]
+    del images[defined_image(name, images)]
 
 
 def set_update_node(document: Any, name: str | None, image: str | None) -> None:

@@ -10,7 +10,7 @@ from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from clustcontrol.contract import (
     CONTROL_DIR,
@@ -122,7 +122,9 @@ class Cluster(_Model):
             own NFS exports, rpcbind for NIS, DNS views); `init` writes true.
 
     Paths are safe absolute paths, names and kernel words use the character sets of types.py;
-    out-of-range numbers, unknown keys and unknown choices are rejected by pydantic."""
+    out-of-range numbers, unknown keys and unknown choices are rejected by pydantic. Every
+    number is a YAML integer (pydantic StrictInt): true, "3" and 2.0 are refused, not
+    converted."""
 
     domain: DomainName
     network: IPv4Network
@@ -137,10 +139,10 @@ class Cluster(_Model):
     dhcp_interface: IfName | None = None
     nfs_server: NfsServer = "kernel"
     transport: Transport = "nfs"
-    rsync_port: int = Field(default=873, ge=1, le=65535)
-    rsync_max_connections: int = Field(default=64, ge=1, le=10000)
+    rsync_port: StrictInt = Field(default=873, ge=1, le=65535)
+    rsync_max_connections: StrictInt = Field(default=64, ge=1, le=10000)
     serial_console: SerialConsole | None = None
-    sync_retries: int = Field(default=5, ge=0, le=100)
+    sync_retries: StrictInt = Field(default=5, ge=0, le=100)
     firewall: bool = False
 
     @property
@@ -172,7 +174,7 @@ class Partition(_Model):
     fs swap for root or data), a data partition has no mount point, or the root partition is
     persistent."""
 
-    number: int = Field(ge=1, le=128)
+    number: StrictInt = Field(ge=1, le=128)
     use: Literal["root", "swap", "data"]
     fs: FileSystem | None = None
     mount: AbsPath | None = None
@@ -286,8 +288,8 @@ class Image(_Model):
     transport: Transport | None = None
     # A node whose synced generation matches the committed one skips the transfer; every
     # verify_every-th such boot it runs the full rsync comparison anyway (0: never forced).
-    verify_every: int = Field(default=10, ge=0, le=10000)
-    keep_generations: int = Field(default=3, ge=2, le=1000)
+    verify_every: StrictInt = Field(default=10, ge=0, le=10000)
+    keep_generations: StrictInt = Field(default=3, ge=2, le=1000)
 
 
 class Node(_Model):

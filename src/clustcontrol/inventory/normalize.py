@@ -9,7 +9,7 @@ document is then validated as a whole (store.edit_inventory) before it is writte
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -129,6 +129,21 @@ def image_name(name: str) -> str:
 
     Returns the name unchanged. Raises InvalidInputError ('name: ...') when it is not one."""
     return str(check_fields({"name": (T.check_name, name)})["name"])
+
+
+def defined_image(name: str, defined: Iterable[str]) -> str:
+    """An image NAME argument of a verb (image show, commit, prepare, publish, remove): a valid
+    name (image_name) among `defined`, the inventory's image names. Returns it.
+
+    Raises InvalidInputError with one line, the same for every verb: image_name's for a name
+    that is not one, "images.NAME: 'NAME' is not a defined image (A, B)" for an unknown one."""
+    name = image_name(name)
+    known = sorted(defined)
+    if name not in known:
+        raise InvalidInputError(
+            [f"images.{name}: {name!r} is not a defined image ({', '.join(known)})"]
+        )
+    return name
 
 
 def new_node(name: str, mac: str, ip: str, image: str | None) -> NodeEntry:
