@@ -74,6 +74,11 @@ class E2ECluster:
         """cluster.state_dir: the generation stores (what nodes sync from)."""
         return self.work / "state"
 
+    @property
+    def state_alias(self) -> Path:
+        """Where `image commit --root PREFIX` finds the state directory: PREFIX/STATE_DIR."""
+        return self.prefix / str(self.state_dir).lstrip("/")
+
     def store(self, name: str) -> GenerationStore:
         return GenerationStore.for_image(Path("/"), name, str(self.state_dir))
 
@@ -134,11 +139,18 @@ class E2ECluster:
         # `image publish/commit --root PREFIX` look for the images and their generation stores
         # under the prefix; the daemons serve their real paths.
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        for real in (*map(self.image_root, self.images), self.state_dir):
+        for real in map(self.image_root, self.images):
             alias = self.prefix / str(real).lstrip("/")
             alias.parent.mkdir(parents=True, exist_ok=True)
             if not alias.is_symlink():
                 alias.symlink_to(real)
+        # The generation stores are looked up with links followed inside the prefix
+        # (GenerationStore.for_image): an absolute link would lead back into it, so the state
+        # directory appears there as a bind mount of the real one instead (tear_down unmounts).
+        if not os.path.ismount(self.state_alias):
+            self.state_alias.mkdir(parents=True, exist_ok=True)
+            bind = ["mount", "--bind", str(self.state_dir), str(self.state_alias)]
+            subprocess.run(bind, check=True)
         self.write_inventory()
         self.reconfigure()
         for name in self.images:
@@ -205,6 +217,8 @@ class E2ECluster:
     def tear_down(self) -> None:
         self.master().stop_all()
         self.ns.destroy()
+        if os.path.ismount(self.state_alias):
+            subprocess.run(["umount", "-l", str(self.state_alias)], check=False)
 
     # --- scenarios --------------------------------------------------------------------
     def boot(
