@@ -74,11 +74,6 @@ class E2ECluster:
         """cluster.state_dir: the generation stores (what nodes sync from)."""
         return self.work / "state"
 
-    @property
-    def state_alias(self) -> Path:
-        """Where `image commit --root PREFIX` finds the state directory: PREFIX/STATE_DIR."""
-        return self.prefix / str(self.state_dir).lstrip("/")
-
     def store(self, name: str) -> GenerationStore:
         return GenerationStore.for_image(Path("/"), name, str(self.state_dir))
 
@@ -136,21 +131,16 @@ class E2ECluster:
                 root.parent.mkdir(parents=True, exist_ok=True)
                 copy_standard(standard, root)
                 (root / "etc/e2e-image").write_text(f"{name}\n")
-        # `image publish/commit --root PREFIX` look for the images and their generation stores
-        # under the prefix; the daemons serve their real paths.
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        for real in map(self.image_root, self.images):
+        # `image commit --root PREFIX` finds the working trees and the generation stores under
+        # the prefix with links followed inside it (rootdir.RootDir), where an absolute link
+        # back to the real path would loop: they appear there as bind mounts of the real
+        # directories instead (tear_down unmounts them); the daemons serve the real paths.
+        for real in (*map(self.image_root, self.images), self.state_dir):
             alias = self.prefix / str(real).lstrip("/")
-            alias.parent.mkdir(parents=True, exist_ok=True)
-            if not alias.is_symlink():
-                alias.symlink_to(real)
-        # The generation stores are looked up with links followed inside the prefix
-        # (GenerationStore.for_image): an absolute link would lead back into it, so the state
-        # directory appears there as a bind mount of the real one instead (tear_down unmounts).
-        if not os.path.ismount(self.state_alias):
-            self.state_alias.mkdir(parents=True, exist_ok=True)
-            bind = ["mount", "--bind", str(self.state_dir), str(self.state_alias)]
-            subprocess.run(bind, check=True)
+            if not os.path.ismount(alias):
+                alias.mkdir(parents=True, exist_ok=True)
+                subprocess.run(["mount", "--bind", str(real), str(alias)], check=True)
         self.write_inventory()
         self.reconfigure()
         for name in self.images:
@@ -217,8 +207,10 @@ class E2ECluster:
     def tear_down(self) -> None:
         self.master().stop_all()
         self.ns.destroy()
-        if os.path.ismount(self.state_alias):
-            subprocess.run(["umount", "-l", str(self.state_alias)], check=False)
+        for real in (*map(self.image_root, self.images), self.state_dir):
+            alias = self.prefix / str(real).lstrip("/")
+            if os.path.ismount(alias):
+                subprocess.run(["umount", "-l", str(alias)], check=False)
 
     # --- scenarios --------------------------------------------------------------------
     def boot(
