@@ -55,7 +55,8 @@ cc_write_machine_id()
 	fi
 	echo "${id}" >"${f}" || return 1
 	# D-Bus's copy is a link to it (as Debian's dbus makes it), never the standard's.
-	if cc_confined "$1" var/lib/dbus/machine-id && [ -d "$1/var/lib/dbus" ] && [ "$(readlink "$1/var/lib/dbus/machine-id")" != /etc/machine-id ]; then
+	# (the link itself is replaced, never followed: only its directory is checked)
+	if [ -d "$1/var/lib/dbus" ] && cc_confined "$1" var/lib/dbus && [ "$(readlink "$1/var/lib/dbus/machine-id")" != /etc/machine-id ]; then
 		rm -f "$1/var/lib/dbus/machine-id"
 		ln -s /etc/machine-id "$1/var/lib/dbus/machine-id" || return 1
 	fi
