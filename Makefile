@@ -41,7 +41,7 @@ test: setup
 
 # The node engine's oracle (tests/node/test_oracle.py) for much longer than in `make test`:
 # CC_SOAK_EXAMPLES random sequences (default 300, about an hour on two cores), a new seed each
-# run; -s prints what the boots did.
+# run; -s prints what the boots did. A failure prints a blob: CC_ORACLE_REPRODUCE=BLOB replays it.
 SOAK_EXAMPLES ?= 300
 soak: setup
 	CC_SOAK_EXAMPLES=$(SOAK_EXAMPLES) $(VENV)/bin/python -m pytest tests/node/test_oracle.py -s $(PYTEST_ARGS)

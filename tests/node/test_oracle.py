@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import TypeVar, cast
 
 import pytest
-from hypothesis import HealthCheck, Phase, event, note, settings
+from hypothesis import HealthCheck, Phase, __version__, event, note, reproduce_failure, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -135,6 +135,12 @@ class Session:
 
 
 SESSION: Session | None = None
+
+
+def log_tail(root: Path, size: int = 6000) -> str:
+    """The last `size` characters of the node's boot log (rsync's itemized changes included)."""
+    log = root / "var/log/clustcontrol/boot-sync.log"
+    return log.read_text(errors="replace")[-size:] if log.is_file() else "(no log)"
 
 
 def record(root: Path) -> dict[str, str]:
@@ -544,6 +550,7 @@ class OracleMachine(RuleBasedStateMachine):
                 f"the node differs from generation {generation}:\n"
                 + "\n".join(problems[:60])
                 + f"\n--- boot output:\n{out}"
+                + f"\n--- the end of the node's log:\n{log_tail(root)}"
             )
             for p in PERSISTENT:  # recorded seeded: the node's own from now on
                 if p not in self.kept and os.path.lexists(root / p):
@@ -680,9 +687,12 @@ def oracle_session(tmp_path: Path, bbdir: Path) -> Iterator[Session]:
 def test_oracle(oracle_session: Session) -> None:
     global SESSION
     SESSION = oracle_session
+    machine: type[OracleMachine] = OracleMachine
+    if blob := os.environ.get("CC_ORACLE_REPRODUCE"):  # the blob a failure prints
+        machine = reproduce_failure(__version__, blob.encode())(OracleMachine)
     try:
         run_state_machine_as_test(
-            OracleMachine,
+            machine,
             settings=settings(
                 max_examples=SOAK or EXAMPLES,
                 stateful_step_count=40 if SOAK else 30,

@@ -46,6 +46,28 @@ def test_restoring_attributes_over_nfs_keeps_directory_times(node: Node) -> None
         assert os.lstat(root / "usr/bin").st_mtime_ns == 10**18
 
 
+def test_restoring_attributes_keeps_a_directory_time_beside_a_similar_name(node: Node) -> None:
+    """The archive was in string order: "usr/bin.96" ("." sorts before "/") came between
+    "usr/bin" and "usr/bin/pinger", so GNU tar set usr/bin's times before it replaced the file
+    in it (the oracle's finding: a directory's mtime moved by a batch boot)."""
+    for rel in ("usr/bin/pinger", "usr/bin.96/tool"):
+        f = node.std / rel
+        f.parent.mkdir(parents=True)
+        f.write_bytes(b"\x7fELF pretend\n")
+        os.setxattr(f, "trusted.cc", b"1")
+        os.utime(f.parent, ns=(10**18, 10**18))
+    nfs3(node)
+    assert_ok(node.run())
+    os.setxattr(node.std / "usr/bin/pinger", "trusted.cc", b"2")  # the directory is unchanged
+    r = node.run()
+    assert_ok(r)
+    assert "extended attributes restored: 4 path(s)" in r.out
+    with node.mounted(2) as root:
+        assert os.getxattr(root / "usr/bin/pinger", "trusted.cc") == b"2"
+        assert os.lstat(root / "usr/bin").st_mtime_ns == 10**18
+        assert os.lstat(root / "usr/bin.96").st_mtime_ns == 10**18
+
+
 def test_a_time_changed_within_its_second_arrives(node: Node) -> None:
     """rsync compares times to the whole second by default: a directory or file whose mtime
     moved only within its second kept the old one on a whole-tree sync."""

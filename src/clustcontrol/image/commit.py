@@ -30,7 +30,7 @@ from clustcontrol.errors import ClustcontrolError, InvalidInputError
 from clustcontrol.fsutil import atomic_write, exclusive_lock
 from clustcontrol.image import secrets as secret
 from clustcontrol.image.batches import excluded_paths, write_batches
-from clustcontrol.image.common import image_tree, write_entries_archive
+from clustcontrol.image.common import extraction_order, image_tree, write_entries_archive
 from clustcontrol.image.deltas import KEEP, Delta, write_deltas
 from clustcontrol.image.generation import (
     STAGING,
@@ -270,17 +270,23 @@ def xattrs_archive_names(
     manifest: Manifest, owned: Callable[[str], bool] = lambda rel: False
 ) -> list[str]:
     """What the attribute archive holds, in order: the entries that have extended attributes
-    and the directory each of them is in ("." for the root); the names a node leaves out of
-    its sync (`owned`: batches.excluded_paths) last. Extracting a file replaces it, which moves
-    its directory's mtime on the node; the directory's own entry sets it back (GNU tar sets a
+    and the directory each of them is in ("." for the root), in common.extraction_order; then
+    the names a node leaves out of its sync (`owned`: batches.excluded_paths) with their
+    directories again, in the same order. Extracting a file replaces it, which moves its
+    directory's mtime on the node; the directory's entry after it sets it back (GNU tar sets a
     directory's times once everything in it is extracted). Of the names of one hard-linked
     file, tar stores the data with the first and links the others to it: a name a node leaves
     out of its extraction must not be that first one, or the others would be linked to the
     node's own file."""
+
+    def with_dirs(names: set[str]) -> list[str]:
+        parents = {rel.rpartition("/")[0] or "." for rel in names}
+        dirs = {p for p in parents if p == "." or (p in manifest and manifest[p].kind == "d")}
+        return extraction_order(names | dirs)
+
     names = {rel for rel, entry in manifest.items() if entry.xattrs}
-    parents = {rel.rpartition("/")[0] for rel in names} - names
-    names |= {p or "." for p in parents if not p or (p in manifest and manifest[p].kind == "d")}
-    return sorted(names, key=lambda rel: (owned(rel), rel))
+    theirs = {rel for rel in names if owned(rel)}
+    return with_dirs(names - theirs) + (with_dirs(theirs) if theirs else [])
 
 
 def write_xattrs_archive(

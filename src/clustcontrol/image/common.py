@@ -177,6 +177,16 @@ def write_changes(tree: ImageTree, changes: Iterable[Change]) -> None:
     tree.files.write(todo)
 
 
+def extraction_order(names: Iterable[str]) -> list[str]:
+    """`names` (relative paths, "." for the tree itself) in the order GNU tar must extract them
+    for each directory's times to hold: a directory before what it contains, and all it contains
+    before anything else. GNU tar sets a directory's times when it extracts the first entry
+    outside it (extract.c, apply_nonancestor_delayed_set_stat); a later entry inside it moves
+    its mtime again. Plain string order puts "d.96" between "d" and "d/f" ("." sorts before
+    "/"); this sorts by name components."""
+    return sorted(names, key=lambda rel: [] if rel == "." else rel.split("/"))
+
+
 def write_entries_archive(tree: Path, names: Iterable[str], archive: Path) -> None:
     """Archive the entries `names` of `tree` (relative paths, "." for the tree itself, in the
     order given) into `archive` (mode 0600) as GNU tar writes them: pax headers with every

@@ -31,7 +31,7 @@ from pathlib import Path
 from clustcontrol.contract import SECRETS_FORMAT
 from clustcontrol.errors import ClustcontrolError
 from clustcontrol.fsutil import atomic_write, read_bytes_or_none
-from clustcontrol.image.common import write_entries_archive
+from clustcontrol.image.common import extraction_order, write_entries_archive
 from clustcontrol.image.generation import Manifest
 
 # rsync's filter rules treat these as wildcards in a pattern (rsync(1), PATTERN MATCHING RULES).
@@ -139,12 +139,11 @@ def parent_dirs(paths: Iterable[str]) -> frozenset[str]:
 
 
 def archive_names(paths: Iterable[str]) -> list[str]:
-    """What a secrets archive holds, in order: the root ("."), the directories the paths are
-    in, outermost first, then the paths. Extracted on the node, each directory gets the
+    """What a secrets archive holds: the root ("."), the directories the paths are in and the
+    paths, in common.extraction_order. Extracted on the node, each directory gets the
     generation's owner, mode and times back after its files are installed."""
-    paths = sorted(paths)
-    ordered = sorted(parent_dirs(paths), key=lambda rel: (rel.count("/"), rel))
-    return [".", *ordered, *paths]
+    paths = set(paths)
+    return extraction_order({".", *parent_dirs(paths), *paths})
 
 
 def write_archive(tree: Path, paths: Iterable[str], archive: Path) -> None:

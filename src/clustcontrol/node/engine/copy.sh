@@ -313,7 +313,7 @@ cc_restore_xattrs()
 		tail -n 5 "${excludes}.out" | sed 's/^/clustcontrol:   /' >&2
 		return 1
 	fi
-	cc_log "extended attributes restored: $("${CC_TAR}" --list --file="${archive}" | wc -l | tr -d ' ') path(s)"
+	cc_log "extended attributes restored: $("${CC_TAR}" --list --file="${archive}" | sort -u | wc -l | tr -d ' ') path(s)"
 	rm -f "${excludes}" "${excludes}.out" "${excludes}.kept"
 }
 
