@@ -24,6 +24,7 @@ GOALS = {
     "incremental": "down <= 1.02, up <= 0.1, time <= 1",
     "storm": "0 failures",
     "render": "< 1 s, < 200 MB, 0 writes",
+    "commit": "record (copy + hash)",
 }
 
 
@@ -98,6 +99,12 @@ def notes(r: dict[str, Any]) -> str:
         return (
             f"{r['params']['nodes']} nodes: {r['ours_s']:.2f} s, {r['peak_rss_mb']:.0f} MB, "
             f"apply no-op writes {r['apply_noop_files_mtime_changed']}"
+        )
+    if m == "commit":
+        return (
+            f"{r['files']} entries, {r['copied']} copied ({r['bytes_copied'] / 1e6:.0f} MB); "
+            f"recommit after 1%: {r['recommit_s']:.2f} s ({r['recommit_linked']} linked, "
+            f"{r['recommit_copied']} copied)"
         )
     return ""
 

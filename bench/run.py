@@ -17,6 +17,8 @@ bench/RESULTS.md.
                  N x one node, zero failures, refusals retried with the engine's back-off
     render       load_inventory + render_all of a 10,000-node inventory vs json.loads + one
                  str.format per node; peak RSS; apply with nothing changed writes nothing
+    commit       image commit of the standard into a new generation store vs tar | tar of it;
+                 the recommit of a working copy after a 1% change
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.harness import Bench
+from bench.metrics.commit import metric_commit
 from bench.metrics.full import metric_full
 from bench.metrics.incremental import metric_incremental
 from bench.metrics.noop import metric_noop
@@ -19,5 +20,6 @@ METRIC_FUNCS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "incremental": metric_incremental,
     "storm": metric_storm,
     "render": metric_render,
+    "commit": metric_commit,
 }
 METRICS = tuple(METRIC_FUNCS)  # in the order a run measures them
