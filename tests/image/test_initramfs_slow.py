@@ -75,8 +75,10 @@ def test_prepared_root_builds_an_initramfs_with_the_sync_engine(
         "usr/share/clustcontrol/engine/engine.sh",
         "usr/share/clustcontrol/engine/contract.sh",
         "usr/share/clustcontrol/engine/sync.sh",
+        "usr/share/clustcontrol/engine/dense.sh",
         "usr/bin/rsync",
         "usr/sbin/sfdisk",
+        "usr/bin/fallocate",  # util-linux's, not busybox's applet (dense.sh)
     ):
         assert expected in names, expected
     assert "BOOT=local" in (root / "etc/initramfs-tools/initramfs.conf").read_text()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from clustcontrol.contract import DENSE_LIST
+from tests.holes import filefrag_holes, have_filefrag
 from tests.node.conftest import Node, RsyncDaemon, write_control
 from tests.node.test_engine import STATE, assert_ok, record
 
@@ -326,3 +328,83 @@ def test_node_files_and_the_log_never_follow_a_symlink_out_of_the_root(
         assert sorted(os.listdir(outside / "net")) == ["interfaces"]
         assert os.listdir(outside / "log") == []
         (node.std / "etc/motd").write_text(f"{_}\n")
+
+
+DENSE = ("swapfile", "swap.fallocated", "var/lib/db/table", "opt/db-link")
+MTIME = 1_700_000_000_123_456_789
+
+
+def write_dense_and_sparse(std: Path, version: int) -> None:
+    """A swap file made as the swapon(8) manual says (dd from /dev/zero, mkswap), one made with
+    fallocate(1) (unwritten extents), a preallocated table (data between zero blocks, a file
+    capability, a time with nanoseconds, a second name), and a sparse lastlog. Each version
+    writes other content: a node that has an earlier one rewrites them all."""
+    swap = std / "swapfile"
+    swap.write_bytes(bytes(1 << 20))
+    subprocess.run(["mkswap", "-U", f"{version:08d}-0000-4000-8000-000000000000", str(swap)],
+                   check=True, capture_output=True)  # fmt: skip
+    fallocated = std / "swap.fallocated"
+    fallocated.unlink(missing_ok=True)
+    subprocess.run(["fallocate", "-l", str(1 << 20), str(fallocated)], check=True)
+    subprocess.run(["mkswap", str(fallocated)], check=True, capture_output=True)
+    table = std / "var/lib/db/table"
+    table.parent.mkdir(parents=True, exist_ok=True)
+    table.write_bytes(bytes(8192) + b"row %d\n" % version * 100 + bytes(20000) + b"end\n")
+    subprocess.run(["setcap", "cap_net_raw+ep", str(table)], check=True)
+    os.utime(table, ns=(MTIME + version, MTIME + version))
+    (std / "opt").mkdir(exist_ok=True)
+    if not (std / "opt/db-link").exists():
+        os.link(table, std / "opt/db-link")
+    lastlog = std / "var/log/lastlog"
+    lastlog.parent.mkdir(parents=True, exist_ok=True)
+    lastlog.unlink(missing_ok=True)
+    with open(lastlog, "wb") as f:
+        f.seek(4 << 20)
+        f.write(b"login %d\n" % version)
+        f.truncate(8 << 20)
+
+
+def assert_dense_and_sparse(node: Node, root: Path) -> None:
+    tree = node.tree()
+    for rel in DENSE:
+        assert (root / rel).read_bytes() == (tree / rel).read_bytes(), rel
+        assert not filefrag_holes(root / rel), f"{rel}: holes on the node"
+        assert os.lstat(root / rel).st_mtime_ns == os.lstat(tree / rel).st_mtime_ns, rel
+    assert os.stat(root / "var/lib/db/table").st_ino == os.stat(root / "opt/db-link").st_ino
+    assert os.getxattr(root / "var/lib/db/table", "security.capability")
+    lastlog = os.lstat(root / "var/log/lastlog")
+    assert lastlog.st_size == 8 << 20 and lastlog.st_blocks * 512 < 64 * 1024
+    assert filefrag_holes(root / "var/log/lastlog")
+
+
+@pytest.mark.skipif(not have_filefrag(), reason="needs filefrag (e2fsprogs)")
+@pytest.mark.parametrize("transport", ["nfs", "rsync"])
+def test_dense_files_stay_dense_and_sparse_files_sparse(
+    node: Node, rsync_daemon: RsyncDaemon, transport: str
+) -> None:
+    """rsync --sparse and tar --sparse made a hole of every zero block: a swap file of the
+    standard failed swapon on the node ("swapfile has holes"), a preallocated file lost its
+    preallocation. The commit lists the dense files; the node allocates each one its copy wrote
+    (first copy, batch, delta, whole tree) and gives back the time and capability fallocate
+    moved; sparse files stay sparse."""
+    if transport == "rsync":
+        over_rsync(node, rsync_daemon)
+    else:
+        nfs3(node)
+    steps = [
+        ("tar" if transport == "nfs" else "tree", {}),
+        ("batch", {}),
+        ("delta", {"CC_DELTA_BATCH": "no"}),
+        ("tree", {"CC_DELTA_SYNC": "no"}),
+    ]
+    for version, (method, env) in enumerate(steps):
+        write_dense_and_sparse(node.std, version)
+        r = node.run(**env)
+        assert_ok(r)
+        assert f"sync done ({method})" in r.out, r.out
+        assert "dense files allocated: 4 (fallocate)" in r.out, r.out
+        listed = (node.tree() / DENSE_LIST).read_text().splitlines()
+        assert [line.split(" ", 1)[1] for line in listed[1:-1]] == sorted(DENSE), listed
+        with node.mounted(2) as root:
+            assert_dense_and_sparse(node, root)
+            assert record(root)["CC_SYNC_GENERATION"] == node.generation

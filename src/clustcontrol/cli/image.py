@@ -26,6 +26,7 @@ from clustcontrol.contract import EXCLUSIONS, NODE_FILES, expand, params
 from clustcontrol.errors import EXIT_FAILURE, ClustcontrolError
 from clustcontrol.image import ImageResult, prepare_image, publish_image
 from clustcontrol.image.commit import ImageStatus, commit_image, image_status
+from clustcontrol.image.deltas import unlistable
 from clustcontrol.image.generation import GenerationStore
 from clustcontrol.inventory import edit, normalize
 from clustcontrol.inventory.model import Inventory
@@ -328,6 +329,14 @@ def image_commit(state: State, name: str, root: Path) -> None:
         out.print(
             f"secrets: {result.secrets} path(s) kept out of the served tree, "
             f"{result.secrets_archived} for the nodes in its secrets archive"
+        )
+    if result.dense:
+        out.print(
+            f"dense: {result.dense} file(s) with zero blocks kept fully allocated on the nodes"
+        )
+    for path in result.dense_unlisted:
+        out.print(
+            f"not listed as dense (its nodes get holes in it): {unlistable(path)}", markup=False
         )
     if result.pruned:
         out.print(f"removed old generation(s): {' '.join(result.pruned)}")

@@ -91,6 +91,17 @@ XATTRS_FILE = "etc/clustcontrol-xattrs.tar"
 #: sync's deletions and installs them from the generation's secrets archive, the file
 #: SEQ-HASH + SECRETS_SUFFIX of the image's secrets export (a GNU tar archive, pax: owners,
 #: modes, times, extended attributes and ACLs, with the directories they are in).
+#: The generation's dense files: regular files fully allocated in the working tree (no holes:
+#: written, or preallocated like a swap file made with fallocate(1)) that hold an aligned block
+#: of zero bytes. rsync --sparse and GNU tar --sparse turn such a block into a hole on the node;
+#: a swap file with holes fails swapon(8), a preallocated file loses its preallocation. Written
+#: by `image commit` into each tree: "# DENSE_FORMAT GENERATION", then "SIZE PATH" lines (SIZE:
+#: the largest of 1024, 2048 and 4096 such that the file has an all-zero SIZE-aligned block of
+#: SIZE bytes, the last one cut at the end of the file; PATH relative, sorted), "# end". A node
+#: allocates (fallocate) each listed file its copy wrote, unless its root's block size is
+#: larger than SIZE (no hole there).
+DENSE_LIST = "etc/clustcontrol-dense"
+DENSE_FORMAT = "clustcontrol-dense 1"
 SECRETS_LIST = "etc/clustcontrol-secrets"
 SECRETS_FORMAT = "clustcontrol-secrets 1"
 SECRETS_SUFFIX = ".tar"
@@ -455,6 +466,7 @@ EXCLUSIONS: tuple[Exclusion, ...] = (
     Exclusion(DELTAS_DIR, "the generation deltas", manifest=True),
     Exclusion(XATTRS_FILE, "the generation's extended attributes, for NFS", manifest=True),
     Exclusion(SECRETS_LIST, "the generation's secret paths, delivered apart", manifest=True),
+    Exclusion(DENSE_LIST, "the generation's files that must stay fully allocated", manifest=True),
     Exclusion(GENERATION_FILE, "the generation id: nodes copy it", sync=False, manifest=True),
     Exclusion("${CC_STATE_DIR}", "the node's sync marker and record"),
     Exclusion("${CC_LOG_DIR}", "the node's boot-sync logs"),

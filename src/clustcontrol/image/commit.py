@@ -20,6 +20,7 @@ from pathlib import Path
 
 from clustcontrol.contract import (
     DELTAS_DIR,
+    DENSE_LIST,
     GENERATION_FILE,
     SECRET_PATTERNS,
     SECRETS_LIST,
@@ -28,6 +29,7 @@ from clustcontrol.contract import (
 )
 from clustcontrol.errors import ClustcontrolError, InvalidInputError
 from clustcontrol.fsutil import atomic_write, exclusive_lock
+from clustcontrol.image import dense
 from clustcontrol.image import secrets as secret
 from clustcontrol.image.batches import excluded_paths, write_batches
 from clustcontrol.image.common import extraction_order, image_tree, write_entries_archive
@@ -73,6 +75,8 @@ class CommitResult:
     secrets: int = 0  # secret paths of the generation (image/secrets.py)
     secrets_archived: int = 0  # of them in its secrets archive (nodes take them)
     tainted: tuple[str, ...] = ()  # trees removed: they held paths now secret
+    dense: int = 0  # files listed to stay fully allocated on the nodes (image/dense.py)
+    dense_unlisted: tuple[str, ...] = ()  # dense files the list cannot hold (deltas.unlistable)
 
 
 @dataclass(frozen=True)
@@ -233,15 +237,16 @@ def _finish_tree(
     deltas: int,
     excluded: re.Pattern[str],
     hidden: frozenset[str],
+    dense_files: dict[str, int],
 ) -> tuple[tuple[Delta, ...], tuple[str, ...]]:
-    """Write the extended attributes' archive, the deltas, the list of secret paths and the
-    generation file into a built tree, give its etc back the working tree's times (they are not
-    part of the manifest, the directory's mtime is), then the batches (batches.py: they replay
-    the finished tree). The archive is made first, outside the tree (roots/XATTRS_STAGING),
-    while every directory still has its manifest's times (it records some). The secret paths
-    (`hidden`, not in the tree) are in none of them but their list. A tree without a real etc
-    directory gets none of them (nor secrets: commit_tree refuses those). Returns the deltas and
-    the sources of the batches."""
+    """Write the extended attributes' archive, the deltas, the list of secret paths, the list of
+    dense files (`dense_files`, image/dense.py) and the generation file into a built tree, give its
+    etc back the working tree's times (they are not part of the manifest, the directory's mtime
+    is), then the batches (batches.py: they replay the finished tree). The archive is made
+    first, outside the tree (roots/XATTRS_STAGING), while every directory still has its
+    manifest's times (it records some). The secret paths (`hidden`, not in the tree) are in none
+    of them but their list. A tree without a real etc directory gets none of them (nor secrets:
+    commit_tree refuses those). Returns the deltas and the sources of the batches."""
     etc = _etc(manifest)
     if etc is None:
         return (), ()
@@ -257,6 +262,7 @@ def _finish_tree(
     if held:
         staged.rename(tree / XATTRS_FILE)
     secret.write_list(tree / SECRETS_LIST, generation, hidden)
+    dense.write_list(tree / DENSE_LIST, generation, dense_files)
     atomic_write(tree / GENERATION_FILE, f"{generation}\n".encode(), mode=0o644)
     mtime = manifest[etc].mtime_ns
     os.utime(tree / etc, ns=(mtime, mtime), follow_symlinks=False)
@@ -391,7 +397,7 @@ def commit_tree(
         staging = store.roots / STAGING
         secrets_staging = store.secrets / STAGING
         (store.roots / control_dir.lstrip("/")).mkdir(parents=True, exist_ok=True)
-        manifest, stats, hidden = build_tree(
+        built = build_tree(
             root,
             staging,
             previous,
@@ -399,7 +405,9 @@ def commit_tree(
             control_dir=control_dir,
             secrets=secrets,
             secrets_dest=secrets_staging,
+            previous_dense=dense.read_list(store.tree(current) / DENSE_LIST) if current else None,
         )
+        manifest, stats, hidden = built.manifest, built.stats, built.hidden
         secret.check_protectable(name, hidden)
         if hidden and _etc(manifest) is None:
             raise ClustcontrolError(
@@ -413,8 +421,9 @@ def commit_tree(
         generation = next_generation(current, content_hash(manifest, hidden))
         store.record(generation, manifest)
         excluded = excluded_paths(control_dir, node_excluded)
+        listed = dense.listable(built.dense)
         written, batched = _finish_tree(
-            store, staging, generation, manifest, deltas, excluded, hidden
+            store, staging, generation, manifest, deltas, excluded, hidden, listed
         )
         # No node takes the paths of the contract's exclusions (the SSH host keys): not archived.
         never = excluded_paths(control_dir, ())
@@ -446,6 +455,8 @@ def commit_tree(
         len(hidden),
         len(archived),
         tainted,
+        len(listed),
+        tuple(sorted(built.dense.keys() - listed.keys())),
     )
 
 

@@ -1,14 +1,17 @@
 """Generation trees: the immutable copy of the standard that each generation is.
 
-`image commit` copies the working tree (the standard the administrator and the update node
-edit) into STATE_DIR/images/NAME/roots/SEQ-HASH, as rsnapshot does: a regular file whose
-manifest entry is unchanged since the previous generation (same size, mtime, ctime, owner,
-mode, extended attributes and hard-link group) becomes a hard link to the previous tree's file;
-everything else is copied, holes kept (SEEK_DATA/SEEK_HOLE, lseek(2)), and hashed while it is
-copied. Owner, mode, extended attributes (file capabilities and POSIX ACLs included) and times
-are set explicitly, in that order: chown(2) clears set-id bits and capabilities. Directory times
-are set last, deepest first. The manifest returned describes the tree as written, so the
-generation is what its manifest says even when the working tree changed during the copy.
+`image commit` copies the working tree (the standard the administrator and the update node edit)
+into STATE_DIR/images/NAME/roots/SEQ-HASH, as rsnapshot does: a regular file whose manifest
+entry is unchanged since the previous generation (same size, mtime, ctime, owner, mode, extended
+attributes and hard-link group) becomes a hard link to the previous tree's file; everything else
+is copied, holes kept (SEEK_DATA/SEEK_HOLE, lseek(2)), and hashed while it is copied. A file
+fully allocated in the working tree (no hole: dense.fully_allocated) is written in full, zero
+bytes included: the generation keeps the working tree's allocation, and the commit lists those
+with zero blocks for the nodes (dense.py). Owner, mode, extended attributes (file capabilities
+and POSIX ACLs included) and times are set explicitly, in that order: chown(2) clears set-id
+bits and capabilities. Directory times are set last, deepest first. The manifest returned
+describes the tree as written, so the generation is what its manifest says even when the working
+tree changed during the copy.
 
 The working tree is read through generation.walk, which never leaves it however the update node
 changes it meanwhile: a directory swapped for a symbolic link is an error, not a way out, and a
@@ -25,12 +28,13 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from clustcontrol.errors import ClustcontrolError
 from clustcontrol.image import secrets as secret
+from clustcontrol.image.dense import dense_tag, fully_allocated, zero_block
 from clustcontrol.image.generation import (
     Entry,
     InodeGroups,
@@ -46,6 +50,19 @@ from clustcontrol.image.generation import (
 
 _CHUNK = 1 << 20
 _ZEROS = bytes(_CHUNK)
+
+
+@dataclass(frozen=True)
+class BuiltTree:
+    """What build_tree wrote: the manifest of the tree, what building it did (`stats`), the
+    secret paths (`hidden`, written apart) and the dense files among the others (`dense`:
+    path -> the largest aligned zero block of a fully allocated file, dense.py; files without
+    one are left out)."""
+
+    manifest: Manifest
+    stats: TreeStats
+    hidden: frozenset[str]
+    dense: dict[str, int]
 
 
 @dataclass
@@ -74,23 +91,29 @@ def _extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
         offset = end
 
 
-def copy_sparse(source: str, dest: str, shown: str | None = None) -> tuple[str, int]:
+def copy_sparse(source: str, dest: str, shown: str | None = None) -> tuple[str, int, int]:
     """Copy a regular file's content to a new file `dest` (mode 0600, must not exist), holes
-    kept, and hash it on the way. `source` is opened with generation.open_file (never a
-    link or a device); `shown` names it in messages (default: source).
+    kept, and hash it on the way. A source fully allocated (dense.fully_allocated: unwritten
+    extents from fallocate(2) count) is written in full, zero bytes included, and looked
+    through for aligned zero blocks (dense.zero_block). `source` is opened with
+    generation.open_file (never a link or a device); `shown` names it in messages (default:
+    source).
 
-    Returns (sha256 hex digest of the whole content, holes read as zeros; bytes of data copied).
+    Returns (sha256 hex digest of the whole content, holes read as zeros; bytes of data copied;
+    the largest aligned zero block of a fully allocated file, dense.BLOCK_SIZES, else 0).
     Raises OSError when either file cannot be used, and ClustcontrolError when source is no
     longer a regular file or changed size while it was copied."""
     digest = hashlib.sha256()
-    copied = 0
+    copied = zero = 0
     src = open_file(source, shown or source)
     try:
         size = os.fstat(src).st_size
+        dense = fully_allocated(src, size)
+        extents = iter([(0, size)]) if dense else _extents(src, size)
         dst = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             position = 0
-            for start, length in _extents(src, size):
+            for start, length in extents:
                 _hash_zeros(digest, start - position)
                 end = start + length
                 offset = start
@@ -100,6 +123,8 @@ def copy_sparse(source: str, dest: str, shown: str | None = None) -> tuple[str, 
                         raise ClustcontrolError(f"{shown or source}: shrank while it was copied")
                     os.pwrite(dst, chunk, offset)
                     digest.update(chunk)
+                    if dense:
+                        zero = zero_block(chunk, offset, size, zero)
                     offset += len(chunk)
                 copied += length
                 position = end
@@ -109,7 +134,7 @@ def copy_sparse(source: str, dest: str, shown: str | None = None) -> tuple[str, 
             os.close(dst)
     finally:
         os.close(src)
-    return digest.hexdigest(), copied
+    return digest.hexdigest(), copied, zero
 
 
 def _hash_zeros(digest: hashlib._Hash, count: int) -> None:
@@ -150,20 +175,24 @@ def build_tree(
     control_dir: str,
     secrets: tuple[str, ...] = (),
     secrets_dest: Path | None = None,
-) -> tuple[Manifest, TreeStats, frozenset[str]]:
+    previous_dense: Mapping[str, int] | None = None,
+) -> BuiltTree:
     """Copy the working tree `source` into the new directory `dest` (created, must not exist)
-    and return the manifest of what was written, with what building it did and the secret
-    paths.
+    and return the manifest of what was written, with what building it did, the secret paths
+    and the dense files (BuiltTree).
 
     `previous` is the manifest of `previous_tree`, the last generation's tree (None or missing:
-    everything is copied). Paths the manifest leaves out (generation.manifest_exclusions) are not
-    copied; excluded directories are created empty. The secret paths (secrets.select of the
-    patterns `secrets`) are in the manifest but copied into the new directory `secrets_dest`
-    (created 0700, must not exist; required when there are any) instead of `dest`, with the
-    directories they are in (the root's metadata included); never linked to an earlier file.
-    The working tree is walked twice (hard-link groups, then the copy), each time confined to
-    it (generation.walk). Raises OSError when the tree cannot be read or written, and
-    ClustcontrolError when a file or directory changes while it is copied."""
+    everything is copied). A file linked to the previous tree is dense as `previous_dense` (that
+    tree's list, dense.read_list) says; without one (a tree of an earlier version), the working
+    tree's file is read to know, and one that is dense with zero blocks is copied anew when the
+    previous tree's file is not fully allocated. Paths the manifest leaves out
+    (generation.manifest_exclusions) are not copied; excluded directories are created empty. The
+    secret paths (secrets.select of the patterns `secrets`) are in the manifest but copied into
+    the new directory `secrets_dest` (created 0700, must not exist; required when there are any)
+    instead of `dest`, with the directories they are in (the root's metadata included); never
+    linked to an earlier file. The working tree is walked twice (hard-link groups, then the
+    copy), each time confined to it (generation.walk). Raises OSError when the tree cannot be
+    read or written, and ClustcontrolError when a file or directory changes while it is copied."""
     # The root itself may be reached through a symlink (an image root on another disk): its
     # metadata is the directory's, never the link's (a link has no mode: the tree kept mkdir's
     # 0700, and so did every node's root).
@@ -198,6 +227,7 @@ def build_tree(
 
     stats = TreeStats()
     manifest: Manifest = {}
+    dense: dict[str, int] = {}
     links: InodeGroups = {}
     first_name: dict[tuple[int, int], str] = {}
     directories: list[tuple[str, os.stat_result, list[tuple[str, bytes]]]] = []
@@ -212,6 +242,7 @@ def build_tree(
         attrs = xattrs_of(path)
         kind_mode = stat.S_IFMT(st.st_mode)
         digest = ""
+        zero = 0
         if stat.S_ISDIR(st.st_mode):
             os.mkdir(target, 0o700)
             directories.append((target, st, attrs))
@@ -228,15 +259,23 @@ def build_tree(
             if inode in first_name:
                 os.link(os.path.join(root, first_name[inode]), target)
                 digest = manifest[first_name[inode]].digest
+                zero = dense.get(first_name[inode], 0)
             else:
                 first_name[inode] = rel
                 reuse = _reusable(rel, st, attrs, group, previous, previous_groups)
                 if is_secret:
                     reuse = None  # never linked to a served tree's file
                 shown = os.path.join(src_root, rel)
-                digest, copied = _link_or_copy(rel, path, shown, target, reuse, prev_root, stats)
+                known = _known_dense(rel, path, shown, reuse, prev_root, previous_dense)
+                if known is None:
+                    reuse = None  # dense here, not in the previous tree: copied in full
+                digest, copied, zero = _link_or_copy(
+                    rel, path, shown, target, reuse, prev_root, stats
+                )
                 if copied:
                     set_metadata(target, st, attrs)
+                else:
+                    zero = known or 0
                 if not _unchanged_source(path, st):
                     raise ClustcontrolError(
                         f"{shown}: changed while it was copied into the new generation",
@@ -248,12 +287,47 @@ def build_tree(
         if len(work_groups.get((st.st_dev, st.st_ino), [])) > 1:
             links.setdefault((st.st_dev, st.st_ino), []).append(rel)
         manifest[rel] = entry_of(rel, st, digest, xattr_digest(attrs))
+        if stat.S_ISREG(st.st_mode) and zero and not is_secret:
+            dense[rel] = zero
     for target, st, attrs in reversed(directories):
         set_metadata(target, st, attrs)
     set_metadata(dst_root, top, xattrs_of(src_root))
     if secret_root is not None:
         set_metadata(secret_root, top, xattrs_of(src_root))
-    return with_links(manifest, links), stats, hidden
+    return BuiltTree(with_links(manifest, links), stats, hidden, dense)
+
+
+def _known_dense(
+    rel: str,
+    path: str,
+    shown: str,
+    reuse: Entry | None,
+    prev_root: str | None,
+    previous_dense: Mapping[str, int] | None,
+) -> int | None:
+    """What is known of a file about to be linked to the previous tree (`reuse` given): its
+    entry in `previous_dense`; without that list, what reading the working tree's file tells
+    (dense.dense_tag), or None when it is dense with zero blocks and the previous tree's file
+    is not fully allocated (it must be copied). 0 for a file that will be copied."""
+    if reuse is None or prev_root is None:
+        return 0
+    if previous_dense is not None:
+        return previous_dense.get(rel, 0)
+    fd = open_file(path, shown)
+    try:
+        tag = dense_tag(fd)
+    finally:
+        os.close(fd)
+    if not tag:
+        return 0
+    try:
+        fd = os.open(os.path.join(prev_root, rel), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return tag  # the previous tree lost it: copied anyway
+    try:
+        return tag if fully_allocated(fd, os.fstat(fd).st_size) else None
+    finally:
+        os.close(fd)
 
 
 def _unchanged_source(path: str, st: os.stat_result) -> bool:
@@ -298,10 +372,10 @@ def _link_or_copy(
     reuse: Entry | None,
     prev_root: str | None,
     stats: TreeStats,
-) -> tuple[str, bool]:
+) -> tuple[str, bool, int]:
     """Hard-link target to the previous tree's file when `reuse` (its unchanged entry) is given,
     else copy the working tree's `path` (walk's access path; `shown` for messages): (the
-    file's digest, whether it was copied)."""
+    file's digest, whether it was copied, its zero block when copied (copy_sparse), else 0)."""
     if reuse is not None and prev_root is not None:
         try:
             os.link(os.path.join(prev_root, rel), target)
@@ -309,8 +383,8 @@ def _link_or_copy(
             pass  # the previous tree lost it: copy
         else:
             stats.linked += 1
-            return reuse.digest, False
-    digest, copied = copy_sparse(path, target, shown)
+            return reuse.digest, False, 0
+    digest, copied, zero = copy_sparse(path, target, shown)
     stats.copied += 1
     stats.bytes_copied += copied
-    return digest, True
+    return digest, True, zero

@@ -19,6 +19,9 @@ CC_BATCH_OPTIONS='-aHAX --sparse --modify-window=-1 --numeric-ids --relative --i
 CC_SECRETS_LIST='etc/clustcontrol-secrets'
 CC_SECRETS_FORMAT='clustcontrol-secrets 1'
 CC_SECRETS_SUFFIX='.tar'
+# The generation's dense files (SIZE PATH lines): allocated again after the copy.
+CC_DENSE_LIST='etc/clustcontrol-dense'
+CC_DENSE_FORMAT='clustcontrol-dense 1'
 # The contract this engine was built from (CC_CONTRACT in the control files).
 CC_ENGINE_CONTRACT=4
 # The characters of a path (besides /) the master accepts.
@@ -164,6 +167,7 @@ cc_exclusions()
 	echo "path etc/clustcontrol-deltas"
 	echo "path etc/clustcontrol-xattrs.tar"
 	echo "path etc/clustcontrol-secrets"
+	echo "path etc/clustcontrol-dense"
 	echo "path ${CC_STATE_DIR#/}"
 	echo "path ${CC_LOG_DIR#/}"
 	echo "path etc/machine-id"

@@ -337,17 +337,22 @@ cc_extract_xattrs()
 # file there to one elsewhere; a later sync that changes the other name in place (owner, mode,
 # attributes), or the node writing into its own file, would change both. Their files with
 # more than one link are made anew (GNU tar: content, holes and attributes kept, links among
-# them too), their directories keep their times.
+# them too; the dense files of cc_dense_fill by rsync, which writes their zero blocks where
+# tar --sparse would leave holes), their directories keep their times.
 cc_separate_seeded()
 {
-	local root="$1" p list="${CC_RUN_DIR}/separate-list" rc=0
+	local root="$1" p list="${CC_RUN_DIR}/separate-list" flags rc=0
 	: >"${list}"
+	: >"${list}.linked"
+	: >"${list}.skip"
+	: >"${list}.err"
 	set -f
 	for p in ${CC_PERSISTENT:-}; do
 		case " ${CC_OWN_PATHS:-} " in *" ${p#/} "*) continue ;; esac
 		if [ -L "${root}${p}" ] || [ ! -e "${root}${p}" ]; then continue; fi
 		if [ -n "$(cd "${root}" && find ".${p}" -type f -links +1 | head -n 1)" ]; then
 			(cd "${root}" && find ".${p}" \( -type d -o -type f -links +1 \) -print0) >>"${list}"
+			(cd "${root}" && find ".${p}" -type f -links +1) | sed 's|^\./||' >>"${list}.linked"
 		fi
 	done
 	set +f
@@ -356,9 +361,20 @@ cc_separate_seeded()
 		cc_warn "no GNU tar: seeded persistent files stay hard-linked to files outside them"
 		return 0
 	fi
+	touch "${CC_RUN_DIR}/dense.wanted"
+	awk 'NR == FNR { dense[$0] = 1; next } ($0 in dense)' "${CC_RUN_DIR}/dense.wanted" \
+		"${list}.linked" >"${list}.dense"
+	if [ -s "${list}.dense" ]; then
+		flags=$(cc_rsync_flags)
+		# shellcheck disable=SC2086 # the flags are a word list
+		"${CC_RSYNC}" ${flags} --numeric-ids --ignore-times --relative \
+			--files-from="${list}.dense" "${root}/" "${root}/" >"${list}.err" 2>&1 || rc=$?
+		sed 's|^|./|' "${list}.dense" >"${list}.skip"
+	fi
 	{
-		"${CC_TAR}" -C "${root}" --create --file=- --no-recursion --null --files-from="${list}" \
-			--sparse --numeric-owner --xattrs --xattrs-include='*' --acls 2>"${list}.err" || rc=$?
+		"${CC_TAR}" -C "${root}" --create --file=- --no-recursion --no-wildcards --anchored \
+			--exclude-from="${list}.skip" --null --files-from="${list}" --sparse --numeric-owner \
+			--xattrs --xattrs-include='*' --acls 2>>"${list}.err" || rc=$?
 	} | "${CC_TAR}" -C "${root}" --extract --file=- --numeric-owner --preserve-permissions \
 		--xattrs --xattrs-include='*' --acls 2>>"${list}.err" || rc=$?
 	if [ "${rc}" -ne 0 ]; then
@@ -367,5 +383,5 @@ cc_separate_seeded()
 		return 1
 	fi
 	cc_log "seeded persistent files hard-linked to files outside them: made separate files"
-	rm -f "${list}" "${list}.err"
+	rm -f "${list}" "${list}.err" "${list}.linked" "${list}.dense" "${list}.skip"
 }

@@ -21,12 +21,13 @@
 # disk      layout check, partitioning, mkfs, mounts
 # copy      the copy methods: filter, rsync, tar
 # delta     generation deltas
+# dense     the files that must stay fully allocated: allocated again after the copy
 # secrets   the files no served tree holds: their list, the archive over NFS, the install
 # record    marker, sync record, generations, verify
 # sync      the copy decision and the sync step
 # nodefiles the node's own files
 # fallback  booting the earlier copy
-for cc_module in contract log params net disk copy delta secrets record sync nodefiles fallback; do
+for cc_module in contract log params net disk copy delta dense secrets record sync nodefiles fallback; do
 	# shellcheck disable=SC1090 # the modules are linted one by one
 	. "${CC_ENGINE_DIR:?CC_ENGINE_DIR is not set}/${cc_module}.sh" || return 1
 done

@@ -81,21 +81,23 @@ cc_copy_facts()
 		"${blank}" "${tar}" "${CC_DELTA_SYNC}"
 }
 
-# cc_sync ROOT TRANSPORT MODE(normal|full): decide, then the secrets' archive, marker, copy
-# (with retries), secrets, record. A failed tar stream or delta falls back to the whole tree.
+# cc_sync ROOT TRANSPORT MODE(normal|full): decide, then the secrets' archive and the list of
+# dense files, marker, copy (with retries), dense files allocated, extended attributes (NFS),
+# secrets, record. A failed tar stream or delta falls back to the whole tree.
 # Sets CC_SYNC_BYTES (bytes moved), CC_SYNC_FILES, CC_SYNC_FILE_BYTES and CC_SYNC_METHOD.
 # Returns non-zero when the sync did not complete: when CC_SYNC_STARTED is no, nothing was
-# written (the secrets could not be had; CC_SYNC_WHY says so), else the marker stays and the
-# next boot re-syncs fully.
+# written (the secrets or the dense files' list could not be had; CC_SYNC_WHY says so), else
+# the marker stays and the next boot re-syncs fully.
 cc_sync()
 {
-	local root="$1" transport="$2" src filter stats list start end rc=0 gen="${CC_STD_GENERATION}" bytes method mode
+	local root="$1" transport="$2" src filter stats list dense start end rc=0 gen="${CC_STD_GENERATION}" bytes method mode
 	CC_SYNC_STARTED=no
 	CC_SYNC_WHY=""
 	src=$(cc_source "${transport}")
 	filter="${CC_RUN_DIR}/rsync-filter"
 	stats="${CC_RUN_DIR}/rsync-stats"
 	list="${CC_RUN_DIR}/delta-list"
+	dense="${CC_RUN_DIR}/dense-list"
 	cc_copy_facts "${root}" "${transport}" "$3"
 	method="${CC_COPY_METHOD}"
 	mode="${CC_COPY_MODE}"
@@ -113,6 +115,10 @@ cc_sync()
 	# The secrets first: a node that cannot have them must not start a copy that needs them.
 	if ! cc_prepare_secrets "${transport}" "${src}" "${filter}"; then
 		CC_SYNC_WHY="the secrets of generation ${gen} are not available from ${CC_SERVER}"
+		return 1
+	fi
+	if ! cc_dense_list "${transport}" "${src}" "${dense}"; then
+		CC_SYNC_WHY="the list of dense files of generation ${gen} cannot be read from ${CC_SERVER}"
 		return 1
 	fi
 	if [ "${method}" = delta ] && ! cc_fetch_delta "${transport}" "${src}" "${filter}" "${list}"; then
@@ -152,6 +158,11 @@ cc_sync()
 	if [ "${method}" = tree ]; then
 		cc_retry "${CC_RETRIES}" "sync from ${src}" cc_rsync_tree "${src}" "${root}" "${mode}" \
 			"${filter}" "${stats}" || rc=1
+	fi
+	# The dense files before the attributes' archive: their times come from the source, which
+	# over NFS has no extended attributes; the archive brings those last.
+	if [ "${rc}" -eq 0 ]; then
+		cc_dense_fill "${root}" "${src}" "${filter}" "${method}" "${dense}" "${list}" || rc=1
 	fi
 	if [ "${rc}" -eq 0 ] && [ "${transport}" = nfs ]; then
 		cc_restore_xattrs "${src}" "${root}" "${filter}" || rc=1
