@@ -391,7 +391,7 @@ def test_dense_files_stay_dense_and_sparse_files_sparse(
         over_rsync(node, rsync_daemon)
     else:
         nfs3(node)
-    steps = [
+    steps: list[tuple[str, dict[str, str]]] = [
         ("tar" if transport == "nfs" else "tree", {}),
         ("batch", {}),
         ("delta", {"CC_DELTA_BATCH": "no"}),
@@ -399,7 +399,8 @@ def test_dense_files_stay_dense_and_sparse_files_sparse(
     ]
     for version, (method, env) in enumerate(steps):
         write_dense_and_sparse(node.std, version)
-        r = node.run(**env)
+        node.commit()
+        r = node.sh("cc_run", **env)
         assert_ok(r)
         assert f"sync done ({method})" in r.out, r.out
         assert "dense files allocated: 4 (fallocate)" in r.out, r.out
