@@ -2,7 +2,8 @@
 drawn with hypothesis from a small vocabulary so that changes collide with each other, with the
 node's own paths and with the persistent paths.
 
-Covered: regular files (empty, small, large-ish, sparse), directories, hard links across
+Covered: regular files (empty, small, large-ish, sparse, dense with runs of zero bytes,
+preallocated with fallocate), directories, hard links across
 directories, relative, absolute and dangling symlinks, fifos, sockets, character and block
 devices; setuid, setgid and sticky bits; numeric owners missing from passwd; xattrs in the user,
 trusted and security namespaces, POSIX ACLs (setfacl, default ACLs too), file capabilities
@@ -166,38 +167,64 @@ class Standard:
 
 
 # --- creating -----------------------------------------------------------------------------
-def content(data: st.DataObject) -> tuple[bytes, list[tuple[int, bytes]], int]:
-    """(dense content, sparse extents, sparse size): either plain bytes, or a sparse file of
-    `size` bytes holding `extents` (offset, data)."""
-    how = data.draw(st.sampled_from(["empty", "small", "medium", "large", "sparse"]))
+# Lengths of the zero runs of a dense file: around the block sizes a node's file system may
+# have (image/dense.py), where rsync --sparse and tar --sparse start making holes.
+ZERO_RUNS = (512, 1000, 1024, 2048, 3000, 4096, 5000, 8192, 65536)
+
+
+def content(data: st.DataObject) -> tuple[bytes, list[tuple[int, bytes]], int, bool]:
+    """(dense content, extents, size, preallocated): either plain bytes (some with runs of zero
+    bytes: a swap file, a database), or a file of `size` bytes holding `extents` (offset,
+    data): sparse (holes elsewhere), or preallocated (fallocate: unwritten extents elsewhere,
+    fully allocated, as a swap file made with fallocate(1))."""
+    how = data.draw(
+        st.sampled_from(
+            ["empty", "small", "medium", "large", "sparse", "zero blocks", "preallocated"]
+        )
+    )
     if how == "empty":
-        return b"", [], 0
+        return b"", [], 0, False
     if how == "small":
-        return data.draw(st.binary(min_size=1, max_size=300)), [], 0
+        return data.draw(st.binary(min_size=1, max_size=300)), [], 0, False
     rng = random.Random(data.draw(st.integers(0, 2**32)))
     if how == "medium":
-        return rng.randbytes(data.draw(st.integers(1000, 200_000))), [], 0
+        return rng.randbytes(data.draw(st.integers(1000, 200_000))), [], 0, False
     if how == "large":
-        return rng.randbytes(data.draw(st.integers(1_000_000, 3_000_000))), [], 0
+        return rng.randbytes(data.draw(st.integers(1_000_000, 3_000_000))), [], 0, False
+    if how == "zero blocks":
+        pieces = data.draw(st.lists(st.sampled_from(ZERO_RUNS), min_size=1, max_size=6))
+        return (
+            b"".join(bytes(n) if i % 2 == 0 else rng.randbytes(n) for i, n in enumerate(pieces)),
+            [],
+            0,
+            False,
+        )
+    if how == "preallocated":
+        size = data.draw(st.integers(4096, 1024 * 1024))
+        return b"", [(0, rng.randbytes(rng.randrange(1, 4096)))], size, True
     size = data.draw(st.integers(64 * 1024, 12 * 1024 * 1024))
     extents = [
         (rng.randrange(0, size - 5000), rng.randbytes(rng.randrange(1, 5000)))
         for _ in range(data.draw(st.integers(0, 3)))
     ]
-    return b"", extents, size
+    return b"", extents, size, False
 
 
 def write_content(path: Path, data: st.DataObject) -> str:
-    dense, extents, size = content(data)
+    dense, extents, size, preallocated = content(data)
     with open(path, "wb") as f:
+        if preallocated:
+            os.posix_fallocate(f.fileno(), 0, size)
         if extents or size:
             for offset, chunk in extents:
                 f.seek(offset)
                 f.write(chunk)
             f.truncate(size)
-            return f"sparse {size} bytes, {len(extents)} extent(s)"
+            what = "preallocated" if preallocated else "sparse"
+            return f"{what} {size} bytes, {len(extents)} extent(s)"
         f.write(dense)
-    return f"{len(dense)} bytes"
+    zeros = " with zero runs" if dense and not all(dense) and len(dense) > 300 else ""
+    return f"{len(dense)} bytes{zeros}"
 
 
 def new_name(std: Standard, data: st.DataObject, parent: str) -> str:

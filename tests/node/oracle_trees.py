@@ -6,7 +6,8 @@ A tree is described by `describe` (symlinks never followed, nothing outside the 
 for every path its type, mode, owner, size (regular files), mtime (every type), content hash
 (regular files) or target (symlinks), every extended attribute (user.*, trusted.*, security.*
 with file capabilities, system.posix_acl_* for POSIX ACLs), device number, and, outside the
-comparison, its inode (hard-link groups), allocated blocks (sparseness) and inode flags
+comparison, its inode (hard-link groups), allocated blocks and holes (sparseness: a sparse
+file stays sparse, a fully allocated one stays fully allocated, image/dense.py) and inode flags
 (immutable, append-only).
 
 The exceptions (`NodeRules`), and nothing else:
@@ -22,7 +23,9 @@ The exceptions (`NodeRules`), and nothing else:
     writes its files; and directories the node needs for them where the generation has none,
     or has something else (the standard removed /var/lib or made it a symlink while the node
     keeps /var/lib/keep and its state in /var/lib): they are the node's, compared on nothing
-    but being directories."""
+    but being directories;
+  - a fully allocated file whose name the list of dense files cannot hold (deltas.unlistable)
+    may have holes on the node: the copy makes them (image/dense.py)."""
 
 from __future__ import annotations
 
@@ -32,13 +35,15 @@ import fcntl
 import hashlib
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
 from clustcontrol.contract import CONTROL_DIR, SECRET_PATTERNS, exclusions
 from clustcontrol.image import secrets
+from clustcontrol.image.deltas import unlistable
+from clustcontrol.image.dense import fully_allocated
 
 FS_IOC_GETFLAGS = 0x80086601
 FLAG_IMMUTABLE = 0x10
@@ -48,7 +53,8 @@ FLAG_APPEND = 0x20
 @dataclass(frozen=True)
 class Item:
     """One path of a described tree. Equal items are equal on everything a node must
-    reproduce; `ino`, `nlink`, `blocks` and `flags` are not part of the equality."""
+    reproduce; `ino`, `nlink`, `blocks`, `holes` and `flags` are not part of the equality.
+    `holes`: a regular file has a range no extent covers (dense.fully_allocated: FIEMAP)."""
 
     kind: str  # f d l c b p s
     mode: int
@@ -62,6 +68,7 @@ class Item:
     ino: int = field(compare=False, default=0)
     nlink: int = field(compare=False, default=1)
     blocks: int = field(compare=False, default=0)
+    holes: bool = field(compare=False, default=False)
     flags: int = field(compare=False, default=0)
 
 
@@ -92,12 +99,14 @@ def _xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
     return tuple(sorted((n, os.getxattr(path, n, follow_symlinks=False)) for n in names))
 
 
-def _sha256(path: str) -> str:
+def _content(path: str) -> tuple[str, bool]:
+    """The sha256 of a regular file's content and whether it has holes."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
+        holes = not fully_allocated(f.fileno(), os.fstat(f.fileno()).st_size)
         while chunk := f.read(1 << 20):
             digest.update(chunk)
-    return digest.hexdigest()
+    return digest.hexdigest(), holes
 
 
 def inode_flags(path: str, kind: str) -> int:
@@ -119,9 +128,9 @@ def inode_flags(path: str, kind: str) -> int:
 def describe_path(path: str) -> Item:
     st = os.lstat(path)
     kind = _kind(st.st_mode)
-    digest = ""
+    digest, holes = "", False
     if kind == "f":
-        digest = _sha256(path)
+        digest, holes = _content(path)
     elif kind == "l":
         digest = os.fsdecode(os.readlink(path))
     return Item(
@@ -137,6 +146,7 @@ def describe_path(path: str) -> Item:
         st.st_ino,
         st.st_nlink,
         st.st_blocks,
+        holes,
         inode_flags(path, kind),
     )
 
@@ -205,10 +215,12 @@ def differences(
     content_only: frozenset[str] = frozenset(),
     link_boundaries: tuple[str, ...] = (),
     what: tuple[str, str] = ("generation", "node"),
+    holes_allowed: Callable[[str], bool] = lambda rel: False,
 ) -> list[str]:
     """What differs between two described trees (each restricted to the paths compared), as
     lines for a failure message; hard-link groups (want's split at link_boundaries) and
-    sparseness included. Paths in content_only compare on type, size and content alone."""
+    sparseness included. Paths in content_only compare on type, size and content alone; a path
+    for which holes_allowed is true may have holes in `have` where `want` has none."""
     problems = []
     for rel in sorted(want.keys() | have.keys()):
         w, h = want.get(rel), have.get(rel)
@@ -231,11 +243,16 @@ def differences(
                     f"{rel!r}: {name} {_fmt(a)} on the {what[0]}, {_fmt(b)} on the {what[1]}"
                 )
         # Holes stay holes: never more than the source allocates (plus a little for the
-        # different block sizes of the two file systems).
+        # different block sizes of the two file systems); and a file without holes gets none.
         if w.kind == h.kind == "f" and h.blocks * 512 > w.blocks * 512 + 64 * 1024:
             problems.append(
                 f"{rel!r}: {h.blocks * 512} bytes allocated on the {what[1]}, "
                 f"{w.blocks * 512} on the {what[0]} (holes filled)"
+            )
+        if w.kind == h.kind == "f" and not w.holes and h.holes and not holes_allowed(rel):
+            problems.append(
+                f"{rel!r}: fully allocated on the {what[0]}, holes on the {what[1]} "
+                f"({h.blocks * 512} bytes allocated of {h.size})"
             )
     common = want.keys() & have.keys()
     a, b = link_groups(want, common, link_boundaries), link_groups(have, common)
@@ -346,8 +363,14 @@ class NodeRules:
             want.pop(d, None)
             have.pop(d, None)
         # A persistent path shares no inode with anything outside it (the seed separates them).
+        # A fully allocated file whose name the list of dense files cannot hold (a line break,
+        # a leading # or ;, not UTF-8: image/dense.py) keeps the holes the copy makes.
         problems += differences(
-            want, have, skip_mtime=frozenset(skip_mtime), link_boundaries=self.persistent
+            want,
+            have,
+            skip_mtime=frozenset(skip_mtime),
+            link_boundaries=self.persistent,
+            holes_allowed=lambda rel: unlistable(rel) is not None,
         )
         for p, mine in kept.items():
             problems += [
