@@ -409,3 +409,22 @@ def test_dense_files_stay_dense_and_sparse_files_sparse(
         with node.mounted(2) as root:
             assert_dense_and_sparse(node, root)
             assert record(root)["CC_SYNC_GENERATION"] == node.generation
+
+
+def test_a_symlink_with_attributes_never_goes_by_batch(
+    node: Node, rsync_daemon: RsyncDaemon
+) -> None:
+    """The standard turns /bin into a symlink with a trusted.* attribute. rsync's batch replay
+    (--read-batch -X) created the link without it, and the node recorded the generation; such
+    a delta now gets no batch, and the ordinary delta carries the attribute."""
+    over_rsync(node, rsync_daemon)
+    assert_ok(node.run())
+    shutil.rmtree(node.std / "bin")
+    (node.std / "bin").symlink_to("usr/bin")
+    subprocess.run(["setfattr", "-h", "-n", "trusted.cc", "-v", "0x4b", str(node.std / "bin")],
+                   check=True)  # fmt: skip
+    r = node.run()
+    assert_ok(r)
+    assert "(normal, delta)" in r.out and "replaying the master's batch" not in r.out, r.out
+    with node.mounted(2) as root:
+        assert os.getxattr(root / "bin", "trusted.cc", follow_symlinks=False) == b"K"

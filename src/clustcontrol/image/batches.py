@@ -14,7 +14,8 @@ A node at FROM whose own list is the same replays the batch (`--read-batch`) ins
 rsync's delta algorithm against the master: nothing goes up, and what comes down is the batch.
 rsync replays onto whatever files the node has, so the node checks every result against FROM.sums
 and falls back to the ordinary delta sync when anything differs (contract.BATCH_OPTIONS on both
-sides)."""
+sides). A delta that copies a symbolic link with extended attributes gets no batch: rsync's
+batch replay creates the link without them."""
 
 from __future__ import annotations
 
@@ -65,6 +66,14 @@ def _delta_copy_paths(delta: bytes) -> list[str] | None:
     return lines[1 : lines.index("# removed")]
 
 
+def _linked_xattrs(manifest: Manifest, path: str) -> bool:
+    """Whether path is a symbolic link with extended attributes: rsync's batch replay
+    (--read-batch with -X; rsync 3.2.7 and 3.5.0) creates such a link without them, so a delta
+    that copies one gets no batch (its nodes run the ordinary delta sync, which carries them)."""
+    entry = manifest.get(path)
+    return entry is not None and entry.kind == "l" and bool(entry.xattrs)
+
+
 def write_batches(
     store: GenerationStore,
     tree: Path,
@@ -87,7 +96,7 @@ def write_batches(
         if not old.is_dir() or not delta.is_file():
             continue
         copy = _delta_copy_paths(delta.read_bytes())
-        if copy is None:
+        if copy is None or any(_linked_xattrs(manifest, p) for p in copy):
             continue
         listed = [p for p in copy if not excluded.fullmatch(p)] + [GENERATION_FILE]
         listing = "".join(f"{p}\n" for p in listed).encode()
