@@ -110,6 +110,7 @@ EVENTS = (
     (r"persistent \S+ kept", "kept a persistent path the standard removed"),
     (r"made separate files", "separated seeded persistent files"),
     (r"extended attributes restored", "attributes restored from the archive"),
+    (r"dense files allocated", "dense files allocated again"),
 )
 
 
