@@ -43,6 +43,7 @@ from clustcontrol.image.deltas import unlistable
 #: blocks of 1024 bytes or more (ext2/3/4: 1024-65536; mke2fs(8) picks 1024 below 512 MiB).
 BLOCK_SIZES = (4096, 2048, 1024)
 _ZEROS = bytes(BLOCK_SIZES[0])
+_RUN = _ZEROS[: BLOCK_SIZES[-1]]
 
 # linux/fs.h FS_IOC_FIEMAP = _IOWR('f', 11, struct fiemap); linux/fiemap.h, and
 # Documentation/filesystems/fiemap.rst: struct fiemap (fm_start, fm_length, fm_flags,
@@ -105,9 +106,12 @@ def zero_block(chunk: bytes, offset: int, size: int, found: int = 0) -> int:
     chunks that start at multiples of 4096 see every block whole."""
     if found >= BLOCK_SIZES[0]:
         return found
-    last = offset + len(chunk) == size
-    # A whole zero block of any size holds a run of 1024 zero bytes: one search rules them out.
-    runs = chunk.find(_ZEROS[: BLOCK_SIZES[-1]]) >= 0
+    # A whole zero block of any size holds a run of 1024 zero bytes, a last one ends in a zero
+    # byte: one search and one look rule most chunks out.
+    last = offset + len(chunk) == size and chunk[-1:] == b"\0"
+    runs = _RUN in chunk
+    if not (runs or last):
+        return found
     for block in BLOCK_SIZES:
         if block <= found:
             break
@@ -134,7 +138,10 @@ def _zero_tail(chunk: bytes, offset: int, block: int) -> bool:
     """Whether the file's last block (it ends the chunk) is all zero and shorter than `block`."""
     end = offset + len(chunk)
     start = end // block * block - offset
-    return 0 <= start < len(chunk) and end % block != 0 and not any(chunk[start:])
+    if end % block == 0 or not 0 <= start < len(chunk):
+        return False
+    tail = chunk[start:]
+    return tail == _ZEROS[: len(tail)]
 
 
 def dense_tag(fd: int, chunk_size: int = 1 << 20) -> int:
