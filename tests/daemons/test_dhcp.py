@@ -182,3 +182,26 @@ def test_unknown_mac_gets_no_lease(
     assert lease is None, f"an unknown MAC got {lease}\n{daemon.output()}"
     # The server saw the request (so the silence is a refusal, not a broken link).
     daemon.wait_for(re.escape(UNKNOWN_MAC), timeout=5)
+
+
+# Node names dnsmasq's dhcp-host parser reads as something else when they stand alone: a lease
+# time (digits, with an optional unit s/m/h/d/w) or a keyword (option.c, --dhcp-host).
+LOOKALIKE_NAMES = ("007", "12h", "1d", "45m", "1w", "30s", "9", "infinite", "ignore")
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_names_that_look_like_lease_times_or_keywords_are_served_as_names(
+    server: str, link: Link, daemons: Daemons, tmp_path: Path
+) -> None:
+    """dnsmasq gave `007` a 120-second lease and no name, and never served `ignore`: its
+    dhcp-host names are written with the domain (007.rostclust), which it cannot mistake."""
+    nodes = [
+        {"name": name, "mac": f"52:54:00:00:01:{i:02x}", "ip": f"192.168.0.{100 + i}"}
+        for i, name in enumerate(LOOKALIKE_NAMES)
+    ]
+    daemon = served(server, link, daemons, tmp_path, nodes=nodes)
+    for node in nodes:
+        lease = request_lease(link, node["mac"], tmp_path / "client")
+        assert lease is not None, f"no lease for {node['name']}\n{daemon.output()}"
+        assert_pxe_lease(lease, node["ip"], node["name"], daemon)
+        assert int(lease["lease"]) > 3600, f"{node['name']}: lease {lease['lease']} s"
