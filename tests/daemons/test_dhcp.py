@@ -45,8 +45,12 @@ class Lease:
         return self.env[key]
 
 
-def request_lease(link: Link, mac: str, work: Path, *, attempts: int = 5) -> Lease | None:
-    """Run udhcpc once in the client namespace with mac; the `bound` variables, or None."""
+def request_lease(
+    link: Link, mac: str, work: Path, *, attempts: int = 5, client_id: str | None = None
+) -> Lease | None:
+    """Run udhcpc once in the client namespace with mac; the `bound` variables, or None.
+    `client_id`: the client-identifier option (61) to send, as hex; by default udhcpc sends
+    01 and the MAC."""
     link.set_client_mac(mac)
     work.mkdir(parents=True, exist_ok=True)
     env_file = work / f"bound-{mac.replace(':', '')}.env"
@@ -58,6 +62,7 @@ def request_lease(link: Link, mac: str, work: Path, *, attempts: int = 5) -> Lea
         "env", "-i", f"PATH={SBIN_PATH}",
         "udhcpc", "-f", "-q", "-n", "-i", link.client_if, "-s", script,
         "-t", str(attempts), "-T", "1", "-A", "1",
+        *(["-C", "-x", f"0x3d:{client_id}"] if client_id else []),
     )  # fmt: skip
     proc = run(argv, timeout=attempts * 3 + 10)
     log = proc.stdout + proc.stderr
@@ -205,3 +210,18 @@ def test_names_that_look_like_lease_times_or_keywords_are_served_as_names(
         assert lease is not None, f"no lease for {node['name']}\n{daemon.output()}"
         assert_pxe_lease(lease, node["ip"], node["name"], daemon)
         assert int(lease["lease"]) > 3600, f"{node['name']}: lease {lease['lease']} s"
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_changed_client_identifier_keeps_the_reserved_address(
+    server: str, link: Link, daemons: Daemons, tmp_path: Path
+) -> None:
+    """The PXE firmware and Linux on the same NIC present different client identifiers
+    (option 61). Kea matched leases by client-id and refused the second
+    (ALLOC_ENGINE_V4_ALLOC_FAIL_SUBNET); reservations are by hardware address on every
+    server, and the address is the same both times."""
+    daemon = served(server, link, daemons, tmp_path)
+    for client_id in ("01525400000001", "ff0000000100010002aabbccddeeff", "00112233"):
+        lease = request_lease(link, NODE01_MAC, tmp_path / "client", client_id=client_id)
+        assert lease is not None, f"no lease with client-id {client_id}\n{daemon.output()}"
+        assert_pxe_lease(lease, "192.168.0.11", "node01", daemon)
