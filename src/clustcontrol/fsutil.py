@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,23 +127,41 @@ def exclusive_lock(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def locked_fd(fd: int, name: str) -> Iterator[None]:
-    """exclusive_lock on an already opened lock file: `fd` (open for reading and writing, a
-    regular file) is closed when the `with` block ends, `name` is how messages call the file.
+def waiting_lock(path: Path, timeout: float, mode: int = 0o600) -> Iterator[None]:
+    """Hold an exclusive flock on path (created with `mode` when missing, in an existing
+    directory), waiting up to `timeout` seconds for another holder to release it: concurrent
+    edits take turns instead of losing each other's work. Raises LockedError, naming the
+    holder's pid, when the wait ends without the lock, and OSError for any other failure."""
+    with locked_fd(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode), str(path), timeout):
+        yield
 
-    Raises LockedError naming the holder's pid when another process holds the lock, OSError
-    for any other failure."""
+
+@contextlib.contextmanager
+def locked_fd(fd: int, name: str, timeout: float = 0.0) -> Iterator[None]:
+    """exclusive_lock on an already opened lock file: `fd` (open for reading and writing, a
+    regular file) is closed when the `with` block ends, `name` is how messages call the file;
+    another holder is waited for up to `timeout` seconds (flock(2) polled every 20 ms).
+
+    Raises LockedError naming the holder's pid when another process holds the lock (that
+    long), OSError for any other failure."""
+    deadline = time.monotonic() + timeout
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
                 holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                waited = f" for {timeout:g} s" if timeout else ""
                 raise LockedError(
-                    f"another clustcontrol command holds the lock {name} (pid {holder})",
+                    f"another clustcontrol command holds the lock {name} (pid {holder}){waited}",
                     hint="wait for it to finish, then run the command again",
                 ) from None
-            raise
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield

@@ -114,6 +114,12 @@ def check_inventory(inv: Inventory) -> list[str]:
                     if field != "name"
                     else f"nodes.{other}.name: {shown} is defined more than once"
                 )
+    if not problems:  # the labels need defined images and layouts
+        # The command line is the PXELINUX renderer's; imported here, where it is asked for
+        # (render imports the inventory).
+        from clustcontrol.render.pxe import command_line_problems
+
+        problems += command_line_problems(inv)
     return problems
 
 

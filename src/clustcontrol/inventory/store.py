@@ -23,7 +23,7 @@ from ruamel.yaml.resolver import VersionedResolver
 
 from clustcontrol.contract import CONTROL_DIR
 from clustcontrol.errors import ClustcontrolError, InvalidInputError
-from clustcontrol.fsutil import atomic_write
+from clustcontrol.fsutil import atomic_write, waiting_lock
 from clustcontrol.gcpause import gc_paused
 from clustcontrol.inventory.checks import check_inventory
 from clustcontrol.inventory.model import Inventory
@@ -39,6 +39,8 @@ CONFIG_ENV = "CLUSTCONTROL_CONFIG"
 #: Modes `init` gives a new inventory and the directory it creates for it.
 CONFIG_MODE = 0o600
 CONFIG_DIR_MODE = 0o700
+#: How long an inventory edit waits for another to finish, in seconds (edit_inventory).
+EDIT_LOCK_WAIT = 60.0
 
 
 def config_path(
@@ -274,14 +276,23 @@ def load_document(text: str, path: Path) -> Any:
 def edit_inventory(path: Path) -> Iterator[Any]:
     """Yield the round-trip document; on normal exit validate it whole and save it atomically.
 
-    Nothing is written when the block raises or the edited document does not validate.
-    Raises ClustcontrolError when the file cannot be read, InvalidInputError when it (before
-    or after the edit) is not valid or lies inside a path the master serves (check_location),
-    and OSError when it cannot be written."""
-    document = load_document(_read_text(path), path)
-    yield document
-    check_location(path, parse_inventory(to_plain(document), str(path)))
-    atomic_write(path, dump_document(document).encode())
+    The whole edit, from reading the file to replacing it, holds the inventory's lock
+    (lock_path, waiting up to EDIT_LOCK_WAIT seconds for another edit): concurrent edits take
+    turns, none is lost. Nothing is written when the block raises or the edited document does
+    not validate. Raises ClustcontrolError when the file cannot be read, InvalidInputError when
+    it (before or after the edit) is not valid or lies inside a path the master serves
+    (check_location), LockedError when another edit held the lock all that time, and OSError
+    when it cannot be written."""
+    with waiting_lock(lock_path(path), EDIT_LOCK_WAIT, CONFIG_MODE):
+        document = load_document(_read_text(path), path)
+        yield document
+        check_location(path, parse_inventory(to_plain(document), str(path)))
+        atomic_write(path, dump_document(document).encode())
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file of the inventory at path: .NAME.lock beside it (mode CONFIG_MODE)."""
+    return path.with_name(f".{path.name}.lock")
 
 
 def save_new_document(path: Path, text: str) -> None:
@@ -297,4 +308,5 @@ def save_new_document(path: Path, text: str) -> None:
     if not path.parent.exists():
         path.parent.mkdir(parents=True, mode=CONFIG_DIR_MODE)
         path.parent.chmod(CONFIG_DIR_MODE)
-    atomic_write(path, text.encode(), mode=CONFIG_MODE)
+    with waiting_lock(lock_path(path), EDIT_LOCK_WAIT, CONFIG_MODE):
+        atomic_write(path, text.encode(), mode=CONFIG_MODE)
