@@ -1,6 +1,7 @@
 """`node import` reads CSV files as spreadsheets write them: a UTF-8 byte order mark is
 accepted; a line break inside a quoted field, a node named twice and text that is not UTF-8
-(Latin-1, UTF-16) are refused, one line each naming the file and line, nothing imported."""
+(Latin-1, UTF-16) are refused, one line each naming the file and line, nothing imported. An
+inventory that is not UTF-8 is one clear error too, not a traceback."""
 
 from __future__ import annotations
 
@@ -70,3 +71,21 @@ def test_the_cli_imports_nothing_from_a_refused_file(initialized: Cli, tmp_path:
     assert result.code == 2 and result.err.count("\n") == 2, result.err  # error and hint
     assert "Traceback" not in result.err
     assert cli.config.read_bytes() == before
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-16"])
+def test_an_inventory_that_is_not_utf8_is_one_clear_error(initialized: Cli, encoding: str) -> None:
+    cli = initialized
+    text = cli.config.read_text() + "# caf\xe9\n"
+    cli.config.write_bytes(text.encode(encoding))
+    for verb in (
+        ["validate"],
+        ["node", "list"],
+        ["node", "add", "n9", "--mac", "52:54:00:00:00:09", "--ip", "192.168.0.99"],
+    ):
+        result = cli(*verb)
+        assert result.code == 2, (verb, result.err)
+        assert result.err.startswith(f"clustcontrol: error: {cli.config}: not UTF-8 text"), (
+            result.err
+        )
+        assert "Traceback" not in result.err

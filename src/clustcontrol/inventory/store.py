@@ -175,8 +175,16 @@ def _yaml_error(path: Path, exc: YAMLError) -> InvalidInputError:
 
 
 def _read_text(path: Path) -> str:
+    """The inventory's text (UTF-8, as YAML 1.2 files are). Raises ClustcontrolError when it
+    does not exist or cannot be read, InvalidInputError when it is not UTF-8."""
     try:
-        return path.read_text()
+        data = path.read_bytes()
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            [f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"],
+            hint="convert it, e.g. iconv -f latin1 -t utf-8",
+        ) from None
     except FileNotFoundError:
         raise ClustcontrolError(
             f"inventory {path} does not exist",
