@@ -240,9 +240,7 @@ def read_node_csv(path: Path) -> list[NodeEntry]:
             continue
         name = row["name"].lower()
         if name in first_line:
-            problems.append(
-                f"{path}:{number}: node {name!r} is on line {first_line[name]} already"
-            )
+            problems.append(f"{path}:{number}: node {name!r} is on line {first_line[name]} already")
             continue
         first_line[name] = number
         entries.append(
