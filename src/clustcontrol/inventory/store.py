@@ -284,23 +284,18 @@ def load_document(text: str, path: Path) -> Any:
 def edit_inventory(path: Path) -> Iterator[Any]:
     """Yield the round-trip document; on normal exit validate it whole and save it atomically.
 
-    The whole edit, from reading the file to replacing it, holds the inventory's lock
-    (lock_path, waiting up to EDIT_LOCK_WAIT seconds for another edit): concurrent edits take
-    turns, none is lost. Nothing is written when the block raises or the edited document does
-    not validate. Raises ClustcontrolError when the file cannot be read, InvalidInputError when
-    it (before or after the edit) is not valid or lies inside a path the master serves
-    (check_location), LockedError when another edit held the lock all that time, and OSError
-    when it cannot be written."""
-    with waiting_lock(lock_path(path), EDIT_LOCK_WAIT, CONFIG_MODE):
+    The whole edit, from reading the file to replacing it, holds a flock on the inventory's
+    directory (fsutil.waiting_lock, waiting up to EDIT_LOCK_WAIT seconds for another edit):
+    concurrent edits take turns, none is lost. Nothing is written when the block raises or the
+    edited document does not validate. Raises ClustcontrolError when the file cannot be read,
+    InvalidInputError when it (before or after the edit) is not valid or lies inside a path the
+    master serves (check_location), LockedError when another edit held the lock all that time,
+    and OSError when it cannot be written."""
+    with waiting_lock(path.parent, EDIT_LOCK_WAIT):
         document = load_document(_read_text(path), path)
         yield document
         check_location(path, parse_inventory(to_plain(document), str(path)))
         atomic_write(path, dump_document(document).encode())
-
-
-def lock_path(path: Path) -> Path:
-    """The lock file of the inventory at path: .NAME.lock beside it (mode CONFIG_MODE)."""
-    return path.with_name(f".{path.name}.lock")
 
 
 def save_new_document(path: Path, text: str) -> None:
@@ -316,5 +311,5 @@ def save_new_document(path: Path, text: str) -> None:
     if not path.parent.exists():
         path.parent.mkdir(parents=True, mode=CONFIG_DIR_MODE)
         path.parent.chmod(CONFIG_DIR_MODE)
-    with waiting_lock(lock_path(path), EDIT_LOCK_WAIT, CONFIG_MODE):
+    with waiting_lock(path.parent, EDIT_LOCK_WAIT):
         atomic_write(path, text.encode(), mode=CONFIG_MODE)
