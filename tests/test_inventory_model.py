@@ -130,6 +130,16 @@ def test_injection_in_domain_is_rejected(hostile: str) -> None:
     )
 
 
+@pytest.mark.parametrize("domain", ["0.0.10", "cluster.42", "7"])
+def test_a_domain_whose_last_label_is_all_digits_is_refused(domain: str) -> None:
+    """NAME.DOMAIN would read as an IPv4 address (10.0.0.10), to dnsmasq's dhcp-host too."""
+    data = inventory_data(cluster={**BASE["cluster"], "domain": domain})
+    assert problems(data) == [
+        f"cluster.domain: {domain!r} is not a domain name (its last label is all digits)"
+    ]
+    assert T.check_domain("0.cluster") == "0.cluster"
+
+
 @pytest.mark.parametrize(
     "path", ["srv/relative", "/srv/a b", "/srv/x;rm", "/srv/../etc", "/srv/'x'"]
 )

@@ -117,7 +117,7 @@ def test_kea_is_json_with_reservations() -> None:
 
 def test_dnsmasq_hosts() -> None:
     conf = text(render(), "/etc/dnsmasq.d/clustcontrol.conf")
-    assert "dhcp-host=52:54:00:00:00:01,192.168.0.11,node01\n" in conf
+    assert "dhcp-host=52:54:00:00:00:01,192.168.0.11,node01.rostclust\n" in conf
     assert "dhcp-boot=cluster_node/pxelinux.0,master,192.168.0.1\n" in conf
     assert "port=0\n" in conf
 

@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,25 +127,66 @@ def exclusive_lock(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def locked_fd(fd: int, name: str) -> Iterator[None]:
-    """exclusive_lock on an already opened lock file: `fd` (open for reading and writing, a
-    regular file) is closed when the `with` block ends, `name` is how messages call the file.
+def waiting_lock(directory: Path, timeout: float) -> Iterator[None]:
+    """Hold an exclusive flock on `directory` itself (no lock file is made), waiting up to
+    `timeout` seconds for another holder to release it: concurrent edits of a file in it take
+    turns instead of losing each other's work. A file that is replaced by rename cannot carry
+    the lock: a later process would lock the new inode while another still holds the old.
+    Raises LockedError, naming the holder's pid (from /proc/locks), when the wait ends without
+    the lock, and OSError for any other failure."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    with locked_fd(fd, str(directory), timeout, record_pid=False):
+        yield
 
-    Raises LockedError naming the holder's pid when another process holds the lock, OSError
-    for any other failure."""
+
+def flock_holder(fd: int) -> str:
+    """The pid holding a flock(2) lock on the file open as `fd`, as /proc/locks lists it
+    (proc(5): "FLOCK ADVISORY WRITE PID MAJOR:MINOR:INODE ..."), or "unknown"."""
+    st = os.fstat(fd)
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    with contextlib.suppress(OSError), Path("/proc/locks").open(encoding="ascii") as locks:
+        for line in locks:
+            fields = line.split()
+            if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == where:
+                return fields[4]
+    return "unknown"
+
+
+@contextlib.contextmanager
+def locked_fd(
+    fd: int, name: str, timeout: float = 0.0, *, record_pid: bool = True
+) -> Iterator[None]:
+    """exclusive_lock on an already opened lock file: `fd` (open for reading and writing, a
+    regular file, which gets the holder's pid; with record_pid False any open file or
+    directory, the holder found in /proc/locks) is closed when the `with` block ends, `name` is
+    how messages call the file; another holder is waited for up to `timeout` seconds (flock(2)
+    polled every 20 ms).
+
+    Raises LockedError naming the holder's pid when another process holds the lock (that
+    long), OSError for any other failure."""
+    deadline = time.monotonic() + timeout
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
+                holder = flock_holder(fd)
+                if record_pid:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or holder
+                waited = f" for {timeout:g} s" if timeout else ""
                 raise LockedError(
-                    f"another clustcontrol command holds the lock {name} (pid {holder})",
+                    f"another clustcontrol command holds the lock {name} (pid {holder}){waited}",
                     hint="wait for it to finish, then run the command again",
                 ) from None
-            raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        if record_pid:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)

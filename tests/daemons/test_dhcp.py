@@ -45,8 +45,12 @@ class Lease:
         return self.env[key]
 
 
-def request_lease(link: Link, mac: str, work: Path, *, attempts: int = 5) -> Lease | None:
-    """Run udhcpc once in the client namespace with mac; the `bound` variables, or None."""
+def request_lease(
+    link: Link, mac: str, work: Path, *, attempts: int = 5, client_id: str | None = None
+) -> Lease | None:
+    """Run udhcpc once in the client namespace with mac; the `bound` variables, or None.
+    `client_id`: the client-identifier option (61) to send, as hex; by default udhcpc sends
+    01 and the MAC."""
     link.set_client_mac(mac)
     work.mkdir(parents=True, exist_ok=True)
     env_file = work / f"bound-{mac.replace(':', '')}.env"
@@ -58,6 +62,7 @@ def request_lease(link: Link, mac: str, work: Path, *, attempts: int = 5) -> Lea
         "env", "-i", f"PATH={SBIN_PATH}",
         "udhcpc", "-f", "-q", "-n", "-i", link.client_if, "-s", script,
         "-t", str(attempts), "-T", "1", "-A", "1",
+        *(["-C", "-x", f"0x3d:{client_id}"] if client_id else []),
     )  # fmt: skip
     proc = run(argv, timeout=attempts * 3 + 10)
     log = proc.stdout + proc.stderr
@@ -182,3 +187,41 @@ def test_unknown_mac_gets_no_lease(
     assert lease is None, f"an unknown MAC got {lease}\n{daemon.output()}"
     # The server saw the request (so the silence is a refusal, not a broken link).
     daemon.wait_for(re.escape(UNKNOWN_MAC), timeout=5)
+
+
+# Node names dnsmasq's dhcp-host parser reads as something else when they stand alone: a lease
+# time (digits, with an optional unit s/m/h/d/w) or a keyword (option.c, --dhcp-host).
+LOOKALIKE_NAMES = ("007", "12h", "1d", "45m", "1w", "30s", "9", "infinite", "ignore")
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_names_that_look_like_lease_times_or_keywords_are_served_as_names(
+    server: str, link: Link, daemons: Daemons, tmp_path: Path
+) -> None:
+    """dnsmasq gave `007` a 120-second lease and no name, and never served `ignore`: its
+    dhcp-host names are written with the domain (007.rostclust), which it cannot mistake."""
+    nodes = [
+        {"name": name, "mac": f"52:54:00:00:01:{i:02x}", "ip": f"192.168.0.{100 + i}"}
+        for i, name in enumerate(LOOKALIKE_NAMES)
+    ]
+    daemon = served(server, link, daemons, tmp_path, nodes=nodes)
+    for node in nodes:
+        lease = request_lease(link, node["mac"], tmp_path / "client")
+        assert lease is not None, f"no lease for {node['name']}\n{daemon.output()}"
+        assert_pxe_lease(lease, node["ip"], node["name"], daemon)
+        assert int(lease["lease"]) > 3600, f"{node['name']}: lease {lease['lease']} s"
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_changed_client_identifier_keeps_the_reserved_address(
+    server: str, link: Link, daemons: Daemons, tmp_path: Path
+) -> None:
+    """The PXE firmware and Linux on the same NIC present different client identifiers
+    (option 61). Kea matched leases by client-id and refused the second
+    (ALLOC_ENGINE_V4_ALLOC_FAIL_SUBNET); reservations are by hardware address on every
+    server, and the address is the same both times."""
+    daemon = served(server, link, daemons, tmp_path)
+    for client_id in ("01525400000001", "ff0000000100010002aabbccddeeff", "00112233"):
+        lease = request_lease(link, NODE01_MAC, tmp_path / "client", client_id=client_id)
+        assert lease is not None, f"no lease with client-id {client_id}\n{daemon.output()}"
+        assert_pxe_lease(lease, "192.168.0.11", "node01", daemon)

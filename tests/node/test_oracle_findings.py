@@ -428,3 +428,56 @@ def test_a_symlink_with_attributes_never_goes_by_batch(
     assert "(normal, delta)" in r.out and "replaying the master's batch" not in r.out, r.out
     with node.mounted(2) as root:
         assert os.getxattr(root / "bin", "trusted.cc", follow_symlinks=False) == b"K"
+
+
+@pytest.mark.parametrize("first", ["tar", "nfs-rsync", "rsync-daemon"])
+def test_a_blank_node_follows_the_standards_symlink_to_its_state_directory(
+    node: Node, rsync_daemon: RsyncDaemon, first: str
+) -> None:
+    """The standard's /var/lib is a relative symlink (../usr/varlib): a blank node made
+    var/lib a directory for its state before the copy, kept it for its own paths, and the
+    standard's /var/lib (dpkg's status and all) never appeared there."""
+    shutil.move(node.std / "var/lib", node.std / "usr/varlib")
+    (node.std / "var/lib").symlink_to("../usr/varlib")
+    (node.std / "usr/varlib/dpkg").mkdir()
+    (node.std / "usr/varlib/dpkg/status").write_text("Package: base-files\n")
+    if first == "nfs-rsync":
+        node.env["CC_FIRST_COPY"] = "rsync"
+    if first == "rsync-daemon":
+        over_rsync(node, rsync_daemon)
+    r = node.run()
+    assert_ok(r)
+    assert "kept" not in r.out, r.out
+    with node.mounted(2) as root:
+        assert os.readlink(root / "var/lib") == "../usr/varlib"
+        assert (root / "var/lib/dpkg/status").read_text() == "Package: base-files\n"
+        assert record(root)["CC_SYNC_GENERATION"]
+    r = node.run()
+    assert_ok(r)
+    assert "no transfer" in r.out or "in sync" in r.out, r.out
+    with node.mounted(2) as root:
+        assert os.readlink(root / "var/lib") == "../usr/varlib"
+
+
+@pytest.mark.parametrize("target", ["absolute", "../../above"])
+def test_a_state_directory_behind_a_symlink_out_of_the_root_is_a_directory(
+    node: Node, target: str
+) -> None:
+    """A standard whose /var/lib leads out of the root: the node's state never follows it (it
+    would land in the initramfs, or on the master); var/lib is a directory on the node, said
+    so, and every boot finds its record there."""
+    outside = node.tmp / "outside"
+    outside.mkdir()
+    shutil.rmtree(node.std / "var/lib")
+    (node.std / "var/lib").symlink_to(outside if target == "absolute" else target)
+    r = node.run()
+    assert_ok(r)
+    assert "/var/lib is a symbolic link to" in r.out, r.out
+    assert list(outside.iterdir()) == []
+    with node.mounted(2) as root:
+        assert (root / "var/lib").is_dir() and not (root / "var/lib").is_symlink()
+        assert record(root)["CC_SYNC_GENERATION"]
+    r = node.run()
+    assert_ok(r)
+    assert "no transfer" in r.out, r.out
+    assert list(outside.iterdir()) == []

@@ -20,7 +20,7 @@ import click
 from clustcontrol import __version__
 from clustcontrol.cli import apply, demo, image, init, node, update_node
 from clustcontrol.cli.common import State, err, path_option
-from clustcontrol.errors import EXIT_FAILURE, EXIT_INVALID, ClustcontrolError
+from clustcontrol.errors import EXIT_FAILURE, ClustcontrolError, InvalidInputError
 from clustcontrol.inventory.store import CONFIG_ENV, DEFAULT_CONFIG
 
 P = ParamSpec("P")
@@ -65,6 +65,13 @@ for command in (
     cli.add_command(command)
 
 
+def printable(line: str) -> str:
+    """line with every character str.isprintable refuses (line breaks of every kind, NUL, other
+    controls, Unicode separators, e.g. from a name given on the command line) written as its
+    Python escape ("\\x1e", "\\u2028"), so that one problem stays one visible line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
+
+
 def _boundary(function: Callable[P, R]) -> Callable[P, R]:
     """A ClustcontrolError becomes its lines on stderr and its exit code; an OSError (a full
     disk, a permission refused) one line naming the path, exit 1 (a traceback only with
@@ -79,15 +86,16 @@ def _boundary(function: Callable[P, R]) -> Callable[P, R]:
             if debug:
                 raise
             for line in exc.lines():
-                err.print(f"clustcontrol: error: {line}", markup=False)
+                err.print(f"clustcontrol: error: {printable(line)}", markup=False)
             if exc.hint:
-                err.print(f"clustcontrol: hint: {exc.hint}", markup=False)
+                err.print(f"clustcontrol: hint: {printable(exc.hint)}", markup=False)
             sys.exit(exc.exit_code)
         except OSError as exc:
             if debug:
                 raise
             where = f": {exc.filename}" if exc.filename else ""
-            err.print(f"clustcontrol: error: {exc.strerror or exc}{where}", markup=False)
+            message = printable(f"{exc.strerror or exc}{where}")
+            err.print(f"clustcontrol: error: {message}", markup=False)
             sys.exit(EXIT_FAILURE)
         except KeyboardInterrupt:
             err.print("clustcontrol: interrupted")
@@ -104,8 +112,16 @@ def main() -> None:
     except click.exceptions.Abort:  # Ctrl-C (or SIGTERM during a rehearsal)
         err.print("clustcontrol: interrupted")
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as exc:  # a bare group: its help, exit 2
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:  # one line, like every other invalid input
+        where = exc.ctx.command_path if exc.ctx else "clustcontrol"
+        raise InvalidInputError(
+            [f"{where}: {exc.format_message()}"], hint=f"try '{where} --help'"
+        ) from exc
     except click.ClickException as exc:
         exc.show()
-        sys.exit(EXIT_INVALID if isinstance(exc, click.UsageError) else exc.exit_code)
+        sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -21,8 +21,16 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 # Piped output (scripts, logs) is not cut to 80 columns: tables keep full MACs and paths.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Everything printed is data, shown verbatim: no rich markup ("[b]" in a path), no emoji codes
+# (the MAC 52:54:00:ab:cd:03 holds ":ab:"), no highlighting.
+out = Console(
+    highlight=False,
+    markup=False,
+    emoji=False,
+    soft_wrap=True,
+    width=None if sys.stdout.isatty() else 250,
+)
+err = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
 
 
 class State:

@@ -75,6 +75,7 @@ def check_inventory(inv: Inventory) -> list[str]:
     ):
         problems.append(f"{wheres[1]}: {root!r} is also the root of {wheres[0].split('.')[1]!r}")
 
+    problems += _name_length_problems(inv)
     problems += _control_dir_problems(inv)
     problems += _state_dir_problems(inv)
     problems += _kernel_args_problems(inv)
@@ -114,6 +115,12 @@ def check_inventory(inv: Inventory) -> list[str]:
                     if field != "name"
                     else f"nodes.{other}.name: {shown} is defined more than once"
                 )
+    if not problems:  # the labels need defined images and layouts
+        # The command line is the PXELINUX renderer's; imported here, where it is asked for
+        # (render imports the inventory).
+        from clustcontrol.render.pxe import command_line_problems
+
+        problems += command_line_problems(inv)
     return problems
 
 
@@ -216,6 +223,27 @@ def _state_dir_problems(inv: Inventory) -> list[str]:
         if _overlaps(path, other):
             problems.append(f"{where}: {path!r} overlaps {other}")
     return problems + _apart_problems(inv, where)
+
+
+#: The longest domain name in text, without the root's dot: 255 octets on the wire, less the
+#: length octets (RFC 1035 section 2.3.4); named-checkzone says "ran out of space" beyond.
+MAX_DOMAIN_NAME = 253
+#: The zone's SOA mailbox label (templates/dns/zone.j2): hostmaster.DOMAIN.
+SOA_MAILBOX = "hostmaster"
+
+
+def _name_length_problems(inv: Inventory) -> list[str]:
+    """Every name the zone holds (the master, the update node, each node, the SOA mailbox) is
+    LABEL.DOMAIN; the longest must fit in MAX_DOMAIN_NAME. One line at most: the domain is
+    what leaves no room."""
+    labels = [SOA_MAILBOX, inv.cluster.master.name, UPDATE_NODE_LABEL, *(n.name for n in inv.nodes)]
+    longest = max(labels, key=len)
+    if len(longest) + 1 + len(inv.cluster.domain) <= MAX_DOMAIN_NAME:
+        return []
+    return [
+        f"cluster.domain: {len(inv.cluster.domain)} characters leave no room for "
+        f"{longest}.DOMAIN in a DNS name of {MAX_DOMAIN_NAME} (RFC 1035 section 2.3.4)"
+    ]
 
 
 def _kernel_args_problems(inv: Inventory) -> list[str]:

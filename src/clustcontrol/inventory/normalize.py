@@ -9,6 +9,7 @@ document is then validated as a whole (store.edit_inventory) before it is writte
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
@@ -185,36 +186,69 @@ def node_changes(
 def read_node_csv(path: Path) -> list[NodeEntry]:
     """The nodes of a CSV file (RFC 4180, as Python's csv module reads it) for `node import`.
 
-    The first line is the header 'name,mac,ip' or 'name,mac,ip,image'; each further line one
+    The file is UTF-8 text, with or without a byte order mark (spreadsheets write one). The
+    first line is the header 'name,mac,ip' or 'name,mac,ip,image'; each further record one
     node, the image column empty for the default image. Blanks around values are dropped, names
     are lower-cased and MACs put in canonical notation (canonical_mac); whether the values are
     valid and free is checked with the whole inventory later, all rows together. Returns the
-    entries in file order. Raises InvalidInputError when the file cannot be read, the header is
-    another one, or rows lack a name, MAC or address or have extra columns (one line each,
-    'PATH:LINE: ...')."""
+    entries in file order. Raises InvalidInputError when the file cannot be read or is not
+    UTF-8, the header is another one, or records lack a name, MAC or address, have extra
+    columns, hold a line break inside a quoted field, or name a node another record names too
+    (one line each, 'PATH:LINE: ...', LINE where the record starts)."""
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise InvalidInputError([f"{path}: cannot read: {exc.strerror}"]) from None
-    reader = csv.DictReader(text.splitlines())
-    header = [h.strip() for h in reader.fieldnames or []]
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            [f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"],
+            hint="save the file as UTF-8 (CSV UTF-8 in a spreadsheet)",
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        fields = next(reader, [])
+    except csv.Error as exc:
+        raise InvalidInputError([f"{path}:1: {exc}"]) from None
+    header = [h.strip() for h in fields]
     if header[:3] != list(CSV_HEADER[:3]) or not set(header) <= set(CSV_HEADER):
         raise InvalidInputError(
             [f"{path}:1: header must be 'name,mac,ip,image', not {','.join(header)!r}"]
         )
     entries: list[NodeEntry] = []
     problems: list[str] = []
-    for number, row in enumerate(reader, start=2):
-        clean = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
-        if None in row or any(not clean.get(k) for k in ("name", "mac", "ip")):
-            problems.append(f"{path}:{number}: expected name,mac,ip[,image], got {row!r}")
+    first_line: dict[str, int] = {}
+    start = reader.line_num + 1
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problems.append(f"{path}:{start}: {exc}")
+            break
+        number, start = start, reader.line_num + 1
+        if not record:
+            continue  # an empty line
+        if any("\n" in v or "\r" in v for v in record):
+            problems.append(f"{path}:{number}: a quoted field holds a line break: {record!r}")
             continue
+        row = dict(zip(header, (v.strip() for v in record), strict=False))
+        if len(record) > len(header) or any(not row.get(k) for k in ("name", "mac", "ip")):
+            problems.append(f"{path}:{number}: expected name,mac,ip[,image], got {record!r}")
+            continue
+        name = row["name"].lower()
+        if name in first_line:
+            problems.append(f"{path}:{number}: node {name!r} is on line {first_line[name]} already")
+            continue
+        first_line[name] = number
         entries.append(
             NodeEntry(
-                name=clean["name"].lower(),
-                mac=canonical_mac(clean["mac"]),
-                ip=clean["ip"],
-                image=clean.get("image") or None,
+                name=name,
+                mac=canonical_mac(row["mac"]),
+                ip=row["ip"],
+                image=row.get("image") or None,
             )
         )
     if problems:

@@ -23,7 +23,7 @@ from ruamel.yaml.resolver import VersionedResolver
 
 from clustcontrol.contract import CONTROL_DIR
 from clustcontrol.errors import ClustcontrolError, InvalidInputError
-from clustcontrol.fsutil import atomic_write
+from clustcontrol.fsutil import atomic_write, waiting_lock
 from clustcontrol.gcpause import gc_paused
 from clustcontrol.inventory.checks import check_inventory
 from clustcontrol.inventory.model import Inventory
@@ -39,6 +39,8 @@ CONFIG_ENV = "CLUSTCONTROL_CONFIG"
 #: Modes `init` gives a new inventory and the directory it creates for it.
 CONFIG_MODE = 0o600
 CONFIG_DIR_MODE = 0o700
+#: How long an inventory edit waits for another to finish, in seconds (edit_inventory).
+EDIT_LOCK_WAIT = 60.0
 
 
 def config_path(
@@ -173,8 +175,16 @@ def _yaml_error(path: Path, exc: YAMLError) -> InvalidInputError:
 
 
 def _read_text(path: Path) -> str:
+    """The inventory's text (UTF-8, as YAML 1.2 files are). Raises ClustcontrolError when it
+    does not exist or cannot be read, InvalidInputError when it is not UTF-8."""
     try:
-        return path.read_text()
+        data = path.read_bytes()
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            [f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"],
+            hint="convert it, e.g. iconv -f latin1 -t utf-8",
+        ) from None
     except FileNotFoundError:
         raise ClustcontrolError(
             f"inventory {path} does not exist",
@@ -274,14 +284,18 @@ def load_document(text: str, path: Path) -> Any:
 def edit_inventory(path: Path) -> Iterator[Any]:
     """Yield the round-trip document; on normal exit validate it whole and save it atomically.
 
-    Nothing is written when the block raises or the edited document does not validate.
-    Raises ClustcontrolError when the file cannot be read, InvalidInputError when it (before
-    or after the edit) is not valid or lies inside a path the master serves (check_location),
+    The whole edit, from reading the file to replacing it, holds a flock on the inventory's
+    directory (fsutil.waiting_lock, waiting up to EDIT_LOCK_WAIT seconds for another edit):
+    concurrent edits take turns, none is lost. Nothing is written when the block raises or the
+    edited document does not validate. Raises ClustcontrolError when the file cannot be read,
+    InvalidInputError when it (before or after the edit) is not valid or lies inside a path the
+    master serves (check_location), LockedError when another edit held the lock all that time,
     and OSError when it cannot be written."""
-    document = load_document(_read_text(path), path)
-    yield document
-    check_location(path, parse_inventory(to_plain(document), str(path)))
-    atomic_write(path, dump_document(document).encode())
+    with waiting_lock(path.parent, EDIT_LOCK_WAIT):
+        document = load_document(_read_text(path), path)
+        yield document
+        check_location(path, parse_inventory(to_plain(document), str(path)))
+        atomic_write(path, dump_document(document).encode())
 
 
 def save_new_document(path: Path, text: str) -> None:
@@ -297,4 +311,5 @@ def save_new_document(path: Path, text: str) -> None:
     if not path.parent.exists():
         path.parent.mkdir(parents=True, mode=CONFIG_DIR_MODE)
         path.parent.chmod(CONFIG_DIR_MODE)
-    atomic_write(path, text.encode(), mode=CONFIG_MODE)
+    with waiting_lock(path.parent, EDIT_LOCK_WAIT):
+        atomic_write(path, text.encode(), mode=CONFIG_MODE)

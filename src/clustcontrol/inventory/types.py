@@ -54,14 +54,20 @@ def check_host_label(value: str) -> str:
 
 
 def check_domain(value: str) -> str:
-    """A domain name: dot-separated labels as check_host_label, at most 253 characters.
+    """A domain name: dot-separated labels as check_host_label, at most 253 characters, the
+    last one not all digits (RFC 1123 section 2.1: a host name is never in dotted-decimal
+    form; RFC 3696 section 2: no all-numeric top-level domain), so that NAME.DOMAIN never reads
+    as an IPv4 address (dnsmasq's dhcp-host, for one, would take it for the address).
 
     Returns it lower-cased without a trailing dot. Raises ValueError otherwise."""
     if not isinstance(value, str) or len(value) > 253 or not value:
         raise ValueError(f"{_show(value)} is not a domain name")
-    for label in value.rstrip(".").split("."):
+    labels = value.rstrip(".").split(".")
+    for label in labels:
         if not _LABEL.fullmatch(label):
             raise ValueError(f"{_show(value)} is not a domain name (bad label {label!r})")
+    if labels[-1].isdigit():
+        raise ValueError(f"{_show(value)} is not a domain name (its last label is all digits)")
     return value.rstrip(".").lower()
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
 from typing import NamedTuple
 
+from clustcontrol.inventory.checks import SOA_MAILBOX
 from clustcontrol.render.base import Output, RenderContext, render_template, template_macro
 from clustcontrol.render.view import ClusterView, reverse_owner, reverse_zone_name, reverse_zones
 
@@ -61,7 +62,12 @@ def _zone(ctx: RenderContext, path: str, origin: str, records: bytes) -> Output:
     empty hash in the head; only the head is rendered again with the real serial and hash."""
     view = ctx.view
     head = template_macro("dns/zone.j2", "head")
-    values = {"origin": origin, "domain": view.domain, "master_name": view.master_name}
+    values = {
+        "origin": origin,
+        "domain": view.domain,
+        "master_name": view.master_name,
+        "soa_mailbox": SOA_MAILBOX,
+    }
     body = head(serial=0, content_hash="", **values) + records
     content_hash = hashlib.sha256(body).hexdigest()[:16]
     serial = next_serial(ctx.previous(path), content_hash)

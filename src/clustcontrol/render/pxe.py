@@ -132,6 +132,61 @@ def nfsroot_label(inv: Inventory, name: str, image: ImageView, extra: tuple[str,
     return Label(name, image.kernel_path, image.initrd_path, " ".join(args))
 
 
+#: The longest kernel command line PXELINUX passes on whole, in characters. PXELINUX hands the
+#: kernel "BOOT_IMAGE=KERNEL " + the label's line (kernel_command_line) and cuts it to the
+#: kernel's cmdline_size less one: syslinux com32/lib/syslinux/load_linux.c compares strlen + 1
+#: with hdr.cmdline_max_len and keeps cmdline_max_len - 1 characters; x86 Linux declares
+#: cmdline_size = COMMAND_LINE_SIZE - 1 = 2047 (arch/x86/boot/header.S; Debian 12's kernels say
+#: 2047). What lies beyond is lost without a word: initrd= and BOOTIF= come last.
+MAX_COMMAND_LINE = 2046
+
+
+def kernel_command_line(label: Label, mac: str) -> str:
+    """The command line the kernel receives when PXELINUX boots `label` from the interface with
+    MAC address `mac` (aa:bb:cc:dd:ee:ff), before any cut: "BOOT_IMAGE=KERNEL" (syslinux
+    com32/elflink/ldlinux/kernel.c, new_linux_kernel), the APPEND words, " initrd=INITRD" from
+    INITRD and " BOOTIF=01-aa-bb-..." from IPAPPEND 2 (com32/elflink/ldlinux/readconfig.c,
+    record)."""
+    return (
+        f"BOOT_IMAGE={label.kernel} {label.append} initrd={label.initrd} "
+        f"BOOTIF=01-{mac.replace(':', '-')}"
+    )
+
+
+def command_line_problems(inv: Inventory) -> list[str]:
+    """One line per PXELINUX label whose kernel command line (kernel_command_line) is longer
+    than MAX_COMMAND_LINE: each image's sync label and, while an update node is set, its
+    NFS-root label (field images.NAME.kernel_args), and each node's own label (field
+    nodes.NAME.kernel_args; one node for each image, layout and kernel_args it shares with
+    others). `inv` must refer only to defined images and layouts."""
+    view = ClusterView(inv)
+    mac = "ff:ff:ff:ff:ff:ff"  # every Ethernet MAC is as long
+    labels: list[tuple[str, Label]] = []
+    for image in view.images:
+        where = f"images.{image.name}.kernel_args"
+        layout = inv.images[image.name].disk_layout
+        labels.append((where, sync_label(inv, f"linux-{image.name}", image, layout, ())))
+        if inv.update_node.node is not None:
+            labels.append((where, nfsroot_label(inv, f"linuxnfsroot-{image.name}", image, ())))
+    own: dict[tuple[str, str, tuple[str, ...]], str] = {}
+    for node in inv.nodes:
+        if node.kernel_args:
+            key = (inv.image_of(node), inv.layout_of(node), tuple(node.kernel_args))
+            own.setdefault(key, node.name)
+    for (image_name, layout, args), name in own.items():
+        label = sync_label(inv, f"linux-{name}", view.image(image_name), layout, args)
+        labels.append((f"nodes.{name}.kernel_args", label))
+    problems = []
+    for where, label in labels:
+        if (length := len(kernel_command_line(label, mac))) > MAX_COMMAND_LINE:
+            problems.append(
+                f"{where}: the kernel command line of PXELINUX label {label.name} is {length} "
+                f"characters; PXELINUX passes {MAX_COMMAND_LINE} to the kernel and drops the "
+                "rest (initrd= and BOOTIF= with it)"
+            )
+    return problems
+
+
 def _serial(inv: Inventory) -> dict[str, str] | None:
     console = inv.cluster.serial_console
     if not console or not console.startswith("ttyS"):

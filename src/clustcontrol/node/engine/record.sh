@@ -21,6 +21,74 @@ cc_write_state()
 	cc_flush "$1"
 }
 
+# cc_state_dir_path ROOT SRC: make the directories leading to CC_STATE_DIR on ROOT what the
+# standard (SRC, the generation's tree) has there, before the marker is written. A component
+# the node lacks is copied from SRC alone (a directory empty, a symlink as it is), and a
+# relative symlink on the way is followed inside ROOT: a blank node whose standard has
+# /var/lib -> ../usr/varlib keeps its state in usr/varlib, and the copy finds var/lib as the
+# standard has it (a directory made there first would stay, for the state in it, and hide
+# the standard's /var/lib). A symlink that leads out of ROOT (absolute, or .. above it), or
+# links nested deeper than 8, are replaced by a directory, with a warning: the state is
+# never written outside the node's root.
+cc_state_dir_path()
+{
+	local root="$1" todo="${CC_STATE_DIR#/}" done="" c p t n=0
+	todo="${todo%/*}"
+	while [ -n "${todo}" ]; do
+		c="${todo%%/*}"
+		case "${todo}" in */*) todo="${todo#*/}" ;; *) todo="" ;; esac
+		case "${c}" in
+		"" | .) continue ;;
+		..)
+			case "${done}" in */*) done="${done%/*}" ;; *) done="" ;; esac
+			continue
+			;;
+		esac
+		p="${done:+${done}/}${c}"
+		if [ ! -e "${root}/${p}" ] && [ ! -L "${root}/${p}" ]; then
+			printf '%s\n' "${p}" | "${CC_RSYNC}" -dlptgoDq --numeric-ids --files-from=- "$2" "${root}/" \
+				2>/dev/null || true
+		fi
+		if [ -L "${root}/${p}" ]; then
+			t=$(readlink "${root}/${p}") || return 1
+			n=$((n + 1))
+			case "${t}" in
+			/*) ;;
+			*)
+				if [ "${n}" -le 8 ] && ! cc_climbs_out "${done}" "${t}"; then
+					todo="${t}${todo:+/${todo}}"
+					continue
+				fi
+				;;
+			esac
+			cc_warn "/${p} is a symbolic link to ${t}, out of the root: a directory on this node" \
+				"(its state, ${CC_STATE_DIR}, is kept there)"
+			rm -f "${root:?}/${p}" && mkdir "${root}/${p}" || return 1
+		fi
+		[ -e "${root}/${p}" ] || return 0 # not in the standard either: mkdir -p makes the rest
+		[ -d "${root}/${p}" ] || { cc_err "/${p} is not a directory: no place for ${CC_STATE_DIR}"; return 1; }
+		done="${p}"
+	done
+}
+
+# cc_climbs_out DIR TARGET: true when the relative symlink TARGET, in directory DIR (relative
+# to the root, "" for the root), leads above the root.
+cc_climbs_out()
+{
+	local depth=0 c rest="$2/"
+	[ -z "$1" ] || depth=$(($(printf '%s' "$1" | tr -cd / | wc -c) + 1))
+	while [ -n "${rest}" ]; do
+		c="${rest%%/*}"
+		rest="${rest#*/}"
+		case "${c}" in
+		"" | .) ;;
+		..) depth=$((depth - 1)); [ "${depth}" -ge 0 ] || return 0 ;;
+		*) depth=$((depth + 1)) ;;
+		esac
+	done
+	return 1
+}
+
 # cc_write_marker ROOT IMAGE SOURCE: "a sync is running"; on disk before rsync touches a file.
 # It names the persistent paths that are the node's own as the sync starts (CC_MARK_SEEDED):
 # should the sync not finish, they are the only ones (cc_seeded); a path it was seeding is

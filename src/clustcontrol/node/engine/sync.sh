@@ -127,6 +127,7 @@ cc_sync()
 	fi
 	start=$(cc_now)
 	CC_SYNC_STARTED=yes
+	cc_state_dir_path "${root}" "${src}" || { cc_err "no place for the sync marker"; return 1; }
 	cc_write_marker "${root}" "${CC_IMAGE}" "${transport}:${src}" || { cc_err "cannot write the sync marker"; return 1; }
 	CC_OWN_PATHS=$(cc_own_paths "${root}" | tr '\n' ' ')
 	cc_log "syncing image ${CC_IMAGE} from ${src} (${mode}, ${method})"

@@ -12,7 +12,9 @@ DNSMASQ_CONF = "/etc/dnsmasq.d/clustcontrol.conf"
 
 def render_dnsmasq(ctx: RenderContext) -> Iterator[Output]:
     """/etc/dnsmasq.d/clustcontrol.conf: DHCP only (port=0 turns off DNS), a static range
-    over the cluster subnet and one dhcp-host=MAC,IP,NAME per reservation (dnsmasq(8)). With
+    over the cluster subnet and one dhcp-host=MAC,IP,NAME.DOMAIN per reservation (dnsmasq(8); the
+    domain makes every name one: dnsmasq's option.c reads a bare name of digits with an optional
+    unit letter as a lease time, and `infinite` and `ignore` as keywords). With
     no gateway the router option is sent empty, so dnsmasq does not offer its own address. With
     the master's cluster interface (Cluster.master_interface): interface= and bind-interfaces,
     so dnsmasq serves and binds on that interface alone (dnsmasq(8), --interface,

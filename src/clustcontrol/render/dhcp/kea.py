@@ -32,7 +32,9 @@ class Reservation(NamedTuple):
 
 def render_kea(ctx: RenderContext) -> Iterator[Output]:
     """/etc/kea/kea-dhcp4.conf, root:_kea 0640 (0644 where there is no _kea group): one subnet4
-    with reservations by hw-address, on the master's cluster interface
+    with reservations by hw-address and leases matched by it alone ("match-client-id": false:
+    the PXE firmware and Linux on one NIC present different client identifiers, and Kea would
+    refuse the second its reserved address), on the master's cluster interface
     (Cluster.master_interface) or on every interface ("*").
     Format: the Kea DHCPv4 configuration (kea-dhcp4(8) and the Kea Administrator Reference
     Manual). Debian's kea-dhcp4-server runs as user _kea (its systemd unit's User=); Debian 12
