@@ -13,7 +13,7 @@ import pytest
 from bench import nodeside
 
 from clustcontrol import fsutil
-from clustcontrol.contract import SECRETS_LIST
+from clustcontrol.contract import DENSE_LIST, SECRETS_LIST
 from clustcontrol.image.commit import CommitResult, commit_image, image_status
 from clustcontrol.image.deltas import Delta
 from clustcontrol.image.generation import (
@@ -31,7 +31,7 @@ WRITERS = ("clustcontrol.image.commit", "clustcontrol.image.deltas")  # atomic_w
 # What the node engine never copies: the deltas, the pseudo file systems' contents, the master's
 # control directory; and what it writes: its state and log (under var, which this standard
 # lacks).
-NOT_ON_NODES = (DELTAS_DIR, SECRETS_LIST, "proc/cpuinfo", "etc/clustcontrol", "var")
+NOT_ON_NODES = (DELTAS_DIR, SECRETS_LIST, DENSE_LIST, "proc/cpuinfo", "etc/clustcontrol", "var")
 
 
 def node_sync(standard: Path, node: Path, tmp_path: Path) -> nodeside.SyncResult:
