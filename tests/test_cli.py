@@ -334,3 +334,35 @@ def test_trailing_newline_is_rejected_and_nothing_written(
     assert result.out == ""
     assert not root.exists() and not out.exists()
     assert cli.config.read_bytes() == before
+
+
+def test_removing_the_default_image_names_the_nodes_it_would_move(initialized: Cli) -> None:
+    """Nodes naming no image use the first image; removing it moved them to another with exit
+    0 and no word. Now refused naming them, or with --force done and said."""
+    cli = initialized
+    assert cli("image", "add", "gpu", "--root", "/srv/nfs4/gpuroot").code == 0
+    cli("node", "add", "node05", "--mac", "52:54:00:00:00:05", "--ip", "192.168.0.15")
+    cli(
+        "node",
+        "add",
+        "node06",
+        "--mac",
+        "52:54:00:00:00:06",
+        "--ip",
+        "192.168.0.16",
+        "--image",
+        "gpu",
+    )
+    before = cli.config.read_bytes()
+    result = cli("image", "remove", "default")
+    assert result.code == 2, result
+    assert result.err.startswith(
+        "clustcontrol: error: images.default: the default image of 1 node(s) that name none: node05\n"
+    ), result.err
+    assert cli.config.read_bytes() == before
+    result = cli("image", "remove", "default", "--force")
+    assert result.code == 0, result.err
+    assert "moved to the new default image: 1 node(s): node05" in result.out
+    rows = {r["name"]: r["image"] for r in json.loads(cli("node", "list", "--output", "json").out)}
+    assert rows == {"node05": "gpu", "node06": "gpu"}
+    assert cli("image", "remove", "gpu").code == 2  # the last image: nodes still need one
