@@ -220,7 +220,7 @@ def test_read_node_csv_reports_every_bad_row_and_unreadable_files(tmp_path: Path
         f"{path}:4",
     ]
     assert problems_of(read_node_csv, tmp_path / "missing.csv") == [
-        f"{tmp_path / 'missing.csv'}: cannot read: No such file or directory"
+        f"{tmp_path / 'missing.csv'}: no such file"
     ]
 
 

@@ -25,7 +25,12 @@ from clustcontrol.render import RenderContext, RenderedTree, render_all
 @click.command()
 @pass_state
 def validate(state: State) -> None:
-    """Check the inventory; print every problem, one per line (exit 2 when there is one)."""
+    """Check the inventory; print every problem, one per line (exit 2 when there is one).
+
+    \b
+    Example:
+      clustcontrol validate
+    """
     inv = state.inventory()
     out.print(f"{state.config}: valid ({len(inv.nodes)} nodes, {len(inv.images)} images)")
 

@@ -21,7 +21,6 @@ from clustcontrol.cli.common import (
     pass_state,
     prefix_option,
     print_rows,
-    remove_command,
 )
 from clustcontrol.errors import EXIT_FAILURE
 from clustcontrol.inventory import edit, normalize
@@ -79,16 +78,31 @@ def node_set(
     out.print(f"updated node {name}")
 
 
-node.add_command(
-    remove_command("node", edit.remove_node, "Remove a node (and clear it as update node).")
-)
+@node.command("remove")
+@click.argument("name")
+@pass_state
+def node_remove(state: State, name: str) -> None:
+    """Remove a node (and clear it as update node).
+
+    \b
+    Example:
+      clustcontrol node remove node01
+    """
+    with edit_inventory(state.config) as document:
+        edit.remove_node(document, name)
+    out.print(f"removed node {name}")
 
 
 @node.command("list")
 @output_option
 @pass_state
 def node_list(state: State, output: str) -> None:
-    """List the nodes."""
+    """List the nodes, sorted by address.
+
+    \b
+    Example:
+      clustcontrol node list --output json
+    """
     inv = state.inventory()
     update_name = inv.update_node.node
     rows = [

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-from clustcontrol.errors import InvalidInputError
+from clustcontrol.errors import ClustcontrolError, InvalidInputError
 from clustcontrol.inventory import types as T
 
 FieldCheck = Callable[[str], str]
@@ -191,14 +191,17 @@ def read_node_csv(path: Path) -> list[NodeEntry]:
     node, the image column empty for the default image. Blanks around values are dropped, names
     are lower-cased and MACs put in canonical notation (canonical_mac); whether the values are
     valid and free is checked with the whole inventory later, all rows together. Returns the
-    entries in file order. Raises InvalidInputError when the file cannot be read or is not
+    entries in file order. Raises InvalidInputError when the file does not exist or is not
     UTF-8, the header is another one, or records lack a name, MAC or address, have extra
     columns, hold a line break inside a quoted field, or name a node another record names too
-    (one line each, 'PATH:LINE: ...', LINE where the record starts)."""
+    (one line each, 'PATH:LINE: ...', LINE where the record starts); ClustcontrolError (exit 1)
+    when it exists but cannot be read."""
     try:
         data = path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidInputError([f"{path}: no such file"]) from None
     except OSError as exc:
-        raise InvalidInputError([f"{path}: cannot read: {exc.strerror}"]) from None
+        raise ClustcontrolError(f"{path}: cannot read: {exc.strerror}") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

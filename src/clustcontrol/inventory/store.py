@@ -175,8 +175,9 @@ def _yaml_error(path: Path, exc: YAMLError) -> InvalidInputError:
 
 
 def _read_text(path: Path) -> str:
-    """The inventory's text (UTF-8, as YAML 1.2 files are). Raises ClustcontrolError when it
-    does not exist or cannot be read, InvalidInputError when it is not UTF-8."""
+    """The inventory's text (UTF-8, as YAML 1.2 files are). Raises InvalidInputError (exit 2,
+    like every input named wrongly) when it does not exist or is not UTF-8, ClustcontrolError
+    (exit 1) when it cannot be read."""
     try:
         data = path.read_bytes()
         return data.decode("utf-8")
@@ -186,8 +187,8 @@ def _read_text(path: Path) -> str:
             hint="convert it, e.g. iconv -f latin1 -t utf-8",
         ) from None
     except FileNotFoundError:
-        raise ClustcontrolError(
-            f"inventory {path} does not exist",
+        raise InvalidInputError(
+            [f"inventory {path} does not exist"],
             hint="create one with: clustcontrol --config FILE init --domain ... --network ... "
             "--master-ip ...",
         ) from None
