@@ -381,3 +381,34 @@ def test_integer_fields_take_integers_only(cls: str, field: str, value: object) 
         return
     section[field] = value
     assert problems(data) == [f"{where}.{field}: {value!r}: Input should be a valid integer"]
+
+
+def test_a_field_error_no_longer_hides_the_cross_field_problems() -> None:
+    """A bad MAC hid two other nodes sharing an address: one run names both problems."""
+    nodes = [
+        node("node03", mac="52:54:00:zz:00:03", ip="192.168.0.13"),
+        node("node04", mac="52:54:00:00:00:04", ip="192.168.0.20"),
+        node("node05", mac="52:54:00:00:00:05", ip="192.168.0.20"),
+    ]
+    lines = problems(inventory_data(nodes=nodes))
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("nodes.node03.mac: '52:54:00:zz:00:03' is not a MAC address")
+    assert lines[1] == "nodes.node05.ip: '192.168.0.20' duplicates the ip of node 'node04'"
+
+
+def test_a_long_value_makes_a_short_error_line() -> None:
+    """A 400-character value is quoted cut, with its length: never megabytes of output."""
+    value = "/srv/" + "x" * 400
+    (line,) = problems(inventory_data(images={"default": {"root": value + ";"}}))
+    assert len(line) < 200, line
+    assert "(406 characters)" in line
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("root", "/srv/" + "c" * 300), ("root", "/srv" + "/c" * 2100)],
+)
+def test_a_path_linux_cannot_take_is_refused(field: str, value: str) -> None:
+    """A 300-character component made a traceback (file name too long) at apply."""
+    (line,) = problems(inventory_data(images={"default": {field: value}}))
+    assert line.startswith(f"images.default.{field}: ") and "is not a usable path" in line
