@@ -130,6 +130,14 @@ def test_injection_in_domain_is_rejected(hostile: str) -> None:
     )
 
 
+@pytest.mark.parametrize("domain", ["0.168.192.in-addr.arpa", "arpa", "x.ip6.ARPA"])
+def test_a_domain_under_arpa_is_refused(domain: str) -> None:
+    """0.168.192.in-addr.arpa made two renderers write one zone file (a traceback)."""
+    data = inventory_data(cluster={**BASE["cluster"], "domain": domain})
+    (line,) = problems(data)
+    assert line.startswith(f"cluster.domain: {domain!r} is not a domain for hosts")
+
+
 @pytest.mark.parametrize("domain", ["0.0.10", "cluster.42", "7"])
 def test_a_domain_whose_last_label_is_all_digits_is_refused(domain: str) -> None:
     """NAME.DOMAIN would read as an IPv4 address (10.0.0.10), to dnsmasq's dhcp-host too."""

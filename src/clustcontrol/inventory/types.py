@@ -89,6 +89,11 @@ def check_domain(value: str) -> str:
             raise ValueError(f"{shown(value)} is not a domain name (bad label {label!r})")
     if labels[-1].isdigit():
         raise ValueError(f"{shown(value)} is not a domain name (its last label is all digits)")
+    if labels[-1].lower() == "arpa":
+        raise ValueError(
+            f"{shown(value)} is not a domain for hosts (.arpa holds the reverse zones the master "
+            "serves itself: RFC 3172)"
+        )
     return value.rstrip(".").lower()
 
 
