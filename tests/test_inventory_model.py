@@ -420,3 +420,57 @@ def test_a_path_linux_cannot_take_is_refused(field: str, value: str) -> None:
     """A 300-character component made a traceback (file name too long) at apply."""
     (line,) = problems(inventory_data(images={"default": {field: value}}))
     assert line.startswith(f"images.default.{field}: ") and "is not a usable path" in line
+
+
+C = BASE["cluster"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"cluster": {**C, "network": "0.0.0.0/0", "master": {"name": "m", "ip": "10.0.0.1"}}},
+            "cluster.network: '0.0.0.0/0' is too large for a cluster network (at least /8",
+        ),
+        (
+            {
+                "cluster": {
+                    **C,
+                    "network": "10.0.0.0/7",
+                    "master": {"name": "m", "ip": "10.0.0.1"},
+                },
+                "nodes": [],
+            },
+            "cluster.network: '10.0.0.0/7' is too large",
+        ),
+        (
+            {"cluster": {**C, "gateway": "192.168.0.253"}},
+            "cluster.gateway: '192.168.0.253' is the update address",
+        ),
+        (
+            {"cluster": {**C, "gateway": "192.168.0.1"}},
+            "cluster.gateway: '192.168.0.1' is the master's address",
+        ),
+        (
+            {"images": {"default": {"root": "/srv/a"}, "b": {"root": "/srv/a/b"}}},
+            "images.b.root: '/srv/a/b' lies inside the root of image 'default'",
+        ),
+        (
+            {"images": {"default": {"root": "/srv/a", "persistent": ["/"]}}},
+            "images.default.persistent[0]: '/' is the whole root, not a path kept in it",
+        ),
+        (
+            {"images": {"default": {"root": "/srv/a", "persistent": ["/var/x", "/var/x/"]}}},
+            "images.default.persistent[1]: '/var/x' is listed already",
+        ),
+        (
+            {"images": {"default": {"root": "/srv/a", "persistent": ["/var/x/y", "/var/x"]}}},
+            "images.default.persistent[0]: '/var/x/y' lies inside persistent path '/var/x'",
+        ),
+    ],
+)
+def test_what_the_real_checkers_or_the_node_reject_is_refused(
+    overrides: dict[str, Any], expected: str
+) -> None:
+    lines = problems(inventory_data(**overrides))
+    assert any(line.startswith(expected) for line in lines), lines
