@@ -7,6 +7,7 @@ brace or space). Each pattern must match the whole value (re.fullmatch), never a
 from __future__ import annotations
 
 import re
+import reprlib
 from ipaddress import IPv4Address
 from typing import Annotated
 
@@ -51,8 +52,21 @@ def shown(value: object) -> str:
     said when it is longer: a 400-character value makes one short line, not megabytes."""
     if isinstance(value, str) and len(value) > SHOWN_MAX:
         return f"{value[:SHOWN_MAX]!r}... ({len(value)} characters)"
-    text = repr(value)
-    return text if len(text) <= SHOWN_MAX + 2 else f"{text[:SHOWN_MAX]}... ({len(text)} characters)"
+    if isinstance(value, str):
+        return repr(value)
+    # Containers through reprlib's limits: a YAML alias bomb shares one list 10**7 times over,
+    # and repr would spell every copy out.
+    text = _SHORT_REPR.repr(value)
+    return text if len(text) <= SHOWN_MAX + 2 else f"{text[:SHOWN_MAX]}..."
+
+
+def _short_repr() -> reprlib.Repr:
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxdict, short.maxstring = 3, 6, 6, SHOWN_MAX
+    return short
+
+
+_SHORT_REPR = _short_repr()
 
 
 def _too_long(value: str) -> str | None:
