@@ -66,6 +66,18 @@ RELOADS: dict[Service, list[list[str]]] = {
 # unit and its drop-in.
 STOPS: dict[Service, list[list[str]]] = {
     "firewall": [["nft", REMOVE_TABLE], ["systemctl", "daemon-reload"]],
+    # Another DHCP server was chosen: the old one would keep answering on port 67 with the
+    # configuration it read. dnsmasq may serve the site's DNS as well: restarted without our
+    # drop-in, not stopped.
+    "dhcp-isc": [["systemctl", "stop", "isc-dhcp-server"]],
+    "dhcp-kea": [["systemctl", "stop", "kea-dhcp4-server"]],
+    "dhcp-dnsmasq": [["systemctl", "restart", "dnsmasq"]],
+    # nfs-ganesha was chosen: the kernel server drops our exports (exportfs(8) -r: the exports
+    # files re-read, what they no longer name is unexported) and frees port 2049 for ganesha.
+    "nfs-kernel": [["exportfs", "-ra"]],
+    "nfsd": [["systemctl", "stop", "nfs-server"]],
+    # The kernel server was chosen: ganesha would keep serving the exports and port 2049.
+    "nfs-ganesha": [["systemctl", "stop", "nfs-ganesha"]],
 }
 
 
