@@ -25,6 +25,7 @@ from clustcontrol.contract import EXCLUSIONS, NODE_FILES, expand, params
 from clustcontrol.errors import EXIT_FAILURE, ClustcontrolError
 from clustcontrol.image import ImageResult, prepare_image, publish_image
 from clustcontrol.image.commit import ImageStatus, commit_image, image_status
+from clustcontrol.image.common import WARNING
 from clustcontrol.image.generation import GenerationStore
 from clustcontrol.inventory import edit, normalize
 from clustcontrol.inventory.model import Inventory
@@ -240,7 +241,10 @@ def _print_image_result(result: ImageResult, what: str) -> None:
     for change in result.changes:
         out.print(f"{change.action:7} {change.path}")
     for note in result.notes:
-        out.print(f"note: {note}")
+        if note.startswith(WARNING):
+            err.print(f"clustcontrol: {note}")
+        else:
+            out.print(f"note: {note}")
     verb = "would change" if result.dry_run else "changed"
     out.print(f"{what}: {len(result.changes)} files {verb}")
 
