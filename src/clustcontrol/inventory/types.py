@@ -122,14 +122,26 @@ def check_name(value: str) -> str:
     return value
 
 
+# The notations of a MAC address besides the canonical one: IEEE 802's hyphens
+# (52-54-00-12-34-56), bare hex digits (525400123456) and Cisco's dotted groups of four
+# (5254.0012.3456); any case.
+_MAC_NOTATIONS = re.compile(
+    r"[0-9a-f]{2}(?:-[0-9a-f]{2}){5}|[0-9a-f]{12}|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}"
+)
+
+
 def normalize_mac(value: object) -> object:
     """A MAC address in the canonical form 52:54:00:12:34:56 (lower case, ':' separators) when
-    `value` is one with any case, '-' separators or surrounding blanks (spaces and tabs; a line
-    break is not a blank); else `value` as is (for check_mac to reject)."""
+    `value` is one in any case, in that notation or one of _MAC_NOTATIONS, with or without
+    surrounding blanks (spaces and tabs; a line break is not a blank); else `value` as is (for
+    check_mac to reject). Separators are never mixed."""
     if isinstance(value, str):
-        candidate = value.strip(_BLANKS).lower().replace("-", ":")
+        candidate = value.strip(_BLANKS).lower()
         if _MAC.fullmatch(candidate):
             return candidate
+        if _MAC_NOTATIONS.fullmatch(candidate):
+            digits = re.sub(r"[-.]", "", candidate)
+            return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
     return value
 
 
