@@ -265,3 +265,29 @@ def test_a_server_switched_away_from_is_stopped_or_drops_our_files(
     monkeypatch.setattr(apply_module, "which", lambda program: f"/usr/sbin/{program}")
     monkeypatch.setattr(apply_module, "run", lambda argv, timeout: None)
     assert apply_module.stop_services(stop) == stopped
+
+
+def test_apply_flushes_its_own_files_never_the_whole_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sync(2) wrote out every file system of a master that is also the NFS server at each
+    apply; now each written file and its directory are flushed, and nothing else."""
+
+    def no_sync() -> None:
+        raise AssertionError("apply called sync(2)")
+
+    flushed: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        flushed.append(os.fstat(fd).st_ino)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "sync", no_sync)
+    monkeypatch.setattr(os, "fsync", fsync)
+    result = do_apply(make_inventory(), tmp_path)
+    written = {c.path for c in result.changes if c.new is not None}
+    inodes = {(tmp_path / path.lstrip("/")).stat().st_ino for path in written}
+    assert written and inodes <= set(flushed)
+    dirs = {(tmp_path / path.lstrip("/")).parent.stat().st_ino for path in written}
+    assert dirs <= set(flushed)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
-import os
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,7 +284,8 @@ class Installer:
         return changes, unchanged, sorted(installed)
 
     def _write(self, tree: RootDir, changes: list[Change]) -> None:
-        # Stage everything, flush once, then one rename per file; removals last.
+        # Stage everything, flush the staged files, then one rename per file; removals last,
+        # then the directories flushed.
         staged: list[Staged] = []
         try:
             for c in changes:
@@ -300,7 +300,7 @@ class Installer:
                             keep_mode=self.keep_modes,
                         )
                     )
-            os.sync()
+            tree.flush(staged)
             for item in staged:
                 tree.commit(item)
         except BaseException:
