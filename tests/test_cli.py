@@ -386,3 +386,23 @@ def test_removing_the_default_image_names_the_nodes_it_would_move(initialized: C
     rows = {r["name"]: r["image"] for r in json.loads(cli("node", "list", "--output", "json").out)}
     assert rows == {"node05": "gpu", "node06": "gpu"}
     assert cli("image", "remove", "gpu").code == 2  # the last image: nodes still need one
+
+
+def test_a_node_with_two_boot_nics(initialized: Cli) -> None:
+    """`--mac A,B` (any notation) stores a list; both MACs name the node in nodes.by-mac, and
+    each is unique across the cluster."""
+    cli = initialized
+    result = cli(
+        "node", "add", "twin", "--mac", "52-54-00-00-00-21,5254.0000.0022", "--ip", "192.168.0.21"
+    )
+    assert result.code == 0, result.err
+    assert 'mac: ["52:54:00:00:00:21", "52:54:00:00:00:22"]' in cli.config.read_text()
+    rows = {r["name"]: r for r in json.loads(cli("node", "list", "--output", "json").out)}
+    assert rows["twin"]["mac"] == "52:54:00:00:00:21 52:54:00:00:00:22"
+    result = cli("node", "add", "other", "--mac", "52:54:00:00:00:22", "--ip", "192.168.0.22")
+    assert result.code == 2
+    assert "nodes.other.mac: '52:54:00:00:00:22' duplicates the mac of node 'twin'" in result.err
+    result = cli("node", "set", "twin", "--mac", "52:54:00:00:00:21,52:54:00:00:00:21")
+    assert result.code == 2 and "nodes.twin.mac: '52:54:00:00:00:21' is listed twice" in result.err
+    assert cli("node", "set", "twin", "--mac", "52:54:00:00:00:23").code == 0
+    assert 'mac: "52:54:00:00:00:23"' in cli.config.read_text()

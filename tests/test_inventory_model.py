@@ -38,12 +38,12 @@ def test_valid_inventory_has_derived_defaults() -> None:
     assert str(inv.update_ip) == "192.168.0.253"
     assert inv.default_image_name == "default"
     assert inv.cluster.tftp_root == "/var/lib/tftpboot"
-    assert inv.nodes[0].mac == "52:54:00:00:00:01"
+    assert inv.nodes[0].mac == ("52:54:00:00:00:01",)
 
 
 def test_mac_is_normalized() -> None:
     inv = parse_inventory(with_nodes(node(mac="52-54-00-AB-CD-EF")))
-    assert inv.nodes[-1].mac == "52:54:00:ab:cd:ef"
+    assert inv.nodes[-1].mac == ("52:54:00:ab:cd:ef",)
 
 
 @pytest.mark.parametrize(

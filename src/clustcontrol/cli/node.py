@@ -34,7 +34,11 @@ def node() -> None:
 
 @node.command("add")
 @click.argument("name")
-@click.option("--mac", required=True, help="MAC of the node's boot interface.")
+@click.option(
+    "--mac",
+    required=True,
+    help="MAC of the node's boot interface; several separated by ',' (two boot NICs).",
+)
 @click.option("--ip", required=True, help="The node's fixed address.")
 @click.option("--image", default=None, help="Standard root to sync to [the default image].")
 @pass_state
@@ -53,7 +57,7 @@ def node_add(state: State, name: str, mac: str, ip: str, image: str | None) -> N
 
 @node.command("set")
 @click.argument("name")
-@click.option("--mac", default=None)
+@click.option("--mac", default=None, help="New MAC(s), replacing the node's; ',' between.")
 @click.option("--ip", default=None)
 @click.option("--image", default=None, help="Standard root; '' for the default image.")
 @click.option("--layout", "disk_layout", default=None, help="Disk layout; '' for the image's.")
@@ -108,7 +112,7 @@ def node_list(state: State, output: str) -> None:
     rows = [
         {
             "name": n.name,
-            "mac": n.mac,
+            "mac": " ".join(n.mac),
             "ip": str(n.ip),
             "image": inv.image_of(n),
             "disk_layout": inv.layout_of(n),

@@ -115,21 +115,26 @@ def check_inventory(inv: Inventory) -> list[str]:
                 f"{where}.disk_layout: {node.disk_layout!r} is not a defined disk layout"
             )
 
-    keys: tuple[tuple[str, Callable[[Node], Hashable]], ...] = (
-        ("name", lambda n: n.name),
+    # Each node's values of a field: its name, every MAC of its boot NICs, its address.
+    keys: tuple[tuple[str, Callable[[Node], Iterable[Hashable]]], ...] = (
+        ("name", lambda n: (n.name,)),
         ("mac", lambda n: n.mac),
-        ("ip", lambda n: n.ip),
+        ("ip", lambda n: (n.ip,)),
     )
     for field, key in keys:
-        for value, wheres in _duplicates((key(n), n.name) for n in inv.nodes):
+        pairs = ((value, n.name) for n in inv.nodes for value in key(n))
+        for value, wheres in _duplicates(pairs):
             first, *others = wheres
             shown = repr(str(value))
             for other in others:
-                problems.append(
-                    f"nodes.{other}.{field}: {shown} duplicates the {field} of node {first!r}"
-                    if field != "name"
-                    else f"nodes.{other}.name: {shown} is defined more than once"
-                )
+                if field == "name":
+                    problems.append(f"nodes.{other}.name: {shown} is defined more than once")
+                elif other == first:
+                    problems.append(f"nodes.{other}.{field}: {shown} is listed twice")
+                else:
+                    problems.append(
+                        f"nodes.{other}.{field}: {shown} duplicates the {field} of node {first!r}"
+                    )
     if not problems:  # the labels need defined images and layouts
         # The command line is the PXELINUX renderer's; imported here, where it is asked for
         # (render imports the inventory).

@@ -28,9 +28,17 @@ def _section(document: Any, key: str, factory: type) -> Any:
     return value
 
 
-def _quoted(key: str, value: str) -> str:
-    # A bare MAC is a base-60 integer to YAML 1.1 readers and breaks flow mappings: quote it.
-    return DoubleQuotedScalarString(value) if key == "mac" else value
+def _quoted(key: str, value: str) -> Any:
+    """A field's value as the document holds it. A bare MAC is a base-60 integer to YAML 1.1
+    readers and breaks flow mappings: quoted. Several MACs (normalize.mac_addresses joins them
+    with ',') become a flow list of quoted ones."""
+    if key != "mac":
+        return value
+    if "," not in value:
+        return DoubleQuotedScalarString(value)
+    macs = CommentedSeq(DoubleQuotedScalarString(m) for m in value.split(","))
+    macs.fa.set_flow_style()
+    return macs
 
 
 def _node_map(fields: Mapping[str, str | None]) -> CommentedMap:

@@ -82,6 +82,13 @@ def mac_address(value: str) -> str:
     return T.check_mac(canonical_mac(value))
 
 
+def mac_addresses(value: str) -> str:
+    """One MAC address or several separated by ',' (a node with two boot NICs), each in any
+    notation mac_address accepts. Returns them canonical, joined by ','. Raises ValueError
+    naming the first bad one."""
+    return ",".join(mac_address(part) for part in value.split(","))
+
+
 def check_fields(fields: Mapping[str, tuple[FieldCheck, str | None]]) -> dict[str, str | None]:
     """Check several raw values at once; report every bad one.
 
@@ -158,7 +165,7 @@ def new_node(name: str, mac: str, ip: str, image: str | None) -> NodeEntry:
     checked = check_fields(
         {
             "name": (T.check_host_label, name),
-            "mac": (mac_address, mac),
+            "mac": (mac_addresses, mac),
             "ip": (ipv4_address, ip),
             "image": (T.check_name, image),
         }
@@ -179,7 +186,7 @@ def node_changes(
     or disk_layout removes the field (the image's or inventory's default applies). Returns the
     mapping mac, ip, image, disk_layout. Raises InvalidInputError naming each bad MAC or address
     (an empty MAC or address is bad too)."""
-    checked = check_fields({"mac": (mac_address, mac), "ip": (ipv4_address, ip)})
+    checked = check_fields({"mac": (mac_addresses, mac), "ip": (ipv4_address, ip)})
     return {"mac": checked["mac"], "ip": checked["ip"], "image": image, "disk_layout": disk_layout}
 
 
@@ -249,7 +256,7 @@ def read_node_csv(path: Path) -> list[NodeEntry]:
         entries.append(
             NodeEntry(
                 name=name,
-                mac=canonical_mac(row["mac"]),
+                mac=",".join(canonical_mac(m) for m in row["mac"].split(",")),
                 ip=row["ip"],
                 image=row.get("image") or None,
             )

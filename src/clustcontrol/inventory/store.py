@@ -130,6 +130,8 @@ def _loc(data: Any, loc: tuple[int | str, ...]) -> str:
                 parts.append(f"[{item}]")
             cursor = entry
             continue
+        if isinstance(item, int) and not isinstance(cursor, list):
+            continue  # one value where a list is allowed (a node's single MAC)
         parts.append(_part(str(item)))
         cursor = cursor.get(item) if isinstance(cursor, dict) else None
     return ".".join(parts) or "(top level)"

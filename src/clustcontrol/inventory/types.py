@@ -11,7 +11,7 @@ import reprlib
 from ipaddress import IPv4Address
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from clustcontrol.contract import PATH_CHARACTERS
 
@@ -264,6 +264,17 @@ HostLabel = Annotated[str, AfterValidator(check_host_label)]
 DomainName = Annotated[str, AfterValidator(check_domain)]
 Name = Annotated[str, AfterValidator(check_name)]
 MacAddress = Annotated[str, BeforeValidator(normalize_mac), AfterValidator(check_mac)]
+
+
+def one_or_more(value: object) -> object:
+    """A single value as a one-item list (a YAML scalar where a list is allowed); else as is."""
+    return [value] if isinstance(value, str) else value
+
+
+#: One MAC address or a list of them (a node with two boot NICs), at least one, as a tuple.
+MacAddresses = Annotated[
+    tuple[MacAddress, ...], BeforeValidator(one_or_more), Field(min_length=1, max_length=8)
+]
 AbsPath = Annotated[str, AfterValidator(check_abs_path)]
 FileName = Annotated[str, AfterValidator(check_file_name)]
 KernelArg = Annotated[str, AfterValidator(check_kernel_arg)]
