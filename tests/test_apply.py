@@ -220,7 +220,6 @@ def test_turning_the_firewall_off_removes_it_and_deletes_the_table(
         ["systemctl", "daemon-reload"],
         ["systemctl", "reload-or-restart", "clustcontrol-firewall.service"],
     ]
-    assert apply_module.stop_services({"dhcp-isc"}) == []  # nothing to stop but the firewall
 
 
 def test_a_removed_file_of_no_service_is_neither_stopped_nor_reloaded(tmp_path: Path) -> None:
@@ -234,3 +233,61 @@ def test_a_removed_file_of_no_service_is_neither_stopped_nor_reloaded(tmp_path: 
     stop, reload = live_services(result.changes, selected_services(inv))
     # nfs-kernel: the secrets export names each node's address.
     assert (stop, reload) == (set(), {"dns", "dhcp-isc", "control", "nfs-kernel"})
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "stopped"),
+    [
+        ({"dhcp_server": "isc"}, {"dhcp_server": "kea"}, ["systemctl stop isc-dhcp-server"]),
+        ({"dhcp_server": "kea"}, {"dhcp_server": "dnsmasq"}, ["systemctl stop kea-dhcp4-server"]),
+        ({"dhcp_server": "dnsmasq"}, {"dhcp_server": "isc"}, ["systemctl restart dnsmasq"]),
+        (
+            {"nfs_server": "kernel"},
+            {"nfs_server": "ganesha"},
+            ["exportfs -ra", "systemctl stop nfs-server"],
+        ),
+        ({"nfs_server": "ganesha"}, {"nfs_server": "kernel"}, ["systemctl stop nfs-ganesha"]),
+    ],
+)
+def test_a_server_switched_away_from_is_stopped_or_drops_our_files(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    before: dict[str, str],
+    after: dict[str, str],
+    stopped: list[str],
+) -> None:
+    """Switching servers removed the old one's files without a word to the old daemon: it kept
+    serving what it had read (two DHCP servers on port 67, exports without exportfs -ra)."""
+    do_apply(make_inventory(cluster={**BASE["cluster"], **before}), tmp_path)
+    inv = make_inventory(cluster={**BASE["cluster"], **after})
+    result = do_apply(inv, tmp_path)
+    stop, _ = live_services(result.changes, selected_services(inv))
+    monkeypatch.setattr(apply_module, "which", lambda program: f"/usr/sbin/{program}")
+    monkeypatch.setattr(apply_module, "run", lambda argv, timeout: None)
+    assert apply_module.stop_services(stop) == stopped
+
+
+def test_apply_flushes_its_own_files_never_the_whole_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sync(2) wrote out every file system of a master that is also the NFS server at each
+    apply; now each written file and its directory are flushed, and nothing else."""
+
+    def no_sync() -> None:
+        raise AssertionError("apply called sync(2)")
+
+    flushed: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        flushed.append(os.fstat(fd).st_ino)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "sync", no_sync)
+    monkeypatch.setattr(os, "fsync", fsync)
+    result = do_apply(make_inventory(), tmp_path)
+    written = {c.path for c in result.changes if c.new is not None}
+    inodes = {(tmp_path / path.lstrip("/")).stat().st_ino for path in written}
+    assert written and inodes <= set(flushed)
+    dirs = {(tmp_path / path.lstrip("/")).parent.stat().st_ino for path in written}
+    assert dirs <= set(flushed)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import click
 import pytest
 
+from clustcontrol.cli import cli as clustcontrol_cli
 from clustcontrol.inventory.store import load_inventory
 from tests.conftest import Cli
 
@@ -275,15 +277,32 @@ def test_broken_yaml_names_line(cli: Cli) -> None:
     assert result.code == 2 and str(cli.config) in result.err
 
 
-def test_missing_inventory_is_a_clear_error(cli: Cli) -> None:
+def test_a_missing_input_file_is_invalid_input_alike(cli: Cli, tmp_path: Path) -> None:
+    """A missing inventory exited 1 and a missing CSV 2: a file named wrongly is invalid input
+    (exit 2) either way; one that exists but cannot be read is a failure (exit 1)."""
     result = cli("validate")
-    assert result.code == 1 and "does not exist" in result.err and "hint:" in result.err
+    assert result.code == 2 and "does not exist" in result.err and "hint:" in result.err
+    assert (
+        cli(
+            "init", "--domain", "c", "--network", "192.168.0.0/24", "--master-ip", "192.168.0.1"
+        ).code
+        == 0
+    )
+    result = cli("node", "import", tmp_path / "missing.csv")
+    assert result.code == 2 and "missing.csv: no such file" in result.err, result.err
 
 
-def test_help_has_examples(cli: Cli) -> None:
-    for verb in (["init"], ["node", "add"], ["node", "import"], ["apply"], ["update-node", "set"]):
+def verbs(command: click.Command, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every verb of the CLI, as its words."""
+    if isinstance(command, click.Group):
+        return [v for name, sub in command.commands.items() for v in verbs(sub, (*path, name))]
+    return [path]
+
+
+def test_every_verb_s_help_has_an_example(cli: Cli) -> None:
+    for verb in verbs(clustcontrol_cli):
         result = cli(*verb, "--help", config=False)
-        assert result.code == 0 and "Example" in result.out, verb
+        assert result.code == 0 and ("Example:" in result.out or "Examples:" in result.out), verb
 
 
 def test_demo_runs(tmp_path: Path, cli: Cli) -> None:
@@ -334,3 +353,56 @@ def test_trailing_newline_is_rejected_and_nothing_written(
     assert result.out == ""
     assert not root.exists() and not out.exists()
     assert cli.config.read_bytes() == before
+
+
+def test_removing_the_default_image_names_the_nodes_it_would_move(initialized: Cli) -> None:
+    """Nodes naming no image use the first image; removing it moved them to another with exit
+    0 and no word. Now refused naming them, or with --force done and said."""
+    cli = initialized
+    assert cli("image", "add", "gpu", "--root", "/srv/nfs4/gpuroot").code == 0
+    cli("node", "add", "node05", "--mac", "52:54:00:00:00:05", "--ip", "192.168.0.15")
+    cli(
+        "node",
+        "add",
+        "node06",
+        "--mac",
+        "52:54:00:00:00:06",
+        "--ip",
+        "192.168.0.16",
+        "--image",
+        "gpu",
+    )
+    before = cli.config.read_bytes()
+    result = cli("image", "remove", "default")
+    assert result.code == 2, result
+    assert result.err.startswith(
+        "clustcontrol: error: images.default: the default image of 1 node(s) that name none: "
+        "node05\n"
+    ), result.err
+    assert cli.config.read_bytes() == before
+    result = cli("image", "remove", "default", "--force")
+    assert result.code == 0, result.err
+    assert "moved to the new default image: 1 node(s): node05" in result.out
+    rows = {r["name"]: r["image"] for r in json.loads(cli("node", "list", "--output", "json").out)}
+    assert rows == {"node05": "gpu", "node06": "gpu"}
+    assert cli("image", "remove", "gpu").code == 2  # the last image: nodes still need one
+
+
+def test_a_node_with_two_boot_nics(initialized: Cli) -> None:
+    """`--mac A,B` (any notation) stores a list; both MACs name the node in nodes.by-mac, and
+    each is unique across the cluster."""
+    cli = initialized
+    result = cli(
+        "node", "add", "twin", "--mac", "52-54-00-00-00-21,5254.0000.0022", "--ip", "192.168.0.21"
+    )
+    assert result.code == 0, result.err
+    assert 'mac: ["52:54:00:00:00:21", "52:54:00:00:00:22"]' in cli.config.read_text()
+    rows = {r["name"]: r for r in json.loads(cli("node", "list", "--output", "json").out)}
+    assert rows["twin"]["mac"] == "52:54:00:00:00:21 52:54:00:00:00:22"
+    result = cli("node", "add", "other", "--mac", "52:54:00:00:00:22", "--ip", "192.168.0.22")
+    assert result.code == 2
+    assert "nodes.other.mac: '52:54:00:00:00:22' duplicates the mac of node 'twin'" in result.err
+    result = cli("node", "set", "twin", "--mac", "52:54:00:00:00:21,52:54:00:00:00:21")
+    assert result.code == 2 and "nodes.twin.mac: '52:54:00:00:00:21' is listed twice" in result.err
+    assert cli("node", "set", "twin", "--mac", "52:54:00:00:00:23").code == 0
+    assert 'mac: "52:54:00:00:00:23"' in cli.config.read_text()

@@ -38,12 +38,12 @@ def test_valid_inventory_has_derived_defaults() -> None:
     assert str(inv.update_ip) == "192.168.0.253"
     assert inv.default_image_name == "default"
     assert inv.cluster.tftp_root == "/var/lib/tftpboot"
-    assert inv.nodes[0].mac == "52:54:00:00:00:01"
+    assert inv.nodes[0].mac == ("52:54:00:00:00:01",)
 
 
 def test_mac_is_normalized() -> None:
     inv = parse_inventory(with_nodes(node(mac="52-54-00-AB-CD-EF")))
-    assert inv.nodes[-1].mac == "52:54:00:ab:cd:ef"
+    assert inv.nodes[-1].mac == ("52:54:00:ab:cd:ef",)
 
 
 @pytest.mark.parametrize(
@@ -128,6 +128,14 @@ def test_injection_in_domain_is_rejected(hostile: str) -> None:
         line.startswith("cluster.domain:") and "not a domain name" in line
         for line in problems(data)
     )
+
+
+@pytest.mark.parametrize("domain", ["0.168.192.in-addr.arpa", "arpa", "x.ip6.ARPA"])
+def test_a_domain_under_arpa_is_refused(domain: str) -> None:
+    """0.168.192.in-addr.arpa made two renderers write one zone file (a traceback)."""
+    data = inventory_data(cluster={**BASE["cluster"], "domain": domain})
+    (line,) = problems(data)
+    assert line.startswith(f"cluster.domain: {domain!r} is not a domain for hosts")
 
 
 @pytest.mark.parametrize("domain", ["0.0.10", "cluster.42", "7"])
@@ -381,3 +389,88 @@ def test_integer_fields_take_integers_only(cls: str, field: str, value: object) 
         return
     section[field] = value
     assert problems(data) == [f"{where}.{field}: {value!r}: Input should be a valid integer"]
+
+
+def test_a_field_error_no_longer_hides_the_cross_field_problems() -> None:
+    """A bad MAC hid two other nodes sharing an address: one run names both problems."""
+    nodes = [
+        node("node03", mac="52:54:00:zz:00:03", ip="192.168.0.13"),
+        node("node04", mac="52:54:00:00:00:04", ip="192.168.0.20"),
+        node("node05", mac="52:54:00:00:00:05", ip="192.168.0.20"),
+    ]
+    lines = problems(inventory_data(nodes=nodes))
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("nodes.node03.mac: '52:54:00:zz:00:03' is not a MAC address")
+    assert lines[1] == "nodes.node05.ip: '192.168.0.20' duplicates the ip of node 'node04'"
+
+
+def test_a_long_value_makes_a_short_error_line() -> None:
+    """A 400-character value is quoted cut, with its length: never megabytes of output."""
+    value = "/srv/" + "x" * 400
+    (line,) = problems(inventory_data(images={"default": {"root": value + ";"}}))
+    assert len(line) < 200, line
+    assert "(406 characters)" in line
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("root", "/srv/" + "c" * 300), ("root", "/srv" + "/c" * 2100)],
+)
+def test_a_path_linux_cannot_take_is_refused(field: str, value: str) -> None:
+    """A 300-character component made a traceback (file name too long) at apply."""
+    (line,) = problems(inventory_data(images={"default": {field: value}}))
+    assert line.startswith(f"images.default.{field}: ") and "is not a usable path" in line
+
+
+C = BASE["cluster"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"cluster": {**C, "network": "0.0.0.0/0", "master": {"name": "m", "ip": "10.0.0.1"}}},
+            "cluster.network: '0.0.0.0/0' is too large for a cluster network (at least /8",
+        ),
+        (
+            {
+                "cluster": {
+                    **C,
+                    "network": "10.0.0.0/7",
+                    "master": {"name": "m", "ip": "10.0.0.1"},
+                },
+                "nodes": [],
+            },
+            "cluster.network: '10.0.0.0/7' is too large",
+        ),
+        (
+            {"cluster": {**C, "gateway": "192.168.0.253"}},
+            "cluster.gateway: '192.168.0.253' is the update address",
+        ),
+        (
+            {"cluster": {**C, "gateway": "192.168.0.1"}},
+            "cluster.gateway: '192.168.0.1' is the master's address",
+        ),
+        (
+            {"images": {"default": {"root": "/srv/a"}, "b": {"root": "/srv/a/b"}}},
+            "images.b.root: '/srv/a/b' lies inside the root of image 'default'",
+        ),
+        (
+            {"images": {"default": {"root": "/srv/a", "persistent": ["/"]}}},
+            "images.default.persistent[0]: '/' is the whole root, not a path kept in it",
+        ),
+        (
+            {"images": {"default": {"root": "/srv/a", "persistent": ["/var/x", "/var/x/"]}}},
+            "images.default.persistent[1]: '/var/x' is listed already",
+        ),
+        (
+            {"images": {"default": {"root": "/srv/a", "persistent": ["/var/x/y", "/var/x"]}}},
+            "images.default.persistent[0]: '/var/x/y' lies inside persistent path '/var/x'",
+        ),
+    ],
+)
+def test_what_the_real_checkers_or_the_node_reject_is_refused(
+    overrides: dict[str, Any], expected: str
+) -> None:
+    lines = problems(inventory_data(**overrides))
+    assert any(line.startswith(expected) for line in lines), lines

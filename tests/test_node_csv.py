@@ -89,3 +89,20 @@ def test_an_inventory_that_is_not_utf8_is_one_clear_error(initialized: Cli, enco
             result.err
         )
         assert "Traceback" not in result.err
+
+
+def test_a_yaml_alias_bomb_makes_short_errors(cli: Cli) -> None:
+    """cluster.domain as 10**9 shared copies of one list (YAML aliases, nine levels of ten):
+    the error line spelled every copy out (megabytes, minutes); it is cut at a few levels."""
+    levels = ["x0: &l0 [a, a, a, a, a, a, a, a, a, a]"] + [
+        f"x{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, 9)
+    ]
+    cli.config.write_text(
+        "\n".join(levels)
+        + "\ncluster:\n  domain: *l8\n  network: 192.168.0.0/24\n"
+        + "  master: {name: m, ip: 192.168.0.1}\nimages: {default: {root: /srv/a}}\n"
+    )
+    result = cli("validate")
+    assert result.code == 2
+    assert result.err.startswith("clustcontrol: error: cluster.domain: [[[")
+    assert len(result.err) < 2000, len(result.err)

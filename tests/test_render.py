@@ -426,3 +426,13 @@ def test_the_two_names_of_the_interface_must_agree() -> None:
         "cluster.dhcp_interface: 'eth2' differs from cluster.master.interface 'eth1' "
         "(dhcp_interface is its older name: keep one)"
     ]
+
+
+def test_every_mac_of_a_node_names_it_in_nodes_by_mac() -> None:
+    nodes = [{**BASE["nodes"][0], "mac": ["52:54:00:00:00:01", "52:54:00:00:00:a1"]}]
+    tree = render(nodes=nodes)
+    by_mac = text(tree, "/etc/clustcontrol/nodes.by-mac")
+    assert "52:54:00:00:00:01 node01\n52:54:00:00:00:a1 node01\n" in by_mac
+    dhcpd = text(tree, "/etc/dhcp/dhcpd.conf")
+    assert "host node01 { hardware ethernet 52:54:00:00:00:01;" in dhcpd
+    assert "host node01-mac2 { hardware ethernet 52:54:00:00:00:a1;" in dhcpd

@@ -324,7 +324,12 @@ SLOTS: tuple[Slot, ...] = (
         LABEL,
         lambda i: i.nodes[1].name,
     ),
-    Slot("nodes.mac", (("nodes", 0, "mac"),), "0123456789abcdefABCDEF:-", lambda i: i.nodes[0].mac),
+    Slot(
+        "nodes.mac",
+        (("nodes", 0, "mac"),),
+        "0123456789abcdefABCDEF:-.",
+        lambda i: i.nodes[0].mac[0],
+    ),
     Slot(
         "nodes.kernel_args",
         (("nodes", 0, "kernel_args", 0),),

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
-import os
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +65,18 @@ RELOADS: dict[Service, list[list[str]]] = {
 # unit and its drop-in.
 STOPS: dict[Service, list[list[str]]] = {
     "firewall": [["nft", REMOVE_TABLE], ["systemctl", "daemon-reload"]],
+    # Another DHCP server was chosen: the old one would keep answering on port 67 with the
+    # configuration it read. dnsmasq may serve the site's DNS as well: restarted without our
+    # drop-in, not stopped.
+    "dhcp-isc": [["systemctl", "stop", "isc-dhcp-server"]],
+    "dhcp-kea": [["systemctl", "stop", "kea-dhcp4-server"]],
+    "dhcp-dnsmasq": [["systemctl", "restart", "dnsmasq"]],
+    # nfs-ganesha was chosen: the kernel server drops our exports (exportfs(8) -r: the exports
+    # files re-read, what they no longer name is unexported) and frees port 2049 for ganesha.
+    "nfs-kernel": [["exportfs", "-ra"]],
+    "nfsd": [["systemctl", "stop", "nfs-server"]],
+    # The kernel server was chosen: ganesha would keep serving the exports and port 2049.
+    "nfs-ganesha": [["systemctl", "stop", "nfs-ganesha"]],
 }
 
 
@@ -273,7 +284,8 @@ class Installer:
         return changes, unchanged, sorted(installed)
 
     def _write(self, tree: RootDir, changes: list[Change]) -> None:
-        # Stage everything, flush once, then one rename per file; removals last.
+        # Stage everything, flush the staged files, then one rename per file; removals last,
+        # then the directories flushed.
         staged: list[Staged] = []
         try:
             for c in changes:
@@ -288,7 +300,7 @@ class Installer:
                             keep_mode=self.keep_modes,
                         )
                     )
-            os.sync()
+            tree.flush(staged)
             for item in staged:
                 tree.commit(item)
         except BaseException:

@@ -293,7 +293,7 @@ def kernel_cmdline(inv: Inventory, tree: RenderedTree, node: Node) -> str:
     append = labels.get(default or "") or common.get(default or "")
     if append is None:
         raise ClustcontrolError(f"{path}: no label {default!r} to boot node {node.name}")
-    return f"{append} BOOTIF=01-{node.mac.replace(':', '-')}"
+    return f"{append} BOOTIF=01-{node.mac[0].replace(':', '-')}"
 
 
 def set_switches(cmdline: str, values: Mapping[str, str]) -> str:

@@ -30,13 +30,17 @@ import os
 import posixpath
 import re
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from clustcontrol.errors import UnsafePathError
 from clustcontrol.fsutil import is_temp_name, locked_fd, open_regular, temp_name
+
+#: How many fsync(2) calls RootDir.flush runs at once.
+FLUSH_WORKERS = 32
 
 DIR_MODE = 0o755
 MAX_SYMLINKS = 40  # links followed for one path in all, as the kernel (path_resolution(7))
@@ -471,6 +475,28 @@ class RootDir:
         """Remove a staged file that will not be committed (already gone is fine)."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(staged.temp, dir_fd=staged.dir_fd)
+
+    def flush(self, staged: Sequence[Staged], workers: int = FLUSH_WORKERS) -> None:
+        """fsync(2) the temp files of `staged`, `workers` at a time: the file system commits
+        concurrent fsyncs together (ext4's journal commits them as one), where one at a time
+        costs a commit each (0.48 ms a file here, 0.10 ms with 32 threads). Unlike sync(2) it
+        flushes nothing else of the machine: on a master that is also the NFS server, sync
+        wrote out every exported tree's dirty data. Raises OSError when a flush fails."""
+
+        def one(item: Staged) -> None:
+            fd = os.open(item.temp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=item.dir_fd)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+        if len(staged) <= 1:
+            for item in staged:
+                one(item)
+            return
+        with ThreadPoolExecutor(max_workers=min(workers, len(staged))) as pool:
+            for _ in pool.map(one, staged):
+                pass
 
     def sync_dirs(self, staged: Iterable[Staged]) -> None:
         """fsync(2) each distinct directory of the staged files, so their renames are durable.

@@ -47,6 +47,16 @@ def _many_nodes(count: int) -> list[dict[str, str]]:
 INVENTORIES: dict[str, tuple[dict[str, object], set[str]]] = {
     "base": ({}, {"rostclust", "0.168.192.in-addr.arpa"}),
     "update-node": ({"update_node": {"node": "node01"}}, {"rostclust", "0.168.192.in-addr.arpa"}),
+    "two-boot-nics": (
+        {
+            "nodes": [
+                {**base_nodes()[0], "mac": ["52:54:00:00:00:01", "52:54:00:00:00:a1"]},
+                base_nodes()[1],
+            ],
+            "update_node": {"node": "node01"},
+        },
+        {"rostclust", "0.168.192.in-addr.arpa"},
+    ),
     "two-images": (
         {
             "images": {

@@ -308,3 +308,37 @@ def test_unknown_image_and_missing_root_are_reported(env: ImageEnv) -> None:
         prepare_image(env.inv, "gpu", dry_run=True, root_prefix=env.prefix)
     with pytest.raises(ClustcontrolError, match=r"images\.default\.root: .* is not a directory"):
         prepare_image(env.inv, "default", dry_run=True, root_prefix=env.prefix / "elsewhere")
+
+
+def with_image(env: ImageEnv, **changes: object) -> None:
+    image = env.inv.images["default"].model_copy(update=changes)
+    env.inv = env.inv.model_copy(update={"images": {"default": image}})
+
+
+@pytest.mark.parametrize(
+    ("changes", "warned"),
+    [
+        ({}, True),
+        ({"kernel_args": ["net.ifnames=0"]}, False),
+        ({"boot_interface": "ens3"}, False),
+    ],
+)
+def test_a_standard_that_configures_another_interface_is_warned_about(
+    env: ImageEnv, changes: dict[str, object], warned: bool
+) -> None:
+    """The image configures ens3 (predictable names) while boot_interface is eth0: prepare
+    added eth0 manual, left ens3 on DHCP and said nothing (an update node then loses its NFS
+    root when ifupdown runs DHCP again)."""
+    (env.root / "etc/network/interfaces").write_text(
+        "auto lo\niface lo inet loopback\n\nallow-hotplug ens3\niface ens3 inet dhcp\n"
+    )
+    with_image(env, **changes)
+    result = run_prepare(env)
+    warnings = [n for n in result.notes if n.startswith("WARNING: ")]
+    if warned:
+        (warning,) = warnings
+        assert "configures ens3 (inet dhcp) but not the boot interface eth0" in warning
+        assert "images.default.boot_interface: ens3" in warning
+        assert "net.ifnames=0" in warning
+    else:
+        assert warnings == []

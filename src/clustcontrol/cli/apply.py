@@ -18,6 +18,8 @@ from clustcontrol.cli.common import (
     path_option,
     prefix_option,
 )
+from clustcontrol.errors import InvalidInputError
+from clustcontrol.inventory.layouts import sfdisk_problems
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.render import RenderContext, RenderedTree, render_all
 
@@ -25,8 +27,16 @@ from clustcontrol.render import RenderContext, RenderedTree, render_all
 @click.command()
 @pass_state
 def validate(state: State) -> None:
-    """Check the inventory; print every problem, one per line (exit 2 when there is one)."""
+    """Check the inventory, its disk layouts with the real sfdisk too; print every problem,
+    one per line (exit 2 when there is one).
+
+    \b
+    Example:
+      clustcontrol validate
+    """
     inv = state.inventory()
+    if problems := sfdisk_problems(inv):
+        raise InvalidInputError(problems)
     out.print(f"{state.config}: valid ({len(inv.nodes)} nodes, {len(inv.images)} images)")
 
 
@@ -100,6 +110,8 @@ def apply(state: State, root: Path, dry_run: bool, no_check: bool, reload_: bool
       clustcontrol apply --root /tmp/prefix # install under a prefix (tests, image builds)
     """
     inv = state.inventory()
+    if not no_check and (problems := sfdisk_problems(inv)):
+        raise InvalidInputError(problems)
     tree = _render(inv, root)
     result = apply_tree(inv, tree, root, dry_run=dry_run, check=not no_check, reload=reload_)
     _print_result(result, verbose_diff=dry_run)

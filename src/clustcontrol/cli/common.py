@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clustcontrol.inventory.model import Inventory
-from clustcontrol.inventory.store import config_path, edit_inventory, load_inventory
+from clustcontrol.inventory.store import config_path, load_inventory
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -106,25 +106,6 @@ def path_option(
 def prefix_option(help: str, dest: str = "root") -> Callable[[Callable[P, R]], Callable[P, R]]:
     """--root PREFIX: where live paths are resolved (default /; tests use a scratch prefix)."""
     return path_option("--root", dest, help, default=Path("/"), show_default=True)
-
-
-def remove_command(noun: str, remove: Callable[[Any, str], None], help: str) -> click.Command:
-    """The verb `remove NAME` of a noun's group.
-
-    noun: what NAME names ('image', 'node'); remove: the inventory.edit function that removes
-    NAME from the round-trip document, raising InvalidInputError when there is none; help: the
-    verb's help text. The edited inventory is validated and saved as a whole, then 'removed
-    NOUN NAME' is printed. Returns the click command, for the group's add_command."""
-
-    @click.command("remove", help=help)
-    @click.argument("name")
-    @pass_state
-    def remove_verb(state: State, name: str) -> None:
-        with edit_inventory(state.config) as document:
-            remove(document, name)
-        out.print(f"removed {noun} {name}")
-
-    return remove_verb
 
 
 output_option = click.option(

@@ -20,12 +20,12 @@ from clustcontrol.cli.common import (
     pass_state,
     prefix_option,
     print_rows,
-    remove_command,
 )
 from clustcontrol.contract import EXCLUSIONS, NODE_FILES, expand, params
 from clustcontrol.errors import EXIT_FAILURE, ClustcontrolError
 from clustcontrol.image import ImageResult, prepare_image, publish_image
 from clustcontrol.image.commit import ImageStatus, commit_image, image_status
+from clustcontrol.image.common import WARNING
 from clustcontrol.image.deltas import unlistable
 from clustcontrol.image.generation import GenerationStore
 from clustcontrol.inventory import edit, normalize
@@ -82,11 +82,27 @@ def image_add(
     out.print(f"added image {name}")
 
 
-image.add_command(
-    remove_command(
-        "image", edit.remove_image, "Remove a standard root (nodes using it must be moved first)."
-    )
+@image.command("remove")
+@click.argument("name")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Remove the default image even though nodes that name no image would move to another.",
 )
+@pass_state
+def image_remove(state: State, name: str, force: bool) -> None:
+    """Remove a standard root (nodes naming it must be moved first; nodes naming none use the
+    default image, and removing it needs --force).
+
+    \b
+    Example:
+      clustcontrol image remove gpu
+    """
+    with edit_inventory(state.config) as document:
+        moved = edit.remove_image(document, name, force=force)
+    out.print(f"removed image {name}")
+    if moved:
+        out.print(f"moved to the new default image: {len(moved)} node(s): {' '.join(moved)}")
 
 
 @image.command("list")
@@ -226,7 +242,10 @@ def _print_image_result(result: ImageResult, what: str) -> None:
     for change in result.changes:
         out.print(f"{change.action:7} {change.path}")
     for note in result.notes:
-        out.print(f"note: {note}")
+        if note.startswith(WARNING):
+            err.print(f"clustcontrol: {note}")
+        else:
+            out.print(f"note: {note}")
     verb = "would change" if result.dry_run else "changed"
     out.print(f"{what}: {len(result.changes)} files {verb}")
 

@@ -21,7 +21,6 @@ from clustcontrol.cli.common import (
     pass_state,
     prefix_option,
     print_rows,
-    remove_command,
 )
 from clustcontrol.errors import EXIT_FAILURE
 from clustcontrol.inventory import edit, normalize
@@ -35,7 +34,11 @@ def node() -> None:
 
 @node.command("add")
 @click.argument("name")
-@click.option("--mac", required=True, help="MAC of the node's boot interface.")
+@click.option(
+    "--mac",
+    required=True,
+    help="MAC of the node's boot interface; several separated by ',' (two boot NICs).",
+)
 @click.option("--ip", required=True, help="The node's fixed address.")
 @click.option("--image", default=None, help="Standard root to sync to [the default image].")
 @pass_state
@@ -54,7 +57,7 @@ def node_add(state: State, name: str, mac: str, ip: str, image: str | None) -> N
 
 @node.command("set")
 @click.argument("name")
-@click.option("--mac", default=None)
+@click.option("--mac", default=None, help="New MAC(s), replacing the node's; ',' between.")
 @click.option("--ip", default=None)
 @click.option("--image", default=None, help="Standard root; '' for the default image.")
 @click.option("--layout", "disk_layout", default=None, help="Disk layout; '' for the image's.")
@@ -79,22 +82,37 @@ def node_set(
     out.print(f"updated node {name}")
 
 
-node.add_command(
-    remove_command("node", edit.remove_node, "Remove a node (and clear it as update node).")
-)
+@node.command("remove")
+@click.argument("name")
+@pass_state
+def node_remove(state: State, name: str) -> None:
+    """Remove a node (and clear it as update node).
+
+    \b
+    Example:
+      clustcontrol node remove node01
+    """
+    with edit_inventory(state.config) as document:
+        edit.remove_node(document, name)
+    out.print(f"removed node {name}")
 
 
 @node.command("list")
 @output_option
 @pass_state
 def node_list(state: State, output: str) -> None:
-    """List the nodes."""
+    """List the nodes, sorted by address.
+
+    \b
+    Example:
+      clustcontrol node list --output json
+    """
     inv = state.inventory()
     update_name = inv.update_node.node
     rows = [
         {
             "name": n.name,
-            "mac": n.mac,
+            "mac": " ".join(n.mac),
             "ip": str(n.ip),
             "image": inv.image_of(n),
             "disk_layout": inv.layout_of(n),

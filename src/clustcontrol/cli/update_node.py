@@ -34,7 +34,12 @@ def update_node_set(state: State, name: str, image: str | None) -> None:
 @update_node.command("clear")
 @pass_state
 def update_node_clear(state: State) -> None:
-    """No node boots as the update node."""
+    """No node boots as the update node.
+
+    \b
+    Example:
+      clustcontrol update-node clear
+    """
     with edit_inventory(state.config) as document:
         edit.set_update_node(document, None, None)
     out.print("update node cleared")
@@ -44,7 +49,12 @@ def update_node_clear(state: State) -> None:
 @output_option
 @pass_state
 def update_node_show(state: State, output: str) -> None:
-    """Show the update node's address, image and node."""
+    """Show the update node's address, image and node.
+
+    \b
+    Example:
+      clustcontrol update-node show
+    """
     inv = state.inventory()
     row = {"ip": str(inv.update_ip), "image": inv.update_image_name, "node": inv.update_node.node}
     print_rows(output == "json", [row], "update node", ["ip", "image", "node"])

@@ -30,6 +30,10 @@ class ImageResult:
     dry_run: bool
 
 
+#: A note that starts with this is a warning: printed on stderr as "clustcontrol: WARNING: ...".
+WARNING = "WARNING: "
+
+
 @dataclass(frozen=True)
 class Step:
     """What one install_*/configure_* step needs: changes to write and notes to report."""

@@ -129,6 +129,17 @@ def manual_iface(text: str, ifname: str) -> tuple[str, list[str]]:
     return _join(out), notes
 
 
+def configured_interfaces(text: str) -> list[tuple[str, str]]:
+    """The (interface, method) of each `iface NAME inet METHOD` stanza of an interfaces(5)
+    file, in order."""
+    found = []
+    for line in _lines(text):
+        words = line.split("#", 1)[0].split()
+        if _stanza_start(words) and words[0] == "iface" and len(words) >= 4 and words[2] == "inet":
+            found.append((words[1], words[3]))
+    return found
+
+
 def default_interfaces(ifname: str) -> str:
     """A complete /etc/network/interfaces (interfaces(5)): loopback and `ifname` with the
     manual method, plus the Debian default `source /etc/network/interfaces.d/*`."""

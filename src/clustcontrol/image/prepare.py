@@ -26,7 +26,14 @@ from pathlib import Path
 from clustcontrol.contract import CONFD_FILE, CONTROL_DIR, ENGINE_DIR
 from clustcontrol.errors import ClustcontrolError
 from clustcontrol.image import edits
-from clustcontrol.image.common import ImageResult, ImageTree, Step, image_tree, write_changes
+from clustcontrol.image.common import (
+    WARNING,
+    ImageResult,
+    ImageTree,
+    Step,
+    image_tree,
+    write_changes,
+)
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.run import require, run
 
@@ -236,13 +243,46 @@ def configure_interfaces(tree: ImageTree) -> Step:
         the change to etc/network/interfaces (none when it is already right) and the notes."""
     ifname = tree.image.boot_interface
     old = tree.read(INTERFACES)
+    notes = _boot_interface_warnings(tree, ifname)
     if old is None:
         new = edits.default_interfaces(ifname)
-        notes = [f"{tree.path(INTERFACES)}: created with iface {ifname} inet manual"]
+        notes.append(f"{tree.path(INTERFACES)}: created with iface {ifname} inet manual")
     else:
-        new, notes = edits.manual_iface(old.decode(), ifname)
+        new, changed = edits.manual_iface(old.decode(errors="surrogateescape"), ifname)
+        notes += changed
     notes += _other_definitions(tree, ifname)
-    return Step.of([tree.change(INTERFACES, new.encode())], notes)
+    return Step.of([tree.change(INTERFACES, new.encode(errors="surrogateescape"))], notes)
+
+
+def _boot_interface_warnings(tree: ImageTree, ifname: str) -> list[str]:
+    """A warning when the standard configures other interfaces (dhcp or static, in
+    etc/network/interfaces or interfaces.d) but not the boot interface, unless the kernel
+    arguments keep the old names (net.ifnames=0): with predictable names (ens3, enp1s0) the
+    node's NIC is not `ifname`, and ifupdown would configure it again after the kernel did (an
+    update node on its NFS root loses the root)."""
+    texts = [tree.read(INTERFACES) or b""]
+    if tree.is_dir(INTERFACES_D):
+        texts += [
+            tree.read(f"{INTERFACES_D}/{n}") or b""
+            for n in tree.listdir(INTERFACES_D)
+            if tree.is_file(f"{INTERFACES_D}/{n}")
+        ]
+    stanzas = [s for t in texts for s in edits.configured_interfaces(t.decode(errors="replace"))]
+    if any(name == ifname for name, _ in stanzas) or "net.ifnames=0" in tree.image.kernel_args:
+        return []
+    others = [(n, m) for n, m in stanzas if n != "lo" and m in ("dhcp", "static")]
+    if not others:
+        return []
+    first, image = others[0][0], tree.name
+    shown = ", ".join(f"{n} (inet {m})" for n, m in others)
+    return [
+        f"{WARNING}image {image}: the standard configures {shown} but not the boot interface "
+        f"{ifname} (images.{image}.boot_interface): with predictable interface names the "
+        f"node's NIC is not {ifname}, and ifupdown would configure it again after the kernel "
+        f"did (a node booted read-write over NFS loses its root). Set "
+        f"images.{image}.boot_interface: {first}, or add net.ifnames=0 to "
+        f"images.{image}.kernel_args to keep the name {ifname}"
+    ]
 
 
 def _other_definitions(tree: ImageTree, ifname: str) -> list[str]:

@@ -41,6 +41,11 @@ def check_inventory(inv: Inventory) -> list[str]:
 
     if net.prefixlen > 30:
         problems.append(f"cluster.network: {str(net)!r} is too small for a cluster (at most /30)")
+    if net.prefixlen < MIN_PREFIX:
+        problems.append(
+            f"cluster.network: {str(net)!r} is too large for a cluster network (at least "
+            f"/{MIN_PREFIX}: its reverse zones and DHCP range span the whole network)"
+        )
     if (p := address_problem("cluster.master.ip", master_ip)) is not None:
         problems.append(p)
     if cluster.gateway is not None and (p := address_problem("cluster.gateway", cluster.gateway)):
@@ -57,6 +62,9 @@ def check_inventory(inv: Inventory) -> list[str]:
         problems.append(p)
     if update_ip == master_ip:
         problems.append(f"update_node.ip: {str(update_ip)!r} is the master's address")
+    if cluster.gateway is not None and cluster.gateway in (master_ip, update_ip):
+        what = "the master's address" if cluster.gateway == master_ip else "the update address"
+        problems.append(f"cluster.gateway: {str(cluster.gateway)!r} is {what}")
 
     if inv.default_image is not None and inv.default_image not in inv.images:
         problems.append(f"default_image: {inv.default_image!r} is not a defined image")
@@ -74,6 +82,13 @@ def check_inventory(inv: Inventory) -> list[str]:
         (img.root, f"images.{n}.root") for n, img in inv.images.items()
     ):
         problems.append(f"{wheres[1]}: {root!r} is also the root of {wheres[0].split('.')[1]!r}")
+    for name, image in inv.images.items():
+        problems += [
+            f"images.{name}.root: {image.root!r} lies inside the root of image {other!r}"
+            for other, o in inv.images.items()
+            if other != name and image.root != o.root and _inside(image.root, o.root)
+        ]
+        problems += _persistent_problems(f"images.{name}.persistent", image.persistent)
 
     problems += _name_length_problems(inv)
     problems += _control_dir_problems(inv)
@@ -100,27 +115,54 @@ def check_inventory(inv: Inventory) -> list[str]:
                 f"{where}.disk_layout: {node.disk_layout!r} is not a defined disk layout"
             )
 
-    keys: tuple[tuple[str, Callable[[Node], Hashable]], ...] = (
-        ("name", lambda n: n.name),
+    # Each node's values of a field: its name, every MAC of its boot NICs, its address.
+    keys: tuple[tuple[str, Callable[[Node], Iterable[Hashable]]], ...] = (
+        ("name", lambda n: (n.name,)),
         ("mac", lambda n: n.mac),
-        ("ip", lambda n: n.ip),
+        ("ip", lambda n: (n.ip,)),
     )
     for field, key in keys:
-        for value, wheres in _duplicates((key(n), n.name) for n in inv.nodes):
+        pairs = ((value, n.name) for n in inv.nodes for value in key(n))
+        for value, wheres in _duplicates(pairs):
             first, *others = wheres
             shown = repr(str(value))
             for other in others:
-                problems.append(
-                    f"nodes.{other}.{field}: {shown} duplicates the {field} of node {first!r}"
-                    if field != "name"
-                    else f"nodes.{other}.name: {shown} is defined more than once"
-                )
+                if field == "name":
+                    problems.append(f"nodes.{other}.name: {shown} is defined more than once")
+                elif other == first:
+                    problems.append(f"nodes.{other}.{field}: {shown} is listed twice")
+                else:
+                    problems.append(
+                        f"nodes.{other}.{field}: {shown} duplicates the {field} of node {first!r}"
+                    )
     if not problems:  # the labels need defined images and layouts
         # The command line is the PXELINUX renderer's; imported here, where it is asked for
         # (render imports the inventory).
         from clustcontrol.render.pxe import command_line_problems
 
         problems += command_line_problems(inv)
+    return problems
+
+
+#: The largest cluster network, as a prefix length.
+MIN_PREFIX = 8
+
+
+def _inside(path: str, directory: str) -> bool:
+    """path lies below directory (both absolute, normalized)."""
+    return path.startswith(directory.rstrip("/") + "/")
+
+
+def _persistent_problems(where: str, paths: list[str]) -> list[str]:
+    """Persistent paths must be below the root, each named once, none inside another."""
+    problems = []
+    for i, path in enumerate(paths):
+        if path == "/":
+            problems.append(f"{where}[{i}]: '/' is the whole root, not a path kept in it")
+        elif path in paths[:i]:
+            problems.append(f"{where}[{i}]: {path!r} is listed already")
+        elif outer := next((p for p in paths if p != "/" and _inside(path, p)), None):
+            problems.append(f"{where}[{i}]: {path!r} lies inside persistent path {outer!r}")
     return problems
 
 

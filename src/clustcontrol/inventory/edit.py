@@ -28,9 +28,17 @@ def _section(document: Any, key: str, factory: type) -> Any:
     return value
 
 
-def _quoted(key: str, value: str) -> str:
-    # A bare MAC is a base-60 integer to YAML 1.1 readers and breaks flow mappings: quote it.
-    return DoubleQuotedScalarString(value) if key == "mac" else value
+def _quoted(key: str, value: str) -> Any:
+    """A field's value as the document holds it. A bare MAC is a base-60 integer to YAML 1.1
+    readers and breaks flow mappings: quoted. Several MACs (normalize.mac_addresses joins them
+    with ',') become a flow list of quoted ones."""
+    if key != "mac":
+        return value
+    if "," not in value:
+        return DoubleQuotedScalarString(value)
+    macs = CommentedSeq(DoubleQuotedScalarString(m) for m in value.split(","))
+    macs.fa.set_flow_style()
+    return macs
 
 
 def _node_map(fields: Mapping[str, str | None]) -> CommentedMap:
@@ -122,13 +130,32 @@ def add_image(document: Any, name: str, fields: Mapping[str, Any]) -> None:
     images[name] = CommentedMap((k, v) for k, v in fields.items() if v not in (None, [], ""))
 
 
-def remove_image(document: Any, name: str) -> None:
+def remove_image(document: Any, name: str, *, force: bool = False) -> list[str]:
     """Remove the image name; raises InvalidInputError when there is no such image
     (normalize.defined_image).
 
-    Nodes still using it make the validation of the edited document fail."""
+    Nodes naming it make the validation of the edited document fail. Nodes naming no image
+    use the default image (default_image, else the first image): when that is `name`, they
+    would move to another image without a word, so the removal is refused naming them
+    (InvalidInputError) unless `force`. Returns the nodes that moved to another image."""
     images = document.get("images") or {}
-    del images[defined_image(name, images)]
+    key = defined_image(name, images)
+    implicit = [
+        str(node.get("name"))
+        for node in document.get("nodes") or []
+        if isinstance(node, dict) and not node.get("image")
+    ]
+    default = document.get("default_image") or next(iter(images))
+    moved = implicit if key == default and len(images) > 1 else []
+    if moved and not force:
+        shown = ", ".join(moved[:8]) + (f" and {len(moved) - 8} more" if len(moved) > 8 else "")
+        raise InvalidInputError(
+            [f"images.{key}: the default image of {len(moved)} node(s) that name none: {shown}"],
+            hint=f"give them an image first (node set NAME --image IMAGE), or --force to move "
+            f"them to {next(k for k in images if k != key)!r}",
+        )
+    del images[key]
+    return moved
 
 
 def set_update_node(document: Any, name: str | None, image: str | None) -> None:

@@ -27,7 +27,7 @@ from clustcontrol.inventory.types import (
     HostLabel,
     IfName,
     KernelArg,
-    MacAddress,
+    MacAddresses,
     Name,
     SecretPattern,
     SerialConsole,
@@ -298,8 +298,10 @@ class Node(_Model):
     Fields:
         name: its host name, an RFC 1123 label, lower-cased (DNS, DHCP, /etc/hostname); not
             the master's name or "updatenode", and unique (checks.py).
-        mac: the MAC address of the interface it PXE-boots from, normalised to lower case
-            with ':' separators (52-54-00-12-34-01 is accepted); unique.
+        mac: the MAC address of the interface it PXE-boots from, or a list of them (a node
+            with two boot NICs: every one gets the node's address), each normalised to lower
+            case with ':' separators (52-54-00-12-34-01, 525400123401 and 5254.0012.3401 are
+            accepted); a tuple here, the first the primary one; each unique in the cluster.
         ip: its fixed IPv4 address, inside cluster.network and not taken by the master, the
             gateway or the update address; unique.
         image: the name of its standard root; None: the default image.
@@ -308,7 +310,7 @@ class Node(_Model):
             a pxelinux.cfg file of its own)."""
 
     name: HostLabel
-    mac: MacAddress
+    mac: MacAddresses
     ip: IPv4Address
     image: Name | None = None
     disk_layout: Name | None = None

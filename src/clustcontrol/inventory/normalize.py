@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-from clustcontrol.errors import InvalidInputError
+from clustcontrol.errors import ClustcontrolError, InvalidInputError
 from clustcontrol.inventory import types as T
 
 FieldCheck = Callable[[str], str]
@@ -80,6 +80,13 @@ def mac_address(value: str) -> str:
     Returns the canonical notation of canonical_mac ('52:54:00:aa:00:01'). Raises ValueError
     naming the value when it is not six hex pairs."""
     return T.check_mac(canonical_mac(value))
+
+
+def mac_addresses(value: str) -> str:
+    """One MAC address or several separated by ',' (a node with two boot NICs), each in any
+    notation mac_address accepts. Returns them canonical, joined by ','. Raises ValueError
+    naming the first bad one."""
+    return ",".join(mac_address(part) for part in value.split(","))
 
 
 def check_fields(fields: Mapping[str, tuple[FieldCheck, str | None]]) -> dict[str, str | None]:
@@ -158,7 +165,7 @@ def new_node(name: str, mac: str, ip: str, image: str | None) -> NodeEntry:
     checked = check_fields(
         {
             "name": (T.check_host_label, name),
-            "mac": (mac_address, mac),
+            "mac": (mac_addresses, mac),
             "ip": (ipv4_address, ip),
             "image": (T.check_name, image),
         }
@@ -179,7 +186,7 @@ def node_changes(
     or disk_layout removes the field (the image's or inventory's default applies). Returns the
     mapping mac, ip, image, disk_layout. Raises InvalidInputError naming each bad MAC or address
     (an empty MAC or address is bad too)."""
-    checked = check_fields({"mac": (mac_address, mac), "ip": (ipv4_address, ip)})
+    checked = check_fields({"mac": (mac_addresses, mac), "ip": (ipv4_address, ip)})
     return {"mac": checked["mac"], "ip": checked["ip"], "image": image, "disk_layout": disk_layout}
 
 
@@ -191,14 +198,17 @@ def read_node_csv(path: Path) -> list[NodeEntry]:
     node, the image column empty for the default image. Blanks around values are dropped, names
     are lower-cased and MACs put in canonical notation (canonical_mac); whether the values are
     valid and free is checked with the whole inventory later, all rows together. Returns the
-    entries in file order. Raises InvalidInputError when the file cannot be read or is not
+    entries in file order. Raises InvalidInputError when the file does not exist or is not
     UTF-8, the header is another one, or records lack a name, MAC or address, have extra
     columns, hold a line break inside a quoted field, or name a node another record names too
-    (one line each, 'PATH:LINE: ...', LINE where the record starts)."""
+    (one line each, 'PATH:LINE: ...', LINE where the record starts); ClustcontrolError (exit 1)
+    when it exists but cannot be read."""
     try:
         data = path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidInputError([f"{path}: no such file"]) from None
     except OSError as exc:
-        raise InvalidInputError([f"{path}: cannot read: {exc.strerror}"]) from None
+        raise ClustcontrolError(f"{path}: cannot read: {exc.strerror}") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -246,7 +256,7 @@ def read_node_csv(path: Path) -> list[NodeEntry]:
         entries.append(
             NodeEntry(
                 name=name,
-                mac=canonical_mac(row["mac"]),
+                mac=",".join(canonical_mac(m) for m in row["mac"].split(",")),
                 ip=row["ip"],
                 image=row.get("image") or None,
             )

@@ -27,6 +27,7 @@ from clustcontrol.fsutil import atomic_write, waiting_lock
 from clustcontrol.gcpause import gc_paused
 from clustcontrol.inventory.checks import check_inventory
 from clustcontrol.inventory.model import Inventory
+from clustcontrol.inventory.types import shown
 
 #: The default inventory: in a directory of its own that only root reads (init makes it 0700,
 #: the file 0600), outside every path the master serves. The control directory
@@ -129,6 +130,8 @@ def _loc(data: Any, loc: tuple[int | str, ...]) -> str:
                 parts.append(f"[{item}]")
             cursor = entry
             continue
+        if isinstance(item, int) and not isinstance(cursor, list):
+            continue  # one value where a list is allowed (a node's single MAC)
         parts.append(_part(str(item)))
         cursor = cursor.get(item) if isinstance(cursor, dict) else None
     return ".".join(parts) or "(top level)"
@@ -144,7 +147,23 @@ def _describe(error: Any, data: Any) -> str:
         return f"{where}: required field is missing"
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown field"
-    return f"{where}: {error['input']!r}: {message}"
+    return f"{where}: {shown(error['input'])}: {message}"
+
+
+def _problems_of_the_rest(data: dict[str, Any], errors: list[Any]) -> list[str]:
+    """The cross-field problems of `data` without the nodes that have field errors, when those
+    are its only errors; [] otherwise."""
+    if any(tuple(e["loc"][:1]) != ("nodes",) or len(e["loc"]) < 2 for e in errors):
+        return []
+    bad = {e["loc"][1] for e in errors}
+    nodes = data.get("nodes")
+    if not isinstance(nodes, list) or not all(isinstance(i, int) for i in bad):
+        return []
+    rest = {**data, "nodes": [n for i, n in enumerate(nodes) if i not in bad]}
+    try:
+        return check_inventory(Inventory.model_validate(rest))
+    except ValidationError:
+        return []
 
 
 def parse_inventory(data: Any, source: str = "inventory") -> Inventory:
@@ -152,15 +171,18 @@ def parse_inventory(data: Any, source: str = "inventory") -> Inventory:
 
     `data` is the parsed YAML (dicts, lists, scalars), `source` the name used when the document
     is not a mapping. Field errors are named by their path, nodes by name (e.g.
-    "nodes.node01.ip: ..."); when the fields are valid, the cross-field checks of checks.py
-    run. Returns the frozen Inventory."""
+    "nodes.node01.ip: ..."); then the cross-field checks of checks.py run, so one run names
+    every problem: on the whole inventory when its fields are valid, else, when only nodes have
+    bad fields, on the rest of it (a bad MAC no longer hides two nodes sharing an address).
+    Returns the frozen Inventory."""
     if not isinstance(data, dict):
         raise InvalidInputError([f"{source}: the document must be a mapping with a 'cluster' key"])
     try:
         inventory = Inventory.model_validate(data)
     except ValidationError as exc:
-        lines = [_describe(err, data) for err in exc.errors(include_url=False)]
-        raise InvalidInputError(lines) from None
+        errors = exc.errors(include_url=False)
+        lines = [_describe(err, data) for err in errors]
+        raise InvalidInputError(lines + _problems_of_the_rest(data, errors)) from None
     problems = check_inventory(inventory)
     if problems:
         raise InvalidInputError(problems)
@@ -175,8 +197,9 @@ def _yaml_error(path: Path, exc: YAMLError) -> InvalidInputError:
 
 
 def _read_text(path: Path) -> str:
-    """The inventory's text (UTF-8, as YAML 1.2 files are). Raises ClustcontrolError when it
-    does not exist or cannot be read, InvalidInputError when it is not UTF-8."""
+    """The inventory's text (UTF-8, as YAML 1.2 files are). Raises InvalidInputError (exit 2,
+    like every input named wrongly) when it does not exist or is not UTF-8, ClustcontrolError
+    (exit 1) when it cannot be read."""
     try:
         data = path.read_bytes()
         return data.decode("utf-8")
@@ -186,8 +209,8 @@ def _read_text(path: Path) -> str:
             hint="convert it, e.g. iconv -f latin1 -t utf-8",
         ) from None
     except FileNotFoundError:
-        raise ClustcontrolError(
-            f"inventory {path} does not exist",
+        raise InvalidInputError(
+            [f"inventory {path} does not exist"],
             hint="create one with: clustcontrol --config FILE init --domain ... --network ... "
             "--master-ip ...",
         ) from None

@@ -7,10 +7,11 @@ brace or space). Each pattern must match the whole value (re.fullmatch), never a
 from __future__ import annotations
 
 import re
+import reprlib
 from ipaddress import IPv4Address
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from clustcontrol.contract import PATH_CHARACTERS
 
@@ -39,8 +40,42 @@ _SERIAL_TTY = re.compile(r"ttyS[0-9]+(?:,[0-9]+(?:[noe](?:[5-8]r?)?)?)?")
 _BLANKS = " \t"
 
 
-def _show(value: object) -> str:
-    return repr(value)
+#: Longest file name component and path Linux takes (NAME_MAX, PATH_MAX less the NUL; limits.h).
+NAME_MAX = 255
+PATH_MAX = 4095
+#: Longest value an error line quotes whole; longer ones are cut (shown).
+SHOWN_MAX = 60
+
+
+def shown(value: object) -> str:
+    """repr(value) for an error line, cut to its first SHOWN_MAX characters with the length
+    said when it is longer: a 400-character value makes one short line, not megabytes."""
+    if isinstance(value, str) and len(value) > SHOWN_MAX:
+        return f"{value[:SHOWN_MAX]!r}... ({len(value)} characters)"
+    if isinstance(value, str):
+        return repr(value)
+    # Containers through reprlib's limits: a YAML alias bomb shares one list 10**7 times over,
+    # and repr would spell every copy out.
+    text = _SHORT_REPR.repr(value)
+    return text if len(text) <= SHOWN_MAX + 2 else f"{text[:SHOWN_MAX]}..."
+
+
+def _short_repr() -> reprlib.Repr:
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxdict, short.maxstring = 3, 6, 6, SHOWN_MAX
+    return short
+
+
+_SHORT_REPR = _short_repr()
+
+
+def _too_long(value: str) -> str | None:
+    """Why a path is longer than Linux takes, or None (NAME_MAX per component, PATH_MAX)."""
+    if len(value.encode()) > PATH_MAX:
+        return f"longer than {PATH_MAX} bytes"
+    if any(len(c.encode()) > NAME_MAX for c in value.split("/")):
+        return f"a component is longer than {NAME_MAX} bytes"
+    return None
 
 
 def check_host_label(value: str) -> str:
@@ -48,7 +83,7 @@ def check_host_label(value: str) -> str:
     characters), returned lower-cased. Raises ValueError otherwise."""
     if not isinstance(value, str) or not _LABEL.fullmatch(value):
         raise ValueError(
-            f"{_show(value)} is not a host name (RFC 1123 label: letters, digits, '-')"
+            f"{shown(value)} is not a host name (RFC 1123 label: letters, digits, '-')"
         )
     return value.lower()
 
@@ -61,13 +96,18 @@ def check_domain(value: str) -> str:
 
     Returns it lower-cased without a trailing dot. Raises ValueError otherwise."""
     if not isinstance(value, str) or len(value) > 253 or not value:
-        raise ValueError(f"{_show(value)} is not a domain name")
+        raise ValueError(f"{shown(value)} is not a domain name")
     labels = value.rstrip(".").split(".")
     for label in labels:
         if not _LABEL.fullmatch(label):
-            raise ValueError(f"{_show(value)} is not a domain name (bad label {label!r})")
+            raise ValueError(f"{shown(value)} is not a domain name (bad label {label!r})")
     if labels[-1].isdigit():
-        raise ValueError(f"{_show(value)} is not a domain name (its last label is all digits)")
+        raise ValueError(f"{shown(value)} is not a domain name (its last label is all digits)")
+    if labels[-1].lower() == "arpa":
+        raise ValueError(
+            f"{shown(value)} is not a domain for hosts (.arpa holds the reverse zones the master "
+            "serves itself: RFC 3172)"
+        )
     return value.rstrip(".").lower()
 
 
@@ -76,20 +116,32 @@ def check_name(value: str) -> str:
     starting with a letter or digit. Returned unchanged; raises ValueError otherwise."""
     if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ValueError(
-            f"{_show(value)} is not a valid name (lower-case letters, digits, '-', '_'; "
+            f"{shown(value)} is not a valid name (lower-case letters, digits, '-', '_'; "
             "starting with a letter or digit)"
         )
     return value
 
 
+# The notations of a MAC address besides the canonical one: IEEE 802's hyphens
+# (52-54-00-12-34-56), bare hex digits (525400123456) and Cisco's dotted groups of four
+# (5254.0012.3456); any case.
+_MAC_NOTATIONS = re.compile(
+    r"[0-9a-f]{2}(?:-[0-9a-f]{2}){5}|[0-9a-f]{12}|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}"
+)
+
+
 def normalize_mac(value: object) -> object:
     """A MAC address in the canonical form 52:54:00:12:34:56 (lower case, ':' separators) when
-    `value` is one with any case, '-' separators or surrounding blanks (spaces and tabs; a line
-    break is not a blank); else `value` as is (for check_mac to reject)."""
+    `value` is one in any case, in that notation or one of _MAC_NOTATIONS, with or without
+    surrounding blanks (spaces and tabs; a line break is not a blank); else `value` as is (for
+    check_mac to reject). Separators are never mixed."""
     if isinstance(value, str):
-        candidate = value.strip(_BLANKS).lower().replace("-", ":")
+        candidate = value.strip(_BLANKS).lower()
         if _MAC.fullmatch(candidate):
             return candidate
+        if _MAC_NOTATIONS.fullmatch(candidate):
+            digits = re.sub(r"[-.]", "", candidate)
+            return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
     return value
 
 
@@ -99,7 +151,7 @@ def check_mac(value: str) -> str:
     Raises ValueError otherwise."""
     if not isinstance(value, str) or not _MAC.fullmatch(value):
         raise ValueError(
-            f"{_show(value)} is not a MAC address (six hex pairs, e.g. 52:54:00:12:34:56)"
+            f"{shown(value)} is not a MAC address (six hex pairs, e.g. 52:54:00:12:34:56)"
         )
     return value
 
@@ -110,12 +162,14 @@ def check_abs_path(value: str) -> str:
 
     Raises ValueError otherwise."""
     if not isinstance(value, str) or not value.startswith("/"):
-        raise ValueError(f"{_show(value)} is not an absolute path")
+        raise ValueError(f"{shown(value)} is not an absolute path")
     if not _ABS_PATH.fullmatch(value) or "/../" in value + "/" or "/./" in value + "/":
         raise ValueError(
-            f"{_show(value)} is not a safe absolute path (letters, digits, '._+@-' and '/' only, "
+            f"{shown(value)} is not a safe absolute path (letters, digits, '._+@-' and '/' only, "
             "no '.' or '..' components)"
         )
+    if (why := _too_long(value)) is not None:
+        raise ValueError(f"{shown(value)} is not a usable path ({why})")
     return value.rstrip("/") or "/"
 
 
@@ -125,12 +179,12 @@ def check_secret_pattern(value: str) -> str:
     fnmatch without '?' and '[]'), e.g. /etc/ssl/private/*.key; not "/" and no '.' or '..'
     components. Returned without a trailing '/'; raises ValueError otherwise."""
     if not isinstance(value, str) or not value.startswith("/"):
-        raise ValueError(f"{_show(value)} is not an absolute path pattern")
+        raise ValueError(f"{shown(value)} is not an absolute path pattern")
     stripped = value.rstrip("/")
     parts = stripped.split("/")[1:]
     if not _SECRET_PATTERN.fullmatch(stripped) or any(p in (".", "..") for p in parts):
         raise ValueError(
-            f"{_show(value)} is not a safe absolute path pattern (letters, digits, '._+@-', '*' "
+            f"{shown(value)} is not a safe absolute path pattern (letters, digits, '._+@-', '*' "
             "within a name and '/' only, not '/' alone, no '.' or '..' components)"
         )
     return stripped
@@ -140,7 +194,7 @@ def check_file_name(value: str) -> str:
     """A plain file name (no '/'): letters, digits and '._+-', not starting with '.', '+' or
     '-'. Returned unchanged; raises ValueError otherwise."""
     if not isinstance(value, str) or not _FILE_NAME.fullmatch(value):
-        raise ValueError(f"{_show(value)} is not a plain file name")
+        raise ValueError(f"{shown(value)} is not a plain file name")
     return value
 
 
@@ -149,7 +203,7 @@ def check_kernel_arg(value: str) -> str:
     '_.,:=/+@%-' only. Returned unchanged; raises ValueError otherwise."""
     if not isinstance(value, str) or not _KERNEL_ARG.fullmatch(value):
         raise ValueError(
-            f"{_show(value)} is not a safe kernel argument "
+            f"{shown(value)} is not a safe kernel argument "
             "(letters, digits and '_.,:=/+@%-' only; no spaces, quotes, ';' or braces)"
         )
     return value
@@ -163,7 +217,7 @@ def check_serial_console(value: str) -> str:
     check_kernel_arg(value)
     if value.startswith("ttyS") and not _SERIAL_TTY.fullmatch(value):
         raise ValueError(
-            f"{_show(value)} is not a serial console "
+            f"{shown(value)} is not a serial console "
             "(ttyS<port>[,<baud>[<parity>[<bits>[r]]]], e.g. ttyS0,115200n8)"
         )
     return value
@@ -174,7 +228,7 @@ def check_ifname(value: str) -> str:
     letters, digits and '_.:-', starting with a letter or digit. Returned unchanged; raises
     ValueError otherwise."""
     if not isinstance(value, str) or not _IFNAME.fullmatch(value):
-        raise ValueError(f"{_show(value)} is not a network interface name")
+        raise ValueError(f"{shown(value)} is not a network interface name")
     return value
 
 
@@ -184,7 +238,9 @@ def check_device(value: str) -> str:
 
     Returned unchanged; raises ValueError otherwise."""
     if not isinstance(value, str) or not _DEVICE.fullmatch(value) or ".." in value:
-        raise ValueError(f"{_show(value)} is not a device path under /dev")
+        raise ValueError(f"{shown(value)} is not a device path under /dev")
+    if (why := _too_long(value)) is not None:
+        raise ValueError(f"{shown(value)} is not a usable device path ({why})")
     return value
 
 
@@ -208,6 +264,17 @@ HostLabel = Annotated[str, AfterValidator(check_host_label)]
 DomainName = Annotated[str, AfterValidator(check_domain)]
 Name = Annotated[str, AfterValidator(check_name)]
 MacAddress = Annotated[str, BeforeValidator(normalize_mac), AfterValidator(check_mac)]
+
+
+def one_or_more(value: object) -> object:
+    """A single value as a one-item list (a YAML scalar where a list is allowed); else as is."""
+    return [value] if isinstance(value, str) else value
+
+
+#: One MAC address or a list of them (a node with two boot NICs), at least one, as a tuple.
+MacAddresses = Annotated[
+    tuple[MacAddress, ...], BeforeValidator(one_or_more), Field(min_length=1, max_length=8)
+]
 AbsPath = Annotated[str, AfterValidator(check_abs_path)]
 FileName = Annotated[str, AfterValidator(check_file_name)]
 KernelArg = Annotated[str, AfterValidator(check_kernel_arg)]

@@ -230,9 +230,9 @@ def _own_host_files(inv: Inventory, view: ClusterView) -> Iterator[Output]:
     """A file for each node with its own image, disk layout or kernel arguments."""
     default_image = view.default_image.name
     default_layout = inv.images[default_image].disk_layout
-    update_mac = view.update_host.mac if view.update_host else None
+    update_macs = view.update_host.macs if view.update_host else None
     for host in view.hosts:
-        if host.mac == update_mac:
+        if host.macs == update_macs:
             continue  # booting as the update node; its regular address is not handed out
         if host.image == default_image and not host.kernel_args and host.layout == default_layout:
             continue

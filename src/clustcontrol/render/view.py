@@ -45,11 +45,12 @@ def reverse_owner(ip: str, zone: IPv4Network) -> str:
 
 @dataclass(frozen=True, slots=True)
 class HostView:
-    """One host as the templates see it: DNS/DHCP name, canonical MAC, address as text and
-    IPv4Address, image and disk layout names, extra kernel words and PXELINUX hex name."""
+    """One host as the templates see it: DNS/DHCP name, canonical MACs (the boot NICs, the
+    primary one first), address as text and IPv4Address, image and disk layout names, extra
+    kernel words and PXELINUX hex name."""
 
     name: str
-    mac: str
+    macs: tuple[str, ...]
     ip: str  # as written into config files; `address` is the same address for computing
     address: IPv4Address
     image: str
@@ -136,7 +137,7 @@ class ClusterView:
     def _host(self, node: Node, name: str, address: IPv4Address, image: str) -> HostView:
         return HostView(
             name=name,
-            mac=node.mac,
+            macs=node.mac,
             ip=str(address),
             address=address,
             image=image,
@@ -168,7 +169,7 @@ class ClusterView:
         update = self.update_host
         if update is None:
             return self.hosts
-        return [h for h in self.hosts if h.mac != update.mac]
+        return [h for h in self.hosts if h.macs != update.macs]
 
     @cached_property
     def images(self) -> list[ImageView]:

@@ -117,7 +117,11 @@ cc_run_params()
 		cc_fallback "${CC_ROOT_DEVICE}" "no generation of image ${CC_IMAGE} to sync"
 		return $?
 	fi
-	cc_log "layout ${CC_DISK_LAYOUT} on ${CC_DISK}, root ${CC_ROOT_DEVICE}"
+	if [ "${CC_DISK}" != "${CC_DISK_NAME:-${CC_DISK}}" ]; then
+		cc_log "layout ${CC_DISK_LAYOUT} on ${CC_DISK_NAME} (${CC_DISK}), root ${CC_ROOT_DEVICE}"
+	else
+		cc_log "layout ${CC_DISK_LAYOUT} on ${CC_DISK}, root ${CC_ROOT_DEVICE}"
+	fi
 	return "${CC_RC_OK}"
 }
 
@@ -164,7 +168,7 @@ cc_run_sync()
 		"${CC_RUN_DIR}/standard-fstab" || cc_warn "cannot read the standard's etc/fstab: the" \
 		"node's fstab holds its local disk only"
 	cc_umount "${CC_SOURCE_MNT}"
-	cc_write_node_files "${CC_TARGET}" "${CC_DISK}" "${CC_RUN_DIR}/standard-fstab" || rc=1
+	cc_write_node_files "${CC_TARGET}" "${CC_DISK_NAME:-${CC_DISK}}" "${CC_RUN_DIR}/standard-fstab" || rc=1
 	cc_save_log "${CC_TARGET}"
 	cc_umount "${CC_TARGET}"
 	if [ "${rc}" -ne 0 ]; then

@@ -178,10 +178,25 @@ cc_find_node()
 	return 1
 }
 
+# cc_kernel_device DEV: the kernel's name of a disk named by a link (/dev/disk/by-id/wwn-0x5...,
+# by-path, a link of the site's own): its partitions are found by the kernel's naming
+# (/dev/sda2, /dev/nvme0n1p2), whether or not udev made links for them. A name that is no link
+# (yet) is kept: its partitions then follow cc_partition_device's rules for it.
+cc_kernel_device()
+{
+	local real
+	if [ -L "$1" ] && real=$(readlink -f "$1") && [ -b "${real}" ]; then
+		echo "${real}"
+	else
+		echo "$1"
+	fi
+}
+
 # cc_load_params CONTROL_DIR NODE: the effective parameters. NODE may be empty (an unknown
 # node: the image's defaults). Needs cc_parse_cmdline first. Sources default, nodes/NODE,
 # images/IMAGE and layouts/LAYOUT, then sets CC_SERVER, CC_IMAGE, CC_TRANSPORT, CC_RETRIES,
-# CC_RSYNC_PORT, CC_DISK (the disk to use), CC_ROOT_PARTITION, CC_ROOT_DEVICE, CC_ROOT_FS (from
+# CC_RSYNC_PORT, CC_DISK_NAME (the disk as the layout or CC_DISK_OVERRIDE names it), CC_DISK
+# (its kernel device, cc_kernel_device), CC_ROOT_PARTITION, CC_ROOT_DEVICE, CC_ROOT_FS (from
 # the layout's root partition) and CC_SFDISK (the layout's script).
 cc_load_params()
 {
@@ -217,7 +232,8 @@ cc_load_params()
 	CC_TRANSPORT="${CC_ARG_TRANSPORT:-${CC_IMAGE_TRANSPORT:-${CC_TRANSPORT}}}"
 	CC_RETRIES="${CC_ARG_RETRIES:-${CC_SYNC_RETRIES}}"
 	CC_RSYNC_PORT="${CC_ARG_RSYNCPORT:-${CC_RSYNC_PORT}}"
-	CC_DISK="${CC_DISK_OVERRIDE:-${CC_DISK_DEVICE}}"
+	CC_DISK_NAME="${CC_DISK_OVERRIDE:-${CC_DISK_DEVICE}}"
+	CC_DISK=$(cc_kernel_device "${CC_DISK_NAME}")
 	for root in ${CC_PARTITIONS:-}; do
 		cc_partition_word "${root}"
 		[ "${CC_PART_USE}" = root ] || continue

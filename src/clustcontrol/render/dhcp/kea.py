@@ -25,9 +25,12 @@ class Reservation(NamedTuple):
     name: str
 
     @classmethod
-    def of(cls, host: HostView) -> Reservation:
-        """The host's MAC, address and name, each JSON-encoded (quoted)."""
-        return cls(json.dumps(host.mac), json.dumps(host.ip), json.dumps(host.name))
+    def of(cls, host: HostView) -> list[Reservation]:
+        """One reservation per MAC of the host: the MAC, the host's address and name, each
+        JSON-encoded (quoted). Two NICs of one node share its address ("ip-reservations-unique":
+        false in the template)."""
+        ip, name = json.dumps(host.ip), json.dumps(host.name)
+        return [cls(json.dumps(mac), ip, name) for mac in host.macs]
 
 
 def render_kea(ctx: RenderContext) -> Iterator[Output]:
@@ -49,7 +52,7 @@ def render_kea(ctx: RenderContext) -> Iterator[Output]:
         content=render_template(
             "dhcp/kea-dhcp4.conf.j2",
             interfaces=view.interface or "*",
-            reservations=[Reservation.of(host) for host in reservations(view)],
+            reservations=[r for host in reservations(view) for r in Reservation.of(host)],
             **common_values(view),
         ),
     )
