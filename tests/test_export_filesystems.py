@@ -201,15 +201,16 @@ def test_roots_and_secrets_sharing_one_file_system(site: tuple[Inventory, Path])
 def test_mounts_that_do_not_confine(site: tuple[Inventory, Path]) -> None:
     """A bind mount of a subdirectory is no file system of its own (a handle leaves it for the
     rest of its file system); one file system mounted at two exported directories is shared;
-    a directory that does not exist yet is named as such."""
+    a directory that does not exist yet is named as such. Mounts stacked over others: the
+    one on top counts."""
     inv, prefix = site
     big = tmpfs(prefix.parent / "big")
     (big / "sub").mkdir()
-    tree = under(prefix, inv.images["default"].root)
+    # Each mounted over a file system of its own: the mount on top is the one that counts.
+    tree = tmpfs(under(prefix, inv.images["default"].root))
     subprocess.run(["mount", "--bind", str(big / "sub"), str(tree)], check=True)
-    roots = under(prefix, inv.generation_roots("default"))
-    control = under(prefix, inv.cluster.control_dir)
-    tmpfs(control)
+    roots = tmpfs(under(prefix, inv.generation_roots("default")))
+    control = tmpfs(under(prefix, inv.cluster.control_dir))
     subprocess.run(["mount", "--bind", str(control), str(roots)], check=True)
     secrets = under(prefix, inv.secrets_root("default"))
     secrets.rmdir()

@@ -22,6 +22,7 @@ confined, what a forged handle reaches. findmnt(8) (util-linux) reads the mount 
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,10 +63,11 @@ class Placement:
         return self.exists and self.mount_point == self.location and self.fs_root == "/"
 
 
-def _mount_of(path: str) -> dict[str, str]:
-    """findmnt's columns of the mount that holds the existing path `path` (findmnt --target:
-    the path itself when it is a mount point, the topmost mount there). Raises CommandError
-    when findmnt fails or is missing."""
+def _mount_of(path: Path) -> dict[str, str]:
+    """findmnt's columns of the mount that holds the existing path `path`: findmnt --target
+    lists every mount at the mount point that holds it, a mount stacked over another after
+    it; the topmost is the one whose device is the path's (stat(2) st_dev). Raises
+    CommandError when findmnt fails or is missing, OSError when `path` cannot be looked at."""
     proc = run(
         [
             require("findmnt", "util-linux"),
@@ -78,8 +80,13 @@ def _mount_of(path: str) -> dict[str, str]:
         ],
         timeout=30,
     )
-    mount = json.loads(proc.stdout)["filesystems"][0]
-    return {key: str(value or "-") for key, value in mount.items()}
+    mounts = [
+        {key: str(value or "-") for key, value in mount.items()}
+        for mount in json.loads(proc.stdout)["filesystems"]
+    ]
+    device = path.stat().st_dev
+    visible = [m for m in mounts if m["maj:min"] == f"{os.major(device)}:{os.minor(device)}"]
+    return (visible or mounts)[-1]
 
 
 def _existing(location: Path) -> Path:
@@ -101,7 +108,7 @@ def placements(inv: Inventory, root: Path) -> list[Placement]:
             target = tree.realpath(posixpath.normpath(export.path))
             location = (root / target.lstrip("/")).resolve()
             exists = location.is_dir()
-            mount = _mount_of(str(location if exists else _existing(location)))
+            mount = _mount_of(location if exists else _existing(location))
             found.append(
                 Placement(
                     export=export,

@@ -101,9 +101,9 @@ def exported_directories(view: ClusterView) -> list[ExportedDirectory]:
     found += [
         ExportedDirectory(
             path,
-            f"image {name}'s secrets, read-only to its {len(clients)} node address(es)",
+            f"image {name}'s secrets, read-only to its nodes' addresses",
         )
-        for path, clients, name in _secrets_exports(view)
+        for path, _, name in _secrets_exports(view)
     ]
     found += [
         ExportedDirectory(
