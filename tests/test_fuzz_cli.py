@@ -125,6 +125,7 @@ PATHS: tuple[tuple[str | int, ...], ...] = (
             "serial_console",
             "sync_retries",
             "firewall",
+            "ganesha_shared_file_systems",
             "no_such_key",
         )
     ),

@@ -155,11 +155,11 @@ def test_exports_rw_only_to_update_address() -> None:
     lines = [x for x in exports.splitlines() if x.startswith("/")]
     ro = (
         "/var/lib/clustcontrol/images/default/roots "
-        "192.168.0.0/24(ro,sync,no_subtree_check,no_root_squash,crossmnt)"
+        "192.168.0.0/24(ro,sync,subtree_check,no_root_squash,crossmnt)"
     )
     assert lines == [
         ro,
-        "/srv/nfs4/clusternoderoot 192.168.0.253(rw,sync,no_subtree_check,no_root_squash,crossmnt)",
+        "/srv/nfs4/clusternoderoot 192.168.0.253(rw,sync,subtree_check,no_root_squash,crossmnt)",
         "/var/lib/clustcontrol/images/default/secrets \\",
     ]
     # No update node (init's default): no read-write export at all.
@@ -169,8 +169,8 @@ def test_exports_rw_only_to_update_address() -> None:
     # The secrets: one client a line, the image's nodes alone, secure (a privileged port).
     secrets = exports.split("/var/lib/clustcontrol/images/default/secrets \\\n", 1)[1]
     assert secrets == (
-        "    192.168.0.11(ro,secure,sync,no_subtree_check,no_root_squash) \\\n"
-        "    192.168.0.12(ro,secure,sync,no_subtree_check,no_root_squash)\n"
+        "    192.168.0.11(ro,secure,sync,subtree_check,no_root_squash) \\\n"
+        "    192.168.0.12(ro,secure,sync,subtree_check,no_root_squash)\n"
     )
     fstab = text(render(), "/etc/fstab")
     assert fstab == (

@@ -114,7 +114,7 @@ def test_read_write_paths_only_while_an_update_node_is_set(
     updated = rendered({**data, "update_node": {**data["update_node"], "node": node["name"]}})
     root = inv.images[inv.update_image_name].root
     kernel, ganesha = rw_exports(updated)
-    assert kernel == [f"{root} {update_ip}(rw,sync,no_subtree_check,no_root_squash,crossmnt)"]
+    assert kernel == [f"{root} {update_ip}(rw,sync,subtree_check,no_root_squash,crossmnt)"]
     assert ganesha == [f'Path = "{root}"; Clients = {update_ip};']
     boot = f"{inv.cluster.tftp_root}/{inv.cluster.boot_dir}"
     host_file = f"{boot}/pxelinux.cfg/{hex_name}"

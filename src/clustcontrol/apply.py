@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from clustcontrol.errors import ClustcontrolError, UnsafePathError
+from clustcontrol.errors import ClustcontrolError, InvalidInputError, UnsafePathError
+from clustcontrol.export_filesystems import exposure, placements
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.render.base import Output, RenderedTree, Service
 from clustcontrol.render.firewall import REMOVE_TABLE, UNIT, uses_rsync
@@ -153,8 +154,9 @@ def _binary(data: bytes | None) -> bool:
 @dataclass
 class ApplyResult:
     """What apply_tree did (or, with `dry_run`, would do): the changes, how many outputs were
-    already up to date, the checker results, the reload commands run (argv joined by spaces)
-    and the temp files an interrupted apply had left, now removed (paths on this machine).
+    already up to date, the checker results, the reload commands run (argv joined by spaces),
+    the temp files an interrupted apply had left, now removed (paths on this machine), and
+    warnings for the user, one line each (see ganesha_exposure).
     """
 
     changes: list[Change]
@@ -163,6 +165,7 @@ class ApplyResult:
     reloaded: list[str] = field(default_factory=list)
     dry_run: bool = False
     cleaned: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 class Installer:
@@ -395,6 +398,33 @@ def live_services(
     return stop, reload
 
 
+GANESHA_EXPOSURE_HINT = (
+    "mount a file system of its own at each directory named (an LV or a partition; "
+    "docs/security.md, 'Forged file handles'), or use nfs_server: kernel, whose exports carry "
+    "subtree_check; set cluster.ganesha_shared_file_systems: true to serve them anyway, "
+    "with a warning"
+)
+
+
+def ganesha_exposure(inv: Inventory, root: Path) -> list[str]:
+    """The warnings nfs-ganesha's exports call for under `root`: one line per exported
+    directory a forged file handle can leave (export_filesystems.exposure), when
+    cluster.ganesha_shared_file_systems allows serving them; none when every export is
+    confined.
+
+    Raises InvalidInputError, one line per such directory naming cluster.nfs_server, when the
+    setting is false (the default): nfs-ganesha has no subtree check, so the file systems are
+    its only confinement. Raises UnsafePathError or CommandError as
+    export_filesystems.placements does."""
+    lines = exposure(placements(inv, root))
+    if lines and not inv.cluster.ganesha_shared_file_systems:
+        raise InvalidInputError(
+            [f"cluster.nfs_server: 'ganesha' would export {line}" for line in lines],
+            hint=GANESHA_EXPOSURE_HINT,
+        )
+    return lines
+
+
 def apply_tree(
     inv: Inventory,
     tree: RenderedTree,
@@ -420,12 +450,18 @@ def apply_tree(
 
     With `reload`, the services whose files were removed because they are no longer selected
     are stopped first (STOPS: the firewall's table is deleted), then each selected service with
-    a change is reloaded once (RELOADS); see live_services."""
+    a change is reloaded once (RELOADS); see live_services.
+
+    When nfs-ganesha is among the services, its exported directories are looked at first
+    (ganesha_exposure): InvalidInputError when one is not confined to itself and
+    cluster.ganesha_shared_file_systems is false (nothing is installed then), else one warning
+    per such directory in the result."""
     if reload and root.resolve() != Path("/"):
         raise ClustcontrolError("--reload only makes sense on the live root, not under --root")
     selected = selected_services(inv)
     if services is not None:
         selected &= set(services)
+    warnings = ganesha_exposure(inv, root) if "nfs-ganesha" in selected else []
     outputs = [o for o in tree if o.service in selected]
     installer = Installer(root)
     # A dry run writes nothing, not even the lock file.
@@ -440,7 +476,7 @@ def apply_tree(
         if check and changes:
             checks = check_outputs(o for o in outputs if o.path in changed_paths)
             require_clean(checks)
-        result = ApplyResult(changes, unchanged, checks, dry_run=dry_run)
+        result = ApplyResult(changes, unchanged, checks, dry_run=dry_run, warnings=warnings)
         if dry_run:
             return result
         if reload and any(c.service == "firewall" for c in changes):

@@ -49,6 +49,7 @@ PROGRAMS = (
     "rpcbind",
     "nfs-cat",
     "setpriv",
+    "exportfs",
 )
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 READY_TIMEOUT = 20.0

@@ -5,12 +5,20 @@ a rendered file and prove that each checker really rejects it (so a passing run 
 
 from __future__ import annotations
 
+import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from clustcontrol.inventory.model import Inventory
+from clustcontrol.inventory.store import parse_inventory
 from clustcontrol.render import RenderedTree
+from clustcontrol.render.nfs import EXPORTS, exported_directories
+from clustcontrol.render.view import ClusterView
+from tests.conftest import inventory_data
 from tests.daemons.conftest import (
     Netns,
     base_nodes,
@@ -227,3 +235,97 @@ def test_checker_rejects_a_corrupted_file(case: str, tmp_path: Path) -> None:
     target.write_text(text.replace(old, new))
     broken = run(check.argv, env=check.env)
     assert broken.returncode != 0, f"{what} accepted a corrupted {path}:\n{broken.stdout}"
+
+
+# --- the kernel server's exports: exportfs(8) ------------------------------------------------
+
+# exportfs reads /etc/exports and /etc/exports.d/*.exports and records what it exported, with
+# every option spelled out, in /var/lib/nfs/etab; the kernel's export table is per network
+# namespace. In new mount and network namespaces it reads the rendered file alone and touches
+# neither the host's files nor its NFS server (the host needs none: a kernel without nfsd
+# works, exportfs exports into its etab all the same).
+_EXPORTFS = """
+mount --bind "$1" /etc/exports
+if [ -d /etc/exports.d ]; then mount -t tmpfs none /etc/exports.d; fi
+mount -t tmpfs none /var/lib/nfs
+status=0
+exportfs -r -a -v || status=$?
+cp /var/lib/nfs/etab "$2"
+exit "$status"
+"""
+
+
+def exportfs(exports: Path, etab: Path) -> subprocess.CompletedProcess[str]:
+    """`exportfs -rav` with `exports` as the only exports file; its etab copied to `etab`."""
+    argv = ["unshare", "--mount", "--net", "--propagation", "private"]
+    return run([*argv, "sh", "-euc", _EXPORTFS, "sh", exports, etab])
+
+
+def relocated(case: str, tmp_path: Path) -> Inventory:
+    """INVENTORIES[case] with the state directory and the image roots under tmp_path, each
+    exported directory made (exportfs refuses a path it cannot stat)."""
+    overrides, _ = INVENTORIES[case]
+    data: dict[str, Any] = inventory_data(**overrides)
+    data["cluster"] = {**data["cluster"], "state_dir": str(tmp_path / "state")}
+    data["images"] = {
+        name: {**image, "root": str(tmp_path / "standards" / name)}
+        for name, image in data["images"].items()
+    }
+    inv = parse_inventory(data)
+    for directory in exported_directories(ClusterView(inv))[1:]:  # not the control directory
+        Path(directory.path).mkdir(parents=True, exist_ok=True)
+    return inv
+
+
+def entries(text: str) -> set[tuple[str, str, str]]:
+    """(path, client, options) of every client of every exports(5) entry of `text` (a trailing
+    backslash continues a line)."""
+    found = set()
+    for line in text.replace("\\\n", " ").splitlines():
+        if line.startswith("/"):
+            path, *clients = line.split()
+            for client in clients:
+                match = re.fullmatch(r"([^(]+)\((.*)\)", client)
+                assert match is not None, client
+                found.add((path, match[1], match[2]))
+    return found
+
+
+@pytest.mark.parametrize("case", list(INVENTORIES))
+def test_kernel_exports_pass_exportfs(case: str, tmp_path: Path) -> None:
+    """exportfs takes every entry without a warning, and exports each client with the options
+    rendered: subtree_check on every one (exports(5); forged handles stay in their export),
+    read-only but for the update node's working tree, secure on the secrets."""
+    inv = relocated(case, tmp_path)
+    root = tmp_path / "tree"
+    render_into(inv, root)
+    rendered = entries((root / EXPORTS.lstrip("/")).read_text())
+    etab = tmp_path / "etab"
+    proc = exportfs(root / EXPORTS.lstrip("/"), etab)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stdout + proc.stderr
+    exported = {
+        (path, *client.removesuffix(")").split("(", 1))
+        for path, client in (line.split("\t") for line in etab.read_text().splitlines())
+    }
+    assert {(p, c) for p, c, _ in exported} == {(p, c) for p, c, _ in rendered}
+    update = inv.update_image_name if inv.update_node.node else None
+    for path, client, options in exported:
+        flags = options.split(",")
+        assert "subtree_check" in flags and "no_subtree_check" not in flags, (path, options)
+        writable = update is not None and path == inv.images[update].root
+        assert ("rw" if writable else "ro") in flags, (path, client, options)
+        if path.endswith("/secrets"):
+            assert "secure" in flags and "crossmnt" not in flags, (path, options)
+
+
+def test_exportfs_rejects_a_corrupted_exports_file(tmp_path: Path) -> None:
+    """The check above means something: exportfs refuses a misspelt option."""
+    inv = relocated("base", tmp_path)
+    root = tmp_path / "tree"
+    render_into(inv, root)
+    exports = root / EXPORTS.lstrip("/")
+    text = exports.read_text()
+    exports.write_text(text.replace(",subtree_check,", ",subtree_chek,", 1))
+    proc = exportfs(exports, tmp_path / "etab")
+    assert proc.returncode != 0
+    assert 'unknown keyword "subtree_chek"' in proc.stderr, proc.stderr

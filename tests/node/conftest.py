@@ -6,7 +6,6 @@ rsync/sfdisk/mke2fs/blkid/e2fsck/mkswap/partx after them)."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -34,6 +33,7 @@ from clustcontrol.rehearse import applets_dir, engine_command, engine_environmen
 from clustcontrol.render import render_all
 from clustcontrol.render.base import RenderContext
 from clustcontrol.render.control import render_control
+from tests.mountns import private_mount_namespace
 
 NODE_DIR = Path(__file__).resolve().parents[2] / "src" / "clustcontrol" / "node"
 ENGINE = NODE_DIR / "engine"
@@ -352,9 +352,6 @@ class Node:
             subprocess.run(["umount", "-l", p], check=False)
 
 
-CLONE_NEWNS = 0x00020000
-
-
 @pytest.fixture(scope="session", autouse=True)
 def private_mounts() -> Iterator[None]:
     """Run in a mount namespace of our own, nothing propagated out of it. A daemon started in
@@ -364,19 +361,8 @@ def private_mounts() -> Iterator[None]:
     if os.geteuid() != 0:
         yield
         return
-    libc = ctypes.CDLL(None, use_errno=True)
-    original = os.open("/proc/self/ns/mnt", os.O_RDONLY)
-    try:
-        if libc.unshare(CLONE_NEWNS) != 0:
-            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
-        try:
-            subprocess.run(["mount", "--make-rprivate", "/"], check=True)
-            yield
-        finally:
-            if libc.setns(original, CLONE_NEWNS) != 0:
-                raise OSError(ctypes.get_errno(), "setns")
-    finally:
-        os.close(original)
+    with private_mount_namespace():
+        yield
 
 
 @pytest.fixture(scope="session")

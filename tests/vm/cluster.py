@@ -86,6 +86,10 @@ class E2ECluster:
                 "master": {"name": "master", "ip": MASTER_IP},
                 "serial_console": "ttyS0,115200",
                 "nfs_server": "ganesha",
+                # The exports share the work directory's file system: apply warns instead of
+                # refusing (tests/daemons/test_forged_handles.py covers file systems of their
+                # own).
+                "ganesha_shared_file_systems": True,
                 "state_dir": str(self.state_dir),
                 "sync_retries": 2,
             },

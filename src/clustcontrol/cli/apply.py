@@ -13,6 +13,7 @@ from clustcontrol.apply import ApplyResult, Installer, apply_tree, selected_serv
 from clustcontrol.cli.common import (
     State,
     dry_run_option,
+    err,
     out,
     pass_state,
     path_option,
@@ -115,6 +116,8 @@ def apply(state: State, root: Path, dry_run: bool, no_check: bool, reload_: bool
     tree = _render(inv, root)
     result = apply_tree(inv, tree, root, dry_run=dry_run, check=not no_check, reload=reload_)
     _print_result(result, verbose_diff=dry_run)
+    for warning in result.warnings:
+        err.print(f"clustcontrol: WARNING: nfs-ganesha exports {warning}")
     if not dry_run:
         services = ", ".join(sorted(selected_services(inv)))
         out.print(f"services: {services}")

@@ -100,6 +100,14 @@ class Cluster(_Model):
             with master.interface unset: left to each server (Kea and dnsmasq: every interface),
             the firewall takes the cluster network on any interface.
         nfs_server: kernel (exports in /etc/exports.d) or ganesha (NFS-Ganesha).
+        ganesha_shared_file_systems: false (default): with nfs_server ganesha, apply refuses
+            (exit 2) while a directory the exports serve (the control directory, an image's
+            generation roots or secrets, the update image's working tree) is not the root of
+            a file system of its own, or shares one with another of them: nfs-ganesha has no
+            subtree check, and a file handle forged from an export reaches every file of its
+            file system (export_filesystems.py, docs/security.md). true: apply serves them
+            anyway, with a WARNING per such directory. A boolean. The kernel server's exports
+            carry subtree_check and need neither.
         transport: how nodes reach a standard by default: nfs (the node mounts it read-only
             and copies from it) or rsync (the master's rsync daemon); an image may override it.
         rsync_port: the rsync daemon's TCP port, 1 to 65535 (default 873).
@@ -138,6 +146,7 @@ class Cluster(_Model):
     dhcp_server: DhcpServer = "isc"
     dhcp_interface: IfName | None = None
     nfs_server: NfsServer = "kernel"
+    ganesha_shared_file_systems: bool = False
     transport: Transport = "nfs"
     rsync_port: StrictInt = Field(default=873, ge=1, le=65535)
     rsync_max_connections: StrictInt = Field(default=64, ge=1, le=10000)

@@ -4,6 +4,7 @@ control directory into the roots."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from posixpath import join as pjoin
 
 from clustcontrol.render.base import Output, RenderContext, render_template
@@ -13,7 +14,21 @@ EXPORTS = "/etc/exports.d/clustcontrol.exports"
 GANESHA_CONF = "/etc/ganesha/ganesha.conf"
 NFSD_CONF = "/etc/nfs.conf.d/clustcontrol.conf"
 FSTAB = "/etc/fstab"
-EXPORT_OPTIONS = "sync,no_subtree_check,no_root_squash,crossmnt"
+# subtree_check on every kernel export (exports(5)): none of them is the root of a file system
+# of its own as a rule (the generation roots and the secrets are subdirectories of
+# cluster.state_dir, a working tree one of the master's file system), and without the check
+# the kernel takes a file handle made for one export for any inode of the same file system:
+# a client allowed on the export swaps in inode 2, generation 0 (an ext4 file system's root)
+# and LOOKUPs its way to every file there, the secrets and the master's own included. With
+# subtree_check the server accepts a handle only for a file under the export's root (the
+# kernel's nfsd_acceptable, fs/nfsd/nfsfh.c). Mounts below an export that crossmnt reaches
+# (the control directory's bind mount) inherit the export's options, subtree_check with them
+# (nfs-utils support/export/cache.c, dump_to_cache). The update node's read-write export
+# carries it too, in spite of exports(5)'s caveat: a file renamed into another directory while
+# a client holds it open becomes a stale handle for that client. A package upgrade renames
+# within one directory (dpkg's .dpkg-new files), which keeps the handle; without the check,
+# root on the update address writes anywhere on the file system that holds the working tree.
+EXPORT_OPTIONS = "sync,subtree_check,no_root_squash,crossmnt"
 NFS_PORT = 2049  # RFC 7530 section 3.1 (NFSv4), the port NFSv3 servers use too
 RPCBIND_PORT = 111  # RFC 1833
 # The MOUNT protocol (NFSv3's mountd) has no fixed port: rpc.mountd (rpc.mountd(8), --port) and
@@ -21,8 +36,9 @@ RPCBIND_PORT = 111  # RFC 1833
 # are pinned to 20048, IANA's "mountd", so that the firewall (render/firewall.py) can name it.
 MOUNTD_PORT = 20048
 # An image's secrets (image/secrets.py): read-only, from a privileged source port only (secure,
-# exports(5): root on the client), root not squashed (the files are root's), nothing below.
-SECRETS_OPTIONS = "ro,secure,sync,no_subtree_check,no_root_squash"
+# exports(5): root on the client), root not squashed (the files are root's), nothing below, no
+# handle outside the directory (subtree_check, see EXPORT_OPTIONS).
+SECRETS_OPTIONS = "ro,secure,sync,subtree_check,no_root_squash"
 # ganesha: addresses per CLIENT block (one long Clients list is valid too; blocks keep the lines
 # short at tens of thousands of nodes).
 CLIENTS_PER_BLOCK = 64
@@ -41,16 +57,62 @@ def _update_export(view: ClusterView) -> list[tuple[str, str]]:
     return [(view.update_image.root, str(view.update_ip))]
 
 
-def _secrets_exports(view: ClusterView) -> list[tuple[str, list[str]]]:
-    """(secrets directory, its clients) of each image that has nodes: the addresses of its
-    nodes alone, sorted (Inventory.secrets_root, Inventory.node_addresses). An image without
-    nodes gets no export: an export line without clients would be open to every host."""
+def _secrets_exports(view: ClusterView) -> list[tuple[str, list[str], str]]:
+    """(secrets directory, its clients, the image's name) of each image that has nodes: the
+    addresses of its nodes alone, sorted (Inventory.secrets_root, Inventory.node_addresses). An
+    image without nodes gets no export: an export line without clients would be open to every
+    host."""
     exports = []
     for image in view.images:
         clients = [str(ip) for ip in view.inv.node_addresses(image.name)]
         if clients:
-            exports.append((view.inv.secrets_root(image.name), clients))
+            exports.append((view.inv.secrets_root(image.name), clients, image.name))
     return exports
+
+
+@dataclass(frozen=True)
+class ExportedDirectory:
+    """A directory the master serves over NFS, for the checks on where it lies: `path` as the
+    inventory gives it (absolute), `what` it is and to whom it goes, in words (for messages),
+    e.g. "image default's generation roots, read-only to 192.168.0.0/24"."""
+
+    path: str
+    what: str
+
+
+def exported_directories(view: ClusterView) -> list[ExportedDirectory]:
+    """Every directory the NFS exports serve, as both renderers write them: the control
+    directory (bind-mounted into each export: ganesha exports each mount point, the kernel's
+    crossmnt reaches it), each image's generation roots, the secrets directory of each image
+    that has nodes and, while an update node is set, the update image's working tree."""
+    network = str(view.network)
+    found = [
+        ExportedDirectory(
+            view.cluster.control_dir, "the control directory, read-only inside every export"
+        )
+    ]
+    found += [
+        ExportedDirectory(
+            view.inv.generation_roots(image.name),
+            f"image {image.name}'s generation roots, read-only to {network}",
+        )
+        for image in view.images
+    ]
+    found += [
+        ExportedDirectory(
+            path,
+            f"image {name}'s secrets, read-only to its nodes' addresses",
+        )
+        for path, _, name in _secrets_exports(view)
+    ]
+    found += [
+        ExportedDirectory(
+            root,
+            f"image {view.update_image.name}'s working tree, read-write to {client}",
+        )
+        for root, client in _update_export(view)
+    ]
+    return found
 
 
 def render_exports(ctx: RenderContext) -> Iterator[Output]:
@@ -77,7 +139,7 @@ def render_exports(ctx: RenderContext) -> Iterator[Output]:
             exports=exports,
             options=EXPORT_OPTIONS,
             update_image=view.update_image.name if view.update_host else None,
-            secrets=_secrets_exports(view),
+            secrets=[(path, clients) for path, clients, _ in _secrets_exports(view)],
             secrets_options=SECRETS_OPTIONS,
         ),
     )
@@ -141,7 +203,7 @@ def render_ganesha(ctx: RenderContext) -> Iterator[Output]:
                         for i in range(0, len(clients), CLIENTS_PER_BLOCK)
                     ],
                 }
-                for number, (path, clients) in enumerate(_secrets_exports(view), start=1)
+                for number, (path, clients, _) in enumerate(_secrets_exports(view), start=1)
             ],
             bind_addr=_bind_addr(view),
             mountd_port=MOUNTD_PORT,
