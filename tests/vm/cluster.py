@@ -36,6 +36,19 @@ LAYOUT = {
 }
 
 
+def mounted_at(path: Path) -> bool:
+    """Something is mounted at path (/proc/self/mountinfo, proc(5); its mount points escape
+    blanks as octal). os.path.ismount misses a bind mount of a directory of the same file
+    system (same st_dev), so tear_down never unmounted them and the next set-up stacked more."""
+    wanted = os.path.realpath(path)
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as info:
+        for line in info:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+            if point == wanted:
+                return True
+    return False
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     name: str
@@ -142,7 +155,7 @@ class E2ECluster:
         # directories instead (tear_down unmounts them); the daemons serve the real paths.
         for real in (*map(self.image_root, self.images), self.state_dir):
             alias = self.prefix / str(real).lstrip("/")
-            if not os.path.ismount(alias):
+            if not mounted_at(alias):
                 alias.mkdir(parents=True, exist_ok=True)
                 subprocess.run(["mount", "--bind", str(real), str(alias)], check=True)
         self.write_inventory()
@@ -213,8 +226,8 @@ class E2ECluster:
         self.ns.destroy()
         for real in (*map(self.image_root, self.images), self.state_dir):
             alias = self.prefix / str(real).lstrip("/")
-            if os.path.ismount(alias):
-                subprocess.run(["umount", "-l", str(alias)], check=False)
+            while mounted_at(alias):  # each one an earlier run's set-up stacked too
+                subprocess.run(["umount", "-l", str(alias)], check=True)
 
     # --- scenarios --------------------------------------------------------------------
     def boot(
