@@ -243,10 +243,14 @@ def test_a_removed_file_of_no_service_is_neither_stopped_nor_reloaded(tmp_path: 
         ({"dhcp_server": "dnsmasq"}, {"dhcp_server": "isc"}, ["systemctl restart dnsmasq"]),
         (
             {"nfs_server": "kernel"},
-            {"nfs_server": "ganesha"},
+            {"nfs_server": "ganesha", "ganesha_shared_file_systems": True},
             ["exportfs -ra", "systemctl stop nfs-server"],
         ),
-        ({"nfs_server": "ganesha"}, {"nfs_server": "kernel"}, ["systemctl stop nfs-ganesha"]),
+        (
+            {"nfs_server": "ganesha", "ganesha_shared_file_systems": True},
+            {"nfs_server": "kernel"},
+            ["systemctl stop nfs-ganesha"],
+        ),
     ],
 )
 def test_a_server_switched_away_from_is_stopped_or_drops_our_files(
