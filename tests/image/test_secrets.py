@@ -112,6 +112,33 @@ def test_commit_serves_no_secret_and_archives_them_exactly(prefix: Path) -> None
     assert members["etc"].mode == stat.S_IMODE((root / "etc").stat().st_mode)
 
 
+def test_stock_debian_password_stores_are_secret(prefix: Path) -> None:
+    # pam_pwhistory (and pam_unix remember=) keep old hashes in /etc/security/opasswd; debconf
+    # keeps the answers to its password questions, in plain text, in passwords.dat. Both are
+    # root:root 0600 on a stock Debian; neither may be served.
+    root = prefix / IMAGE_ROOT
+    stores = {
+        "etc/security/opasswd": b"alice:1000:2:$6$OLD-HASH-ONE,$6$OLD-HASH-TWO\n",
+        "var/cache/debconf/passwords.dat": b"Name: mysql/root\nValue: PLAIN-TEXT-PASSWORD\n",
+    }
+    for rel, content in stores.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(content)
+        (root / rel).chmod(0o600)
+    result = commit_image(make_inventory(), "default", prefix)
+    store = GenerationStore.for_image(prefix, "default")
+    served = served_bytes(store)
+    assert b"OLD-HASH" not in served and b"PLAIN-TEXT-PASSWORD" not in served
+    listed = secret.read_list(store.tree(result.generation) / SECRETS_LIST)
+    assert listed is not None and set(stores) <= listed
+    members = archive_members(store, result.generation)
+    for rel, content in stores.items():
+        assert members[rel].mode == 0o600
+        with tarfile.open(store.secrets_archive(result.generation)) as tar:
+            extracted = tar.extractfile(f"./{rel}")
+            assert extracted is not None and extracted.read() == content
+
+
 def test_a_change_of_a_secret_alone_is_a_generation_and_not_in_the_delta(prefix: Path) -> None:
     root = prefix / IMAGE_ROOT
     add_secrets(root)

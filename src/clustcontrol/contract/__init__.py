@@ -550,6 +550,8 @@ SECRETS: tuple[Secret, ...] = (
     Secret("etc/gshadow-", "group password hashes (gshadow's backup)"),
     Secret("etc/ssh/ssh_host_*_key", "SSH host private keys (a node makes its own)"),
     Secret("etc/munge/munge.key", "MUNGE's key: it forges Slurm job credentials"),
+    Secret("etc/security/opasswd", "old password hashes (pam_pwhistory, pam_unix remember=)"),
+    Secret("var/cache/debconf/passwords.dat", "debconf's answers to password questions, plain"),
 )
 #: The patterns alone, in order.
 SECRET_PATTERNS = tuple(s.path for s in SECRETS)
