@@ -105,7 +105,12 @@ def test_mac_any_notation_gives_the_canonical_one(raw: bytes, sep: str, upper: b
 
 
 def test_group_mac_addresses_are_refused() -> None:
-    for group in ("ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01", "33:33:00:00:00:01", "03:00:00:00:00:00"):
+    for group in (
+        "ff:ff:ff:ff:ff:ff",
+        "01:00:5e:00:00:01",
+        "33:33:00:00:00:01",
+        "03:00:00:00:00:00",
+    ):
         with pytest.raises(ValueError, match=r"first octet's lowest bit is set"):
             mac_address(group)
     for unicast in ("02:00:00:00:00:01", "fe:ff:ff:ff:ff:ff", "00:00:00:00:00:00"):

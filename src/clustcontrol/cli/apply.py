@@ -17,6 +17,8 @@ from clustcontrol.cli.common import (
     pass_state,
     path_option,
     prefix_option,
+    printable,
+    write_diff,
 )
 from clustcontrol.errors import InvalidInputError
 from clustcontrol.inventory.layouts import sfdisk_problems
@@ -67,7 +69,7 @@ def render(state: State, out_dir: Path, root: Path) -> None:
 def _print_result(result: ApplyResult, verbose_diff: bool) -> None:
     if verbose_diff:
         for change in result.changes:
-            sys.stdout.write(change.diff())
+            write_diff(change.diff())
         sys.stdout.flush()
     verb = "would change" if result.dry_run else "changed"
     table = Table(
@@ -78,7 +80,7 @@ def _print_result(result: ApplyResult, verbose_diff: bool) -> None:
     table.add_column("service")
     table.add_column("path")
     for change in result.changes[:50]:
-        table.add_row(change.action, change.service or "", change.path)
+        table.add_row(change.action, change.service or "", printable(change.path))
     if len(result.changes) > 50:
         table.add_row("...", "", f"and {len(result.changes) - 50} more")
     if result.changes:

@@ -199,10 +199,16 @@ def check_secret_pattern(value: str) -> str:
     return stripped
 
 
+def is_file_name(value: str) -> bool:
+    """Whether value is a plain file name as check_file_name takes it (no '/', no control
+    character, no blank: letters, digits and '._+-', not starting with '.', '+' or '-')."""
+    return _FILE_NAME.fullmatch(value) is not None
+
+
 def check_file_name(value: str) -> str:
     """A plain file name (no '/'): letters, digits and '._+-', not starting with '.', '+' or
     '-'. Returned unchanged; raises ValueError otherwise."""
-    if not isinstance(value, str) or not _FILE_NAME.fullmatch(value):
+    if not isinstance(value, str) or not is_file_name(value):
         raise ValueError(f"{shown(value)} is not a plain file name")
     return value
 
