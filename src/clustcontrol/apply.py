@@ -8,6 +8,8 @@ reload    once per affected service, only on the live root
 
 Every path is resolved inside the root (rootdir.RootDir): no manifest entry and no symbolic
 link leads outside it, and a symbolic link at a target path is refused, never read or replaced.
+A manifest entry that is no path a renderer writes (render.paths) stops apply: whoever wrote
+it, apply never removes anything but its own kinds of files.
 The manifest lists every path an apply may leave behind before the first rename (the old and
 the new paths), and only the new ones once all is in place; temp files a killed apply left
 are removed by the next one.
@@ -28,6 +30,7 @@ from clustcontrol.errors import ClustcontrolError, InvalidInputError, UnsafePath
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.render.base import Output, RenderedTree, Service
 from clustcontrol.render.firewall import REMOVE_TABLE, UNIT, uses_rsync
+from clustcontrol.render.paths import could_render
 from clustcontrol.rootdir import RootDir, Staged, is_target_path
 from clustcontrol.run import require, run, which
 from clustcontrol.verify import CheckResult, check_outputs, require_clean
@@ -290,6 +293,13 @@ class Installer:
                     f"{tree.display(MANIFEST)}: entry {entry!r} is not a normalized absolute path",
                     hint="remove the entry (apply only records the absolute paths it installs)",
                 )
+            if not could_render(entry):
+                raise ClustcontrolError(
+                    f"{tree.display(MANIFEST)}: entry {entry!r} is no file clustcontrol renders; "
+                    "apply never removes it",
+                    hint="remove the entry (apply only records the files it renders), and find "
+                    "out who else can write the manifest",
+                )
         return set(files)
 
     def plan(
@@ -306,7 +316,8 @@ class Installer:
         (installed earlier, not among `outputs`) is removed; its change names the service
         `owners` (live path -> service, e.g. of every rendered output) gives it, else None. Raises
         ClustcontrolError when the existing manifest is not valid JSON of the expected shape or
-        lists a path that is not normalized and absolute, UnsafePathError naming every
+        lists a path that is not normalized and absolute or that no renderer writes
+        (render.paths.could_render: apply removes nothing else), UnsafePathError naming every
         target (installed or stale) that is a symbolic link or not a regular file, and
         InvalidInputError naming every marker line of a managed-block file whose markers make
         no single block (merge_block).
