@@ -23,13 +23,14 @@ from clustcontrol.image.generation import GenerationStore
 from tests.conftest import Cli, inventory_data
 from tests.image.conftest import IMAGE_ROOT, build_standard
 
+SHELL_EXEC = ("/bin/sh", "-c", 'exec "$@"', "sh")
+
 
 def as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
     """argv run by nobody. setpriv still holds root's capabilities while it looks the program
     up (they go at its execve): a shell, itself found as root in /bin, looks it up as nobody."""
     return subprocess.run(
-        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-        + ["/bin/sh", "-c", 'exec "$@"', "sh", *argv],
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *SHELL_EXEC, *argv],
         capture_output=True,
         text=True,
         timeout=30,
