@@ -39,9 +39,9 @@ FILE = st.builds(
     st.lists(LINE, max_size=8),
     st.booleans(),
 )
-BLOCK = st.lists(st.text(st.characters(exclude_characters="\n"), max_size=20), max_size=4).map(
-    lambda lines: "".join(f"{line}\n" for line in lines).encode()
-)
+BLOCK = st.lists(
+    st.text(st.characters(codec="utf-8", exclude_characters="\n"), max_size=20), max_size=4
+).map(lambda lines: "".join(f"{line}\n" for line in lines).encode())
 
 
 def remove_block(data: bytes) -> bytes:

@@ -18,6 +18,7 @@ from clustcontrol.cli.common import (
     path_option,
     prefix_option,
     printable,
+    say,
     write_diff,
 )
 from clustcontrol.errors import InvalidInputError
@@ -91,7 +92,7 @@ def _print_result(result: ApplyResult, verbose_diff: bool) -> None:
         count = len(result.cleaned)
         out.print(f"removed {count} temp file{'s' * (count != 1)} an interrupted apply left")
     for check in result.checks:
-        out.print(f"check {check.program} {check.target}: {check.status}")
+        say(f"check {check.program} {check.target}: {check.status}")
     for command in result.reloaded:
         out.print(f"reloaded: {command}")
 

@@ -109,7 +109,7 @@ def disable_net_generator(text: str) -> str:
     GOTO line is already there."""
     if any(line.strip() == UDEV_GOTO for line in _lines(text)):
         return text
-    return _join([UDEV_COMMENT, UDEV_GOTO, *_lines(text)])
+    return _join([UDEV_COMMENT, UDEV_GOTO, *_lines(text)], text)
 
 
 def _stanza_start(words: list[str]) -> bool:
@@ -203,4 +203,4 @@ def rc_local_with_block(text: str | None, block: str, where: str = "rc.local") -
     if has_markers or not exits:
         return decode(merge_block(encode(text), encode(block), where))
     at = exits[-1]
-    return _join([*lines[:at], BLOCK_BEGIN, *_lines(block), BLOCK_END, *lines[at:]])
+    return _join([*lines[:at], BLOCK_BEGIN, *_lines(block), BLOCK_END, *lines[at:]], text)

@@ -28,6 +28,7 @@ import re
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
+from functools import cached_property
 from pathlib import Path
 
 from clustcontrol.contract import SECRETS_FORMAT
@@ -106,7 +107,12 @@ class LinkedTree:
     def __init__(self, kinds: Mapping[str, bool], links: Mapping[str, str]) -> None:
         self.kinds = kinds
         self.links = links
-        self._sorted = sorted(kinds)
+
+    @cached_property
+    def _sorted(self) -> list[str]:
+        """Every entry, sorted: what is below a directory is one slice of it (made when a
+        wildcard or a directory asks for it)."""
+        return sorted(self.kinds)
 
     def is_dir(self, rel: str) -> bool:
         """Whether rel (resolved) is a directory; "" is the root."""
