@@ -390,3 +390,11 @@ def test_the_node_writes_the_node_files_the_contract_declares(tmp_path: Path) ->
         "etc/hostname", "etc/machine-id", "var/lib/dbus/machine-id", "etc/fstab",
         "etc/ssh/ssh_host_*",
     }  # fmt: skip
+
+
+def test_the_docs_name_every_secret_of_the_contract() -> None:
+    # One list (contract.SECRETS); the README and the threat model name each of its paths.
+    for doc in ("README.md", "docs/security.md"):
+        text = (REPO / doc).read_text()
+        missing = [s.path for s in contract.SECRETS if f"/{s.path}" not in text]
+        assert not missing, f"{doc} does not name {missing}"

@@ -467,6 +467,28 @@ C = BASE["cluster"]
             {"images": {"default": {"root": "/srv/a", "persistent": ["/var/x/y", "/var/x"]}}},
             "images.default.persistent[0]: '/var/x/y' lies inside persistent path '/var/x'",
         ),
+        (
+            {"nodes": [{**BASE["nodes"][0], "mac": "FF:FF:FF:FF:FF:FF"}]},
+            "nodes.node01.mac: 'ff:ff:ff:ff:ff:ff' is the broadcast address, not an interface's",
+        ),
+        (
+            {"nodes": [{**BASE["nodes"][0], "mac": "01:00:5e:00:00:fb"}]},
+            "nodes.node01.mac: '01:00:5e:00:00:fb' is a multicast address, not an interface's",
+        ),
+        (
+            {
+                "disk_layouts": {
+                    "default": {
+                        "partitions": [
+                            {"number": 1, "use": "root"},
+                            {"number": 2, "use": "data", "mount": "/"},
+                        ]
+                    }
+                }
+            },
+            "disk_layouts.default.partitions[1]: partition 2: a data partition cannot be mounted "
+            "at '/'",
+        ),
     ],
 )
 def test_what_the_real_checkers_or_the_node_reject_is_refused(

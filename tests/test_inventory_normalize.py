@@ -96,8 +96,25 @@ def test_mac_any_notation_gives_the_canonical_one(raw: bytes, sep: str, upper: b
         typed = ".".join("".join(pairs[i : i + 2]) for i in (0, 2, 4))
     else:
         typed = sep.join(pairs)
-    assert mac_address(typed) == canonical
     assert canonical_mac(typed) == canonical
+    if raw[0] & 1:  # the I/G bit: a group (multicast or broadcast) address, no interface's
+        with pytest.raises(ValueError, match=r"is (a multicast|the broadcast) address, not an"):
+            mac_address(typed)
+    else:
+        assert mac_address(typed) == canonical
+
+
+def test_group_mac_addresses_are_refused() -> None:
+    for group in (
+        "ff:ff:ff:ff:ff:ff",
+        "01:00:5e:00:00:01",
+        "33:33:00:00:00:01",
+        "03:00:00:00:00:00",
+    ):
+        with pytest.raises(ValueError, match=r"first octet's lowest bit is set"):
+            mac_address(group)
+    for unicast in ("02:00:00:00:00:01", "fe:ff:ff:ff:ff:ff", "00:00:00:00:00:00"):
+        assert mac_address(unicast) == unicast
 
 
 @given(st.text(max_size=20))

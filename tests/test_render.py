@@ -204,7 +204,8 @@ def test_rsyncd_modules() -> None:
     assert "    hosts allow = 192.168.0.0/24\n" in conf  # the cluster alone, not 127.0.0.1
     # The contract's secrets are refused by the daemon too, at any generation.
     assert "    exclude = /*/etc/shadow /*/etc/shadow- /*/etc/gshadow " in conf
-    assert "/*/etc/munge/munge.key\n" in conf
+    assert "/*/etc/munge/munge.key /*/etc/security/opasswd " in conf
+    assert "/*/var/cache/debconf/passwords.dat\n" in conf
 
 
 def test_render_is_deterministic() -> None:

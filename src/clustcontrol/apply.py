@@ -8,6 +8,8 @@ reload    once per affected service, only on the live root
 
 Every path is resolved inside the root (rootdir.RootDir): no manifest entry and no symbolic
 link leads outside it, and a symbolic link at a target path is refused, never read or replaced.
+A manifest entry that is no path a renderer writes (render.paths) stops apply: whoever wrote
+it, apply never removes anything but its own kinds of files.
 The manifest lists every path an apply may leave behind before the first rename (the old and
 the new paths), and only the new ones once all is in place; temp files a killed apply left
 are removed by the next one.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +31,7 @@ from clustcontrol.export_filesystems import exposure, placements
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.render.base import Output, RenderedTree, Service
 from clustcontrol.render.firewall import REMOVE_TABLE, UNIT, uses_rsync
+from clustcontrol.render.paths import could_render
 from clustcontrol.rootdir import RootDir, Staged, is_target_path
 from clustcontrol.run import require, run, which
 from clustcontrol.verify import CheckResult, check_outputs, require_clean
@@ -104,18 +108,71 @@ def selected_services(inv: Inventory) -> set[Service]:
     return services
 
 
-def merge_block(existing: bytes | None, block: bytes) -> bytes:
-    """Put block between the BEGIN/END markers of existing (appending them when absent)."""
-    lines = (existing or b"").decode().splitlines()
-    body = block.decode().splitlines()
-    managed = [BLOCK_BEGIN, *body, BLOCK_END]
-    if BLOCK_BEGIN in lines and BLOCK_END in lines[lines.index(BLOCK_BEGIN) :]:
-        start = lines.index(BLOCK_BEGIN)
-        end = lines.index(BLOCK_END, start)
-        merged = lines[:start] + managed + lines[end + 1 :]
-    else:
-        merged = [*lines, *managed]
-    return ("\n".join(merged) + "\n").encode()
+def merge_block(existing: bytes | None, block: bytes, where: str = "the file") -> bytes:
+    """Put `block` between the BEGIN/END marker lines of `existing` (BLOCK_BEGIN, BLOCK_END),
+    or append the markers and the block when the file has neither.
+
+    Exact on bytes: lines end at b"\\n" only (a CR, a form feed or a byte that is not UTF-8
+    is part of its line, as the file's programs read it: fstab(5) is read by getmntent(3), line
+    by line), and everything outside the block is kept byte for byte, a missing final newline
+    included (a newline is added before an appended block only). A marker is a line that is
+    exactly BLOCK_BEGIN or BLOCK_END. `block` is the block's text (a newline is added when it
+    lacks the final one); `where` names the file in messages.
+
+    Raises InvalidInputError, one line per problem naming `where` and the marker's line number,
+    when the markers do not make one block (a BEGIN without its END after it, an END without a
+    BEGIN, two blocks): replacing from a stray BEGIN to a later END would delete the administrator's
+    lines in between, so nothing is merged."""
+    data = existing or b""
+    lines = data.split(b"\n")
+    markers = [(i, line == _BEGIN) for i, line in enumerate(lines) if line in (_BEGIN, _END)]
+    body = block if not block or block.endswith(b"\n") else block + b"\n"
+    managed = _BEGIN + b"\n" + body + _END + b"\n"
+    if not markers:
+        return data + (b"\n" if data and not data.endswith(b"\n") else b"") + managed
+    blocks, problems = _blocks(markers)
+    if not problems and len(blocks) == 1:
+        first, last = blocks[0]
+        start = sum(len(line) + 1 for line in lines[:first])
+        stop = min(sum(len(line) + 1 for line in lines[: last + 1]), len(data))
+        return data[:start] + managed + data[stop:]
+    raise InvalidInputError(
+        [f"{where}: line {i + 1}: {why}" for i, why in problems],
+        hint=f"leave one {BLOCK_BEGIN!r} line and one {BLOCK_END!r} line after it (or none), "
+        "then run the command again",
+    )
+
+
+_BEGIN = BLOCK_BEGIN.encode()
+_END = BLOCK_END.encode()
+
+
+def _blocks(markers: list[tuple[int, bool]]) -> tuple[list[tuple[int, int]], list[tuple[int, str]]]:
+    """Pair the marker lines ((0-based line, is BEGIN), in file order): the (BEGIN, END) pairs
+    and the problems ((0-based line, why), in file order) of those that pair with nothing, or
+    of every block after the first."""
+    blocks: list[tuple[int, int]] = []
+    problems: list[tuple[int, str]] = []
+    opened: int | None = None
+    for index, is_begin in markers:
+        if is_begin:
+            if opened is not None:
+                problems.append(
+                    (opened, f"no end marker before the next begin marker (line {index + 1})")
+                )
+            opened = index
+        elif opened is None:
+            problems.append((index, "an end marker without a begin marker before it"))
+        else:
+            blocks.append((opened, index))
+            opened = None
+    if opened is not None:
+        problems.append((opened, "a begin marker without an end marker after it"))
+    for begin, _end in blocks[1:]:
+        problems.append(
+            (begin, f"a second managed block (the first begins at line {blocks[0][0] + 1})")
+        )
+    return blocks, sorted(problems)
 
 
 @dataclass(frozen=True)
@@ -137,14 +194,29 @@ class Change:
 
     def diff(self) -> str:
         """A unified diff of old and new (a/PATH, b/PATH, /dev/null for an absent side), or a
-        one-line "Binary file ..." note when either side has a NUL byte in its first 8 KiB."""
+        one-line "Binary file ..." note when either side has a NUL byte in its first 8 KiB.
+        Lines end at "\\n" only (a form feed or CR is part of its line, as in the file), a last
+        line without one is marked "\\ No newline at end of file" (as diff(1) does); bytes that
+        are not UTF-8 are shown as their escapes (\\xfc). The text may hold control
+        characters: the command line shows it through cli.common.printable."""
         if _binary(self.old) or _binary(self.new):
             return f"Binary file {self.path} {'removed' if self.new is None else 'differs'}\n"
-        old = (self.old or b"").decode().splitlines(keepends=True)
-        new = (self.new or b"").decode().splitlines(keepends=True)
+        old = _text_lines(self.old or b"")
+        new = _text_lines(self.new or b"")
         before = f"a{self.path}" if self.old is not None else "/dev/null"
         after = f"b{self.path}" if self.new is not None else "/dev/null"
-        return "".join(difflib.unified_diff(old, new, before, after))
+        lines = difflib.unified_diff(old, new, before, after)
+        # A last line without its newline is marked as diff(1) and git do.
+        return "".join(line if line.endswith("\n") else f"{line}\n{_NO_NEWLINE}" for line in lines)
+
+
+_NO_NEWLINE = "\\ No newline at end of file\n"
+
+
+def _text_lines(data: bytes) -> list[str]:
+    """data as text lines for a diff, each ending with its "\\n" (the last may lack it)."""
+    text = data.decode("utf-8", "backslashreplace")
+    return [line for line in re.split(r"(?<=\n)", text) if line]
 
 
 def _binary(data: bytes | None) -> bool:
@@ -224,6 +296,13 @@ class Installer:
                     f"{tree.display(MANIFEST)}: entry {entry!r} is not a normalized absolute path",
                     hint="remove the entry (apply only records the absolute paths it installs)",
                 )
+            if not could_render(entry):
+                raise ClustcontrolError(
+                    f"{tree.display(MANIFEST)}: entry {entry!r} is no file clustcontrol renders; "
+                    "apply never removes it",
+                    hint="remove the entry (apply only records the files it renders), and find "
+                    "out who else can write the manifest",
+                )
         return set(files)
 
     def plan(
@@ -240,8 +319,11 @@ class Installer:
         (installed earlier, not among `outputs`) is removed; its change names the service
         `owners` (live path -> service, e.g. of every rendered output) gives it, else None. Raises
         ClustcontrolError when the existing manifest is not valid JSON of the expected shape or
-        lists a path that is not normalized and absolute, and UnsafePathError naming every
-        target (installed or stale) that is a symbolic link or not a regular file.
+        lists a path that is not normalized and absolute or that no renderer writes
+        (render.paths.could_render: apply removes nothing else), UnsafePathError naming every
+        target (installed or stale) that is a symbolic link or not a regular file, and
+        InvalidInputError naming every marker line of a managed-block file whose markers make
+        no single block (merge_block).
 
         A partial plan (some services only) removes nothing and keeps every manifest entry: a
         file another service installed, or one no longer rendered, stays until the next full
@@ -250,6 +332,7 @@ class Installer:
         unchanged = 0
         installed: list[str] = []
         refused: list[UnsafePathError] = []
+        unmerged: list[InvalidInputError] = []
         with RootDir(self.root) as tree:
             manifest = self._manifest(tree)
             for output in outputs:
@@ -258,7 +341,13 @@ class Installer:
                 except UnsafePathError as exc:
                     refused.append(exc)
                     continue
-                new = merge_block(old, output.data()) if output.block else output.data()
+                new = output.data()
+                if output.block:
+                    try:
+                        new = merge_block(old, new, tree.display(output.path))
+                    except InvalidInputError as exc:
+                        unmerged.append(exc)
+                        continue
                 if not output.block:
                     installed.append(output.path)
                 if old == new:
@@ -281,6 +370,10 @@ class Installer:
         if refused:
             raise UnsafePathError(
                 [line for exc in refused for line in exc.problems], hint=refused[0].hint
+            )
+        if unmerged:
+            raise InvalidInputError(
+                [line for exc in unmerged for line in exc.problems], hint=unmerged[0].hint
             )
         if partial:
             return changes, unchanged, sorted(manifest | set(installed))

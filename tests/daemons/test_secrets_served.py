@@ -16,6 +16,7 @@ cannot) and with rsync:
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import tarfile
 from pathlib import Path
@@ -85,6 +86,9 @@ def master(tmp_path: Path, daemons: Daemons, link: Link) -> dict[str, object]:
     )
     generation = commit_image(inv, "default").generation
     store = GenerationStore.for_image(Path("/"), "default", str(state))
+    # The store is root's alone on the master (0700): the daemons, as root, still serve it.
+    assert stat.S_IMODE(store.base.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(store.base.stat().st_mode) == 0o700
     out = tmp_path / "rendered"
     render_into(inv, out)
     conf = out / "etc/ganesha/ganesha.conf"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from clustcontrol.apply import BLOCK_BEGIN, BLOCK_END
+from clustcontrol.errors import InvalidInputError
 from clustcontrol.image import edits
 from clustcontrol.image.debversion import compare_versions, version_key
 
@@ -31,6 +34,39 @@ def test_comment_root_mount_only_touches_the_root_line() -> None:
     ]
     assert commented == ["/dev/sda2\t/\text4 defaults 0 1"]
     assert edits.comment_root_mount(new) == (new, [])
+
+
+# fstab lines of any bytes: root mounts among them, CR line ends, form feeds, Latin-1.
+FSTAB_LINE = st.one_of(
+    st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")),
+    st.sampled_from(
+        [b"UUID=x / ext4 defaults 0 1", b"/dev/sda2 /\text4 d 0 1\r", b"a\x0c/ b", b"\xfc / x"]
+    ),
+)
+
+
+@given(st.lists(FSTAB_LINE, max_size=8), st.booleans())
+def test_comment_root_mount_keeps_every_other_byte(lines: list[bytes], final: bool) -> None:
+    data = b"\n".join(lines) + (b"\n" if final and lines else b"")
+    new = edits.encode(edits.comment_root_mount(edits.decode(data))[0])
+    old_lines, new_lines = data.split(b"\n"), new.split(b"\n")
+    if len(new_lines) == len(old_lines) + 1:  # a commented last line got its newline
+        assert (
+            new_lines.pop() == b"" and new_lines[-1] == edits.FSTAB_PREFIX.encode() + old_lines[-1]
+        )
+    assert len(new_lines) == len(old_lines)
+    for old, line in zip(old_lines, new_lines, strict=True):
+        assert line in (old, edits.FSTAB_PREFIX.encode() + old)
+    assert edits.comment_root_mount(edits.decode(new))[0] == edits.decode(new)  # idempotent
+
+
+def test_rc_local_with_a_stray_marker_is_refused() -> None:
+    text = f"#!/bin/sh\n{BLOCK_BEGIN}\nmy own line\nexit 0\n"
+    with pytest.raises(InvalidInputError) as info:
+        edits.rc_local_with_block(text, "x\n", "/srv/std/etc/rc.local")
+    assert info.value.problems == [
+        "/srv/std/etc/rc.local: line 2: a begin marker without an end marker after it"
+    ]
 
 
 def test_disable_net_generator_prepends_once() -> None:

@@ -5,6 +5,8 @@ paths are secret, is a generation."""
 
 from __future__ import annotations
 
+import glob
+import json
 import os
 import stat
 import subprocess
@@ -112,6 +114,33 @@ def test_commit_serves_no_secret_and_archives_them_exactly(prefix: Path) -> None
     assert members["etc"].mode == stat.S_IMODE((root / "etc").stat().st_mode)
 
 
+def test_stock_debian_password_stores_are_secret(prefix: Path) -> None:
+    # pam_pwhistory (and pam_unix remember=) keep old hashes in /etc/security/opasswd; debconf
+    # keeps the answers to its password questions, in plain text, in passwords.dat. Both are
+    # root:root 0600 on a stock Debian; neither may be served.
+    root = prefix / IMAGE_ROOT
+    stores = {
+        "etc/security/opasswd": b"alice:1000:2:$6$OLD-HASH-ONE,$6$OLD-HASH-TWO\n",
+        "var/cache/debconf/passwords.dat": b"Name: mysql/root\nValue: PLAIN-TEXT-PASSWORD\n",
+    }
+    for rel, content in stores.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(content)
+        (root / rel).chmod(0o600)
+    result = commit_image(make_inventory(), "default", prefix)
+    store = GenerationStore.for_image(prefix, "default")
+    served = served_bytes(store)
+    assert b"OLD-HASH" not in served and b"PLAIN-TEXT-PASSWORD" not in served
+    listed = secret.read_list(store.tree(result.generation) / SECRETS_LIST)
+    assert listed is not None and set(stores) <= listed
+    members = archive_members(store, result.generation)
+    for rel, content in stores.items():
+        assert members[rel].mode == 0o600
+        with tarfile.open(store.secrets_archive(result.generation)) as tar:
+            extracted = tar.extractfile(f"./{rel}")
+            assert extracted is not None and extracted.read() == content
+
+
 def test_a_change_of_a_secret_alone_is_a_generation_and_not_in_the_delta(prefix: Path) -> None:
     root = prefix / IMAGE_ROOT
     add_secrets(root)
@@ -178,6 +207,80 @@ def test_hard_link_partner_of_a_secret_is_secret(prefix: Path) -> None:
     assert "var/backups/gshadow.bak" in archive_members(store, result.generation)
 
 
+# (links to make in the standard: path -> target, the secret patterns of the image, the file
+# that holds the key): a secret's link leads to a file or a directory the nodes read as the
+# secret, which must be kept out of the served tree as well.
+LINKED_SECRETS = {
+    "relative": ({"etc/munge/munge.key": "keys/2024.key"}, [], "etc/munge/keys/2024.key"),
+    "absolute": (
+        {"etc/munge/munge.key": "/etc/munge/keys/2024.key"},
+        [],
+        "etc/munge/keys/2024.key",
+    ),
+    "through ..": ({"etc/munge/munge.key": "../../srv/keys/m.key"}, [], "srv/keys/m.key"),
+    "a link on the way": ({"etc/munge": "/srv/munge"}, [], "srv/munge/munge.key"),
+    "a chain": (
+        {"etc/munge/munge.key": "k1", "etc/munge/k1": "/opt/k2"},
+        [],
+        "opt/k2",
+    ),
+    "certbot's live directory": (
+        {"etc/letsencrypt/live/site/privkey.pem": "../../archive/site/privkey1.pem"},
+        ["/etc/letsencrypt/live"],
+        "etc/letsencrypt/archive/site/privkey1.pem",
+    ),
+    "a secret directory that is a link": (
+        {"etc/ssl/private": "/srv/ssl-private"},
+        ["/etc/ssl/private"],
+        "srv/ssl-private/site.key",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", LINKED_SECRETS)
+def test_what_a_secret_link_leads_to_is_secret(cli: Cli, tmp_path: Path, case: str) -> None:
+    # Before: only the link was kept apart; the key it leads to stayed in the served tree.
+    links, patterns, key = LINKED_SECRETS[case]
+    root = tmp_path / IMAGE_ROOT
+    (root / key).parent.mkdir(parents=True)
+    (root / key).write_bytes(b"THE-REAL-KEY " + case.encode())
+    (root / key).chmod(0o400)
+    for rel, target in links.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).symlink_to(target)
+    images = {"default": {"root": f"/{IMAGE_ROOT}", "secrets": patterns}}
+    cli.config.write_text(json.dumps(inventory_data(images=images)))
+    result = cli("image", "commit", "default", "--root", tmp_path)
+    assert result.code == 0, result.err
+    store = GenerationStore.for_image(tmp_path, "default")
+    generation = store.current()
+    assert generation is not None
+    assert b"THE-REAL-KEY" not in served_bytes(store)
+    assert not (store.tree(generation) / key).exists()
+    listed = secret.read_list(store.tree(generation) / SECRETS_LIST)
+    assert listed is not None and key in listed
+    members = archive_members(store, generation)
+    assert members[key].isfile() and members[key].mode == 0o400
+    with tarfile.open(store.secrets_archive(generation)) as tar:
+        extracted = tar.extractfile(f"./{key}")
+        assert extracted is not None and extracted.read().startswith(b"THE-REAL-KEY")
+    # status agrees with the commit on which paths are secret: nothing to commit.
+    status = cli("status", "--root", tmp_path)
+    assert status.code == 0, status.err + status.out
+
+
+def test_a_secret_link_that_leads_nowhere_in_the_tree_hides_nothing_else(prefix: Path) -> None:
+    root = prefix / IMAGE_ROOT
+    (root / "etc/munge").mkdir(parents=True)
+    (root / "etc/munge/munge.key").symlink_to("/../../../etc/shadow-of-the-master")
+    (root / "etc/munge/loop").symlink_to("loop")
+    (root / "etc/munge/munge.key.pub").write_text("public\n")
+    result = commit_image(make_inventory(), "default", prefix)
+    store = GenerationStore.for_image(prefix, "default")
+    assert result.secrets == 1  # the link alone
+    assert (store.tree(result.generation) / "etc/munge/munge.key.pub").is_file()
+
+
 def test_an_unlistable_secret_path_is_refused(prefix: Path) -> None:
     root = prefix / IMAGE_ROOT
     (root / "etc/ssl").mkdir(parents=True)
@@ -218,8 +321,6 @@ def test_image_show_and_cli_name_the_secrets(cli: Cli, tmp_path: Path) -> None:
     data = inventory_data(
         images={"default": {"root": str(tmp_path / "std"), "secrets": ["/etc/ssl/private/*.key"]}}
     )
-    import json
-
     cli.config.write_text(json.dumps(data))
     shown = cli("image", "show", "default", "--output", "json")
     assert shown.code == 0, shown.err
@@ -230,8 +331,6 @@ def test_image_show_and_cli_name_the_secrets(cli: Cli, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", ["/", "/etc/../shadow", "/etc/sha dow", "/etc/x\n", "etc/x"])
 def test_bad_secret_patterns_are_refused(cli: Cli, bad: str) -> None:
-    import json
-
     data = inventory_data(images={"default": {"root": "/srv/x", "secrets": [bad]}})
     cli.config.write_text(json.dumps(data))
     result = cli("validate")
@@ -296,6 +395,69 @@ def test_no_secret_path_or_content_is_ever_served(
             assert hidden <= set(members)
         assert secret.read_list(tree / SECRETS_LIST) == hidden
     assert scan(root)  # the working tree is untouched
+
+
+def files_reached(root: Path, pattern: str) -> set[Path]:
+    """The oracle: the real files a node reads through a secret pattern, found with the file
+    system itself (glob and realpath follow the links; the tests' links are relative and stay
+    in the tree): each match, or every file below a matched directory, links followed."""
+    found: set[Path] = set()
+    seen: set[Path] = set()
+    todo = [Path(os.path.realpath(m)) for m in glob.glob(glob.escape(str(root)) + "/" + pattern)]
+    while todo:
+        path = todo.pop()
+        if path in seen or not path.exists():
+            continue
+        seen.add(path)
+        if path.is_dir():
+            todo += [Path(os.path.realpath(child)) for child in path.iterdir()]
+        else:
+            found.add(path)
+    return found
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    paths=PATHS,
+    patterns=PATTERNS,
+    links=st.lists(st.tuples(st.integers(0, 20), NAMES, st.integers(0, 30)), max_size=6),
+)
+def test_no_file_a_secret_pattern_reaches_through_links_is_served(
+    tmp_path_factory: pytest.TempPathFactory,
+    paths: list[str],
+    patterns: list[str],
+    links: list[tuple[int, str, int]],
+) -> None:
+    """Random trees with random relative symbolic links (to files, to directories, dangling,
+    in loops): no file a pattern reaches with the links followed (files_reached) has its
+    content under the served roots; each is in the archive."""
+    tmp = tmp_path_factory.mktemp("links")
+    root = tmp / "std"
+    (root / "etc").mkdir(parents=True)
+    files = sorted({p for p in paths if not any(q.startswith(p + "/") for q in paths)})
+    for index, rel in enumerate(files):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(f"TOKEN-{index}-{rel}-END".encode())
+    dirs = sorted({str(p.relative_to(root)) for p in root.rglob("*") if p.is_dir()} | {"."})
+    targets = [*files, *dirs, "missing"]
+    for where, name, to in links:  # names the patterns match, where no entry is yet
+        link = root / dirs[where % len(dirs)] / name
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to(os.path.relpath(root / targets[to % len(targets)], link.parent))
+    store = GenerationStore(tmp / "state")
+    result = commit_tree(
+        "p", root, store, control_dir="/etc/clustcontrol", keep=3, secrets=tuple(patterns)
+    )
+    served = served_bytes(store)
+    members = set(archive_members(store, result.generation)) if result.secrets else set()
+    for pattern in patterns:
+        for path in files_reached(root, pattern):
+            assert path.read_bytes() not in served, (pattern, path)
+            assert str(path.relative_to(root)) in members
 
 
 def test_a_standard_without_secrets(prefix: Path) -> None:

@@ -158,3 +158,20 @@ def test_a_persistent_secret_is_seeded_once_then_the_nodes(node: Node) -> None:
     with node.mounted(2) as root:
         assert (root / "etc/local.conf").read_text() == "the node's own\n"
         assert facts(root / "etc/shadow") == facts(node.std / "etc/shadow")
+
+
+def test_a_secret_link_and_the_key_it_leads_to_arrive_and_neither_is_served(node: Node) -> None:
+    """munge.key -> keys/2024.key in the standard: the node gets both, the link and the key,
+    from the secrets export; the served tree holds neither (before, it served the key)."""
+    add_secrets(node.std)
+    munge = node.std / "etc/munge"
+    (munge / "keys").mkdir()
+    (munge / "munge.key").rename(munge / "keys/2024.key")
+    (munge / "munge.key").symlink_to("keys/2024.key")
+    r = node.run()
+    assert r.rc == 0, r
+    assert b"MUNGE-1" not in served_bytes(node.served)
+    assert not (node.tree() / "etc/munge/keys/2024.key").exists()
+    with node.mounted(2) as root:
+        assert os.readlink(root / "etc/munge/munge.key") == "keys/2024.key"
+        assert facts(root / "etc/munge/keys/2024.key") == facts(munge / "keys/2024.key")

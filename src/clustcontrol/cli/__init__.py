@@ -19,7 +19,7 @@ import click
 
 from clustcontrol import __version__
 from clustcontrol.cli import apply, demo, image, init, node, update_node
-from clustcontrol.cli.common import State, err, path_option
+from clustcontrol.cli.common import State, err, path_option, printable
 from clustcontrol.errors import EXIT_FAILURE, ClustcontrolError, InvalidInputError
 from clustcontrol.inventory.store import CONFIG_ENV, DEFAULT_CONFIG
 
@@ -63,13 +63,6 @@ for command in (
     demo.demo,
 ):
     cli.add_command(command)
-
-
-def printable(line: str) -> str:
-    """line with every character str.isprintable refuses (line breaks of every kind, NUL, other
-    controls, Unicode separators, e.g. from a name given on the command line) written as its
-    Python escape ("\\x1e", "\\u2028"), so that one problem stays one visible line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
 
 
 def _boundary(function: Callable[P, R]) -> Callable[P, R]:

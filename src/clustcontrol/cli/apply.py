@@ -18,6 +18,9 @@ from clustcontrol.cli.common import (
     pass_state,
     path_option,
     prefix_option,
+    printable,
+    say,
+    write_diff,
 )
 from clustcontrol.errors import InvalidInputError
 from clustcontrol.inventory.layouts import sfdisk_problems
@@ -68,7 +71,7 @@ def render(state: State, out_dir: Path, root: Path) -> None:
 def _print_result(result: ApplyResult, verbose_diff: bool) -> None:
     if verbose_diff:
         for change in result.changes:
-            sys.stdout.write(change.diff())
+            write_diff(change.diff())
         sys.stdout.flush()
     verb = "would change" if result.dry_run else "changed"
     table = Table(
@@ -79,7 +82,7 @@ def _print_result(result: ApplyResult, verbose_diff: bool) -> None:
     table.add_column("service")
     table.add_column("path")
     for change in result.changes[:50]:
-        table.add_row(change.action, change.service or "", change.path)
+        table.add_row(change.action, change.service or "", printable(change.path))
     if len(result.changes) > 50:
         table.add_row("...", "", f"and {len(result.changes) - 50} more")
     if result.changes:
@@ -90,7 +93,7 @@ def _print_result(result: ApplyResult, verbose_diff: bool) -> None:
         count = len(result.cleaned)
         out.print(f"removed {count} temp file{'s' * (count != 1)} an interrupted apply left")
     for check in result.checks:
-        out.print(f"check {check.program} {check.target}: {check.status}")
+        say(f"check {check.program} {check.target}: {check.status}")
     for command in result.reloaded:
         out.print(f"reloaded: {command}")
 

@@ -58,10 +58,33 @@ class State:
 pass_state = click.make_pass_decorator(State)
 
 
+def printable(line: str, keep: str = "") -> str:
+    """line with every character str.isprintable refuses (line breaks of every kind, NUL, other
+    controls such as ESC, Unicode separators, surrogates standing for bytes that are not UTF-8)
+    written as its Python escape ("\\x1b", "\\u2028"), but those in `keep`: what a file of
+    the standard, an error or a name given on the command line holds is shown, never acted on
+    by the terminal, and one line stays one visible line. The one place that does it."""
+    return "".join(c if c.isprintable() or c in keep else repr(c)[1:-1] for c in line)
+
+
+def say(text: str, console: Console | None = None) -> None:
+    """Print one line (on stdout, or `console`) through printable: for lines that hold paths or
+    names taken from a standard, a manifest or the running system."""
+    (console or out).print(printable(text), markup=False)
+
+
+def write_diff(diff: str) -> None:
+    """Write a unified diff (apply.Change.diff) to stdout, each line (split at "\\n" only)
+    through printable with tabs kept: a file's control characters are shown as escapes."""
+    lines = diff.split("\n")
+    sys.stdout.write("\n".join(printable(line, keep="\t") for line in lines))
+
+
 def print_rows(as_json: bool, rows: list[dict[str, Any]], title: str, columns: list[str]) -> None:
     """Print rows on stdout: all their keys as a JSON array, or columns as a titled table.
 
-    In the table a missing or None value is an empty cell; JSON writes non-JSON values with str."""
+    In the table a missing or None value is an empty cell and every cell goes through
+    printable; JSON writes non-JSON values with str (json.dumps escapes control characters)."""
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -69,7 +92,8 @@ def print_rows(as_json: bool, rows: list[dict[str, Any]], title: str, columns: l
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(str(row.get(c) if row.get(c) is not None else "") for c in columns))
+        cells = (str(row.get(c)) if row.get(c) is not None else "" for c in columns)
+        table.add_row(*(printable(cell) for cell in cells))
     out.print(table)
 
 

@@ -20,6 +20,8 @@ from clustcontrol.cli.common import (
     pass_state,
     prefix_option,
     print_rows,
+    say,
+    write_diff,
 )
 from clustcontrol.contract import EXCLUSIONS, NODE_FILES, expand, params
 from clustcontrol.errors import EXIT_FAILURE, ClustcontrolError
@@ -237,15 +239,15 @@ def image_show(state: State, name: str, root: Path, output: str) -> None:
 def _print_image_result(result: ImageResult, what: str) -> None:
     if result.dry_run:
         for change in result.changes:
-            sys.stdout.write(change.diff())
+            write_diff(change.diff())
         sys.stdout.flush()
     for change in result.changes:
-        out.print(f"{change.action:7} {change.path}")
+        say(f"{change.action:7} {change.path}")
     for note in result.notes:
         if note.startswith(WARNING):
-            err.print(f"clustcontrol: {note}")
+            say(f"clustcontrol: {note}", err)
         else:
-            out.print(f"note: {note}")
+            say(f"note: {note}")
     verb = "would change" if result.dry_run else "changed"
     out.print(f"{what}: {len(result.changes)} files {verb}")
 
@@ -366,10 +368,7 @@ def image_commit(state: State, name: str, root: Path) -> None:
         out.print(f"deltas: from {written} earlier generation(s)")
     for delta in result.deltas:
         if delta.skipped is not None:
-            out.print(
-                f"no delta from {delta.source} (its nodes sync the whole tree): {delta.skipped}",
-                markup=False,
-            )
+            say(f"no delta from {delta.source} (its nodes sync the whole tree): {delta.skipped}")
 
 
 @click.command()
@@ -443,7 +442,7 @@ def status(state: State, root: Path, output: str) -> None:
         )
     warnings = [st.warning for st in states if st.warning]
     for warning in warnings:
-        err.print(f"clustcontrol: WARNING: {warning}", markup=False)
+        say(f"clustcontrol: WARNING: {warning}", err)
     if warnings:
         sys.exit(EXIT_FAILURE)
 

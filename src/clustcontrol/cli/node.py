@@ -21,6 +21,7 @@ from clustcontrol.cli.common import (
     pass_state,
     prefix_option,
     print_rows,
+    say,
 )
 from clustcontrol.errors import EXIT_FAILURE
 from clustcontrol.inventory import edit, normalize
@@ -230,8 +231,8 @@ def _print_rehearsal(r: rehearse.Rehearsal) -> None:
     out.print(table)
     out.print(f"kernel command line: {r.cmdline}", markup=False)
     for note in r.notes:
-        out.print(f"note: {note}", markup=False)
+        say(f"note: {note}")
     if not r.ok:
         for line in r.console:
             if any(mark in line for mark in ("ERROR", "WARNING", "!!!")):
-                err.print(line, markup=False)
+                say(line, err)

@@ -50,9 +50,10 @@ CONFD_FILE = "etc/initramfs-tools/conf.d/clustcontrol"
 CONFD_LOCAL = "etc/initramfs-tools/conf.d/clustcontrol-local"
 #: Where the master keeps each image's generations (the default of cluster.state_dir):
 #:
-#:     STATE_DIR/images/NAME/                    the image's state (image/generation.py)
+#:     STATE_DIR/images/                         0700: only root on the master enters it
+#:     STATE_DIR/images/NAME/                    the image's state (image/generation.py), 0700
 #:         lock                                  held by `image commit`
-#:         generations/SEQ-HASH.manifest.gz      each generation's manifest (master only)
+#:         generations/SEQ-HASH.manifest.gz      each generation's manifest (master only, 0600)
 #:         roots/                                served to nodes: NFS export, rsync module NAME
 #:             current                           SEQ-HASH of the generation nodes sync to
 #:             SEQ-HASH/                         that generation's tree, never changed, without
@@ -407,9 +408,15 @@ PARTITION_NAMING: tuple[tuple[str, str], ...] = (
 )
 
 
+def images_state(state_dir: str) -> str:
+    """STATE_DIR/images: where every image's state directory is (absolute paths, str); 0700,
+    only root on the master enters it (image/commit.py, private_images_dir)."""
+    return posixpath.join(state_dir, "images")
+
+
 def image_state(state_dir: str, image: str) -> str:
     """STATE_DIR/images/IMAGE: the state directory of one image (absolute paths, str)."""
-    return posixpath.join(state_dir, "images", image)
+    return posixpath.join(images_state(state_dir), image)
 
 
 def generation_roots(state_dir: str, image: str) -> str:
@@ -562,6 +569,8 @@ SECRETS: tuple[Secret, ...] = (
     Secret("etc/gshadow-", "group password hashes (gshadow's backup)"),
     Secret("etc/ssh/ssh_host_*_key", "SSH host private keys (a node makes its own)"),
     Secret("etc/munge/munge.key", "MUNGE's key: it forges Slurm job credentials"),
+    Secret("etc/security/opasswd", "old password hashes (pam_pwhistory, pam_unix remember=)"),
+    Secret("var/cache/debconf/passwords.dat", "debconf's answers to password questions, plain"),
 )
 #: The patterns alone, in order.
 SECRET_PATTERNS = tuple(s.path for s in SECRETS)

@@ -26,6 +26,7 @@ from clustcontrol.contract import (
     SECRETS_LIST,
     SECRETS_SUFFIX,
     XATTRS_FILE,
+    images_state,
 )
 from clustcontrol.errors import ClustcontrolError, InvalidInputError
 from clustcontrol.fsutil import atomic_write, exclusive_lock
@@ -313,6 +314,19 @@ def write_xattrs_archive(
     return len(names)
 
 
+def private_images_dir(inv: Inventory, root_prefix: Path = Path("/")) -> Path:
+    """Create STATE_DIR/images (cluster.state_dir, links followed inside the prefix) when
+    missing and make it 0700 whatever it was, so that no local user of the master reaches any
+    image's store (GenerationStore.make_private says why). Returns it. Raises UnsafePathError
+    when a component is not a directory or links loop, OSError."""
+    with RootDir(root_prefix) as tree:
+        where = tree.realpath(images_state(inv.cluster.state_dir))
+    images = root_prefix / where.lstrip("/")
+    images.mkdir(mode=0o700, parents=True, exist_ok=True)
+    images.chmod(0o700)
+    return images
+
+
 def commit_image(
     inv: Inventory, name: str, root_prefix: Path = Path("/"), *, deltas: int = KEEP
 ) -> CommitResult:
@@ -320,13 +334,15 @@ def commit_image(
     (commit_tree), keeping images.NAME.keep_generations trees.
 
     `name` is an image of the inventory, its working tree taken under `root_prefix`; the store is
-    PREFIX/STATE_DIR/images/NAME (cluster.state_dir), links followed inside the prefix.
-    Raises InvalidInputError for an unknown image or for places that overlap once links are
-    followed (check_places_apart), ClustcontrolError when its root is not a directory, and what
+    PREFIX/STATE_DIR/images/NAME (cluster.state_dir), links followed inside the prefix; it and
+    STATE_DIR/images are made 0700 (private_images_dir, GenerationStore.make_private). Raises
+    InvalidInputError for an unknown image or for places that overlap once links are followed
+    (check_places_apart), ClustcontrolError when its root is not a directory, and what
     commit_tree raises."""
     tree = image_tree(inv, name, root_prefix)
     check_places_apart(inv, root_prefix)
     store = GenerationStore.for_image(root_prefix, name, inv.cluster.state_dir)
+    private_images_dir(inv, root_prefix)
     image = inv.images[name]
     layout = inv.disk_layouts.get(image.disk_layout)
     mounts = [p.mount for p in (layout.partitions if layout else ()) if p.use == "data" and p.mount]
@@ -359,7 +375,8 @@ def commit_tree(
     archive (secrets/SEQ-HASH.tar: the files matching `secrets`, relative patterns, default the
     contract's; image/secrets.py), then roots/current; then remove all but `keep` trees (and
     manifests older than the deltas need), and every tree that holds a file now secret.
-    A change of which paths are secret alone makes a new generation too.
+    A change of which paths are secret alone makes a new generation too. The store is made
+    0700 and its manifests 0600 first (GenerationStore.make_private), an existing one too.
 
     `name` names the image in the result; `control_dir` is cluster.control_dir (left out of the
     generation; its mount point is made in roots/); `node_excluded` the absolute paths the
@@ -373,6 +390,7 @@ def commit_tree(
     cannot be read or the store written."""
     start = time.monotonic()
     _check_apart(root, store)
+    store.make_private()
     with exclusive_lock(store.base / "lock"):
         current = store.current()
         previous = _previous_manifest(store, current, control_dir)

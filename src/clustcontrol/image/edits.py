@@ -1,6 +1,10 @@
 """Pure text edits of an image's configuration files: each takes the current text and returns the
 new text (identical when nothing needs to change) plus what it did, so every edit is idempotent
-and unit-testable without a root tree."""
+and unit-testable without a root tree.
+
+The text is the file's bytes as `decode` gives them: bytes that are not UTF-8 become lone
+surrogates and `encode` gives them back, and lines end at "\n" only, so a line the edit does
+not touch keeps every byte (a CR, a form feed, Latin-1) and the file its missing final newline."""
 
 from __future__ import annotations
 
@@ -29,12 +33,32 @@ _STANZAS = {
 }
 
 
+def decode(data: bytes) -> str:
+    """A file's bytes as text for the edits: UTF-8, other bytes as lone surrogates (PEP 383)."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def encode(text: str) -> bytes:
+    """The bytes of text made by decode and the edits: exactly the file's where unchanged."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 def _lines(text: str) -> list[str]:
-    return text.splitlines()
+    """The lines of text, split at "\n" only (str.splitlines also splits at CR, form feeds and
+    other separators that are part of a line for the programs reading these files)."""
+    lines = text.split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
 
 
-def _join(lines: list[str]) -> str:
-    return "\n".join(lines) + "\n" if lines else ""
+def _join(lines: list[str], original: str | None = None) -> str:
+    """lines joined, each ending with "\n" but the original's last line when `original` (the
+    text they were split from) lacks its final newline and the edit kept that line last."""
+    if not lines:
+        return ""
+    text = "\n".join(lines)
+    if original and not original.endswith("\n") and lines[-1] == _lines(original)[-1]:
+        return text
+    return text + "\n"
 
 
 def set_shell_vars(text: str, values: Mapping[str, str]) -> tuple[str, list[str]]:
@@ -60,7 +84,7 @@ def set_shell_vars(text: str, values: Mapping[str, str]) -> tuple[str, list[str]
         if not found:
             lines.append(f"{key}={value}")
             done.append(f"{key}={value} (added)")
-    return _join(lines), done
+    return _join(lines, text), done
 
 
 def comment_root_mount(text: str) -> tuple[str, list[str]]:
@@ -75,7 +99,7 @@ def comment_root_mount(text: str) -> tuple[str, list[str]]:
         if len(fields) >= 2 and not fields[0].startswith("#") and fields[1] == "/":
             lines[index] = FSTAB_PREFIX + line
             commented.append(line.strip())
-    return _join(lines), commented
+    return _join(lines, text), commented
 
 
 def disable_net_generator(text: str) -> str:
@@ -85,7 +109,7 @@ def disable_net_generator(text: str) -> str:
     GOTO line is already there."""
     if any(line.strip() == UDEV_GOTO for line in _lines(text)):
         return text
-    return _join([UDEV_COMMENT, UDEV_GOTO, *_lines(text)])
+    return _join([UDEV_COMMENT, UDEV_GOTO, *_lines(text)], text)
 
 
 def _stanza_start(words: list[str]) -> bool:
@@ -126,7 +150,7 @@ def manual_iface(text: str, ifname: str) -> tuple[str, list[str]]:
             out.append("")
         out.append(f"iface {ifname} inet manual")
         notes.append(f"iface {ifname} inet manual (added)")
-    return _join(out), notes
+    return _join(out, text), notes
 
 
 def configured_interfaces(text: str) -> list[tuple[str, str]]:
@@ -163,19 +187,20 @@ RC_LOCAL_HEAD = [
 ]
 
 
-def rc_local_with_block(text: str | None, block: str) -> str:
+def rc_local_with_block(text: str | None, block: str, where: str = "rc.local") -> str:
     """rc.local with clustcontrol's managed block: replaced in place when present, otherwise
     inserted before the final `exit 0` (or appended); a new rc.local when there is none.
 
-    `text` is the current /etc/rc.local or None, `block` the block's lines without markers.
-    rc.local runs only when executable (systemd-rc-local-generator(8)); setting the mode is the
-    caller's job."""
+    `text` is the current /etc/rc.local or None, `block` the block's lines without markers,
+    `where` names the file in messages. rc.local runs only when executable
+    (systemd-rc-local-generator(8)); setting the mode is the caller's job. Raises
+    InvalidInputError when its marker lines make no single block (apply.merge_block)."""
     if text is None:
         return _join([*RC_LOCAL_HEAD, BLOCK_BEGIN, *_lines(block), BLOCK_END, "exit 0"])
     lines = _lines(text)
-    has_block = BLOCK_BEGIN in lines and BLOCK_END in lines[lines.index(BLOCK_BEGIN) :]
+    has_markers = BLOCK_BEGIN in lines or BLOCK_END in lines
     exits = [i for i, line in enumerate(lines) if line.strip() == "exit 0"]
-    if has_block or not exits:
-        return merge_block(text.encode(), block.encode()).decode()
+    if has_markers or not exits:
+        return decode(merge_block(encode(text), encode(block), where))
     at = exits[-1]
-    return _join([*lines[:at], BLOCK_BEGIN, *_lines(block), BLOCK_END, *lines[at:]])
+    return _join([*lines[:at], BLOCK_BEGIN, *_lines(block), BLOCK_END, *lines[at:]], text)

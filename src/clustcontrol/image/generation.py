@@ -560,6 +560,19 @@ class GenerationStore:
         a node takes)."""
         return self.secrets / f"{generation}{SECRETS_SUFFIX}"
 
+    def make_private(self) -> None:
+        """Create the store when missing and make it 0700 whatever it was, and its manifests
+        0600: nothing but root on the master may enter it. Its trees keep their set-id files,
+        capabilities and device nodes exactly (the nodes need them), which a local user who
+        could reach them would run or open as they are (a setuid copy of a shell is root); and
+        a manifest holds the sha256 of every secret file (a low-entropy secret is guessed from
+        it). The NFS servers and the rsync daemon run as root (rsyncd.conf: uid = root) and
+        still serve roots/ and secrets/. Raises OSError."""
+        self.base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.base.chmod(0o700)
+        for generation in self.recorded():
+            (self.base / "generations" / f"{generation}.manifest.gz").chmod(0o600)
+
     def make_secrets_dir(self) -> Path:
         """Create the secrets directory (and the store) when missing and make it 0700 whatever
         it was: nothing but root on the master and the NFS server may enter it. Returns it.
@@ -618,8 +631,10 @@ class GenerationStore:
 
     def record(self, generation: str, manifest: Manifest) -> None:
         """Store `manifest` as generations/GENERATION.manifest.gz, atomically (fsutil.atomic_write,
-        directories created as needed). Raises OSError when the store cannot be written."""
-        atomic_write(self.base / "generations" / f"{generation}.manifest.gz", serialize(manifest))
+        directories created as needed), mode 0600 when new (it holds the secrets' digests).
+        Raises OSError when the store cannot be written."""
+        path = self.base / "generations" / f"{generation}.manifest.gz"
+        atomic_write(path, serialize(manifest), mode=0o600)
 
     def publish(self, generation: str) -> None:
         """Make `generation` (whose tree is complete) the one nodes sync to: roots/current,

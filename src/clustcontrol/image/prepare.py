@@ -186,8 +186,8 @@ def configure_initramfs(tree: ImageTree) -> Step:
             f"image {tree.name!r}",
             hint=f"chroot {tree.root} apt-get install initramfs-tools",
         )
-    new, _done = edits.set_shell_vars(old.decode(), INITRAMFS_SETTINGS)
-    return Step.of([tree.change(INITRAMFS_CONF, new.encode())])
+    new, _done = edits.set_shell_vars(edits.decode(old), INITRAMFS_SETTINGS)
+    return Step.of([tree.change(INITRAMFS_CONF, edits.encode(new))])
 
 
 def configure_fstab(tree: ImageTree) -> Step:
@@ -202,8 +202,8 @@ def configure_fstab(tree: ImageTree) -> Step:
     old = tree.read(FSTAB)
     if old is None:
         return Step.of(notes=[f"{tree.path(FSTAB)}: absent, nothing to comment out"])
-    new, _commented = edits.comment_root_mount(old.decode())
-    return Step.of([tree.change(FSTAB, new.encode())])
+    new, _commented = edits.comment_root_mount(edits.decode(old))
+    return Step.of([tree.change(FSTAB, edits.encode(new))])
 
 
 def configure_persistent_net(tree: ImageTree) -> Step:
@@ -219,11 +219,11 @@ def configure_persistent_net(tree: ImageTree) -> Step:
         if current is None:
             notes.append("no persistent-net generator rule in this root (modern udev)")
             return Step.of(notes=notes)
-    text = current.decode()
+    text = edits.decode(current)
     if edits.UDEV_LABEL not in text:
         notes.append(f"{tree.path(local)}: no {edits.UDEV_LABEL} in the rule; left alone")
         return Step.of(notes=notes)
-    return Step.of([tree.change(local, edits.disable_net_generator(text).encode())], notes)
+    return Step.of([tree.change(local, edits.encode(edits.disable_net_generator(text)))], notes)
 
 
 def configure_interfaces(tree: ImageTree) -> Step:
@@ -248,10 +248,10 @@ def configure_interfaces(tree: ImageTree) -> Step:
         new = edits.default_interfaces(ifname)
         notes.append(f"{tree.path(INTERFACES)}: created with iface {ifname} inet manual")
     else:
-        new, changed = edits.manual_iface(old.decode(errors="surrogateescape"), ifname)
+        new, changed = edits.manual_iface(edits.decode(old), ifname)
         notes += changed
     notes += _other_definitions(tree, ifname)
-    return Step.of([tree.change(INTERFACES, new.encode(errors="surrogateescape"))], notes)
+    return Step.of([tree.change(INTERFACES, edits.encode(new))], notes)
 
 
 def _boot_interface_warnings(tree: ImageTree, ifname: str) -> list[str]:
@@ -323,14 +323,15 @@ def install_bootable_disk(tree: ImageTree) -> Step:
     nothing runs rc.local.d)."""
     script = _install(tree, BOOTABLE_DISK_FILE)
     old = tree.read(RC_LOCAL)
-    new = edits.rc_local_with_block(None if old is None else old.decode(), RC_LOCAL_BLOCK)
+    text = None if old is None else edits.decode(old)
+    new = edits.rc_local_with_block(text, RC_LOCAL_BLOCK, str(tree.live(RC_LOCAL)))
     notes = list(script.notes)
     if not any(tree.exists(f"{d}/extlinux") for d in ("usr/bin", "bin")):
         notes.append(
             f"extlinux is not installed in image {tree.name!r}: chroot {tree.root} "
             "apt-get install extlinux syslinux-common"
         )
-    return Step.of([*script.changes, tree.change(RC_LOCAL, new.encode(), 0o755)], notes)
+    return Step.of([*script.changes, tree.change(RC_LOCAL, edits.encode(new), 0o755)], notes)
 
 
 def update_initramfs_argv(tree: ImageTree) -> list[str]:

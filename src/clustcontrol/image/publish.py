@@ -8,7 +8,9 @@ ROOT is the tree of the image's current generation, so the kernel nodes boot mat
 modules they sync; before the first commit, the working tree.
 
 'newest' is the highest VERSION in Debian version order among the vmlinuz-VERSION that have an
-initrd.img-VERSION beside them.
+initrd.img-VERSION beside them; a name that is not a plain file name (a control character, a
+blank) is never chosen. An initrd that others may not read is never published (TFTP serves it
+to anyone).
 
 The boot files are read inside ROOT only: a symbolic link there, absolute (Debian's
 boot/vmlinuz -> /boot/vmlinuz-VERSION) or through '..', is resolved as the image's nodes see it,
@@ -17,6 +19,7 @@ never on the master (common.ImageTree), so no file of the master is ever copied 
 from __future__ import annotations
 
 import posixpath
+import stat
 from pathlib import Path
 from posixpath import join as pjoin
 
@@ -26,6 +29,7 @@ from clustcontrol.image.common import ImageResult, ImageTree, image_tree
 from clustcontrol.image.debversion import version_key
 from clustcontrol.image.generation import GenerationStore
 from clustcontrol.inventory.model import NEWEST, Inventory
+from clustcontrol.inventory.types import is_file_name
 from clustcontrol.render import RenderContext, render_all
 from clustcontrol.render.view import ClusterView
 
@@ -36,13 +40,15 @@ INITRD_PREFIX = "initrd.img-"
 
 def _names(tree: ImageTree, prefix: str) -> dict[str, str]:
     """version -> file name, for the names prefix+VERSION in ROOT/boot that lead to regular
-    files inside the image."""
+    files inside the image and are plain file names (types.is_file_name, as an inventory's
+    `kernel` must be): a name with a control character, a blank or a quote, which the update
+    node can plant, is never chosen, so it never reaches the terminal or a PXELINUX file."""
     if not tree.is_dir(BOOT):
         return {}
     return {
         name.removeprefix(prefix): name
         for name in tree.listdir(BOOT)
-        if name.startswith(prefix) and tree.is_file(f"{BOOT}/{name}")
+        if name.startswith(prefix) and is_file_name(name) and tree.is_file(f"{BOOT}/{name}")
     }
 
 
@@ -88,6 +94,29 @@ def select_boot_files(tree: ImageTree) -> tuple[str, str]:
     return kernel, initrd
 
 
+def check_public_initrd(tree: ImageTree, name: str) -> None:
+    """Refuse to publish an initrd that others may not read in the image: TFTP serves every
+    file of its tree to anyone on the cluster network (tftpd-hpa has no access control), and
+    the copy is 0644. An initrd built with initramfs-tools' UMASK=0077 (initramfs.conf(5)) is
+    0600 because it holds what must stay private: cryptsetup keyfiles, dropbear's host keys.
+    (The kernel is a package's file, the same bytes anyone can download; Ubuntu installs it
+    0600 all the same, so its mode says nothing.)
+
+    `name` is a file in ROOT/boot (links followed inside the image). Raises InvalidInputError
+    naming the file, its mode and why when it is not readable by others (mode & 0o004)."""
+    mode = tree.mode(f"{BOOT}/{name}")
+    if mode is not None and not mode & stat.S_IROTH:
+        raise InvalidInputError(
+            [
+                f"images.{tree.name}.initrd: {tree.live(BOOT)}/{name} is mode {mode:04o}, not "
+                "readable by others: TFTP would serve it to anyone on the cluster network"
+            ],
+            hint="a private initrd (initramfs-tools UMASK=0077) holds keys (cryptsetup "
+            "keyfiles, dropbear host keys) that must not be published; rebuild it without them, "
+            "then make it 0644 in the standard and commit",
+        )
+
+
 def _copy_change(tree: ImageTree, field: str, name: str, target: str) -> Change | None:
     new = tree.read(f"{BOOT}/{name}")
     if new is None:  # removed since it was selected
@@ -103,9 +132,11 @@ def boot_file_changes(inv: Inventory, tree: ImageTree) -> tuple[list[Change], st
     (read inside the image root, see select_boot_files; written 0644 under the prefix).
 
     Returns (changes for the files whose content differs, a note naming the chosen files).
-    Raises InvalidInputError as select_boot_files, UnsafePathError when a boot file is not a
-    regular file or its links loop, OSError when a file cannot be read."""
+    Raises InvalidInputError as select_boot_files and check_public_initrd, UnsafePathError
+    when a boot file is not a regular file or its links loop, OSError when a file cannot be
+    read."""
     kernel, initrd = select_boot_files(tree)
+    check_public_initrd(tree, initrd)
     target = pjoin(ClusterView(inv).boot_root, tree.name)
     pairs = (("kernel", kernel, "vmlinuz"), ("initrd", initrd, "initrd.img"))
     changes = [_copy_change(tree, f, s, pjoin(target, t)) for f, s, t in pairs]
@@ -137,10 +168,11 @@ def publish_image(
     Everything is under `root_prefix` (the live system by default); the copies are written
     under apply's lock, then the `pxe` service is applied (a partial apply, see
     Installer.plan). With `dry_run` nothing is written. Returns the changes and a note naming
-    the kernel and initrd. Raises InvalidInputError for an unknown image or missing boot files,
-    ClustcontrolError when the image root is not a directory, UnsafePathError when a boot file
-    is not a regular file or its links loop, LockedError when an apply holds
-    the lock, and OSError when a file cannot be read or written. The files come from the current
+    the kernel and initrd. Raises InvalidInputError for an unknown image, missing boot files or
+    an initrd others may not read (nothing is written then), ClustcontrolError when the image
+    root is not a directory, UnsafePathError when a boot file is not a regular file or its
+    links loop, LockedError when an apply holds the lock, and OSError when a file cannot be
+    read or written. The files come from the current
     generation's tree (the working tree before the first commit)."""
     tree = image_tree(inv, name, root_prefix)
     installer = tree.installer

@@ -2,8 +2,9 @@
 
 A generation's *secret paths* are its non-directory entries that match one of the image's
 secret patterns (contract.SECRETS, then images.NAME.secrets: paths relative to the root, `*`
-within one name), or lie below a directory that does, and every other name of a hard-linked
-file among them (its content must not be served under another name). `image commit`:
+within one name), or lie below a directory that does, what the symbolic links among them lead
+to inside the tree (select), and every other name of a hard-linked file among them (its
+content must not be served under another name). `image commit`:
 
 - keeps them in the manifest (a change of /etc/shadow alone is a new generation; `status` sees
   it), but writes them into a staging tree beside the store's secrets archives instead of the
@@ -24,8 +25,10 @@ so never served, and not archived either: no node ever takes them."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
+from functools import cached_property
 from pathlib import Path
 
 from clustcontrol.contract import SECRETS_FORMAT
@@ -33,6 +36,7 @@ from clustcontrol.errors import ClustcontrolError
 from clustcontrol.fsutil import atomic_write, read_bytes_or_none
 from clustcontrol.image.common import extraction_order, write_entries_archive
 from clustcontrol.image.generation import Manifest
+from clustcontrol.rootdir import MAX_SYMLINKS
 
 # rsync's filter rules treat these as wildcards in a pattern (rsync(1), PATTERN MATCHING RULES).
 _WILDCARDS = re.compile(r"[*?\[\\]")
@@ -52,13 +56,39 @@ def matches(rel: str, patterns: Iterable[str]) -> bool:
 
 
 def select(
-    entries: Iterable[tuple[str, bool]], groups: Iterable[Iterable[str]], patterns: Iterable[str]
+    entries: Iterable[tuple[str, bool]],
+    groups: Iterable[Iterable[str]],
+    patterns: Iterable[str],
+    links: Mapping[str, str] | None = None,
 ) -> frozenset[str]:
     """The secret paths among `entries` ((relative path, is a directory) pairs; see the module
-    docstring): the non-directories that match `patterns` or lie below a match, and every name
-    of a hard-link group (`groups`: the names of each inode) that has one of them."""
+    docstring): the non-directories that match `patterns` or lie below a match, what the
+    symbolic links among them lead to, and every name of a hard-link group (`groups`: the
+    names of each inode) that has one of them.
+
+    `links` maps each symbolic link's path to its target (readlink). A secret's file is what a
+    node reads at the secret's path, so the links are followed inside the tree as the image's
+    nodes see it (an absolute target starts at the root, '..' stops there; LinkedTree): a
+    pattern is matched through the links on its way too (etc/munge -> /srv/munge makes
+    srv/munge/munge.key secret for etc/munge/munge.key), and what a secret link leads to is
+    secret: the file, or every non-directory below the directory (etc/munge/munge.key ->
+    keys/2024.key makes etc/munge/keys/2024.key secret; certbot's live/NAME/privkey.pem ->
+    ../../archive/NAME/privkey1.pem). A link that leads nowhere in the tree hides nothing."""
+    kinds = dict(entries)
     patterns = tuple(patterns)
-    found = {rel for rel, is_dir in entries if not is_dir and matches(rel, patterns)}
+    found = {rel for rel, is_dir in kinds.items() if not is_dir and matches(rel, patterns)}
+    if links:
+        tree = LinkedTree(kinds, links)
+        for pattern in patterns:
+            for rel in tree.glob(pattern):
+                found |= tree.files_at(rel)
+        pending = [rel for rel in found if rel in links]
+        while pending:
+            real = tree.resolve(pending.pop())
+            if real is not None:
+                new = tree.files_at(real) - found
+                found |= new
+                pending += [rel for rel in new if rel in links]
     for group in groups:
         names = list(group)
         if found.intersection(names):
@@ -66,14 +96,114 @@ def select(
     return frozenset(found)
 
 
+class LinkedTree:
+    """A tree's entries and its symbolic links, resolved as the image's nodes see them: as if
+    the tree were `/` (chroot(2)), every link followed (path_resolution(7): an absolute target
+    starts again at the root, '..' never climbs above it, at most MAX_SYMLINKS links).
+
+    `kinds` maps every entry's relative path to whether it is a directory, `links` each
+    symbolic link's path to its target."""
+
+    def __init__(self, kinds: Mapping[str, bool], links: Mapping[str, str]) -> None:
+        self.kinds = kinds
+        self.links = links
+
+    @cached_property
+    def _sorted(self) -> list[str]:
+        """Every entry, sorted: what is below a directory is one slice of it (made when a
+        wildcard or a directory asks for it)."""
+        return sorted(self.kinds)
+
+    def is_dir(self, rel: str) -> bool:
+        """Whether rel (resolved) is a directory; "" is the root."""
+        return rel == "" or self.kinds.get(rel, False)
+
+    def resolve(self, rel: str) -> str | None:
+        """Where rel leads in the tree (every link on the way and at its end followed), ""
+        for the root; None when it leads to nothing the tree holds, through a file, or loops."""
+        parts = rel.split("/")[::-1]
+        current: list[str] = []
+        hops = 0
+        while parts:
+            part = parts.pop()
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if current:
+                    current.pop()
+                continue
+            path = "/".join([*current, part])
+            target = self.links.get(path)
+            if target is not None:
+                hops += 1
+                if hops > MAX_SYMLINKS:
+                    return None
+                if target.startswith("/"):
+                    current = []
+                parts.extend(target.split("/")[::-1])
+                continue
+            if path not in self.kinds or (parts and not self.kinds[path]):
+                return None
+            current.append(part)
+        return "/".join(current)
+
+    def _below(self, directory: str) -> list[str]:
+        """Every entry below a directory (all of them for the root)."""
+        if directory == "":
+            return self._sorted
+        start = bisect_left(self._sorted, directory + "/")
+        stop = bisect_left(self._sorted, directory + "0")  # "0" follows "/"
+        return self._sorted[start:stop]
+
+    def children(self, directory: str, pattern: str) -> list[str]:
+        """The names in a (resolved) directory that match one component of a secret pattern
+        (fnmatch, `*` within the name)."""
+        if "*" not in pattern:
+            rel = f"{directory}/{pattern}" if directory else pattern
+            return [pattern] if rel in self.kinds else []
+        depth = directory.count("/") + 1 if directory else 0
+        names = (rel.split("/")[depth] for rel in self._below(directory))
+        return sorted({name for name in names if fnmatchcase(name, pattern)})
+
+    def glob(self, pattern: str) -> set[str]:
+        """What a secret pattern reaches, links followed on its way: the entries its last
+        component matches (a link itself, and where it leads)."""
+        frontier = {""}
+        reached: set[str] = set()
+        parts = pattern.split("/")
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            following: set[str] = set()
+            for directory in frontier:
+                for name in self.children(directory, part):
+                    rel = f"{directory}/{name}" if directory else name
+                    real = self.resolve(rel)
+                    if last:
+                        reached.add(rel)
+                        if real is not None:
+                            reached.add(real)
+                    elif real is not None and self.is_dir(real):
+                        following.add(real)
+            frontier = following
+        return reached
+
+    def files_at(self, rel: str) -> set[str]:
+        """The non-directories an entry is: itself, or for a directory every one below it."""
+        if not self.is_dir(rel):
+            return {rel}
+        return {path for path in self._below(rel) if not self.kinds[path]}
+
+
 def secret_paths(manifest: Manifest, patterns: Iterable[str]) -> frozenset[str]:
-    """The secret paths of a manifest (select; hard-link groups from Entry.link)."""
+    """The secret paths of a manifest (select; hard-link groups from Entry.link, the links'
+    targets from their Entry.digest)."""
     groups: dict[str, list[str]] = {}
     for rel, entry in manifest.items():
         if entry.link:
             groups.setdefault(entry.link, []).append(rel)
     entries = ((rel, entry.kind == "d") for rel, entry in manifest.items())
-    return select(entries, groups.values(), patterns)
+    links = {rel: entry.digest for rel, entry in manifest.items() if entry.kind == "l"}
+    return select(entries, groups.values(), patterns, links)
 
 
 def unprotectable(path: str) -> str | None:

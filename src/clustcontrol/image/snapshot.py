@@ -215,16 +215,15 @@ def build_tree(
     # the same group there.
     work_groups: InodeGroups = {}
     kinds: list[tuple[str, bool]] = []  # (path, is a directory): for secret.select
-    for rel, st, _path in walk(src_root, control_dir):
+    symlinks: dict[str, str] = {}  # link -> target: what a secret's link leads to is secret
+    for rel, st, path in walk(src_root, control_dir):
         kinds.append((rel, stat.S_ISDIR(st.st_mode)))
         if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
             work_groups.setdefault((st.st_dev, st.st_ino), []).append(rel)
+        elif stat.S_ISLNK(st.st_mode):
+            symlinks[rel] = os.readlink(path)
 
-    hidden = secret.select(
-        kinds,
-        work_groups.values(),
-        secrets,
-    )
+    hidden = secret.select(kinds, work_groups.values(), secrets, symlinks)
     secret_root = str(secrets_dest) if secrets_dest is not None else None
     secret_dirs = secret.parent_dirs(hidden)
     if hidden and secret_root is None:

@@ -15,6 +15,65 @@ from clustcontrol.inventory.model import UPDATE_NODE_LABEL, Inventory, Node
 # state of the generations.
 _NOT_UNDER = ("/proc", "/sys", "/dev", "/run", "/tmp")
 
+#: The master's directories no image root may be or hold. The update node writes its image's
+#: working tree as root (NFS, no_root_squash): a working tree holding one of these gives it
+#: root on the master. The FHS top directories and the trees that programs running as root on
+#: the master read or run (configuration, packages' state, spools, NFS server state).
+MASTER_DIRS: tuple[str, ...] = (
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/etc/ssh",
+    "/home",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/usr/local",
+    "/var",
+    "/var/backups",
+    "/var/cache",
+    "/var/lib",
+    "/var/lib/nfs",
+    "/var/log",
+    "/var/mail",
+    "/var/spool",
+    "/var/tmp",
+)
+#: Of them, those no image root may lie inside either: the master's programs, configuration,
+#: kernel file systems and NFS and spool state (/etc/cron.d or /usr/local/bin as a working tree
+#: is root on the master too).
+MASTER_TREES: tuple[str, ...] = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/proc",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/var/lib/nfs",
+    "/var/spool",
+)
+
 Key = TypeVar("Key", bound=Hashable)
 
 
@@ -90,6 +149,7 @@ def check_inventory(inv: Inventory) -> list[str]:
         ]
         problems += _persistent_problems(f"images.{name}.persistent", image.persistent)
 
+    problems += _image_root_problems(inv)
     problems += _name_length_problems(inv)
     problems += _control_dir_problems(inv)
     problems += _state_dir_problems(inv)
@@ -228,6 +288,42 @@ def resolved_overlaps(inv: Inventory, resolved: Mapping[str, str], under: str) -
         for other in _apart_from(inv, field)
         if _overlaps(resolved[field], resolved[other])
     ]
+
+
+def master_dirs() -> dict[str, str]:
+    """The master's directories no image root may be or hold (directory -> what it is):
+    MASTER_DIRS, and where apply keeps its manifest (the update node could list /etc/passwd
+    in it). apply's other files are under /etc and /run, in MASTER_TREES."""
+    from clustcontrol.apply import MANIFEST  # imported here: apply imports the inventory
+
+    found = dict.fromkeys(MASTER_DIRS, "a directory of the master's system")
+    found[posixpath.dirname(MANIFEST)] = f"where apply keeps its manifest {MANIFEST}"
+    return found
+
+
+def _image_root_problems(inv: Inventory) -> list[str]:
+    """An image root (the working tree the update node writes as root) must not be or hold a
+    directory of the master (master_dirs), nor lie inside one of MASTER_TREES. Compared as
+    written; the control and state directories and the TFTP root are checked apart
+    (_apart_problems), with links followed by `image commit` too."""
+    dirs = master_dirs()
+    problems = []
+    for name, image in sorted(inv.images.items()):
+        root = posixpath.normpath(image.root)
+        held = [d for d in dirs if d == root or _inside(d, root)]
+        if held:
+            first = min(held, key=len)
+            verb = "is" if first == root else "holds"
+            problems.append(
+                f"images.{name}.root: {image.root!r} {verb} {first} ({dirs[first]}): the update "
+                "node writes it as root"
+            )
+        elif tree := next((t for t in MASTER_TREES if _inside(root, t)), None):
+            problems.append(
+                f"images.{name}.root: {image.root!r} lies inside {tree}, a directory of the "
+                "master's system: the update node writes it as root"
+            )
+    return problems
 
 
 def _control_dir_problems(inv: Inventory) -> list[str]:

@@ -180,8 +180,8 @@ class Partition(_Model):
 
     The after-validator (pydantic model_validator, mode "after", run on the validated fields)
     raises ValueError when fs does not fit use (a swap partition with fs other than swap, or
-    fs swap for root or data), a data partition has no mount point, or the root partition is
-    persistent."""
+    fs swap for root or data), a data partition has no mount point or is mounted at "/", or the
+    root partition is persistent."""
 
     number: StrictInt = Field(ge=1, le=128)
     use: Literal["root", "swap", "data"]
@@ -204,6 +204,11 @@ class Partition(_Model):
             )
         if self.use == "data" and self.mount is None:
             raise ValueError(f"partition {self.number}: a data partition needs a mount point")
+        if self.use == "data" and self.mount == "/":
+            raise ValueError(
+                f"partition {self.number}: a data partition cannot be mounted at '/' "
+                "(the root partition is the node's root)"
+            )
         if self.use == "root" and self.persistent:
             raise ValueError(f"partition {self.number}: the root partition cannot be persistent")
         return self

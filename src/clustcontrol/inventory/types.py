@@ -146,12 +146,21 @@ def normalize_mac(value: object) -> object:
 
 
 def check_mac(value: str) -> str:
-    """A canonical MAC address (six lower-case hex pairs joined by ':'), unchanged.
+    """A canonical MAC address (six lower-case hex pairs joined by ':') of one interface,
+    unchanged.
 
-    Raises ValueError otherwise."""
+    A group address (the I/G bit, the least significant bit of the first octet, set: IEEE
+    802-2014 section 8.2; ff:ff:ff:ff:ff:ff, the broadcast address, is one) names no interface:
+    no node boots with it, and a DHCP host entry for it would match other hosts' frames.
+    Raises ValueError for those and for anything that is not a MAC address."""
     if not isinstance(value, str) or not _MAC.fullmatch(value):
         raise ValueError(
             f"{shown(value)} is not a MAC address (six hex pairs, e.g. 52:54:00:12:34:56)"
+        )
+    if int(value[:2], 16) & 1:
+        kind = "the broadcast address" if value == "ff:ff:ff:ff:ff:ff" else "a multicast address"
+        raise ValueError(
+            f"{shown(value)} is {kind}, not an interface's (the first octet's lowest bit is set)"
         )
     return value
 
@@ -190,10 +199,16 @@ def check_secret_pattern(value: str) -> str:
     return stripped
 
 
+def is_file_name(value: str) -> bool:
+    """Whether value is a plain file name as check_file_name takes it (no '/', no control
+    character, no blank: letters, digits and '._+-', not starting with '.', '+' or '-')."""
+    return _FILE_NAME.fullmatch(value) is not None
+
+
 def check_file_name(value: str) -> str:
     """A plain file name (no '/'): letters, digits and '._+-', not starting with '.', '+' or
     '-'. Returned unchanged; raises ValueError otherwise."""
-    if not isinstance(value, str) or not _FILE_NAME.fullmatch(value):
+    if not isinstance(value, str) or not is_file_name(value):
         raise ValueError(f"{shown(value)} is not a plain file name")
     return value
 

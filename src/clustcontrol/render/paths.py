@@ -1,0 +1,72 @@
+"""The paths a renderer can write, for any inventory: the only files apply may ever remove.
+
+apply records the files it installs in its manifest and removes those no longer rendered. The
+manifest is a file on the master; whatever an entry names, apply removes only a path of one of
+these shapes (could_render), so a manifest written by anyone else cannot make apply delete
+/etc/passwd. The shapes follow the renderers:
+
+    fixed paths        FIXED_PATHS: each service's own files (/etc/dhcp/dhcpd.conf ...)
+    zone files         ZONE_DIR/db.ZONE (render/dns.py)
+    PXELINUX files     TFTP_ROOT/BOOT_DIR/{pxelinux.0, ldlinux.c32, pxelinux-common,
+                       pxelinux.cfg/default, pxelinux.cfg/HEXIP} (render/pxe.py)
+    control files      CONTROL_DIR/{default, images/NAME, layouts/NAME, sfdisk-NAME,
+                       nodes/NAME, nodes.by-mac} (render/control.py); the control directory's
+                       last component holds "clustcontrol" (inventory/checks.py)
+
+The files with a managed block (/etc/fstab, named.conf.local) are never in the manifest and
+never removed."""
+
+from __future__ import annotations
+
+import re
+
+from clustcontrol.render.dhcp.dnsmasq import DNSMASQ_CONF
+from clustcontrol.render.dhcp.isc import DEFAULTS, DHCPD_CONF
+from clustcontrol.render.dhcp.kea import KEA_CONF
+from clustcontrol.render.dns import OPTIONS, SNIPPET, ZONE_DIR
+from clustcontrol.render.firewall import RULESET, UNIT_FILE, WANTS
+from clustcontrol.render.nfs import EXPORTS, GANESHA_CONF, NFSD_CONF
+from clustcontrol.render.pxe import BOOT_FILES, TFTPD_DEFAULTS
+from clustcontrol.render.rsyncd import RSYNCD_CONF
+
+#: The files a renderer writes at the same path whatever the inventory.
+FIXED_PATHS: frozenset[str] = frozenset(
+    {
+        DHCPD_CONF,
+        DEFAULTS,
+        KEA_CONF,
+        DNSMASQ_CONF,
+        OPTIONS,
+        SNIPPET,
+        TFTPD_DEFAULTS,
+        EXPORTS,
+        GANESHA_CONF,
+        NFSD_CONF,
+        RSYNCD_CONF,
+        RULESET,
+        UNIT_FILE,
+        WANTS,
+    }
+)
+
+_COMPONENT = r"/[^/]+"
+_NAME = r"[a-z0-9][a-z0-9_-]{0,62}"  # an image or layout name (inventory/types.py, Name)
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"  # a node's host name, lower-cased
+_VARIABLE = re.compile(
+    "|".join(
+        [
+            rf"{re.escape(ZONE_DIR)}/db\.[a-z0-9.-]+",
+            rf"(?:{_COMPONENT})+/(?:{'|'.join(map(re.escape, BOOT_FILES))}|pxelinux-common"
+            r"|pxelinux\.cfg/(?:default|[0-9A-F]{8}))",
+            rf"(?:{_COMPONENT})*/[^/]*clustcontrol[^/]*/(?:default|nodes\.by-mac"
+            rf"|(?:images|layouts)/{_NAME}|sfdisk-{_NAME}|nodes/{_LABEL})",
+        ]
+    )
+)
+
+
+def could_render(path: str) -> bool:
+    """Whether `path` (absolute, normalized) has the shape of a file some renderer writes for
+    some inventory (see the module docstring): one of FIXED_PATHS, or a zone, PXELINUX or
+    control file."""
+    return path in FIXED_PATHS or _VARIABLE.fullmatch(path) is not None

@@ -1,0 +1,161 @@
+"""apply removes only files of the kinds it renders, and no image root holds the master's own
+directories (issue 11: with images.default.root /var/lib/clustcontrol the update node wrote
+apply's manifest, and an entry /etc/passwd made the next apply delete the master's).
+
+Oracle for render.paths.could_render: every path render_all writes for a random inventory (the
+places, names and addresses that make up paths drawn at random) has a shape it accepts, so a
+file an earlier apply installed is always removable; the master's own files are not."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from clustcontrol.apply import LOCK, MANIFEST
+from clustcontrol.errors import InvalidInputError
+from clustcontrol.inventory.store import parse_inventory
+from clustcontrol.render import RenderContext, render_all
+from clustcontrol.render.paths import could_render
+from tests.conftest import Cli, inventory_data
+
+NAME = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,8}", fullmatch=True)
+LABEL = st.from_regex(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,8}[A-Za-z0-9])?", fullmatch=True)
+COMPONENT = st.from_regex(r"[A-Za-z0-9._+@-]{1,10}", fullmatch=True).filter(
+    lambda c: c not in (".", "..")
+)
+PLACE = st.lists(COMPONENT, min_size=1, max_size=3).map(lambda parts: "/" + "/".join(parts))
+CONTROL = st.tuples(PLACE, COMPONENT, COMPONENT).map(lambda t: f"{t[0]}/{t[1]}clustcontrol{t[2]}")
+
+
+@st.composite
+def inventories(draw: st.DrawFn) -> dict[str, object]:
+    images = draw(st.lists(NAME, min_size=1, max_size=3, unique=True))
+    layouts = draw(st.lists(NAME, min_size=1, max_size=2, unique=True))
+    names = draw(st.lists(LABEL, min_size=0, max_size=4, unique_by=str.lower))
+    nodes = [
+        {
+            "name": name,
+            "mac": f"52:54:00:00:00:{i:02x}",
+            "ip": f"10.{i}.0.{10 + i}",
+            "image": draw(st.sampled_from(images)),
+            "disk_layout": draw(st.sampled_from(layouts)),
+            "kernel_args": draw(st.sampled_from([[], ["quiet"]])),
+        }
+        for i, name in enumerate(names)
+    ]
+    update: bool = draw(st.booleans())
+    cluster = {
+        "domain": draw(st.sampled_from(["rostclust", "a-b.example", "x.y.z"])),
+        "network": "10.0.0.0/8",
+        "master": {"name": "master", "ip": "10.255.0.1"},
+        "tftp_root": draw(PLACE),
+        "boot_dir": draw(COMPONENT.filter(lambda c: c[0].isalnum())),
+        "control_dir": draw(CONTROL),
+        "state_dir": draw(PLACE),
+    }
+    return {
+        "cluster": cluster,
+        "images": {
+            name: {"root": f"/srv/images/{name}", "disk_layout": draw(st.sampled_from(layouts))}
+            for name in images
+        },
+        "disk_layouts": {name: {} for name in layouts},
+        "default_image": images[0],
+        "nodes": nodes,
+        "update_node": {"node": names[0]} if names and update else {},
+    }
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(inventories())
+def test_every_path_a_renderer_writes_could_be_rendered(data: dict[str, object]) -> None:
+    try:
+        inv = parse_inventory(data)
+    except InvalidInputError:
+        assume(False)
+        return
+    for output in render_all(RenderContext(inv)):
+        if not output.block:  # blocks are never in the manifest, never removed
+            assert could_render(output.path), output.path
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/etc/passwd",
+        "/etc/shadow",
+        "/etc/sudoers",
+        "/root/.ssh/authorized_keys",
+        "/var/lib/dpkg/status",
+        "/usr/bin/sudo",
+        "/etc/fstab",  # a managed block: never removed
+        "/etc/bind/named.conf.local",
+        "/etc/clustcontrol-master/cluster.yaml",  # the inventory
+        "/etc/clustcontrol/cluster.yaml",  # its old location
+        "/etc/default/grub",
+        "/etc/bind/clustcontrol/../../passwd",
+        MANIFEST,
+        LOCK,
+    ],
+)
+def test_the_masters_own_files_are_never_renderable(path: str) -> None:
+    assert not could_render(path)
+
+
+def test_apply_refuses_a_manifest_entry_it_never_renders(cli: Cli, tmp_path: Path) -> None:
+    cli.config.write_text(json.dumps(inventory_data()))
+    prefix = tmp_path / "p"
+    assert cli("apply", "--root", prefix, "--no-check").code == 0
+    passwd = prefix / "etc/passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    manifest = prefix / MANIFEST.lstrip("/")
+    files = json.loads(manifest.read_text())["files"]
+    manifest.write_text(json.dumps({"files": [*files, "/etc/passwd"]}))
+    before = manifest.read_bytes()
+    for extra in (["--dry-run"], []):
+        result = cli("apply", "--root", prefix, "--no-check", *extra)
+        assert result.code == 1, result.err
+        assert result.err.splitlines()[0] == (
+            f"clustcontrol: error: {manifest}: entry '/etc/passwd' is no file clustcontrol "
+            "renders; apply never removes it"
+        )
+        assert passwd.read_text() == "root:x:0:0:root:/root:/bin/bash\n"
+        assert manifest.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("root", "expected"),
+    [
+        ("/var/lib/clustcontrol", "is /var/lib/clustcontrol (where apply keeps its manifest"),
+        ("/var", "is /var (a directory of the master's system)"),
+        ("/", "is / (a directory of the master's system)"),
+        ("/etc/ssh", "is /etc/ssh (a directory of the master's system)"),
+        ("/etc/cron.d", "lies inside /etc, a directory of the master's system"),
+        ("/var/lib/nfs/x", "lies inside /var/lib/nfs, a directory of the master's system"),
+        ("/home", "is /home (a directory of the master's system)"),
+        ("/usr/local/bin", "lies inside /usr"),
+        ("/boot", "is /boot"),
+    ],
+)
+def test_an_image_root_that_holds_a_master_directory_is_refused(
+    cli: Cli, tmp_path: Path, root: str, expected: str
+) -> None:
+    data = inventory_data(images={"default": {"root": root}})
+    data["cluster"] = {**data["cluster"], "state_dir": "/srv/ccstate"}  # type: ignore[dict-item]
+    cli.config.write_text(json.dumps(data))
+    result = cli("validate")
+    assert result.code == 2
+    assert f"clustcontrol: error: images.default.root: {root!r} {expected}" in result.err
+    assert result.err.count("images.default.root") == 1
+
+
+def test_image_roots_of_their_own_are_accepted(cli: Cli) -> None:
+    roots = ["/srv/nfs4/a", "/var/lib/clustcontrol-images/b", "/export/c", "/home/std/d"]
+    images = {f"i{n}": {"root": root} for n, root in enumerate(roots)}
+    cli.config.write_text(json.dumps(inventory_data(images=images, default_image="i0")))
+    result = cli("validate")
+    assert result.code == 0, result.err
