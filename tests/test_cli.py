@@ -406,3 +406,40 @@ def test_a_node_with_two_boot_nics(initialized: Cli) -> None:
     assert result.code == 2 and "nodes.twin.mac: '52:54:00:00:00:21' is listed twice" in result.err
     assert cli("node", "set", "twin", "--mac", "52:54:00:00:00:23").code == 0
     assert 'mac: "52:54:00:00:00:23"' in cli.config.read_text()
+
+
+@pytest.mark.parametrize(
+    ("edit", "verb"),
+    [
+        ("update_node: 7\n", ("update-node", "clear")),
+        ("update_node: [a]\n", ("update-node", "set", "node01")),
+        (
+            "nodes: {a: 1}\n",
+            ("node", "add", "n9", "--mac", "52:54:00:00:00:09", "--ip", "192.168.0.9"),
+        ),
+    ],
+)
+def test_a_section_of_the_wrong_kind_is_one_clear_error(
+    initialized: Cli, edit: str, verb: tuple[str, ...]
+) -> None:
+    """The fuzz test's finding: update_node that is not a mapping made `update-node clear`
+    crash with a TypeError."""
+    cli = initialized
+    key = edit.split(":")[0]
+    lines = [
+        ln
+        for ln in cli.config.read_text().splitlines(keepends=True)
+        if not ln.startswith(f"{key}:")
+    ]
+    cli.config.write_text("".join(lines) + edit)
+    result = cli(*verb)
+    assert result.code == 2, result
+    assert "Traceback" not in result.err
+    assert result.err.startswith("clustcontrol: error: "), result.err
+
+
+def test_a_network_too_small_for_an_update_address_is_refused_cleanly(cli: Cli) -> None:
+    """0.0.0.0/32 crashed default_update_ip with an AddressValueError."""
+    result = cli("init", "--domain", "c", "--network", "0.0.0.0/32", "--master-ip", "0.0.0.0")
+    assert result.code == 2, result
+    assert "Traceback" not in result.err and "cluster.network" in result.err

@@ -14,15 +14,22 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from clustcontrol.errors import InvalidInputError
 from clustcontrol.inventory.normalize import NodeEntry, defined_image
+from clustcontrol.inventory.types import shown
 
 NODE_FIELDS = ("name", "mac", "ip", "image", "disk_layout")
 
 
 def _section(document: Any, key: str, factory: type) -> Any:
+    """The document's top-level `key` (a CommentedMap or CommentedSeq, `factory`), made when
+    missing, in block style. Raises InvalidInputError when it holds something else (an
+    `update_node: x`, a mapping where the nodes' list belongs)."""
     value = document.get(key)
     if value is None:
         value = factory()
         document[key] = value
+    if not isinstance(value, factory):
+        kind = "a mapping" if factory is CommentedMap else "a list"
+        raise InvalidInputError([f"{key}: must be {kind}, not {shown(value)}"])
     if isinstance(value, CommentedSeq | CommentedMap) and value.fa.flow_style():
         value.fa.set_block_style()
     return value

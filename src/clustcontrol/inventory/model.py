@@ -451,5 +451,9 @@ class Inventory(_Model):
 
 
 def default_update_ip(network: IPv4Network) -> IPv4Address:
-    """The seed's convention: .253 of a /24, i.e. the third address from the top of the subnet."""
+    """The seed's convention: .253 of a /24, i.e. the third address from the top of the subnet.
+    A network of fewer than four addresses has none: its own address stands in (the checks
+    refuse such a network, checks.py; 0.0.0.0/32 made this an AddressValueError)."""
+    if network.num_addresses < 4:
+        return network.network_address
     return network.broadcast_address - 2
