@@ -476,6 +476,10 @@ C = BASE["cluster"]
             "nodes.node01.mac: '01:00:5e:00:00:fb' is a multicast address, not an interface's",
         ),
         (
+            {"nodes": [{**BASE["nodes"][0], "mac": "0000.0000.0000"}]},
+            "nodes.node01.mac: '00:00:00:00:00:00' is the all-zero address, which no interface has",
+        ),
+        (
             {
                 "disk_layouts": {
                     "default": {

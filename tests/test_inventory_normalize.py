@@ -100,6 +100,9 @@ def test_mac_any_notation_gives_the_canonical_one(raw: bytes, sep: str, upper: b
     if raw[0] & 1:  # the I/G bit: a group (multicast or broadcast) address, no interface's
         with pytest.raises(ValueError, match=r"is (a multicast|the broadcast) address, not an"):
             mac_address(typed)
+    elif not any(raw):
+        with pytest.raises(ValueError, match=r"is the all-zero address, which no interface has"):
+            mac_address(typed)
     else:
         assert mac_address(typed) == canonical
 
@@ -113,8 +116,10 @@ def test_group_mac_addresses_are_refused() -> None:
     ):
         with pytest.raises(ValueError, match=r"first octet's lowest bit is set"):
             mac_address(group)
-    for unicast in ("02:00:00:00:00:01", "fe:ff:ff:ff:ff:ff", "00:00:00:00:00:00"):
+    for unicast in ("02:00:00:00:00:01", "fe:ff:ff:ff:ff:ff", "00:00:00:00:00:01"):
         assert mac_address(unicast) == unicast
+    with pytest.raises(ValueError, match=r"all-zero address"):
+        mac_address("00:00:00:00:00:00")
 
 
 @given(st.text(max_size=20))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -140,3 +143,22 @@ def test_version_key_sorts_kernels() -> None:
         "6.1.0-10-amd64",
         "6.1.0-11-amd64",
     ]
+
+
+def test_comment_root_mount_splits_fields_as_libmount_does(tmp_path: Path) -> None:
+    """fstab(5) fields are separated by spaces and tabs only: a form feed, a vertical tab or a
+    no-break space is part of a field (str.split() split on them and commented out lines that
+    mount something else). The real findmnt reads the same file as the oracle."""
+    text = "a\x0c/ b\nUUID=x\u00a0/ ext4 d 0 1\nc\x0b/ d\n  \t/dev/sdb1 \t / ext4 d 0 1\n"
+    fstab = tmp_path / "fstab"
+    fstab.write_text(text)
+    listed = subprocess.run(
+        ["findmnt", "--fstab", "--tab-file", str(fstab), "-o", "TARGET", "-r", "-n"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split("\n")
+    assert listed.count("/") == 1
+    new, commented = edits.comment_root_mount(text)
+    assert commented == ["/dev/sdb1 \t / ext4 d 0 1"]
+    assert new.count(edits.FSTAB_PREFIX) == 1

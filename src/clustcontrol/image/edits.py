@@ -87,15 +87,20 @@ def set_shell_vars(text: str, values: Mapping[str, str]) -> tuple[str, list[str]
     return _join(lines, text), done
 
 
+_FSTAB_BLANKS = re.compile(r"[ \t]+")
+
+
 def comment_root_mount(text: str) -> tuple[str, list[str]]:
     """Comment out fstab lines mounting `/`: a node's root comes from root= on its command line.
 
-    A line whose second field (fs_file, fstab(5)) is `/` gets the FSTAB_PREFIX comment. Returns
-    (new text, the lines commented out, stripped)."""
+    A line whose second field (fs_file, fstab(5)) is `/` gets the FSTAB_PREFIX comment. Fields
+    are separated by spaces and tabs only, as fstab(5) says and libmount reads them (other
+    white space, such as a no-break space, is part of a field). Returns (new text, the lines
+    commented out, stripped)."""
     lines = _lines(text)
     commented: list[str] = []
     for index, line in enumerate(lines):
-        fields = line.split()
+        fields = _FSTAB_BLANKS.split(line.strip(" \t\r"))
         if len(fields) >= 2 and not fields[0].startswith("#") and fields[1] == "/":
             lines[index] = FSTAB_PREFIX + line
             commented.append(line.strip())

@@ -151,7 +151,10 @@ def check_mac(value: str) -> str:
 
     A group address (the I/G bit, the least significant bit of the first octet, set: IEEE
     802-2014 section 8.2; ff:ff:ff:ff:ff:ff, the broadcast address, is one) names no interface:
-    no node boots with it, and a DHCP host entry for it would match other hosts' frames.
+    no node boots with it, and a DHCP host entry for it would match other hosts' frames. Nor
+    does 00:00:00:00:00:00: it is what firmware and drivers report for a NIC whose address was
+    never set (Linux's is_zero_ether_addr refuses it as a device's address; ISC dhcpd and
+    dnsmasq would match every client that sends an empty chaddr).
     Raises ValueError for those and for anything that is not a MAC address."""
     if not isinstance(value, str) or not _MAC.fullmatch(value):
         raise ValueError(
@@ -162,6 +165,8 @@ def check_mac(value: str) -> str:
         raise ValueError(
             f"{shown(value)} is {kind}, not an interface's (the first octet's lowest bit is set)"
         )
+    if value == "00:00:00:00:00:00":
+        raise ValueError(f"{shown(value)} is the all-zero address, which no interface has")
     return value
 
 
