@@ -161,6 +161,19 @@ def test_every_symlinked_target_is_named_once(root: Path, victim: Path) -> None:
     ]
 
 
+def test_a_symlinked_installed_target_is_named_once(root: Path, victim: Path) -> None:
+    """A target the last apply installed (so in its manifest) replaced by a link: one line, not
+    one for the output and one again for the stale manifest entry."""
+    do_apply(make_inventory(), root)
+    link = root / "etc/dhcp/dhcpd.conf"
+    link.unlink()
+    link.symlink_to(victim)
+    with pytest.raises(UnsafePathError) as caught:
+        do_apply(make_inventory(), root)
+    assert caught.value.lines() == [f"{link}: is a symbolic link; apply does not follow it"]
+    assert link.is_symlink() and untouched(victim)
+
+
 def test_dry_run_of_a_symlinked_block_file_shows_nothing_of_it(
     initialized: Cli, root: Path, victim: Path
 ) -> None:

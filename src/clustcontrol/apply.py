@@ -332,6 +332,7 @@ class Installer:
         unchanged = 0
         installed: list[str] = []
         refused: list[UnsafePathError] = []
+        refused_paths: set[str] = set()  # each named once, not again as a stale file
         unmerged: list[InvalidInputError] = []
         with RootDir(self.root) as tree:
             manifest = self._manifest(tree)
@@ -340,6 +341,7 @@ class Installer:
                     old = tree.read(output.path)
                 except UnsafePathError as exc:
                     refused.append(exc)
+                    refused_paths.add(output.path)
                     continue
                 new = output.data()
                 if output.block:
@@ -357,7 +359,7 @@ class Installer:
                 changes.append(
                     Change(output.path, action, output.service, old, new, output.mode, output.group)
                 )
-            stale = [] if partial else sorted(manifest - set(installed))
+            stale = [] if partial else sorted(manifest - set(installed) - refused_paths)
             for path in stale:
                 try:
                     old = tree.read(path)
