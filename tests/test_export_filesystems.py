@@ -310,3 +310,24 @@ def test_image_commit_with_roots_and_secrets_on_file_systems_of_their_own(
     assert oct(store.secrets.stat().st_mode & 0o777) == "0o700"
     named = {line.split(" ", 1)[0] for line in exposure(placements(inv, Path("/")))}
     assert not named & {str(store.roots), str(store.secrets)}
+
+
+def test_validate_refuses_what_apply_refuses(cli: Cli) -> None:
+    """validate looks at the live file systems as apply does: with nfs-ganesha, exported
+    directories that share a file system (here: on this machine's /, or not there yet) are
+    refused with the same lines and hint, exit 2; allowed, they are WARNINGs and the inventory
+    is valid. The kernel server needs no such check."""
+    data = ganesha_data()
+    write_inventory(cli.config, data)
+    result = cli("validate")
+    assert result.code == 2, result.err
+    lines = result.err.splitlines()
+    assert lines[0].startswith("clustcontrol: error: cluster.nfs_server: 'ganesha' would export ")
+    assert lines[-1].startswith("clustcontrol: hint: mount a file")
+    write_inventory(cli.config, ganesha_data(ganesha_shared_file_systems=True))
+    result = cli("validate")
+    assert result.code == 0, result.err
+    assert result.err.startswith("clustcontrol: WARNING: nfs-ganesha exports "), result.err
+    write_inventory(cli.config, {**data, "cluster": {**data["cluster"], "nfs_server": "kernel"}})
+    result = cli("validate")
+    assert result.code == 0 and not result.err, result.err

@@ -9,7 +9,14 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from clustcontrol.apply import ApplyResult, Installer, apply_tree, selected_services, write_tree
+from clustcontrol.apply import (
+    ApplyResult,
+    Installer,
+    apply_tree,
+    ganesha_exposure,
+    selected_services,
+    write_tree,
+)
 from clustcontrol.cli.common import (
     State,
     dry_run_option,
@@ -31,17 +38,30 @@ from clustcontrol.render import RenderContext, RenderedTree, render_all
 @click.command()
 @pass_state
 def validate(state: State) -> None:
-    """Check the inventory, its disk layouts with the real sfdisk too; print every problem,
-    one per line (exit 2 when there is one).
+    """Check the inventory, its disk layouts with the real sfdisk too, and with nfs-ganesha
+    the file systems of what it would export (as apply does); print every problem, one per
+    line (exit 2 when there is one).
 
     \b
     Example:
       clustcontrol validate
     """
     inv = state.inventory()
-    if problems := sfdisk_problems(inv):
-        raise InvalidInputError(problems)
+    problems, hint, warnings = sfdisk_problems(inv), None, []
+    if "nfs-ganesha" in selected_services(inv):
+        try:
+            warnings = ganesha_exposure(inv, Path("/"))
+        except InvalidInputError as exc:
+            problems, hint = problems + exc.problems, exc.hint
+    if problems:
+        raise InvalidInputError(problems, hint=hint)
+    _warn_ganesha(warnings)
     out.print(f"{state.config}: valid ({len(inv.nodes)} nodes, {len(inv.images)} images)")
+
+
+def _warn_ganesha(warnings: list[str]) -> None:
+    for warning in warnings:
+        err.print(f"clustcontrol: WARNING: nfs-ganesha exports {warning}")
 
 
 def _render(inv: Inventory, root: Path) -> RenderedTree:
@@ -119,8 +139,7 @@ def apply(state: State, root: Path, dry_run: bool, no_check: bool, reload_: bool
     tree = _render(inv, root)
     result = apply_tree(inv, tree, root, dry_run=dry_run, check=not no_check, reload=reload_)
     _print_result(result, verbose_diff=dry_run)
-    for warning in result.warnings:
-        err.print(f"clustcontrol: WARNING: nfs-ganesha exports {warning}")
+    _warn_ganesha(result.warnings)
     if not dry_run:
         services = ", ".join(sorted(selected_services(inv)))
         out.print(f"services: {services}")
