@@ -136,6 +136,8 @@ def test_apply_refuses_a_manifest_entry_it_never_renders(cli: Cli, tmp_path: Pat
         ("/etc/ssh", "is /etc/ssh (a directory of the master's system)"),
         ("/etc/cron.d", "lies inside /etc, a directory of the master's system"),
         ("/var/lib/nfs/x", "lies inside /var/lib/nfs, a directory of the master's system"),
+        ("/var/lib/dpkg/info", "lies inside /var/lib/dpkg, a directory of the master's system"),
+        ("/var/lib/systemd/std", "lies inside /var/lib/systemd"),
         ("/home", "is /home (a directory of the master's system)"),
         ("/usr/local/bin", "lies inside /usr"),
         ("/boot", "is /boot"),
@@ -154,7 +156,13 @@ def test_an_image_root_that_holds_a_master_directory_is_refused(
 
 
 def test_image_roots_of_their_own_are_accepted(cli: Cli) -> None:
-    roots = ["/srv/nfs4/a", "/var/lib/clustcontrol-images/b", "/export/c", "/home/std/d"]
+    roots = [
+        "/srv/nfs4/a",
+        "/var/lib/clustcontrol-images/b",
+        "/export/c",
+        "/home/std/d",
+        "/var/lib/machines/e",
+    ]
     images = {f"i{n}": {"root": root} for n, root in enumerate(roots)}
     cli.config.write_text(json.dumps(inventory_data(images=images, default_image="i0")))
     result = cli("validate")

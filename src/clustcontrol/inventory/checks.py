@@ -70,7 +70,20 @@ MASTER_TREES: tuple[str, ...] = (
     "/sbin",
     "/sys",
     "/usr",
+    # The state of programs that run as root and act on what it holds: package managers
+    # (dpkg's maintainer scripts in /var/lib/dpkg/info), systemd, polkit, sudo, the DHCP and
+    # DNS servers apply configures, NFS.
+    "/var/lib/apt",
+    "/var/lib/bind",
+    "/var/lib/dhcp",
+    "/var/lib/dpkg",
+    "/var/lib/kea",
+    "/var/lib/misc",
     "/var/lib/nfs",
+    "/var/lib/polkit-1",
+    "/var/lib/sudo",
+    "/var/lib/systemd",
+    "/var/lib/ucf",
     "/var/spool",
 )
 
