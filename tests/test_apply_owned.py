@@ -138,6 +138,9 @@ def test_apply_refuses_a_manifest_entry_it_never_renders(cli: Cli, tmp_path: Pat
         ("/var/lib/nfs/x", "lies inside /var/lib/nfs, a directory of the master's system"),
         ("/var/lib/dpkg/info", "lies inside /var/lib/dpkg, a directory of the master's system"),
         ("/var/lib/systemd/std", "lies inside /var/lib/systemd"),
+        ("/var/lib/cloud/scripts", "lies inside /var/lib, where the master's programs keep"),
+        ("/var/lib/dkms/std", "lies inside /var/lib, where the master's programs keep"),
+        ("/var/lib/private/std", "lies inside /var/lib, where the master's programs keep"),
         ("/home", "is /home (a directory of the master's system)"),
         ("/usr/local/bin", "lies inside /usr"),
         ("/boot", "is /boot"),
@@ -155,6 +158,38 @@ def test_an_image_root_that_holds_a_master_directory_is_refused(
     assert result.err.count("images.default.root") == 1
 
 
+@pytest.mark.parametrize(
+    ("tftp_root", "expected"),
+    [
+        ("/etc", "is /etc (a directory of the master's system)"),
+        ("/root", "is /root"),
+        ("/usr/lib", "lies inside /usr, a directory of the master's system"),
+        ("/etc/tftp", "lies inside /etc"),
+        ("/srv/tftp", None),
+        ("/var/lib/tftpboot", None),
+    ],
+)
+def test_a_tftp_root_on_a_master_directory_is_refused(
+    cli: Cli, tftp_root: str, expected: str | None
+) -> None:
+    """in.tftpd serves the TFTP root to the whole cluster network without authentication:
+    /etc as the TFTP root served every world-readable file of the master's /etc."""
+    data = inventory_data()
+    data["cluster"] = {
+        **data["cluster"],  # type: ignore[dict-item]
+        "tftp_root": tftp_root,
+        "control_dir": "/srv/clustcontrol",
+    }
+    cli.config.write_text(json.dumps(data))
+    result = cli("validate")
+    if expected is None:
+        assert result.code == 0, result.err
+    else:
+        assert result.code == 2
+        assert f"clustcontrol: error: cluster.tftp_root: {tftp_root!r} {expected}" in result.err
+        assert "in.tftpd serves it to the whole cluster network" in result.err
+
+
 def test_image_roots_of_their_own_are_accepted(cli: Cli) -> None:
     roots = [
         "/srv/nfs4/a",
@@ -162,6 +197,7 @@ def test_image_roots_of_their_own_are_accepted(cli: Cli) -> None:
         "/export/c",
         "/home/std/d",
         "/var/lib/machines/e",
+        "/var/lib/clustcontrol-std",
     ]
     images = {f"i{n}": {"root": root} for n, root in enumerate(roots)}
     cli.config.write_text(json.dumps(inventory_data(images=images, default_image="i0")))

@@ -42,13 +42,17 @@ def test_default_location_is_outside_every_default_served_path(cli: Cli) -> None
 
 
 def test_init_makes_a_private_directory_and_file_whatever_the_umask(tmp_path: Path) -> None:
-    config = tmp_path / "master-only" / "cluster.yaml"
+    config = tmp_path / "a" / "b" / "master-only" / "cluster.yaml"
     argv = [sys.executable, "-m", "clustcontrol", "--config", str(config), *INIT, *MASTER]
     proc = subprocess.run(
         ["sh", "-c", 'umask 000 && exec "$@"', "sh", *argv], capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr
     assert stat.S_IMODE(config.parent.stat().st_mode) == 0o700
+    # The directories above it: 0755, not world-writable (a local user could rename
+    # master-only away and put a directory of their own in its place).
+    assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "a/b").stat().st_mode) == 0o755
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     # An edit keeps the mode (atomic replace with the old file's mode).
     edit = subprocess.run(

@@ -314,28 +314,63 @@ def master_dirs() -> dict[str, str]:
     return found
 
 
+#: Inside /var/lib, where the master's programs keep their state (cloud-init runs
+#: /var/lib/cloud/scripts/per-boot/* as root, dkms sources its dkms.conf, dpkg runs
+#: info/*.postinst), an image root may only lie in these (or in a directory of clustcontrol's
+#: own: /var/lib/NAME with "clustcontrol" in NAME; the state directory is checked apart).
+VAR_LIB_IMAGE_TREES: tuple[str, ...] = ("/var/lib/machines",)  # systemd's: machinectl(1)
+
+
+def _in_var_lib_of_another(root: str) -> bool:
+    """True when `root` (normalized) lies inside /var/lib but in none of VAR_LIB_IMAGE_TREES
+    nor a /var/lib/NAME of clustcontrol's own (NAME containing "clustcontrol")."""
+    if not _inside(root, "/var/lib"):
+        return False
+    own = "clustcontrol" in root.split("/")[3]
+    return not own and not any(_inside(root, t) for t in VAR_LIB_IMAGE_TREES)
+
+
+def _master_place_problems(field: str, written: str, how: str) -> list[str]:
+    """`field` (its value `written`) must not be or hold a directory of the master
+    (master_dirs), nor lie inside one of MASTER_TREES; `how` says why, for the problem line."""
+    dirs = master_dirs()
+    path = posixpath.normpath(written)
+    held = [d for d in dirs if d == path or _inside(d, path)]
+    if held:
+        first = min(held, key=len)
+        verb = "is" if first == path else "holds"
+        return [f"{field}: {written!r} {verb} {first} ({dirs[first]}): {how}"]
+    if tree := next((t for t in MASTER_TREES if _inside(path, t)), None):
+        return [
+            f"{field}: {written!r} lies inside {tree}, a directory of the master's system: {how}"
+        ]
+    return []
+
+
 def _image_root_problems(inv: Inventory) -> list[str]:
     """An image root (the working tree the update node writes as root) must not be or hold a
-    directory of the master (master_dirs), nor lie inside one of MASTER_TREES. Compared as
-    written; the control and state directories and the TFTP root are checked apart
-    (_apart_problems), with links followed by `image commit` too."""
-    dirs = master_dirs()
+    directory of the master (master_dirs), nor lie inside one of MASTER_TREES, nor inside
+    /var/lib but out of VAR_LIB_IMAGE_TREES. The TFTP root (served to the whole cluster network
+    without authentication) must not be or hold a master directory nor lie inside one of
+    MASTER_TREES either. Compared as written; the control and state directories and the TFTP
+    root are checked apart (_apart_problems), with links followed by `image commit` too."""
+    how = "the update node writes it as root"
     problems = []
     for name, image in sorted(inv.images.items()):
-        root = posixpath.normpath(image.root)
-        held = [d for d in dirs if d == root or _inside(d, root)]
-        if held:
-            first = min(held, key=len)
-            verb = "is" if first == root else "holds"
-            problems.append(
-                f"images.{name}.root: {image.root!r} {verb} {first} ({dirs[first]}): the update "
-                "node writes it as root"
-            )
-        elif tree := next((t for t in MASTER_TREES if _inside(root, t)), None):
-            problems.append(
-                f"images.{name}.root: {image.root!r} lies inside {tree}, a directory of the "
-                "master's system: the update node writes it as root"
-            )
+        field = f"images.{name}.root"
+        found = _master_place_problems(field, image.root, how)
+        if not found and _in_var_lib_of_another(posixpath.normpath(image.root)):
+            found = [
+                f"{field}: {image.root!r} lies inside /var/lib, where the master's programs keep "
+                f"their state: {how} (use /srv/..., {', '.join(VAR_LIB_IMAGE_TREES)}/... or a "
+                "/var/lib directory named for clustcontrol)"
+            ]
+        problems += found
+    problems += _master_place_problems(
+        "cluster.tftp_root",
+        inv.cluster.tftp_root,
+        "in.tftpd serves it to the whole cluster network without authentication",
+    )
     return problems
 
 

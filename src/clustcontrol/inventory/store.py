@@ -40,6 +40,7 @@ CONFIG_ENV = "CLUSTCONTROL_CONFIG"
 #: Modes `init` gives a new inventory and the directory it creates for it.
 CONFIG_MODE = 0o600
 CONFIG_DIR_MODE = 0o700
+PARENT_DIR_MODE = 0o755
 #: How long an inventory edit waits for another to finish, in seconds (edit_inventory).
 EDIT_LOCK_WAIT = 60.0
 
@@ -325,14 +326,20 @@ def save_new_document(path: Path, text: str) -> None:
     """Validate a freshly written document (e.g. from `init`) and save it atomically.
 
     A missing directory is created with mode 0700 (CONFIG_DIR_MODE, whatever the umask: its
-    editors' backup and swap files stay private too), a new file gets mode 0600 (CONFIG_MODE;
-    an existing one keeps its mode): the inventory is the master's alone, and will hold BMC
-    credentials. Raises InvalidInputError when `text` is not a valid inventory or `path` lies
-    inside a path the master serves (check_location), nothing written then; OSError when it
-    cannot be written."""
+    editors' backup and swap files stay private too), missing directories above it 0755
+    (PARENT_DIR_MODE: under umask 000 a world-writable parent let a local user rename the
+    inventory's directory away and put one of their own in its place), a new file gets mode
+    0600 (CONFIG_MODE; an existing one keeps its mode): the inventory is the master's alone,
+    and will hold BMC credentials. Raises InvalidInputError when `text` is not a valid
+    inventory or `path` lies inside a path the master serves (check_location), nothing written
+    then; OSError when it cannot be written."""
     check_location(path, parse_inventory(to_plain(load_document(text, path)), str(path)))
     if not path.parent.exists():
-        path.parent.mkdir(parents=True, mode=CONFIG_DIR_MODE)
+        missing = [d for d in reversed(path.parent.parents) if not d.exists()]
+        for parent in missing:  # 0755 whatever the umask, as apply makes its directories
+            parent.mkdir(mode=PARENT_DIR_MODE, exist_ok=True)
+            parent.chmod(PARENT_DIR_MODE)
+        path.parent.mkdir(mode=CONFIG_DIR_MODE)
         path.parent.chmod(CONFIG_DIR_MODE)
     with waiting_lock(path.parent, EDIT_LOCK_WAIT):
         atomic_write(path, text.encode(), mode=CONFIG_MODE)
