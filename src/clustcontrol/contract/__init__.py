@@ -571,6 +571,9 @@ SECRETS: tuple[Secret, ...] = (
     Secret("etc/munge/munge.key", "MUNGE's key: it forges Slurm job credentials"),
     Secret("etc/security/opasswd", "old password hashes (pam_pwhistory, pam_unix remember=)"),
     Secret("var/cache/debconf/passwords.dat", "debconf's answers to password questions, plain"),
+    Secret("var/backups/shadow.bak", "password hashes (the daily copy of cron.daily/passwd)"),
+    Secret("var/backups/gshadow.bak", "group password hashes (the daily copy)"),
+    Secret("var/lib/systemd/credential.secret", "systemd's host key for credentials"),
 )
 #: The patterns alone, in order.
 SECRET_PATTERNS = tuple(s.path for s in SECRETS)
