@@ -78,9 +78,10 @@ def test_every_path_a_renderer_writes_could_be_rendered(data: dict[str, object])
     except InvalidInputError:
         assume(False)
         return
+    roots = [i.root for i in inv.images.values()]
     for output in render_all(RenderContext(inv)):
         if not output.block:  # blocks are never in the manifest, never removed
-            assert could_render(output.path), output.path
+            assert could_render(output.path, roots), output.path
 
 
 @pytest.mark.parametrize(
@@ -100,30 +101,44 @@ def test_every_path_a_renderer_writes_could_be_rendered(data: dict[str, object])
         "/etc/bind/clustcontrol/../../passwd",
         MANIFEST,
         LOCK,
+        "/usr/lib/PXELINUX/pxelinux.0",  # what apply copies the boot files from
+        "/usr/lib/syslinux/modules/bios/ldlinux.c32",
+        "/etc/tftp/cluster_node/pxelinux.cfg/default",  # no TFTP root lies inside /etc
     ],
 )
 def test_the_masters_own_files_are_never_renderable(path: str) -> None:
     assert not could_render(path)
 
 
-def test_apply_refuses_a_manifest_entry_it_never_renders(cli: Cli, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "/etc/passwd",
+        "/usr/lib/PXELINUX/pxelinux.0",
+        "/srv/nfs4/clusternoderoot/boot/pxelinux.cfg/default",  # inside the image root
+    ],
+)
+def test_apply_refuses_a_manifest_entry_it_never_renders(
+    cli: Cli, tmp_path: Path, entry: str
+) -> None:
     cli.config.write_text(json.dumps(inventory_data()))
     prefix = tmp_path / "p"
     assert cli("apply", "--root", prefix, "--no-check").code == 0
-    passwd = prefix / "etc/passwd"
-    passwd.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    victim = prefix / entry.lstrip("/")
+    victim.parent.mkdir(parents=True, exist_ok=True)
+    victim.write_text("root:x:0:0:root:/root:/bin/bash\n")
     manifest = prefix / MANIFEST.lstrip("/")
     files = json.loads(manifest.read_text())["files"]
-    manifest.write_text(json.dumps({"files": [*files, "/etc/passwd"]}))
+    manifest.write_text(json.dumps({"files": [*files, entry]}))
     before = manifest.read_bytes()
     for extra in (["--dry-run"], []):
         result = cli("apply", "--root", prefix, "--no-check", *extra)
         assert result.code == 1, result.err
         assert result.err.splitlines()[0] == (
-            f"clustcontrol: error: {manifest}: entry '/etc/passwd' is no file clustcontrol "
+            f"clustcontrol: error: {manifest}: entry {entry!r} is no file clustcontrol "
             "renders; apply never removes it"
         )
-        assert passwd.read_text() == "root:x:0:0:root:/root:/bin/bash\n"
+        assert victim.read_text() == "root:x:0:0:root:/root:/bin/bash\n"
         assert manifest.read_bytes() == before
 
 

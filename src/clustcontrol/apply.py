@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import posixpath
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -247,12 +248,22 @@ class Installer:
     root and a symbolic link at a target path is refused (UnsafePathError). With `follow`, such
     a link is followed inside the root instead and the file it leads to is read or replaced (an
     image's standard root, seen as its nodes see it); with `keep_modes` False, an existing file
-    written gets its change's mode instead of keeping its own."""
+    written gets its change's mode instead of keeping its own. `foreign`: directories (absolute
+    target paths) no renderer writes into, such as the image roots: a manifest entry inside one
+    is no file apply installed (render.paths.could_render)."""
 
-    def __init__(self, root: Path, *, follow: bool = False, keep_modes: bool = True) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        follow: bool = False,
+        keep_modes: bool = True,
+        foreign: Iterable[str] = (),
+    ) -> None:
         self.root = root
         self.follow = follow
         self.keep_modes = keep_modes
+        self.foreign = tuple(foreign)
 
     def tree(self, *, create: bool = False) -> RootDir:
         """A RootDir on the installer's root, with its `follow` (see rootdir.RootDir)."""
@@ -296,7 +307,7 @@ class Installer:
                     f"{tree.display(MANIFEST)}: entry {entry!r} is not a normalized absolute path",
                     hint="remove the entry (apply only records the absolute paths it installs)",
                 )
-            if not could_render(entry):
+            if not could_render(entry, self.foreign):
                 raise ClustcontrolError(
                     f"{tree.display(MANIFEST)}: entry {entry!r} is no file clustcontrol renders; "
                     "apply never removes it",
@@ -558,7 +569,7 @@ def apply_tree(
         selected &= set(services)
     warnings = ganesha_exposure(inv, root) if "nfs-ganesha" in selected else []
     outputs = [o for o in tree if o.service in selected]
-    installer = Installer(root)
+    installer = Installer(root, foreign=[posixpath.normpath(i.root) for i in inv.images.values()])
     # A dry run writes nothing, not even the lock file.
     lock = contextlib.nullcontext() if dry_run else installer.lock()
     with lock:
