@@ -387,3 +387,61 @@ def test_refused_apply_writes_nothing(root: Path, victim: Path) -> None:
         do_apply(make_inventory(), root)
     files = [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
     assert [str(p.relative_to(root)) for p in files] == [LOCK.lstrip("/")]
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_link_on_the_way_to_the_bind_mount_is_refused(
+    root: Path, victim: Path, dry_run: bool
+) -> None:
+    """The update node renames the working tree's etc away (the bind mount moves with it) and
+    puts etc -> /var/lib in its place: mount -a would then hide /var/lib/clustcontrol (the
+    state directory, apply's manifest) under the read-only control directory. apply stops
+    before it writes anything, naming the link."""
+    inv = make_inventory()
+    do_apply(inv, root)
+    fstab = (root / "etc/fstab").read_bytes()
+    std = root / inv.images["default"].root.lstrip("/")
+    (std / "etc/clustcontrol").mkdir(parents=True)
+    (std / "etc").rename(std / "etc.moved")
+    (std / "etc").symlink_to(victim.parent)
+    with pytest.raises(UnsafePathError) as caught:
+        do_apply(make_inventory(nodes=[*BASE["nodes"], NODE03]), root, dry_run=dry_run)
+    assert caught.value.lines() == [
+        f"{std}/etc: a symbolic link (to {str(victim.parent)!r}) on the way to the bind mount "
+        f"of the control directory at {inv.images['default'].root}/etc/clustcontrol (image "
+        "default): mount would follow it out of the standard"
+    ]
+    assert caught.value.hint is not None and "restore the directory" in caught.value.hint
+    assert (root / "etc/fstab").read_bytes() == fstab
+    assert not (root / PXE / "pxelinux.cfg/C0A8000D").exists()  # node03's: nothing written
+    assert untouched(victim)
+    (std / "etc").unlink()
+    (std / "etc.moved").rename(std / "etc")
+    do_apply(make_inventory(nodes=[*BASE["nodes"], NODE03]), root)
+
+
+def test_validate_names_a_link_on_the_way_to_the_bind_mount(cli: Cli, tmp_path: Path) -> None:
+    """validate looks at the live mount points as apply does (exit 2, the same line)."""
+    std = tmp_path / "std"
+    (std / "etc").mkdir(parents=True)
+    data = {**BASE, "images": {"default": {"root": str(std)}}}
+    cli.config.write_text(json.dumps(data))
+    assert cli("validate").code == 0
+    (std / "etc").rename(std / "etc.moved")
+    (std / "etc").symlink_to(tmp_path)
+    result = cli("validate")
+    assert result.code == 2
+    assert result.err.startswith(
+        f"clustcontrol: error: {std}/etc: a symbolic link (to {str(tmp_path)!r}) on the way to "
+        "the bind mount"
+    ), result.err
+
+
+def test_links_above_the_standard_are_the_administrators(root: Path) -> None:
+    """/srv -> /data/srv is the administrator's: only links inside a standard are refused."""
+    (root / "data/srv").mkdir(parents=True)
+    (root / "srv").symlink_to("data/srv")
+    inv = make_inventory()
+    do_apply(inv, root)
+    (root / "data/srv/nfs4/clusternoderoot/etc").mkdir(parents=True, exist_ok=True)
+    do_apply(make_inventory(nodes=[*BASE["nodes"], NODE03]), root)

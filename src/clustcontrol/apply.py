@@ -20,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import os
 import posixpath
 import re
+import stat
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,7 @@ from clustcontrol.export_filesystems import exposure, placements
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.render.base import Output, RenderedTree, Service
 from clustcontrol.render.firewall import REMOVE_TABLE, UNIT, uses_rsync
+from clustcontrol.render.nfs import control_mount_point
 from clustcontrol.render.paths import could_render
 from clustcontrol.rootdir import RootDir, Staged, is_target_path
 from clustcontrol.run import require, run, which
@@ -531,6 +534,52 @@ def ganesha_exposure(inv: Inventory, root: Path) -> list[str]:
     return lines
 
 
+BIND_TARGET_HINT = (
+    "the update node writes the working tree as root and can rename a directory holding the "
+    "mount and put a link in its place; mount(8) follows it: restore the directory (remove the "
+    "link, move the directory back) and look at what else the update node changed"
+)
+
+
+def bind_mount_problems(inv: Inventory, root: Path) -> list[str]:
+    """Where the fstab block's bind mounts of the control directory (render_bind_mounts) would
+    land elsewhere than inside their standard: one line per mount point under `root` ("/" on
+    the master) whose path inside its tree (the working tree or the generation roots) passes
+    through a symbolic link, or a component that is no directory; links above the tree are the
+    administrator's (/srv -> /data/srv) and followed. mount(8) and systemd's fstab generator
+    follow links in a mount point: an update node that renames etc away and links
+    etc -> /var/lib made `mount -a` hide the master's state directory under the read-only
+    control directory. A missing component ends the walk
+    (mount fails there, nothing is hidden). Raises OSError when a component cannot be
+    examined."""
+    control_dir = inv.cluster.control_dir
+    problems = []
+    for image in sorted(inv.images):
+        for tree in (inv.images[image].root, inv.generation_roots(image)):
+            target = control_mount_point(tree, control_dir)
+            here = root / posixpath.normpath(tree).lstrip("/")  # the admin's links: followed
+            for part in posixpath.normpath(control_dir).strip("/").split("/"):
+                here = here / part
+                try:
+                    st = os.lstat(here)
+                except FileNotFoundError:
+                    break
+                if stat.S_ISLNK(st.st_mode):
+                    problems.append(
+                        f"{here}: a symbolic link (to {str(here.readlink())!r}) on the way "
+                        f"to the bind mount of the control directory at {target} (image "
+                        f"{image}): mount would follow it out of the standard"
+                    )
+                    break
+                if not stat.S_ISDIR(st.st_mode):
+                    problems.append(
+                        f"{here}: not a directory, on the way to the bind mount of the control "
+                        f"directory at {target} (image {image})"
+                    )
+                    break
+    return problems
+
+
 def apply_tree(
     inv: Inventory,
     tree: RenderedTree,
@@ -558,7 +607,9 @@ def apply_tree(
     are stopped first (STOPS: the firewall's table is deleted), then each selected service with
     a change is reloaded once (RELOADS); see live_services.
 
-    When nfs-ganesha is among the services, its exported directories are looked at first
+    The bind mounts' mount points are looked at first (bind_mount_problems): UnsafePathError
+    when one passes through a link (nothing is installed then). When nfs-ganesha is among the
+    services, its exported directories are looked at first
     (ganesha_exposure): InvalidInputError when one is not confined to itself and
     cluster.ganesha_shared_file_systems is false (nothing is installed then), else one warning
     per such directory in the result."""
@@ -568,6 +619,8 @@ def apply_tree(
     if services is not None:
         selected &= set(services)
     warnings = ganesha_exposure(inv, root) if "nfs-ganesha" in selected else []
+    if "bind-mount" in selected and (problems := bind_mount_problems(inv, root)):
+        raise UnsafePathError(problems, hint=BIND_TARGET_HINT)
     outputs = [o for o in tree if o.service in selected]
     installer = Installer(root, foreign=[posixpath.normpath(i.root) for i in inv.images.values()])
     # A dry run writes nothing, not even the lock file.

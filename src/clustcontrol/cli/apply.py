@@ -10,9 +10,11 @@ import click
 from rich.table import Table
 
 from clustcontrol.apply import (
+    BIND_TARGET_HINT,
     ApplyResult,
     Installer,
     apply_tree,
+    bind_mount_problems,
     ganesha_exposure,
     selected_services,
     write_tree,
@@ -38,9 +40,10 @@ from clustcontrol.render import RenderContext, RenderedTree, render_all
 @click.command()
 @pass_state
 def validate(state: State) -> None:
-    """Check the inventory, its disk layouts with the real sfdisk too, and with nfs-ganesha
-    the file systems of what it would export (as apply does); print every problem, one per
-    line (exit 2 when there is one).
+    """Check the inventory, its disk layouts with the real sfdisk too, the control directory's
+    mount points inside each standard (no link on the way) and with nfs-ganesha the file
+    systems of what it would export (as apply does); print every problem, one per line (exit 2
+    when there is one).
 
     \b
     Example:
@@ -48,6 +51,8 @@ def validate(state: State) -> None:
     """
     inv = state.inventory()
     problems, hint, warnings = sfdisk_problems(inv), None, []
+    if linked := bind_mount_problems(inv, Path("/")):
+        problems, hint = problems + linked, BIND_TARGET_HINT
     if "nfs-ganesha" in selected_services(inv):
         try:
             warnings = ganesha_exposure(inv, Path("/"))
