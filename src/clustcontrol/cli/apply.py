@@ -9,7 +9,14 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from clustcontrol.apply import ApplyResult, Installer, apply_tree, selected_services, write_tree
+from clustcontrol.apply import (
+    ORIGINALS,
+    ApplyResult,
+    Installer,
+    apply_tree,
+    selected_services,
+    write_tree,
+)
 from clustcontrol.cli.common import (
     State,
     dry_run_option,
@@ -89,6 +96,12 @@ def _print_result(result: ApplyResult, verbose_diff: bool) -> None:
         out.print(table)
     else:
         out.print(table.title)
+    for path in result.kept:
+        verb = "would keep" if result.dry_run else "kept"
+        out.print(
+            f"{verb} the original of {printable(path)} in {ORIGINALS} "
+            "(put back when apply no longer writes it)"
+        )
     if result.cleaned:
         count = len(result.cleaned)
         out.print(f"removed {count} temp file{'s' * (count != 1)} an interrupted apply left")
