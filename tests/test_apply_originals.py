@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from clustcontrol.apply import (
@@ -77,10 +77,12 @@ def apply(inv: Inventory, root: Path, *, dry_run: bool = False) -> Any:
 
 
 def uninstall(root: Path) -> None:
-    """What no inventory renders: every file of apply's goes, every original comes back."""
+    """What no inventory renders: every file of apply's goes, every original comes back (and
+    the temp files a killed apply left, beside the managed-block files too, as apply's targets
+    include them)."""
     installer = Installer(root)
     with installer.lock():
-        installer.install(installer.plan([]))
+        installer.install(installer.plan([]), ["/" + rel for rel in BLOCK_FILES])
 
 
 def put(
@@ -412,6 +414,10 @@ STEP = st.fixed_dictionaries(
 @given(
     st.dictionaries(st.sampled_from(CANDIDATES), FILE, min_size=1),
     st.lists(STEP, min_size=1, max_size=5),
+)
+@example(  # killed staging /etc/fstab's block: its temp file is the uninstall's to remove too
+    {DHCPD_CONF: (b"", 0o600, OWNERS[0])},
+    [{"dhcp_server": "isc", "nfs_server": "kernel", "interface": None, "kill": 3}],
 )
 def test_switches_put_back_every_distribution_file(
     tmp_path: Path,
