@@ -2,6 +2,11 @@
 the old or the new content and whole, every file of ours is in the manifest, and the next apply
 removes the strays and leaves exactly the files of its inventory.
 
+The master starts with the DHCP servers' own files (issue 12): the old apply keeps dhcpd.conf's
+original and the new one puts it back and keeps kea-dhcp4.conf's, so the kills land in the
+store of originals too; whichever apply follows, the tree (that store included) is exactly what
+the uninterrupted applies give.
+
 Seeded and bounded: TRIALS kills of a real subprocess, stopping early after BUDGET seconds."""
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from typing import Any
 
 import pytest
 
-from clustcontrol.apply import LOCK, MANIFEST, Installer, apply_tree
+from clustcontrol.apply import LOCK, MANIFEST, ORIGINALS, Installer, apply_tree
 from clustcontrol.fsutil import is_temp_name
 from clustcontrol.inventory.store import load_inventory
+from clustcontrol.originals import key
 from clustcontrol.render import RenderContext, render_all
 
 SEED = 11
@@ -29,6 +35,11 @@ TRIALS = 28
 BUDGET = 20.0  # seconds for the kill loop
 NODES = 200
 SERIAL = re.compile(rb"^\s*\d+\s*; serial.*$", re.MULTILINE)
+# The distribution's own files, there before any apply (relative to the root).
+DISTRIBUTION = {
+    "etc/kea/kea-dhcp4.conf": b'// from kea-dhcp4-server\n{ "Dhcp4": { } }\n',
+    "etc/dhcp/dhcpd.conf": b"# from isc-dhcp-server\n",
+}
 
 Files = dict[str, bytes]
 
@@ -53,6 +64,11 @@ def inventory(new: bool) -> dict[str, Any]:
         images["gpu"] = {"root": "/srv/nfs4/gpuroot", "transport": "rsync"}
         cluster["dhcp_server"] = "kea"
     return {"cluster": cluster, "images": images, "nodes": nodes}
+
+
+def kept(rel: str) -> str:
+    """Where apply keeps the original of rel (relative to the root, as rel)."""
+    return f"{ORIGINALS.lstrip('/')}/{key('/' + rel)}"
 
 
 def files(root: Path) -> Files:
@@ -119,11 +135,15 @@ def test_killed_apply_leaves_old_or_new_files_and_the_next_apply_cleans_up(
         configs[name] = tmp_path / f"{name}.yaml"
         configs[name].write_text(json.dumps(inventory(name == "new")))  # JSON is YAML
     base = tmp_path / "base"
+    for rel, data in DISTRIBUTION.items():
+        (base / rel).parent.mkdir(parents=True, exist_ok=True)
+        (base / rel).write_bytes(data)
     apply_config(configs["old"], base)
     after_new = tmp_path / "after-new"
     shutil.copytree(base, after_new, symlinks=True)
     apply_config(configs["new"], after_new)
     old, new = files(base), files(after_new)
+    assert kept("etc/dhcp/dhcpd.conf") in old and kept("etc/kea/kea-dhcp4.conf") in new
     listed = [json.loads(tree[MANIFEST.lstrip("/")])["files"] for tree in (old, new)]
     ours = {p.lstrip("/") for entries in listed for p in entries}
     both = json.dumps({"files": sorted({*listed[0], *listed[1]})}, indent=0).encode() + b"\n"
@@ -161,7 +181,10 @@ def test_killed_apply_leaves_old_or_new_files_and_the_next_apply_cleans_up(
         for path in sorted(set(found) - set(temps)):
             assert found[path] in (old.get(path), new.get(path)), f"trial {trial}: {path} mixed"
         tracked = {p.lstrip("/") for p in json.loads(recorded)["files"]}
-        assert {p for p in found if p in ours} <= tracked, f"trial {trial}: not in the manifest"
+        mine = {p for p in found if p in ours and found[p] != DISTRIBUTION.get(p)}
+        assert mine <= tracked, f"trial {trial}: not in the manifest"
+        for rel, data in DISTRIBUTION.items():  # the live file, or kept while it is ours
+            assert found.get(rel) == data or found.get(kept(rel)) == data, f"trial {trial}: {rel}"
 
         follow = "old" if trial % 2 else "new"  # old: the new node's files must go again
         cleaned += len(apply_config(configs[follow], root))

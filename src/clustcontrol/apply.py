@@ -3,7 +3,8 @@
 plan      compare every selected output with what is installed; nothing changed -> no write
 check     the real programs' checkers on the new files (verify.py)
 replace   atomic write per file (temp + fsync + rename), managed blocks merged in place,
-          files installed by an earlier apply and no longer rendered are removed
+          files installed by an earlier apply and no longer rendered are removed, or put back
+          as the distribution had them (originals.py)
 reload    once per affected service, only on the live root
 
 Every path is resolved inside the root (rootdir.RootDir): no manifest entry and no symbolic
@@ -13,6 +14,14 @@ it, apply never removes anything but its own kinds of files.
 The manifest lists every path an apply may leave behind before the first rename (the old and
 the new paths), and only the new ones once all is in place; temp files a killed apply left
 are removed by the next one.
+
+A file that exists but is not in the manifest (the distribution's /etc/kea/kea-dhcp4.conf) is
+not apply's: before apply first replaces it (or records it unchanged), it keeps the original in
+ORIGINALS (originals.OriginalStore: bytes, mode, owner). When the path is no longer rendered,
+the original is written back (action "restore") instead of the file being removed, then the
+manifest drops the path, then the saved copy is dropped. At every point a killed apply stops,
+each original is either the live file or saved with the path still in the manifest (see
+Installer.install).
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from typing import Literal
 from clustcontrol.errors import ClustcontrolError, InvalidInputError, UnsafePathError
 from clustcontrol.export_filesystems import exposure, placements
 from clustcontrol.inventory.model import Inventory
+from clustcontrol.originals import OriginalStore
 from clustcontrol.render.base import Output, RenderedTree, Service
 from clustcontrol.render.firewall import REMOVE_TABLE, UNIT, uses_rsync
 from clustcontrol.render.nfs import control_mount_point
@@ -42,10 +52,12 @@ from clustcontrol.verify import CheckResult, check_outputs, require_clean
 
 MANIFEST = "/var/lib/clustcontrol/installed.json"
 LOCK = "/run/clustcontrol-apply.lock"
+#: The originals of the files apply took over (originals.OriginalStore), beside the manifest.
+ORIGINALS = posixpath.join(posixpath.dirname(MANIFEST), "originals")
 BLOCK_BEGIN = "# BEGIN clustcontrol managed block: generated, do not edit"
 BLOCK_END = "# END clustcontrol managed block"
 
-Action = Literal["create", "update", "remove"]
+Action = Literal["create", "update", "remove", "restore"]
 
 RELOADS: dict[Service, list[list[str]]] = {
     "dns": [["rndc", "reload"]],
@@ -181,12 +193,15 @@ def _blocks(markers: list[tuple[int, bool]]) -> tuple[list[tuple[int, int]], lis
 
 @dataclass(frozen=True)
 class Change:
-    """One file to create, update or remove, with both contents for the diff.
+    """One file to create, update, remove or restore, with both contents for the diff.
 
     `path` is absolute as seen on the target system (the installer puts it under its root),
     `old` and `new` are the current and wanted contents (None: absent), `mode` the permission
-    bits a new file gets, `service` the owner (None for a stale file being removed), `group`
-    the group a new file gets when the target system has it (see Output.group)."""
+    bits a new file gets, `service` the owner (None for a stale file of no known service),
+    `group` the group a new file gets when the target system has it (see Output.group).
+    A "restore" puts back a file apply took over (originals.Original): `new` is its original
+    content, written with exactly `mode` and `ownership` (uid, gid) whatever the live file has.
+    """
 
     path: str
     action: Action
@@ -195,6 +210,7 @@ class Change:
     new: bytes | None
     mode: int = 0o644
     group: str | None = None
+    ownership: tuple[int, int] | None = None
 
     def diff(self) -> str:
         """A unified diff of old and new (a/PATH, b/PATH, /dev/null for an absent side), or a
@@ -227,12 +243,25 @@ def _binary(data: bytes | None) -> bool:
     return data is not None and b"\0" in data[:8192]
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What Installer.plan found: the changes, how many outputs are unchanged, the sorted target
+    paths of the new manifest, and `taken_over`: the sorted paths that exist but are not in the
+    old manifest and become apply's (changed or not), whose originals install keeps first."""
+
+    changes: list[Change]
+    unchanged: int
+    installed: list[str]
+    taken_over: list[str] = field(default_factory=list)
+
+
 @dataclass
 class ApplyResult:
     """What apply_tree did (or, with `dry_run`, would do): the changes, how many outputs were
     already up to date, the checker results, the reload commands run (argv joined by spaces),
-    the temp files an interrupted apply had left, now removed (paths on this machine), and
-    warnings for the user, one line each (see ganesha_exposure).
+    the temp files an interrupted apply had left, now removed (paths on this machine),
+    warnings for the user, one line each (see ganesha_exposure), and the target paths whose
+    originals apply keeps (would keep) in ORIGINALS before it first replaces them.
     """
 
     changes: list[Change]
@@ -242,6 +271,7 @@ class ApplyResult:
     dry_run: bool = False
     cleaned: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
 
 
 class Installer:
@@ -325,16 +355,18 @@ class Installer:
         *,
         partial: bool = False,
         owners: Mapping[str, Service] | None = None,
-    ) -> tuple[list[Change], int, list[str]]:
-        """Changes that install outputs, how many are unchanged, and the new manifest.
-
-        Returns (changes, unchanged count, sorted target paths for the manifest); block outputs
-        are merged into the installed file and are not listed in the manifest. A stale file
-        (installed earlier, not among `outputs`) is removed; its change names the service
-        `owners` (live path -> service, e.g. of every rendered output) gives it, else None. Raises
-        ClustcontrolError when the existing manifest is not valid JSON of the expected shape or
-        lists a path that is not normalized and absolute or that no renderer writes
-        (render.paths.could_render: apply removes nothing else), UnsafePathError naming every
+    ) -> Plan:
+        """Changes that install outputs, how many are unchanged, the new manifest and the files
+        taken over (see Plan); block outputs are merged into the installed file and are not
+        listed in the manifest. A stale file (installed earlier, not among `outputs`) is
+        removed, or restored when apply keeps its original (ORIGINALS; nothing to do when the
+        live file already is the original, mode and owner included, as a killed apply may have
+        left it); its change names the service `owners` (live path -> service, e.g. of every
+        rendered output) gives it, else None. Raises ClustcontrolError when the existing
+        manifest is not valid JSON of the expected shape or lists a path that is not normalized
+        and absolute or that no renderer writes (render.paths.could_render: apply removes
+        nothing else), or a saved original is damaged (OriginalStore.load), UnsafePathError
+        naming every
         target (installed or stale) that is a symbolic link or not a regular file, and
         InvalidInputError naming every marker line of a managed-block file whose markers make
         no single block (merge_block).
@@ -345,11 +377,13 @@ class Installer:
         changes: list[Change] = []
         unchanged = 0
         installed: list[str] = []
+        taken_over: list[str] = []
         refused: list[UnsafePathError] = []
         refused_paths: set[str] = set()  # each named once, not again as a stale file
         unmerged: list[InvalidInputError] = []
         with RootDir(self.root) as tree:
             manifest = self._manifest(tree)
+            originals = OriginalStore(tree, ORIGINALS).load()
             for output in outputs:
                 try:
                     old = tree.read(output.path)
@@ -366,6 +400,8 @@ class Installer:
                         continue
                 if not output.block:
                     installed.append(output.path)
+                    if old is not None and output.path not in manifest:
+                        taken_over.append(output.path)
                 if old == new:
                     unchanged += 1
                     continue
@@ -380,8 +416,15 @@ class Installer:
                 except UnsafePathError as exc:
                     refused.append(exc)
                     continue
-                if old is not None:
-                    owner = owners.get(path) if owners else None
+                owner = owners.get(path) if owners else None
+                original = originals.get(path)
+                if original is not None:
+                    if not original.matches(old, tree.stat(path)):
+                        back = (original.uid, original.gid)
+                        data, mode = original.data, original.mode
+                        restore = Change(path, "restore", owner, old, data, mode, ownership=back)
+                        changes.append(restore)
+                elif old is not None:
                     changes.append(Change(path, "remove", owner, old, None))
         if refused:
             raise UnsafePathError(
@@ -391,9 +434,8 @@ class Installer:
             raise InvalidInputError(
                 [line for exc in unmerged for line in exc.problems], hint=unmerged[0].hint
             )
-        if partial:
-            return changes, unchanged, sorted(manifest | set(installed))
-        return changes, unchanged, sorted(installed)
+        new_manifest = sorted(manifest | set(installed)) if partial else sorted(installed)
+        return Plan(changes, unchanged, new_manifest, sorted(taken_over))
 
     def _write(self, tree: RootDir, changes: list[Change]) -> None:
         # Stage everything, flush the staged files, then one rename per file; removals last,
@@ -410,6 +452,7 @@ class Installer:
                             group=c.group,
                             fsync=False,
                             keep_mode=self.keep_modes,
+                            owner=c.ownership,
                         )
                     )
             tree.flush(staged)
@@ -440,29 +483,41 @@ class Installer:
         if tree.read(MANIFEST) != manifest:
             tree.write(MANIFEST, manifest)
 
-    def install(
-        self, changes: list[Change], installed: list[str], targets: Iterable[str] = ()
-    ) -> list[str]:
-        """Install the changes and record the `installed` target paths in the manifest
+    def install(self, plan: Plan, targets: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+        """Install the plan's changes and record its `installed` target paths in the manifest
         (MANIFEST, JSON {"files": [...]}), so that no interrupted run leaves a file no later
-        apply removes:
+        apply handles, and none loses a file apply took over:
 
         1. remove the temp files an interrupted apply left beside any path of the old manifest,
-           `installed`, the changes, `targets` (e.g. every output, blocks included) or MANIFEST;
-        2. record the old and the new paths together;
-        3. write the changes (RootDir: stage, flush, rename; then removals);
-        4. record `installed` alone.
+           `installed`, the changes, `targets` (e.g. every output, blocks included), MANIFEST
+           or the store of originals;
+        2. keep the original of each path taken over that is still not in the manifest
+           (ORIGINALS: the live file is not apply's, so it is the distribution's);
+        3. record the old and the new paths together;
+        4. write the changes (RootDir: stage, flush, rename; restores too; then removals);
+        5. record `installed` alone;
+        6. drop the saved originals of the paths no longer in the manifest: restored in 4, or
+           left as they were by a killed apply (OriginalStore.prune).
 
-        Returns the removed temp files (paths on this machine). Raises UnsafePathError when a
-        target is a symbolic link or not a regular file, OSError when a write fails."""
+        Killed before 3, a path taken over is still the distribution's file and not in the
+        manifest (a next apply keeps it again, or drops the copy); from 3 to 5 it is in the
+        manifest with its original saved (a next apply restores it, or finds it restored);
+        after 5 it is the original again. Returns (the removed temp files, paths on this
+        machine; the paths whose originals were kept). Raises UnsafePathError when a target is
+        a symbolic link or not a regular file, OSError when a write fails."""
         with RootDir(self.root, create=True) as tree:
             old = self._manifest(tree)
-            paths = {*old, *installed, *targets, MANIFEST, *(c.path for c in changes)}
+            store = OriginalStore(tree, ORIGINALS)
+            stored = [posixpath.join(ORIGINALS, name) for name in store.names()]
+            changed = (c.path for c in plan.changes)
+            paths = {*old, *plan.installed, *targets, MANIFEST, *changed, *stored}
             cleaned = tree.remove_temps(paths)
-            self._write_manifest(tree, old | set(installed))
-            self._write(tree, changes)
-            self._write_manifest(tree, installed)
-        return cleaned
+            kept = [path for path in plan.taken_over if path not in old and store.save(path)]
+            self._write_manifest(tree, old | set(plan.installed))
+            self._write(tree, plan.changes)
+            self._write_manifest(tree, plan.installed)
+            store.prune(set(plan.installed))
+        return cleaned, kept
 
 
 def _run_commands(
@@ -627,20 +682,20 @@ def apply_tree(
     lock = contextlib.nullcontext() if dry_run else installer.lock()
     with lock:
         owners = {o.path: o.service for o in tree}
-        changes, unchanged, installed = installer.plan(
-            outputs, partial=services is not None, owners=owners
-        )
+        plan = installer.plan(outputs, partial=services is not None, owners=owners)
+        changes = plan.changes
         changed_paths = {c.path for c in changes}
         checks: list[CheckResult] = []
         if check and changes:
             checks = check_outputs(o for o in outputs if o.path in changed_paths)
             require_clean(checks)
-        result = ApplyResult(changes, unchanged, checks, dry_run=dry_run, warnings=warnings)
+        result = ApplyResult(changes, plan.unchanged, checks, dry_run=dry_run, warnings=warnings)
+        result.kept = plan.taken_over
         if dry_run:
             return result
         if reload and any(c.service == "firewall" for c in changes):
             require("nft", "nftables")  # loads the table, or deletes it
-        result.cleaned = installer.install(changes, installed, (o.path for o in outputs))
+        result.cleaned, result.kept = installer.install(plan, (o.path for o in outputs))
         if reload:
             stop, reload_ = live_services(changes, selected)
             result.reloaded = stop_services(stop) + reload_services(reload_)

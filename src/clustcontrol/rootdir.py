@@ -43,6 +43,7 @@ from clustcontrol.fsutil import is_temp_name, locked_fd, open_regular, temp_name
 FLUSH_WORKERS = 32
 
 DIR_MODE = 0o755
+PRIVATE_DIR_MODE = 0o700  # private_dir's
 MAX_SYMLINKS = 40  # links followed for one path in all, as the kernel (path_resolution(7))
 GROUP_FILE = "/etc/group"
 
@@ -57,7 +58,7 @@ SYMLINK_HINT = (
     "points to (or remove it), then run apply again"
 )
 
-__all__ = ["DIR_MODE", "RootDir", "Staged", "is_target_path", "is_temp_name"]
+__all__ = ["DIR_MODE", "PRIVATE_DIR_MODE", "RootDir", "Staged", "is_target_path", "is_temp_name"]
 
 
 def is_target_path(path: str) -> bool:
@@ -427,6 +428,7 @@ class RootDir:
         group: str | None = None,
         fsync: bool = True,
         keep_mode: bool = True,
+        owner: tuple[int, int] | None = None,
     ) -> Staged:
         """Write `data` to a temp file beside target path `path`, missing directories created;
         with `follow`, beside the file its links lead to inside the tree (that file is replaced,
@@ -435,7 +437,10 @@ class RootDir:
         An existing file's owner is copied, and its mode unless `keep_mode` is False; a new one
         gets `mode` (permission bits, int) and, when `group` (a group name) is given, that group
         if the tree's /etc/group has it, else `mode` plus read for others where the group may
-        read. With `fsync` the data is flushed. Returns the Staged file for commit or discard.
+        read. With `owner` (uid, gid) the file gets that owner and exactly `mode`, whether the
+        target exists or not (a file put back as it was: mode set after the owner, so setuid
+        bits stay; the owner is left as is where we may not chown). With `fsync` the data is
+        flushed. Returns the Staged file for commit or discard.
         Raises UnsafePathError when the target is a symbolic link (without `follow`) or not a
         regular file, or links loop (nothing is created then), and OSError when writing fails
         (the temp file is removed)."""
@@ -452,7 +457,11 @@ class RootDir:
             with os.fdopen(file_fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
-                if st is not None:
+                if owner is not None:
+                    with contextlib.suppress(PermissionError):
+                        os.fchown(file_fd, *owner)
+                    os.fchmod(file_fd, mode)
+                elif st is not None:
                     with contextlib.suppress(PermissionError):
                         os.fchown(file_fd, st.st_uid, st.st_gid)
                     os.fchmod(file_fd, st.st_mode & 0o7777 if keep_mode else mode)
@@ -504,10 +513,18 @@ class RootDir:
         for fd in sorted({s.dir_fd for s in staged}):
             os.fsync(fd)
 
-    def write(self, path: str, data: bytes, *, mode: int = 0o644, group: str | None = None) -> None:
+    def write(
+        self,
+        path: str,
+        data: bytes,
+        *,
+        mode: int = 0o644,
+        group: str | None = None,
+        keep_mode: bool = True,
+    ) -> None:
         """Replace target path `path` with `data` atomically: stage with fsync, rename, fsync
         the directory. Arguments and errors as stage; the temp file is removed on failure."""
-        staged = self.stage(path, data, mode=mode, group=group)
+        staged = self.stage(path, data, mode=mode, group=group, keep_mode=keep_mode)
         try:
             self.commit(staged)
         except BaseException:
@@ -533,6 +550,23 @@ class RootDir:
         except FileNotFoundError:
             return False
         return True
+
+    def private_dir(self, path: str) -> None:
+        """Make the directory at target path `path` exist with mode 0700 (an existing one is
+        chmod'ed to it), its missing parents 0755: a store only root reads. Raises
+        UnsafePathError when it is a symbolic link or not a directory (nothing is changed
+        then), or when `path` is not normalized; OSError for other failures."""
+        found = self._parent(path, create=True, follow=False)
+        assert found is not None
+        parent, name = found
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, PRIVATE_DIR_MODE, dir_fd=parent)
+        fd = self._open_dir(parent, name, False, path)
+        if fd is None:
+            raise self._refuse(path, "disappeared while it was created")
+        if fd == _SYMLINK:
+            raise self._refuse(path, "is a symbolic link; apply does not follow it")
+        os.fchmod(fd, PRIVATE_DIR_MODE)
 
     def remove_temps(self, targets: Iterable[str]) -> list[str]:
         """Remove the temp files an interrupted run left in the directories of `targets`

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from clustcontrol.apply import (
     BIND_TARGET_HINT,
+    ORIGINALS,
     ApplyResult,
     Installer,
     apply_tree,
@@ -114,6 +115,12 @@ def _print_result(result: ApplyResult, verbose_diff: bool) -> None:
         out.print(table)
     else:
         out.print(table.title)
+    for path in result.kept:
+        verb = "would keep" if result.dry_run else "kept"
+        out.print(
+            f"{verb} the original of {printable(path)} in {ORIGINALS} "
+            "(put back when apply no longer writes it)"
+        )
     if result.cleaned:
         count = len(result.cleaned)
         out.print(f"removed {count} temp file{'s' * (count != 1)} an interrupted apply left")
