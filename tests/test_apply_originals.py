@@ -284,6 +284,20 @@ def test_a_store_that_is_a_symbolic_link_is_refused(tmp_path: Path) -> None:
         (lambda json_file, data_file: data_file.unlink(), "is missing"),
         (
             lambda json_file, data_file: json_file.write_text(
+                json_file.read_text().replace('"mode": "0640"', '"mode": "4777"')
+            ),
+            r"mode 4777 \(set-user-ID or world-writable\) is no configuration file's",
+        ),
+        (
+            lambda json_file, data_file: os.chown(json_file, 1000, 1000),
+            r"belongs to uid 1000, not to the user running apply",
+        ),
+        (
+            lambda json_file, data_file: os.chown(json_file.parent, 1000, 1000),
+            r"originals belongs to uid 1000",
+        ),
+        (
+            lambda json_file, data_file: json_file.write_text(
                 json_file.read_text().replace(KEA_CONF, DHCPD_CONF)
             ),
             "which is not the path its name stands for",

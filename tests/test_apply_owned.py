@@ -116,6 +116,8 @@ def test_the_masters_own_files_are_never_renderable(path: str) -> None:
         "/etc/passwd",
         "/usr/lib/PXELINUX/pxelinux.0",
         "/srv/nfs4/clusternoderoot/boot/pxelinux.cfg/default",  # inside the image root
+        # inside a served generation (the state directory)
+        "/var/lib/clustcontrol/images/default/roots/1-0123456789ab/boot/pxelinux.cfg/default",
     ],
 )
 def test_apply_refuses_a_manifest_entry_it_never_renders(
@@ -156,6 +158,10 @@ def test_apply_refuses_a_manifest_entry_it_never_renders(
         ("/var/lib/cloud/scripts", "lies inside /var/lib, where the master's programs keep"),
         ("/var/lib/dkms/std", "lies inside /var/lib, where the master's programs keep"),
         ("/var/lib/private/std", "lies inside /var/lib, where the master's programs keep"),
+        (
+            "/var/lib/clustcontrol/originals",  # the state directory is elsewhere: still refused
+            "lies inside /var/lib/clustcontrol, where apply keeps its manifest and the",
+        ),
         ("/home", "is /home (a directory of the master's system)"),
         ("/usr/local/bin", "lies inside /usr"),
         ("/boot", "is /boot"),
@@ -180,6 +186,7 @@ def test_an_image_root_that_holds_a_master_directory_is_refused(
         ("/root", "is /root"),
         ("/usr/lib", "lies inside /usr, a directory of the master's system"),
         ("/etc/tftp", "lies inside /etc"),
+        ("/var/lib/clustcontrol/originals", "lies inside /var/lib/clustcontrol, where apply"),
         ("/srv/tftp", None),
         ("/var/lib/tftpboot", None),
     ],

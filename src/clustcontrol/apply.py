@@ -677,7 +677,9 @@ def apply_tree(
     if "bind-mount" in selected and (problems := bind_mount_problems(inv, root)):
         raise UnsafePathError(problems, hint=BIND_TARGET_HINT)
     outputs = [o for o in tree if o.service in selected]
-    installer = Installer(root, foreign=[posixpath.normpath(i.root) for i in inv.images.values()])
+    # No renderer writes into a working tree or the state directory (generations, secrets).
+    foreign = [posixpath.normpath(i.root) for i in inv.images.values()]
+    installer = Installer(root, foreign=[*foreign, posixpath.normpath(inv.cluster.state_dir)])
     # A dry run writes nothing, not even the lock file.
     lock = contextlib.nullcontext() if dry_run else installer.lock()
     with lock:

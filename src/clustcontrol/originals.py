@@ -35,6 +35,9 @@ from clustcontrol.errors import ClustcontrolError
 from clustcontrol.rootdir import RootDir, is_target_path
 
 FILE_MODE = 0o600
+#: Mode bits no configuration file has: a saved original recording one is refused (it would
+#: make apply write a set-user-ID or world-writable file as root).
+REFUSED_BITS = stat.S_ISUID | stat.S_IWOTH
 _KEY = re.compile(r"[0-9a-f]{64}")
 
 CORRUPT_HINT = (
@@ -95,8 +98,11 @@ class OriginalStore:
 
         Raises ClustcontrolError naming the file when a JSON file is not of the expected shape,
         names another path than its KEY says, or its bytes are missing or do not match its
-        digest; UnsafePathError when a store file is a symbolic link or not a regular file."""
+        digest, records a set-user-ID or world-writable mode, or when the store or one of
+        its files belongs to another user than the one running apply; UnsafePathError when a
+        store file is a symbolic link or not a regular file."""
         found: dict[str, Original] = {}
+        self._check_owner(self.directory)
         for name in self.names():
             stem = name.removesuffix(".json")
             if stem != name and _KEY.fullmatch(stem):
@@ -104,8 +110,22 @@ class OriginalStore:
                 found[original.path] = original
         return found
 
+    def _check_owner(self, path: str) -> None:
+        """Raise ClustcontrolError when what target path `path` names belongs to another user
+        than the one running apply: its bytes would become a file of the master's."""
+        st = self.tree.stat(path)
+        if st is not None and st.st_uid != os.geteuid():
+            raise ClustcontrolError(
+                f"{self.tree.display(path)} belongs to uid {st.st_uid}, not to the user running "
+                f"apply (uid {os.geteuid()}): apply writes what the store holds into the "
+                "master's files",
+                hint=CORRUPT_HINT,
+            )
+
     def _load(self, stem: str) -> Original:
         where = self.tree.display(self._file(f"{stem}.json"))
+        self._check_owner(self._file(f"{stem}.json"))
+        self._check_owner(self._file(stem))
         try:
             meta = json.loads(self.tree.read(self._file(f"{stem}.json")) or b"")
             path, mode, uid, gid, digest = (
@@ -123,6 +143,11 @@ class OriginalStore:
                 raise TypeError
         except (ValueError, KeyError, TypeError):
             raise ClustcontrolError(f"{where} is corrupt", hint=CORRUPT_HINT) from None
+        if int(mode, 8) & REFUSED_BITS:
+            raise ClustcontrolError(
+                f"{where}: mode {mode} (set-user-ID or world-writable) is no configuration file's",
+                hint=CORRUPT_HINT,
+            )
         if key(path) != stem:
             raise ClustcontrolError(
                 f"{where}: names {path!r}, which is not the path its name stands for",

@@ -333,6 +333,8 @@ def _in_var_lib_of_another(root: str) -> bool:
 def _master_place_problems(field: str, written: str, how: str) -> list[str]:
     """`field` (its value `written`) must not be or hold a directory of the master
     (master_dirs), nor lie inside one of MASTER_TREES; `how` says why, for the problem line."""
+    from clustcontrol.apply import MANIFEST  # imported here: apply imports the inventory
+
     dirs = master_dirs()
     path = posixpath.normpath(written)
     held = [d for d in dirs if d == path or _inside(d, path)]
@@ -340,6 +342,11 @@ def _master_place_problems(field: str, written: str, how: str) -> list[str]:
         first = min(held, key=len)
         verb = "is" if first == path else "holds"
         return [f"{field}: {written!r} {verb} {first} ({dirs[first]}): {how}"]
+    if _inside(path, apply_dir := posixpath.dirname(MANIFEST)):
+        return [
+            f"{field}: {written!r} lies inside {apply_dir}, where apply keeps its manifest and "
+            f"the distribution's files it puts back: {how}"
+        ]
     if tree := next((t for t in MASTER_TREES if _inside(path, t)), None):
         return [
             f"{field}: {written!r} lies inside {tree}, a directory of the master's system: {how}"
