@@ -162,3 +162,18 @@ def test_comment_root_mount_splits_fields_as_libmount_does(tmp_path: Path) -> No
     new, commented = edits.comment_root_mount(text)
     assert commented == ["/dev/sdb1 \t / ext4 d 0 1"]
     assert new.count(edits.FSTAB_PREFIX) == 1
+
+
+def test_comment_root_mount_reads_escapes_and_spellings_of_root() -> None:
+    """`\\057` is `/` to libmount (findmnt lists it as /), and `//`, `/.` name the same
+    directory to the kernel and to systemd's path_equal: each is the root line."""
+    lines = [
+        "UUID=a \\057 ext4 defaults 0 1",
+        "UUID=b // ext4 d 0 1",
+        "UUID=c /. ext4 d 0 1",
+        "UUID=d /\\056/ ext4 d 0 1",
+    ]
+    text = "\n".join([*lines, "UUID=e /boot ext4 d 0 2", "UUID=f \\057boot ext4 d 0 2"]) + "\n"
+    new, commented = edits.comment_root_mount(text)
+    assert commented == lines
+    assert new.count(edits.FSTAB_PREFIX) == 4

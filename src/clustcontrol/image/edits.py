@@ -8,6 +8,7 @@ not touch keeps every byte (a CR, a form feed, Latin-1) and the file its missing
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Mapping
 
@@ -88,6 +89,15 @@ def set_shell_vars(text: str, values: Mapping[str, str]) -> tuple[str, list[str]
 
 
 _FSTAB_BLANKS = re.compile(r"[ \t]+")
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def _is_root(fs_file: str) -> bool:
+    """Whether an fstab fs_file field names `/`: its octal escapes decoded (fstab(5): a
+    backslash and three octal digits, 040 for a space; libmount decodes any), then `//` and
+    `/.` read as `/`, as libmount and systemd compare mount points."""
+    decoded = _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), fs_file)
+    return decoded.startswith("/") and posixpath.normpath("/" + decoded.lstrip("/")) == "/"
 
 
 def comment_root_mount(text: str) -> tuple[str, list[str]]:
@@ -101,7 +111,7 @@ def comment_root_mount(text: str) -> tuple[str, list[str]]:
     commented: list[str] = []
     for index, line in enumerate(lines):
         fields = _FSTAB_BLANKS.split(line.strip(" \t\r"))
-        if len(fields) >= 2 and not fields[0].startswith("#") and fields[1] == "/":
+        if len(fields) >= 2 and not fields[0].startswith("#") and _is_root(fields[1]):
             lines[index] = FSTAB_PREFIX + line
             commented.append(line.strip())
     return _join(lines, text), commented
