@@ -409,7 +409,7 @@ def test_a_link_on_the_way_to_the_bind_mount_is_refused(
     assert caught.value.lines() == [
         f"{std}/etc: a symbolic link (to {str(victim.parent)!r}) on the way to the bind mount "
         f"of the control directory at {inv.images['default'].root}/etc/clustcontrol (image "
-        "default): mount would follow it out of the standard"
+        "default): mount would follow it wherever it leads"
     ]
     assert caught.value.hint is not None and "restore the directory" in caught.value.hint
     assert (root / "etc/fstab").read_bytes() == fstab

@@ -233,3 +233,30 @@ def test_verbs_without_an_inventory_never_look_for_it() -> None:
     proc = subprocess.run(argv, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert str(DEFAULT_CONFIG) in "".join(proc.stdout.split())
+
+
+def test_an_inventory_others_can_replace_is_warned_about(tmp_path: Path) -> None:
+    """Under a world-writable directory (no sticky bit) or with a group/world-writable file, a
+    local user can put another inventory in place and root applies it: a WARNING each."""
+    place = tmp_path / "open"
+    place.mkdir()
+    cli = Cli(place / "cluster.yaml")
+    assert cli(*INIT, *MASTER).code == 0
+    assert cli("validate").err == ""
+    place.chmod(0o777)
+    (place / "cluster.yaml").chmod(0o666)
+    result = cli("validate")
+    assert result.code == 0
+    assert result.err.splitlines() == [
+        f"clustcontrol: WARNING: the inventory {place}/cluster.yaml is writable by others (mode "
+        f"0666): whoever writes it decides what apply installs as root (chmod 0600 "
+        f"{place}/cluster.yaml)",
+        f"clustcontrol: WARNING: the directory of the inventory {place} is writable by others "
+        f"(mode 0777): whoever writes it decides what apply installs as root (chmod go-w "
+        f"{place})",
+    ]
+    place.chmod(0o1777)  # sticky, as /tmp: others cannot rename it away
+    (place / "cluster.yaml").chmod(0o600)
+    assert cli("validate").err == ""
+    os.chown(place / "cluster.yaml", 1000, 1000)
+    assert "belongs to uid 1000" in cli("validate").err

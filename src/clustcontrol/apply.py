@@ -604,9 +604,9 @@ def bind_mount_problems(inv: Inventory, root: Path) -> list[str]:
     administrator's (/srv -> /data/srv) and followed. mount(8) and systemd's fstab generator
     follow links in a mount point: an update node that renames etc away and links
     etc -> /var/lib made `mount -a` hide the master's state directory under the read-only
-    control directory. A missing component ends the walk
-    (mount fails there, nothing is hidden). Raises OSError when a component cannot be
-    examined."""
+    control directory. A missing component ends the walk (nothing is there to follow: mount
+    fails, or systemd makes the directories where the path says). Raises OSError when a
+    component cannot be examined."""
     control_dir = inv.cluster.control_dir
     problems = []
     for image in sorted(inv.images):
@@ -623,7 +623,7 @@ def bind_mount_problems(inv: Inventory, root: Path) -> list[str]:
                     problems.append(
                         f"{here}: a symbolic link (to {str(here.readlink())!r}) on the way "
                         f"to the bind mount of the control directory at {target} (image "
-                        f"{image}): mount would follow it out of the standard"
+                        f"{image}): mount would follow it wherever it leads"
                     )
                     break
                 if not stat.S_ISDIR(st.st_mode):
@@ -700,6 +700,10 @@ def apply_tree(
         result.cleaned, result.kept = installer.install(plan, (o.path for o in outputs))
         if reload:
             stop, reload_ = live_services(changes, selected)
+            # Looked at again just before mount -a: the update node may have planted a link
+            # while the checkers ran and the files were written.
+            if "bind-mount" in reload_ and (problems := bind_mount_problems(inv, root)):
+                raise UnsafePathError(problems, hint=BIND_TARGET_HINT)
             result.reloaded = stop_services(stop) + reload_services(reload_)
         return result
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clustcontrol.inventory.model import Inventory
-from clustcontrol.inventory.store import config_path, load_inventory
+from clustcontrol.inventory.store import config_path, inventory_exposure, load_inventory
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -47,8 +47,12 @@ class State:
     def config(self) -> Path:
         """The inventory file (store.config_path), found when a verb first asks for it, so that
         verbs without an inventory never see its errors (an inventory left at the old default
-        location: InvalidInputError)."""
-        return config_path(self.explicit_config)
+        location: InvalidInputError). A WARNING line each when others can replace it
+        (store.inventory_exposure)."""
+        path = config_path(self.explicit_config)
+        for line in inventory_exposure(path):
+            err.print(f"clustcontrol: WARNING: {printable(line)}", markup=False)
+        return path
 
     def inventory(self) -> Inventory:
         """The validated inventory at self.config; raises what store.load_inventory raises."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -74,6 +75,35 @@ def config_path(
             "and publish them (README: Where the inventory lives)",
         )
     return default
+
+
+def inventory_exposure(path: Path) -> list[str]:
+    """Why someone other than root could decide what the inventory at `path` says, one line
+    each (empty when nothing, or when not run as root): the file, or its directory without the
+    sticky bit, writable by group or others or owned by another user (they can replace it, and
+    apply installs what it renders as root). A missing file or directory says nothing."""
+    if os.geteuid() != 0:
+        return []
+    found = []
+    for where, is_dir in ((path, False), (path.parent, True)):
+        try:
+            st = where.stat()
+        except OSError:
+            continue
+        mode = stat.S_IMODE(st.st_mode)
+        writable = mode & (stat.S_IWGRP | stat.S_IWOTH) and not (is_dir and mode & stat.S_ISVTX)
+        what = f"{'the directory of the inventory' if is_dir else 'the inventory'} {where}"
+        if st.st_uid != 0:
+            found.append(
+                f"{what} belongs to uid {st.st_uid}: that user decides what apply installs"
+            )
+        elif writable:
+            fix = f"chmod go-w {where}" if is_dir else f"chmod 0600 {where}"
+            found.append(
+                f"{what} is writable by others (mode {mode:04o}): whoever writes it decides what "
+                f"apply installs as root ({fix})"
+            )
+    return found
 
 
 def served_paths(inv: Inventory) -> list[tuple[str, str]]:
