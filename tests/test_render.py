@@ -206,7 +206,8 @@ def test_rsyncd_modules() -> None:
     assert "    exclude = /*/etc/shadow /*/etc/shadow- /*/etc/gshadow " in conf
     assert "/*/etc/munge/munge.key /*/etc/security/opasswd " in conf
     assert "/*/var/cache/debconf/passwords.dat /*/var/backups/shadow.bak " in conf
-    assert "/*/var/lib/systemd/credential.secret\n" in conf
+    assert "/*/var/lib/systemd/credential.secret /*/var/lib/systemd/random-seed " in conf
+    assert " /*/etc/wireguard\n" in conf
 
 
 def test_render_is_deterministic() -> None:

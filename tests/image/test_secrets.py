@@ -170,21 +170,21 @@ def test_a_new_pattern_makes_a_generation_and_removes_trees_that_served_it(
     prefix: Path,
 ) -> None:
     root = prefix / IMAGE_ROOT
-    (root / "etc/ssl/private").mkdir(parents=True)
-    (root / "etc/ssl/private/site.key").write_text("SITE-KEY-CONTENT\n")
-    (root / "etc/ssl/private/sub").mkdir()
-    (root / "etc/ssl/private/sub/other.pem").write_text("OTHER-KEY-CONTENT\n")
+    (root / "etc/site/private").mkdir(parents=True)
+    (root / "etc/site/private/site.key").write_text("SITE-KEY-CONTENT\n")
+    (root / "etc/site/private/sub").mkdir()
+    (root / "etc/site/private/sub/other.pem").write_text("OTHER-KEY-CONTENT\n")
     first = commit_image(make_inventory(), "default", prefix)
     store = GenerationStore.for_image(prefix, "default")
     assert b"SITE-KEY-CONTENT" in served_bytes(store)  # no pattern names it yet
-    images = {"default": {"root": "/srv/nfs4/clusternoderoot", "secrets": ["/etc/ssl/private"]}}
+    images = {"default": {"root": "/srv/nfs4/clusternoderoot", "secrets": ["/etc/site/private"]}}
     inv = make_inventory(images=images)
     status = image_status(inv, "default", prefix)
     assert status.warning is not None and "UNCOMMITTED" in status.warning
     assert status.uncommitted is not None
     assert set(status.uncommitted.changed) >= {
-        "etc/ssl/private/site.key",
-        "etc/ssl/private/sub/other.pem",
+        "etc/site/private/site.key",
+        "etc/site/private/sub/other.pem",
     }
     second = commit_image(inv, "default", prefix)
     assert second.created and second.generation != first.generation
@@ -192,7 +192,7 @@ def test_a_new_pattern_makes_a_generation_and_removes_trees_that_served_it(
     assert store.trees() == [second.generation]
     served = served_bytes(store)
     assert b"SITE-KEY-CONTENT" not in served and b"OTHER-KEY-CONTENT" not in served
-    assert (store.tree(second.generation) / "etc/ssl/private/sub").is_dir()
+    assert (store.tree(second.generation) / "etc/site/private/sub").is_dir()
     assert not commit_image(inv, "default", prefix).created
 
 

@@ -574,6 +574,20 @@ SECRETS: tuple[Secret, ...] = (
     Secret("var/backups/shadow.bak", "password hashes (the daily copy of cron.daily/passwd)"),
     Secret("var/backups/gshadow.bak", "group password hashes (the daily copy)"),
     Secret("var/lib/systemd/credential.secret", "systemd's host key for credentials"),
+    Secret("var/lib/systemd/random-seed", "the kernel random pool's saved seed"),
+    Secret("root/.ssh/id_*", "root's SSH keys: shared, they give root on every node"),
+    Secret("etc/krb5.keytab", "the host's Kerberos keys"),
+    Secret("etc/ssl/private", "TLS private keys (ssl-cert's snakeoil key among them)"),
+    Secret("etc/sssd/sssd.conf", "SSSD's settings, with the LDAP bind password"),
+    Secret("var/lib/sss/db", "SSSD's cache, with password hashes"),
+    Secret("var/lib/sss/secrets", "SSSD's stored secrets"),
+    Secret("etc/ldap.secret", "libpam-ldap's root bind password"),
+    Secret("etc/nslcd.conf", "nslcd's settings, with the LDAP bind password"),
+    Secret("var/lib/samba/private", "Samba's machine account and password databases"),
+    Secret("etc/exim4/passwd.client", "exim's passwords for its smarthost"),
+    Secret("etc/postfix/sasl_passwd*", "postfix's passwords for its relay"),
+    Secret("etc/ceph/*.keyring", "Ceph's keys"),
+    Secret("etc/wireguard", "WireGuard's private keys"),
 )
 #: The patterns alone, in order.
 SECRET_PATTERNS = tuple(s.path for s in SECRETS)
