@@ -78,7 +78,7 @@ def make_inventory(d: Path, count: int) -> tuple[Path, Path]:
     csv.write_text("name,mac,ip\n" + "".join(f"{n['name']},{n['mac']},{n['ip']}\n" for n in nodes))
     nodes_json.write_text(json.dumps(nodes))
     first_ip = str(NETWORK.network_address + 1)
-    _cli(config, "init", "--domain", "bigclust", "--network", NETWORK, "--master-ip", first_ip)
+    _cli(config, "init", "--domain", "bigclust", "--network", str(NETWORK), "--master-ip", first_ip)
     _cli(config, "node", "import", csv)
     return config, nodes_json
 
