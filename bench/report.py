@@ -25,6 +25,7 @@ GOALS = {
     "storm": "0 failures",
     "render": "< 1 s, < 200 MB, 0 writes",
     "commit": "record (copy + hash)",
+    "scale": "edits <= 0.3 s @10k, 1 s @50k; render, apply <= 5 s, no-op <= 1 s @50k",
 }
 
 
@@ -100,6 +101,12 @@ def notes(r: dict[str, Any]) -> str:
             f"{r['params']['nodes']} nodes: {r['ours_s']:.2f} s, {r['peak_rss_mb']:.0f} MB, "
             f"apply no-op writes {r['apply_noop_files_mtime_changed']}"
         )
+    if m == "scale":
+        met = [k for k, (_v, _g, ok) in r["goals"].items() if ok]
+        missed = [f"{k} {v:.2f}/{g}" for k, (v, g, ok) in r["goals"].items() if not ok]
+        return f"sizes {','.join(str(n) for n in r['params']['sizes'])}; {len(met)} goals met" + (
+            f", missed: {'; '.join(missed)}" if missed else ""
+        )
     if m == "commit":
         return (
             f"{r['files']} entries, {r['copied']} copied ({r['bytes_copied'] / 1e6:.0f} MB); "
@@ -164,10 +171,60 @@ RESULTS_NOTES = """\
   costs ~225 us (measured: 20,000 files through `tar | tar` take 13-17 s on ext4, 0.9 s on
   tmpfs), which makes every copy method equally slow and hides the differences this bench is
   for; `--workdir DIR` puts them elsewhere. The standards are cached under `cache/bench/`.
+* `scale` times the master's verbs as an administrator runs them: each operation is a new
+  `clustcontrol` process (Python start and imports included), on inventories of growing size
+  made by `clustcontrol node import` (`bench/metrics/scale.py`). Its ratio is `node add` at
+  the largest size over the same-process baseline (json.loads of the nodes and one
+  str.format each); what matters is the curve in its own section and the goals of issue 12
+  in absolute seconds, which depend on the machine and its load: read them with the load
+  average shown there. A first apply writes one file a node into the work directory: on
+  tmpfs that is cheap, on this VM's ext4 each new file costs a create and an fsync.
 * The synthetic standard (`bench/synthetic.py`, seed 1) is a committed one: it carries
   `etc/clustcontrol-generation` (SEQ-HASH, as `clustcontrol image commit` writes it); the
   changed standard of `incremental` carries the next generation.
 """
+
+
+def scale_section(r: dict[str, Any]) -> list[str]:
+    """The `scale` metric's curve as a Markdown section (lines): seconds of each operation by
+    inventory size, peak RSS, the goals of issue 12 and how the cost grows."""
+    from bench.metrics.scale import OPERATIONS
+
+    lines = [
+        "## scale: the master's verbs at 1,000 to 100,000 nodes",
+        "",
+        "Each cell is the median wall time of a fresh `clustcontrol` process (Python start",
+        "included) on an inventory of that many nodes in a /14 made by `node import`; apply runs",
+        f"`--no-check` under a prefix on {r['params']['workdir_fs']}. Load average at the end:",
+        f"{', '.join(r['machine']['loadavg'])} on {r['machine']['nproc']} cores.",
+        "",
+        "| nodes | " + " | ".join(OPERATIONS) + " | peak RSS MB | json+format s |",
+        "| ---: | " + " | ".join("---:" for _ in OPERATIONS) + " | ---: | ---: |",
+    ]
+    for row in r["rows"]:
+        cells = " | ".join(f"{row[f'{op}_s']:.2f}" for op in OPERATIONS)
+        lines.append(
+            f"| {row['nodes']:,} | {cells} | {row['peak_rss_mb']:.0f} | {row['baseline_s']:.3f} |"
+        )
+    lines += [
+        "",
+        "Goals (issue 12): "
+        + "; ".join(
+            f"{k} {v:.2f} s (goal {g}) {'met' if ok else '**missed**'}"
+            if k != "rss"
+            else f"peak RSS {v:.0f} MB (goal {g}) {'met' if ok else '**missed**'}"
+            for k, (v, g, ok) in r["goals"].items()
+        )
+        + ".",
+    ]
+    if r.get("growth"):
+        lines += [
+            "",
+            "Growth (per-node cost of each size step over the step before; ~1 is linear): "
+            + "; ".join(f"{op} {vals}" for op, vals in r["growth"].items())
+            + ".",
+        ]
+    return lines
 
 
 def write_results_md(results: Path, out: Path) -> None:
@@ -217,6 +274,9 @@ def write_results_md(results: Path, out: Path) -> None:
             f"| {r['metric']} | {r['ours_s']:.3f} | {r['baseline_s']:.3f} | {r['ratio']:.2f} | "
             f"{GOALS[r['metric']]} | {notes(r)} |"
         )
+    scale = next((r for r in rows if r["metric"] == "scale"), None)
+    if scale is not None:
+        lines += ["", *scale_section(scale)]
     lines += ["", RESULTS_NOTES]
     extra = BENCH / "RESULTS-notes.md"
     if extra.exists():

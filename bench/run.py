@@ -17,6 +17,9 @@ bench/RESULTS.md.
                  N x one node, zero failures, refusals retried with the engine's back-off
     render       load_inventory + render_all of a 10,000-node inventory vs json.loads + one
                  str.format per node; peak RSS; apply with nothing changed writes nothing
+    scale        node add / set / remove, render --out, a first and a no-op apply as fresh
+                 processes on inventories of 1k/10k/50k/100k nodes (--quick: 1k, 10k; a /14
+                 made by node import) vs json.loads + str.format of the same nodes; peak RSS
     commit       image commit of the standard into a new generation store vs tar | tar of it;
                  the recommit of a working copy after a 1% change (only with --only commit)
 """

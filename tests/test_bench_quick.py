@@ -80,3 +80,14 @@ def test_render_and_tiny_full(tmp_path: Path) -> None:
     assert any(v[0] == "link" for v in want.values())
     assert any(v[0] == "file" and v[2] > 1 for v in want.values())  # hard links exist
     assert tree_compare.compare_trees(tree.root, copy, nodeside.ENGINE_PATHS) == []
+
+
+def test_scale_metric_reports_its_curve(tmp_path: Path) -> None:
+    bench = Bench(
+        CONFIGS["tiny"], tmp_path / "work", results=tmp_path / "results", cache=tmp_path / "cache"
+    )
+    scale = check_result(run_metric(bench, "scale"), "scale")
+    (row,) = scale["rows"]
+    assert row["nodes"] == 300
+    assert all(row[f"{op}_s"] > 0 for op in ("add", "set", "remove", "render", "apply", "noop"))
+    assert scale["goals"]["rss"][2] is True

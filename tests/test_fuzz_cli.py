@@ -316,7 +316,7 @@ def test_every_verb_accepts_or_rejects_cleanly(document: str, verb: tuple[list[s
             check_rejection(result)
             assert config.read_bytes() == before, "an invalid input changed the inventory"
             assert not out.exists() and not live.exists()
-        elif edits:
+        elif edits and "--help" not in args:  # --help edits nothing: the document may be bad
             again = clustcontrol("--config", config, "validate")
             assert again.code == 0, again.err
         else:

@@ -12,6 +12,7 @@ from bench.metrics.full import metric_full
 from bench.metrics.incremental import metric_incremental
 from bench.metrics.noop import metric_noop
 from bench.metrics.render import metric_render
+from bench.metrics.scale import metric_scale
 from bench.metrics.storm import metric_storm
 
 METRIC_FUNCS: dict[str, Callable[[Bench], dict[str, Any]]] = {
@@ -20,6 +21,7 @@ METRIC_FUNCS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "incremental": metric_incremental,
     "storm": metric_storm,
     "render": metric_render,
+    "scale": metric_scale,
     "commit": metric_commit,
 }
 METRICS = tuple(METRIC_FUNCS)  # in the order a run measures them

@@ -712,14 +712,28 @@ def write_tree(tree: RenderedTree, out: Path) -> int:
     """`render --out`: every output (all services) under out, blocks as the block text alone.
 
     Paths are resolved inside out (rootdir.RootDir); new files get the output's mode. Returns
-    how many files were written; identical files are left untouched. Raises UnsafePathError
-    when a target in out is a symbolic link or not a regular file, OSError when a file cannot
-    be written."""
-    written = 0
+    how many files were written; identical files are left untouched. Each file is replaced
+    atomically, all of them staged and flushed together first (RootDir.flush), then renamed,
+    then their directories flushed. Raises UnsafePathError when a target in out is a symbolic
+    link or not a regular file, OSError when a file cannot be written (the staged files are
+    removed then)."""
+    staged: list[Staged] = []
     with RootDir(out, create=True) as staging:
-        for output in tree:
-            data = output.data()
-            if staging.read(output.path) != data:
-                staging.write(output.path, data, mode=output.mode)
-                written += 1
-    return written
+        try:
+            for output in tree:
+                data = output.data()
+                if staging.read(output.path) != data:
+                    staged.append(
+                        staging.stage(
+                            output.path, data, mode=output.mode, keep_mode=True, fsync=False
+                        )
+                    )
+            staging.flush(staged)
+            for item in staged:
+                staging.commit(item)
+        except BaseException:
+            for item in staged:
+                staging.discard(item)
+            raise
+        staging.sync_dirs(staged)
+    return len(staged)

@@ -119,6 +119,9 @@ class RootDir:
         self._follow = follow
         self._fds: list[int] = []
         self._dirs: dict[str, _Resolved] = {}
+        # Directories found missing by a lookup that creates nothing, until one is created.
+        self._missing: set[str] = set()
+        self._checked: set[str] = set()  # paths is_target_path accepted
         self._groups: dict[str, int] | None = None
 
     def __enter__(self) -> RootDir:
@@ -178,6 +181,7 @@ class RootDir:
             self._fds.append(fd)
             if created:
                 os.fchmod(fd, DIR_MODE)  # mkdir's mode went through the umask
+                self._missing.clear()
             return fd
         raise self._refuse(path, "keeps changing while it is resolved")
 
@@ -223,18 +227,25 @@ class RootDir:
         found = self._dirs.get(path)
         if found is not None or not self._dirs:
             return found
+        if not create and path in self._missing:
+            return None
         parent_path, name = posixpath.split(path)
         parent = self._directory(parent_path, create)
-        if parent is None:
-            return None
-        found = self._walk(list(parent[0]), [name], create, path, parent[1])
+        found = None
+        if parent is not None:
+            found = self._walk(list(parent[0]), [name], create, path, parent[1])
         if found is not None:
             self._dirs[path] = found
+        elif not create:
+            self._missing.add(path)
         return found
 
     def _check_path(self, path: str) -> None:
+        if path in self._checked:
+            return  # read, staged and committed: checked once
         if not is_target_path(path):
             raise UnsafePathError([f"{path!r}: not a normalized absolute path (under {self.root})"])
+        self._checked.add(path)
 
     def _resolve(self, path: str, create: bool, follow: bool) -> tuple[_Stack, str] | None:
         """(resolved directory stack of the directory of `path`, the last component's name in
@@ -454,9 +465,10 @@ class RootDir:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         file_fd = os.open(temp, flags, 0o600, dir_fd=fd)
         try:
-            with os.fdopen(file_fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(file_fd, view) :]
                 if owner is not None:
                     with contextlib.suppress(PermissionError):
                         os.fchown(file_fd, *owner)
@@ -469,6 +481,8 @@ class RootDir:
                     self._new_file(file_fd, mode, group)
                 if fsync:
                     os.fsync(file_fd)
+            finally:
+                os.close(file_fd)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp, dir_fd=fd)
@@ -499,12 +513,18 @@ class RootDir:
             finally:
                 os.close(fd)
 
-        if len(staged) <= 1:
-            for item in staged:
+        def chunk(items: Sequence[Staged]) -> None:
+            for item in items:
                 one(item)
+
+        if len(staged) <= 1:
+            chunk(staged)
             return
-        with ThreadPoolExecutor(max_workers=min(workers, len(staged))) as pool:
-            for _ in pool.map(one, staged):
+        # One task per worker, each a slice of the files: a task per file cost more in
+        # futures and locks than the fsync itself (50,000 files).
+        count = min(workers, len(staged))
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            for _ in pool.map(chunk, [staged[i::count] for i in range(count)]):
                 pass
 
     def sync_dirs(self, staged: Iterable[Staged]) -> None:

@@ -24,8 +24,8 @@ from clustcontrol.cli.common import (
     say,
 )
 from clustcontrol.errors import EXIT_FAILURE
-from clustcontrol.inventory import edit, normalize
-from clustcontrol.inventory.store import edit_inventory
+from clustcontrol.inventory import edit, nodelines, normalize
+from clustcontrol.inventory.store import edit_inventory, edit_nodes
 
 
 @click.group()
@@ -51,8 +51,11 @@ def node_add(state: State, name: str, mac: str, ip: str, image: str | None) -> N
       clustcontrol node add node01 --mac 52:54:00:12:34:01 --ip 192.168.0.11
     """
     entry = normalize.new_node(name, mac, ip, image)
-    with edit_inventory(state.config) as document:
-        edit.add_node(document, entry)
+    edit_nodes(
+        state.config,
+        lambda nodes: nodelines.add_entry(nodes, entry.fields()),
+        lambda document: edit.add_node(document, entry),
+    )
     out.print(f"added node {entry.name}")
 
 
@@ -78,8 +81,11 @@ def node_set(
       clustcontrol node set node01 --image gpu
     """
     changes = normalize.node_changes(mac=mac, ip=ip, image=image, disk_layout=disk_layout)
-    with edit_inventory(state.config) as document:
-        edit.set_node(document, name, changes)
+    edit_nodes(
+        state.config,
+        lambda nodes: nodelines.set_entry(nodes, name, changes),
+        lambda document: edit.set_node(document, name, changes),
+    )
     out.print(f"updated node {name}")
 
 
@@ -93,8 +99,11 @@ def node_remove(state: State, name: str) -> None:
     Example:
       clustcontrol node remove node01
     """
-    with edit_inventory(state.config) as document:
-        edit.remove_node(document, name)
+    edit_nodes(
+        state.config,
+        lambda nodes: nodelines.remove_entry(nodes, name),
+        lambda document: edit.remove_node(document, name),
+    )
     out.print(f"removed node {name}")
 
 

@@ -91,6 +91,10 @@ Key = TypeVar("Key", bound=Hashable)
 
 
 def _duplicates(pairs: Iterable[tuple[Key, str]]) -> list[tuple[Key, list[str]]]:
+    """The keys that occur more than once, each with where it occurs, in first-seen order."""
+    pairs = list(pairs)
+    if len({key for key, _where in pairs}) == len(pairs):
+        return []  # the usual case, at the cost of one set
     seen: dict[Key, list[str]] = defaultdict(list)
     for key, where in pairs:
         seen[key].append(where)
@@ -445,7 +449,7 @@ def _kernel_args_problems(inv: Inventory) -> list[str]:
     read one value, the master another."""
     taken = rendered_words()
     owners = [(f"images.{n}", img.kernel_args) for n, img in sorted(inv.images.items())]
-    owners += [(f"nodes.{node.name}", node.kernel_args) for node in inv.nodes]
+    owners += [(f"nodes.{node.name}", node.kernel_args) for node in inv.nodes if node.kernel_args]
     return [
         f"{owner}.kernel_args: {arg!r} sets {arg.split('=', 1)[0]}=, which clustcontrol "
         "renders itself"

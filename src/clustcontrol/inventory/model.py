@@ -29,6 +29,7 @@ from clustcontrol.inventory.types import (
     KernelArg,
     MacAddresses,
     Name,
+    NodeAddress,
     SecretPattern,
     SerialConsole,
     SfdiskScript,
@@ -325,7 +326,7 @@ class Node(_Model):
 
     name: HostLabel
     mac: MacAddresses
-    ip: IPv4Address
+    ip: NodeAddress
     image: Name | None = None
     disk_layout: Name | None = None
     kernel_args: list[KernelArg] = Field(default_factory=list)

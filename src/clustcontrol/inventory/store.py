@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -28,6 +28,7 @@ from clustcontrol.fsutil import atomic_write, waiting_lock
 from clustcontrol.gcpause import gc_paused
 from clustcontrol.inventory.checks import check_inventory
 from clustcontrol.inventory.model import Inventory
+from clustcontrol.inventory.nodelines import NodesText, find_nodes
 from clustcontrol.inventory.types import shown
 
 #: The default inventory: in a directory of its own that only root reads (init makes it 0700,
@@ -290,13 +291,22 @@ def load_inventory(path: Path) -> Inventory:
     problem, see parse_inventory) or one inside a path the master serves (check_location)."""
     text = _read_text(path)
     with gc_paused():
-        try:
-            data = _safe_yaml().load(text)
-        except YAMLError as exc:
-            raise _yaml_error(path, exc) from None
-        inventory = parse_inventory(data, str(path))
+        inventory = parse_inventory(_load_data(text, path), str(path))
     check_location(path, inventory)
     return inventory
+
+
+def _load_data(text: str, path: Path) -> Any:
+    """The text as the safe loader reads it (plain dicts, lists, scalars): its nodes line by
+    line when the text has that shape (nodelines.find_nodes, the same result), else by ruamel.
+    Raises InvalidInputError for a YAML syntax error (`path` names the file)."""
+    nodes = find_nodes(text)
+    if nodes is not None:
+        return nodes.data()
+    try:
+        return _safe_yaml().load(text)
+    except YAMLError as exc:
+        raise _yaml_error(path, exc) from None
 
 
 def _round_trip() -> YAML:
@@ -342,14 +352,53 @@ def edit_inventory(path: Path) -> Iterator[Any]:
     directory (fsutil.waiting_lock, waiting up to EDIT_LOCK_WAIT seconds for another edit):
     concurrent edits take turns, none is lost. Nothing is written when the block raises or the
     edited document does not validate. Raises ClustcontrolError when the file cannot be read,
-    InvalidInputError when it (before or after the edit) is not valid or lies inside a path the
-    master serves (check_location), LockedError when another edit held the lock all that time,
-    and OSError when it cannot be written."""
+    InvalidInputError when it (before or after the edit, as written: _checked_dump) is not
+    valid or lies inside a path the master serves (check_location), LockedError when another
+    edit held the lock all that time, and OSError when it cannot be written."""
     with waiting_lock(path.parent, EDIT_LOCK_WAIT):
         document = load_document(_read_text(path), path)
         yield document
-        check_location(path, parse_inventory(to_plain(document), str(path)))
-        atomic_write(path, dump_document(document).encode())
+        atomic_write(path, _checked_dump(document, path).encode())
+
+
+def _checked_dump(document: Any, path: Path) -> str:
+    """The edited round-trip document as text, validated as it will be read back: ruamel's
+    dump is parsed again and that is validated (parse_inventory, check_location), so a dump
+    that reads differently (ruamel wrote `update_node: node:` after removing the last node of
+    a list with a blank line after its key) is refused, not written. Raises InvalidInputError.
+    """
+    text = dump_document(document)
+    check_location(path, parse_inventory(_load_data(text, path), str(path)))
+    return text
+
+
+def edit_nodes(
+    path: Path,
+    fast: Callable[[NodesText], NodesText | None],
+    slow: Callable[[Any], None],
+) -> None:
+    """Edit the inventory's nodes: the item lines of the text (`fast`, see nodelines) when the
+    text has that shape and `fast` can write the result, else the round-trip document
+    (`slow`, as in edit_inventory). Either way the edited inventory is validated whole
+    (parse_inventory, check_location) before it is written atomically, under the edit lock.
+
+    `fast` takes the text's NodesText and returns the edited one, or None to leave the edit to
+    `slow`; `slow` edits the ruamel document in place. Both raise InvalidInputError for an
+    edit that cannot be made (no such node ...). Raises what edit_inventory raises."""
+    with waiting_lock(path.parent, EDIT_LOCK_WAIT):
+        text = _read_text(path)
+        with gc_paused():
+            nodes = find_nodes(text)
+            edited = fast(nodes) if nodes is not None else None
+            if edited is not None:
+                check_location(path, parse_inventory(edited.data(), str(path)))
+        if edited is not None:
+            new = edited.text()
+        else:
+            document = load_document(text, path)
+            slow(document)
+            new = _checked_dump(document, path)
+        atomic_write(path, new.encode())
 
 
 def save_new_document(path: Path, text: str) -> None:

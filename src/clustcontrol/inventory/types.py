@@ -295,6 +295,23 @@ def one_or_more(value: object) -> object:
 MacAddresses = Annotated[
     tuple[MacAddress, ...], BeforeValidator(one_or_more), Field(min_length=1, max_length=8)
 ]
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED_QUAD = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+
+
+def dotted_quad(value: object) -> object:
+    """A string of four decimal octets without leading zeros ("10.0.3.44") as the IPv4Address
+    it names, built from its integer: what IPv4Address(value) returns, at a fraction of its
+    cost (a 50,000-node inventory has 50,000 of them). Anything else is returned as is, for
+    pydantic's own IPv4Address validation and its errors."""
+    if isinstance(value, str) and (match := _DOTTED_QUAD.fullmatch(value)):
+        a, b, c, d = match.groups()
+        return IPv4Address(int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d))
+    return value
+
+
+#: An IPv4 address, validated as pydantic validates IPv4Address (dotted_quad first).
+NodeAddress = Annotated[IPv4Address, BeforeValidator(dotted_quad)]
 AbsPath = Annotated[str, AfterValidator(check_abs_path)]
 FileName = Annotated[str, AfterValidator(check_file_name)]
 KernelArg = Annotated[str, AfterValidator(check_kernel_arg)]
@@ -315,6 +332,7 @@ __all__ = [
     "KernelArg",
     "MacAddress",
     "Name",
+    "NodeAddress",
     "SecretPattern",
     "SerialConsole",
     "SfdiskScript",
