@@ -65,6 +65,19 @@ INVENTORIES: dict[str, tuple[dict[str, object], set[str]]] = {
         },
         {"rostclust", "0.168.192.in-addr.arpa"},
     ),
+    "forced-boot": (
+        {
+            "nodes": [
+                {**base_nodes()[0], "mac": ["52:54:00:00:00:01", "52:54:00:00:00:a1"]}
+                | {"boot": "uefi"},
+                {**base_nodes()[1], "boot": "bios"},
+                {"name": "node03", "mac": "52:54:00:00:00:03", "ip": "192.168.0.13"}
+                | {"boot": "uefi"},
+            ],
+            "update_node": {"node": "node01"},
+        },
+        {"rostclust", "0.168.192.in-addr.arpa"},
+    ),
     "two-images": (
         {
             "images": {
