@@ -20,7 +20,7 @@ from clustcontrol.contract import CONTROL_DIR, PARAMS, partition_device, switch
 from clustcontrol.errors import ClustcontrolError
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.render.base import Output, RenderContext, render_template, template_macro
-from clustcontrol.render.view import ClusterView, ImageView, hex_ip
+from clustcontrol.render.view import ClusterView, HostView, ImageView, hex_ip
 
 # What pxelinux.0 (syslinux 6) needs beside it; more modules only for menus, which we do not use.
 BOOT_FILES = ("pxelinux.0", "ldlinux.c32")
@@ -187,7 +187,9 @@ def command_line_problems(inv: Inventory) -> list[str]:
     return problems
 
 
-def _serial(inv: Inventory) -> dict[str, str] | None:
+def serial_port(inv: Inventory) -> dict[str, str] | None:
+    """The serial port and speed of cluster.serial_console when it is a ttyS port (PXELINUX's
+    SERIAL and GRUB's serial command take them), else None."""
     console = inv.cluster.serial_console
     if not console or not console.startswith("ttyS"):
         return None
@@ -198,7 +200,7 @@ def _serial(inv: Inventory) -> dict[str, str] | None:
     return {"port": port, "speed": baud or "115200"}
 
 
-def _common_labels(inv: Inventory, view: ClusterView) -> list[Label]:
+def common_labels(inv: Inventory, view: ClusterView) -> list[Label]:
     """linux-IMAGE for every image, then `linux`; the NFS-root labels (linuxnfsroot-IMAGE,
     then `linuxnfsroot`) only while an update node is set: without one no working tree is
     exported read-write, and no label names one."""
@@ -226,8 +228,9 @@ def _host_file(
     )
 
 
-def _own_host_files(inv: Inventory, view: ClusterView) -> Iterator[Output]:
-    """A file for each node with its own image, disk layout or kernel arguments."""
+def own_labels(inv: Inventory, view: ClusterView) -> Iterator[tuple[HostView, Label]]:
+    """Each node with its own image, disk layout or kernel arguments, by address, with its
+    sync label linux-NODE; not the node that boots as the update node."""
     default_image = view.default_image.name
     default_layout = inv.images[default_image].disk_layout
     update_macs = view.update_host.macs if view.update_host else None
@@ -239,6 +242,12 @@ def _own_host_files(inv: Inventory, view: ClusterView) -> Iterator[Output]:
         label = sync_label(
             inv, f"linux-{host.name}", view.image(host.image), host.layout, host.kernel_args
         )
+        yield host, label
+
+
+def _own_host_files(inv: Inventory, view: ClusterView) -> Iterator[Output]:
+    """A file for each node with its own image, disk layout or kernel arguments."""
+    for host, label in own_labels(inv, view):
         yield _host_file(
             view, host.hex_ip, label.name, f"node {host.name}: image {host.image}", [label]
         )
@@ -295,7 +304,7 @@ def render_pxe(ctx: RenderContext) -> Iterator[Output]:
         path=pjoin(view.boot_root, "pxelinux-common"),
         service="pxe",
         content=render_template(
-            "pxe/pxelinux-common.j2", serial=_serial(inv), labels=_common_labels(inv, view)
+            "pxe/pxelinux-common.j2", serial=serial_port(inv), labels=common_labels(inv, view)
         ),
     )
     yield _host_file(
