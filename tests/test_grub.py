@@ -4,6 +4,7 @@ configs that boot exactly what the PXELINUX tree boots, label for label."""
 from __future__ import annotations
 
 import re
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,45 @@ def test_apply_checks_the_grub_configs_and_names_a_broken_one() -> None:
     results = [r for r in check_outputs(broken) if r.program == "grub-script-check"]
     assert [r.target for r in results if not r.ok] == [common]
     assert len(results) == len(grub)
+
+
+def _grub_modules(image: bytes) -> list[tuple[int, bytes]]:
+    """The (type, body) of each module of a grub-mkimage EFI image: its PE section `mods`
+    holds struct grub_module_info64 (magic "mimg", padding, offset, size), then headers of
+    (type, size) each followed by its body (include/grub/kernel.h)."""
+    pe = struct.unpack_from("<I", image, 0x3C)[0]
+    assert image[pe : pe + 4] == b"PE\0\0"
+    sections, optional = struct.unpack_from("<H12xH", image, pe + 6)
+    table = pe + 24 + optional
+    for i in range(sections):
+        name, _, _, _, raw = struct.unpack_from("<8sIIII", image, table + 40 * i)
+        if name.rstrip(b"\0") == b"mods":
+            break
+    else:
+        raise AssertionError("no mods section")
+    magic, _, offset, size = struct.unpack_from("<4sIQQ", image, raw)
+    assert magic == b"mimg"
+    modules, pos = [], raw + offset
+    while pos < raw + size:
+        kind, length = struct.unpack_from("<II", image, pos)
+        modules.append((kind, image[pos + 8 : pos + length]))
+        pos += length
+    return modules
+
+
+def test_the_signed_network_grub_reads_the_prefix_grub_cfg_renders() -> None:
+    """The evidence render/grub.py's docstring gives, read again from the installed binary:
+    the built-in prefix is /grub without a device (OBJ_TYPE_PREFIX = 3), the embedded config
+    (OBJ_TYPE_CONFIG = 2) runs the memdisk's grub.cfg, and the image has the modules the
+    rendered configs use. A Debian update that moves the prefix fails here."""
+    from clustcontrol.render.grub import GRUB_PREFIX, SIGNED_FILES
+
+    source = next(path for name, path, _ in SIGNED_FILES if name == "grubx64.efi")
+    modules = _grub_modules(source.read_bytes())
+    prefix = [body.rstrip(b"\0") for kind, body in modules if kind == 3]
+    config = [body.rstrip(b"\0") for kind, body in modules if kind == 2]
+    assert prefix == [b"/" + GRUB_PREFIX.encode()]
+    assert config == [b"normal (memdisk)/grub.cfg\n"]
+    elf = b"".join(body for kind, body in modules if kind == 0)
+    for command in (b"configfile", b"regexp", b"net_default_ip", b"net_default_mac", b"linux"):
+        assert command in elf, command

@@ -146,8 +146,10 @@ def _grub(staged: dict[str, Path], work: Path) -> Iterable[CheckResult]:
         return
     whole = work / "all-grub.cfg"
     whole.write_bytes(b"".join(f.read_bytes() for _, f in configs))
-    first = configs[0][0]
-    result = _check("pxe", ["grub-script-check", str(whole)], first)
+    # The run over them all is named by the file GRUB reads first, and how many follow.
+    first = min((p for p, _ in configs), key=lambda p: (not p.endswith("/grub/grub.cfg"), p))
+    target = first if len(configs) == 1 else f"{first} and {len(configs) - 1} more"
+    result = _check("pxe", ["grub-script-check", str(whole)], target)
     if result.ok or result.skipped:
         yield result
         return

@@ -264,8 +264,8 @@ def test_a_node_with_two_boot_nics_gets_its_address_on_either(
         assert_pxe_lease(lease, "192.168.0.11", "node01", daemon)
 
 
-# Option 93 values (IANA "Processor Architecture Types"): 0 x86 BIOS, 7 x64 UEFI, 9 EBC (which
-# x64 UEFI firmware also sends); None: a client that sends no option 93 (as udhcpc by default).
+# Option 93 values (IANA "Processor Architecture Types"): 0 x86 BIOS, 7 and 9 x64 UEFI (render/
+# firmware.py); None: a client that sends no option 93 (as udhcpc by default).
 ARCH_BOOT_FILES = ((None, PXELINUX), (0, PXELINUX), (7, SHIM), (9, SHIM))
 
 

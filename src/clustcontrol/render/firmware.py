@@ -7,7 +7,9 @@ A PXE client names its architecture in DHCP option 93, "Client System Architectu
 
     0   x86 BIOS                      -> pxelinux.0 (BIOS_BOOT_FILE)
     7   x64 UEFI                      -> the signed shim (SHIM)
-    9   EBC (sent by x64 UEFI firmware of several vendors, as by EDK2 before 2014) -> SHIM
+    9   x64 UEFI as well              -> SHIM (IANA lists both 7 and 9 as x64 UEFI; RFC
+                                          4578's own table named 7 "EFI BC" and 9 "EFI
+                                          x86-64", and firmware sends either)
     16  x64 UEFI HTTP boot            -> not served yet: such a client gets BIOS_BOOT_FILE, as
                                           every other value does (as every client did before)
 

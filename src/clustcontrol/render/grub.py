@@ -13,7 +13,7 @@ GRUB configs that boot the same labels as the PXELINUX tree (render/pxe.py).
                                                    with their own image, layout or kernel words
 
 Where the signed network GRUB looks for its config, from the package (Debian 12,
-grub-efi-amd64-signed 1+2.06+13+deb12u1), not guessed:
+grub-efi-amd64-signed 1+2.06+13+deb12u2), not guessed:
 
 - grubnetx64.efi.signed is a grub-mkimage image. Its `mods` PE section holds the modules
   (struct grub_module_info64, magic "mimg", then headers of type OBJ_TYPE_ELF, _MEMDISK,
@@ -28,18 +28,21 @@ grub-efi-amd64-signed 1+2.06+13+deb12u1), not guessed:
   prefix wins over the boot file's directory). After a PXE boot that device is
   (tftp,NEXT-SERVER) (grub-core/net/drivers/efi/efinet.c, grub_efi_net_config_real), so
   $prefix is (tftp,MASTER)/grub and GRUB reads TFTP_ROOT/grub/grub.cfg whatever directory the
-  DHCP file name had. TFTP_ROOT/grub/x86_64-efi/grub.cfg would be read instead: clustcontrol
-  writes none, and one there (an administrator's) wins over ours.
+  DHCP file name had. The memdisk's `[ -e $prefix/x86_64-efi/grub.cfg ]` looks for that file
+  through the file system's dir hook, and the network one lists nothing (grub-core/net/net.c,
+  grub_net_fs_dir returns no entry), so over TFTP the test fails and grub/grub.cfg is read;
+  clustcontrol writes no grub/x86_64-efi/grub.cfg.
 - The image's modules (their .modname sections) include configfile, echo, linux, regexp,
   serial, terminal, test, tftp and efinet, but no http (GRUB fetches everything over TFTP
   here), and the strings net_default_ip and net_default_mac (grub-core/net/net.c: the
   address and MAC of the interface DHCP configured).
 
 A node's own file is chosen by its address: GRUB's search for per-MAC or per-IP config file
-names (grub_net_search_config_file) runs only for a `normal` without a file, and this image
-runs `normal (memdisk)/grub.cfg`; a file test over TFTP is no use either (the net file system
-lists no directory). So grub.cfg compares $net_default_ip with each address that has a file of
-its own, as PXELINUX looks for pxelinux.cfg/<HEX IP>; the file is named the same."""
+names (grub_net_search_config_file, called by grub_cmd_normal in grub-core/normal/main.c) runs
+only for a `normal` without a file argument, and this image runs `normal (memdisk)/grub.cfg`;
+a file test over TFTP is no use either (grub_net_fs_dir, above). So grub.cfg compares
+$net_default_ip with each address that has a file of its own, as PXELINUX looks for
+pxelinux.cfg/<HEX IP>; the file is named the same."""
 
 from __future__ import annotations
 
