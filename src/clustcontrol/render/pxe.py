@@ -154,11 +154,12 @@ def kernel_command_line(label: Label, mac: str) -> str:
 
 
 def command_line_problems(inv: Inventory) -> list[str]:
-    """One line per PXELINUX label whose kernel command line (kernel_command_line) is longer
-    than MAX_COMMAND_LINE: each image's sync label and, while an update node is set, its
-    NFS-root label (field images.NAME.kernel_args), and each node's own label (field
-    nodes.NAME.kernel_args; one node for each image, layout and kernel_args it shares with
-    others). `inv` must refer only to defined images and layouts."""
+    """One line per PXELINUX label whose kernel command line (kernel_command_line), or that of
+    the GRUB entry booting it (grub.grub_command_line), is longer than MAX_COMMAND_LINE: each
+    image's sync label and, while an update node is set, its NFS-root label (field
+    images.NAME.kernel_args), and each node's own label (field nodes.NAME.kernel_args; one
+    node for each image, layout and kernel_args it shares with others). `inv` must refer only
+    to defined images and layouts."""
     view = ClusterView(inv)
     mac = "ff:ff:ff:ff:ff:ff"  # every Ethernet MAC is as long
     labels: list[tuple[str, Label]] = []
@@ -176,6 +177,8 @@ def command_line_problems(inv: Inventory) -> list[str]:
     for (image_name, layout, args), name in own.items():
         label = sync_label(inv, f"linux-{name}", view.image(image_name), layout, args)
         labels.append((f"nodes.{name}.kernel_args", label))
+    from clustcontrol.render.grub import Entry, grub_command_line  # grub imports this module
+
     problems = []
     for where, label in labels:
         if (length := len(kernel_command_line(label, mac))) > MAX_COMMAND_LINE:
@@ -183,6 +186,15 @@ def command_line_problems(inv: Inventory) -> list[str]:
                 f"{where}: the kernel command line of PXELINUX label {label.name} is {length} "
                 f"characters; PXELINUX passes {MAX_COMMAND_LINE} to the kernel and drops the "
                 "rest (initrd= and BOOTIF= with it)"
+            )
+        elif (length := len(grub_command_line(Entry.of(view, label), mac))) > MAX_COMMAND_LINE:
+            # GRUB's line has no initrd= but a longer BOOT_IMAGE= (the boot directory's path);
+            # the kernel's cmdline_size bounds it as it bounds PXELINUX's (the same limit,
+            # kept one below cmdline_size, is used for both).
+            problems.append(
+                f"{where}: the kernel command line of GRUB entry {label.name} is {length} "
+                f"characters; more than the {MAX_COMMAND_LINE} the kernel takes (its "
+                "cmdline_size; cluster.boot_dir's length counts, in BOOT_IMAGE=)"
             )
     return problems
 
