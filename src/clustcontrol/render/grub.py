@@ -75,7 +75,7 @@ SIGNED_FILES: tuple[tuple[str, Path, str], ...] = (
 #: The path of a GRUB config some inventory renders, below any TFTP root: its grub/grub.cfg,
 #: or BOOT_DIR/grub/{common,default,HEXIP}.cfg (render/paths.py, verify.py).
 GRUB_CONFIG = re.compile(
-    rf"(?:/[^/]+)*/{GRUB_PREFIX}/grub\.cfg|(?:/[^/]+)+/{GRUB_DIR}/(?:common|default|[0-9A-F]{{8}})\.cfg"
+    rf"(?:/[^/]+)+/{GRUB_PREFIX}/grub\.cfg|(?:/[^/]+)+/{GRUB_DIR}/(?:common|default|[0-9A-F]{{8}})\.cfg"
 )
 
 
