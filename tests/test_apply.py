@@ -130,6 +130,7 @@ def test_removed_node_files_are_removed(tmp_path: Path) -> None:
     assert removed == {
         "/etc/clustcontrol/nodes/node03",
         "/var/lib/tftpboot/cluster_node/pxelinux.cfg/C0A8000D",
+        "/var/lib/tftpboot/cluster_node/grub/C0A8000D.cfg",  # its GRUB file as well
     }
     assert not own.exists()
 

@@ -104,6 +104,12 @@ def test_every_path_a_renderer_writes_could_be_rendered(data: dict[str, object])
         "/usr/lib/PXELINUX/pxelinux.0",  # what apply copies the boot files from
         "/usr/lib/syslinux/modules/bios/ldlinux.c32",
         "/etc/tftp/cluster_node/pxelinux.cfg/default",  # no TFTP root lies inside /etc
+        "/boot/grub/grub.cfg",  # the master's own GRUB config: the UEFI tree's shape, in /boot
+        "/boot/grub/x86_64-efi/grub.cfg",
+        "/boot/efi/EFI/debian/grubx64.efi",
+        "/usr/lib/shim/shimx64.efi.signed",  # what apply copies the UEFI files from
+        "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed",
+        "/usr/lib/grub/grub.cfg",
     ],
 )
 def test_the_masters_own_files_are_never_renderable(path: str) -> None:

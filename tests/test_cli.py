@@ -180,6 +180,30 @@ def test_update_node_set_and_clear(initialized: Cli, tmp_path: Path) -> None:
     assert "host updatenode" not in (out / "etc/dhcp/dhcpd.conf").read_text()
 
 
+def test_node_set_boot_forces_the_boot_program_and_auto_removes_it(
+    initialized: Cli, tmp_path: Path
+) -> None:
+    """node set --boot uefi|bios writes boot: into the node's entry (dhcpd then names the file
+    in its host declaration); --boot auto, the default, removes the field; another word is a
+    usage error (exit 2) and writes nothing."""
+    cli = initialized
+    cli("node", "add", "node05", "--mac", "52:54:00:00:00:05", "--ip", "192.168.0.15")
+    assert cli("node", "set", "node05", "--boot", "uefi").code == 0
+    assert load_inventory(cli.config).nodes[0].boot == "uefi"
+    assert "ip: 192.168.0.15, boot: uefi}" in cli.config.read_text()
+    out = tmp_path / "staging"
+    assert cli("render", "--out", out, "--root", tmp_path / "live").code == 0
+    dhcpd = (out / "etc/dhcp/dhcpd.conf").read_text()
+    assert 'option host-name "node05"; filename "cluster_node/shimx64.efi"; }' in dhcpd
+    before = cli.config.read_bytes()
+    result = cli("node", "set", "node05", "--boot", "efi")
+    assert result.code == 2 and "--boot" in result.err
+    assert cli.config.read_bytes() == before
+    assert cli("node", "set", "node05", "--boot", "auto").code == 0
+    assert load_inventory(cli.config).nodes[0].boot == "auto"
+    assert "ip: 192.168.0.15}" in cli.config.read_text()
+
+
 RW_EXPORT = "/srv/nfs4/clusternoderoot 192.168.0.253(rw,"
 UPDATE_PXE = "var/lib/tftpboot/cluster_node/pxelinux.cfg/C0A800FD"
 

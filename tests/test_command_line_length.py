@@ -21,22 +21,29 @@ from tests.conftest import BASE, inventory_data
 LABEL = re.compile(
     r"^LABEL (\S+)\n\s+KERNEL (\S+)\n\s+INITRD (\S+)\n\s+APPEND ([^\n]*)\n\s+IPAPPEND 2$", re.M
 )
+# A GRUB menu entry (render/grub.py): its name, kernel and words; BOOTIF is appended.
+GRUB_ENTRY = re.compile(r"^menuentry '([^']+)' .*\n\s+linux (\S+) ([^\n]*) BOOTIF=\$bootif$", re.M)
 
 
 def syslinux_lines(data: dict[str, object]) -> dict[str, int]:
-    """Each rendered PXELINUX label's command line length as the kernel would get it whole,
+    """Each rendered PXELINUX label's and GRUB entry's command line length as the kernel would
+    get it whole,
     from an inventory validated field by field only (no cross-field checks: the oracle sees
     what would be rendered without the check under test)."""
     tree = render_all(RenderContext(Inventory.model_validate(data)))
     lengths = {}
     for output in tree:
         path = output.path
-        if not (path.endswith("/pxelinux-common") or "/pxelinux.cfg/" in path):
-            continue
         content = (output.content or b"").decode()
-        for name, kernel, initrd, append in LABEL.findall(content):
-            line = f"BOOT_IMAGE={kernel} {append} initrd={initrd} BOOTIF=01-52-54-00-00-00-01"
-            lengths[f"{path}:{name}"] = len(line)
+        if path.endswith("/pxelinux-common") or "/pxelinux.cfg/" in path:
+            for name, kernel, initrd, append in LABEL.findall(content):
+                line = f"BOOT_IMAGE={kernel} {append} initrd={initrd} BOOTIF=01-52-54-00-00-00-01"
+                lengths[f"{path}:{name}"] = len(line)
+        elif "/grub/" in path:
+            for name, kernel, append in GRUB_ENTRY.findall(content):
+                lengths[f"{path}:{name}"] = len(
+                    f"BOOT_IMAGE={kernel} {append} BOOTIF=01-52-54-00-00-00-01"
+                )
     return lengths
 
 
@@ -96,3 +103,21 @@ def test_refused_exactly_when_a_rendered_label_is_too_long(
         assert longest > MAX_COMMAND_LINE, (longest, exc.problems)
     else:
         assert longest <= MAX_COMMAND_LINE
+
+
+def test_a_long_boot_directory_can_make_the_grub_line_alone_too_long() -> None:
+    """GRUB's BOOT_IMAGE= holds the boot directory's path (PXELINUX's is relative to it) and has
+    no initrd=: with a 200-character boot_dir a line PXELINUX passes whole is too long under
+    GRUB, and the problem names the GRUB entry."""
+    boot_dir = "b" * 200
+    image = {"root": "/srv/nfs4/clusternoderoot", "kernel_args": words(1750)}
+    data = inventory_data(
+        cluster={**BASE["cluster"], "boot_dir": boot_dir}, images={"default": image}
+    )
+    lengths = syslinux_lines(data)
+    pxe = max(v for k, v in lengths.items() if "/grub/" not in k)
+    grub = max(v for k, v in lengths.items() if "/grub/" in k)
+    assert pxe <= MAX_COMMAND_LINE < grub
+    with pytest.raises(InvalidInputError) as info:
+        parse_inventory(data)
+    assert all("of GRUB entry" in p for p in info.value.problems), info.value.problems

@@ -118,8 +118,59 @@ def test_kea_is_json_with_reservations() -> None:
 def test_dnsmasq_hosts() -> None:
     conf = text(render(), "/etc/dnsmasq.d/clustcontrol.conf")
     assert "dhcp-host=52:54:00:00:00:01,192.168.0.11,node01.rostclust\n" in conf
-    assert "dhcp-boot=cluster_node/pxelinux.0,master,192.168.0.1\n" in conf
+    assert (
+        "dhcp-boot=tag:!efi-x86_64,tag:!boot-uefi,cluster_node/pxelinux.0,master,192.168.0.1\n"
+        in conf
+    )
     assert "port=0\n" in conf
+
+
+def test_every_dhcp_server_picks_the_boot_file_by_architecture_and_node() -> None:
+    """Option 93 values 7 and 9 select the shim in each server; a node's boot: bios|uefi is
+    written into its own entry alone (the real exchanges: tests/daemons/test_dhcp.py)."""
+    import json
+
+    nodes = [
+        {"name": "node01", "mac": "52:54:00:00:00:01", "ip": "192.168.0.11", "boot": "uefi"},
+        {"name": "node02", "mac": "52:54:00:00:00:02", "ip": "192.168.0.12", "boot": "bios"},
+        {"name": "node03", "mac": "52:54:00:00:00:03", "ip": "192.168.0.13"},
+    ]
+    tree = render(nodes=nodes)
+    isc = text(tree, "/etc/dhcp/dhcpd.conf")
+    assert "if option pxe-system-type = 00:07 or option pxe-system-type = 00:09 {" in isc
+    assert 'option host-name "node01"; filename "cluster_node/shimx64.efi"; }' in isc
+    assert 'option host-name "node02"; filename "cluster_node/pxelinux.0"; }' in isc
+    assert 'option host-name "node03"; }' in isc
+    kea = json.loads(text(tree, "/etc/kea/kea-dhcp4.conf").split("\n", 1)[1])["Dhcp4"]
+    assert kea["client-classes"] == [
+        {
+            "name": "uefi-x64",
+            "test": "substring(option[93].hex,0,2) == 0x0007"
+            " or substring(option[93].hex,0,2) == 0x0009",
+            "boot-file-name": "cluster_node/shimx64.efi",
+        }
+    ]
+    files = {r["hostname"]: r.get("boot-file-name") for r in kea["subnet4"][0]["reservations"]}
+    assert files == {
+        "node01": "cluster_node/shimx64.efi",
+        "node02": "cluster_node/pxelinux.0",
+        "node03": None,
+    }
+    dnsmasq = text(tree, "/etc/dnsmasq.d/clustcontrol.conf")
+    assert "dhcp-match=set:efi-x86_64,option:client-arch,7\n" in dnsmasq
+    assert "dhcp-match=set:efi-x86_64,option:client-arch,9\n" in dnsmasq
+    assert "dhcp-host=52:54:00:00:00:01,set:boot-uefi,192.168.0.11,node01.rostclust\n" in dnsmasq
+    assert "dhcp-host=52:54:00:00:00:02,set:boot-bios,192.168.0.12,node02.rostclust\n" in dnsmasq
+    assert "dhcp-host=52:54:00:00:00:03,192.168.0.13,node03.rostclust\n" in dnsmasq
+
+
+@pytest.mark.parametrize("boot", ["", "UEFI", "efi", 1, None])
+def test_boot_takes_auto_bios_or_uefi_alone(boot: object) -> None:
+    from clustcontrol.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=r"nodes\.n1\.boot"):
+        make_inventory(nodes=[{"name": "n1", "mac": "52:54:00:00:00:01", "ip": "192.168.0.11",
+                               "boot": boot}])  # fmt: skip
 
 
 def test_pxelinux_files() -> None:

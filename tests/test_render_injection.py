@@ -198,12 +198,14 @@ def _root_device(inv: Inventory) -> list[str]:
 
 
 def _serial_line(inv: Inventory) -> list[str]:
-    """PXELINUX's SERIAL PORT SPEED as the oracle expects it from console=ttySPORT[,SPEEDpnf]
-    (the kernel's serial console options: kernel-parameters.txt, "console=")."""
+    """PXELINUX's SERIAL PORT SPEED and GRUB's serial --unit=PORT --speed=SPEED as the oracle
+    expects them from console=ttySPORT[,SPEEDpnf] (the kernel's serial console options:
+    kernel-parameters.txt, "console=")."""
     value = str(inv.cluster.serial_console)
     match = re.fullmatch(r"ttyS([0-9]+)(?:,([0-9]+)[noe]?[5-8]?r?)?", value)
     assert match is not None, f"accepted serial console {value!r} is not ttyS<n>[,<speed>...]"
-    return [f"SERIAL {match.group(1)} {match.group(2) or 115200}"]
+    port, speed = match.group(1), match.group(2) or 115200
+    return [f"SERIAL {port} {speed}", f"serial --unit={port} --speed={speed}"]
 
 
 SLOTS: tuple[Slot, ...] = (

@@ -118,13 +118,18 @@ def test_read_write_paths_only_while_an_update_node_is_set(
     assert ganesha == [f'Path = "{root}"; Clients = {update_ip};']
     boot = f"{inv.cluster.tftp_root}/{inv.cluster.boot_dir}"
     host_file = f"{boot}/pxelinux.cfg/{hex_name}"
-    # The node booting as the update node loses its own file, if it had one: its regular
+    grub_file = f"{boot}/grub/{hex_name}.cfg"
+    # The node booting as the update node loses its own files, if it had them: its regular
     # address is not handed out meanwhile.
-    own_file = f"{boot}/pxelinux.cfg/{hex_ip(inv.node(node['name']).ip)}"  # type: ignore[union-attr]
-    assert set(updated) == (set(plain) - {own_file}) | {host_file}
+    own_hex = hex_ip(inv.node(node["name"]).ip)  # type: ignore[union-attr]
+    own_files = {f"{boot}/pxelinux.cfg/{own_hex}", f"{boot}/grub/{own_hex}.cfg"}
+    assert set(updated) == (set(plain) - own_files) | {host_file, grub_file}
     assert "DEFAULT linuxnfsroot\n" in updated[host_file]
-    changed = {path for path in plain if path != own_file and plain[path] != updated[path]}
-    allowed = {EXPORTS, GANESHA_CONF, f"{boot}/pxelinux-common"}
+    assert "set default='linuxnfsroot'\n" in updated[grub_file]
+    changed = {path for path in plain if path not in own_files and plain[path] != updated[path]}
+    # grub.cfg sends the update address to its file; common.cfg gains the NFS-root entries.
+    allowed = {EXPORTS, GANESHA_CONF, f"{boot}/pxelinux-common", f"{boot}/grub/common.cfg"}
+    allowed.add(f"{inv.cluster.tftp_root}/grub/grub.cfg")
     allowed |= {p for p in plain if p.startswith(("/etc/dhcp/", "/etc/kea/", "/etc/dnsmasq.d/"))}
     allowed |= {p for p in plain if p.startswith("/etc/bind/clustcontrol/db.")}
     assert changed <= allowed, changed - allowed

@@ -17,6 +17,7 @@ from clustcontrol.render.dhcp.isc import DHCPD_CONF
 from clustcontrol.render.dhcp.kea import KEA_CONF
 from clustcontrol.render.dns import OPTIONS, SNIPPET, ZONE_DIR
 from clustcontrol.render.firewall import RULESET
+from clustcontrol.render.grub import GRUB_CONFIG
 from clustcontrol.run import run, which
 
 
@@ -136,7 +137,27 @@ def _firewall(staged: dict[str, Path], _work: Path) -> Iterable[CheckResult]:
     yield result
 
 
-CHECKERS: tuple[Checker, ...] = (_isc, _kea, _dnsmasq, _dns, _firewall)
+def _grub(staged: dict[str, Path], work: Path) -> Iterable[CheckResult]:
+    """grub-script-check on every GRUB config, one run for all of them (each file is a script
+    of its own, so their concatenation parses exactly when each does; one run per node's file
+    would cost a process each), then, when that fails, one run per file to name the one."""
+    configs = sorted((p, f) for p, f in staged.items() if GRUB_CONFIG.fullmatch(p))
+    if not configs:
+        return
+    whole = work / "all-grub.cfg"
+    whole.write_bytes(b"".join(f.read_bytes() for _, f in configs))
+    # The run over them all is named by the file GRUB reads first, and how many follow.
+    first = min((p for p, _ in configs), key=lambda p: (not p.endswith("/grub/grub.cfg"), p))
+    target = first if len(configs) == 1 else f"{first} and {len(configs) - 1} more"
+    result = _check("pxe", ["grub-script-check", str(whole)], target)
+    if result.ok or result.skipped:
+        yield result
+        return
+    for path, file in configs:
+        yield _check("pxe", ["grub-script-check", str(file)], path)
+
+
+CHECKERS: tuple[Checker, ...] = (_isc, _kea, _dnsmasq, _dns, _firewall, _grub)
 
 
 def check_outputs(outputs: Iterable[Output]) -> list[CheckResult]:
@@ -144,8 +165,9 @@ def check_outputs(outputs: Iterable[Output]) -> list[CheckResult]:
 
     Checkers: `dhcpd -t -4 -cf` (dhcpd(8)), `kea-dhcp4 -t` (kea-dhcp4(8)), `dnsmasq --test`
     (dnsmasq(8)), `named-checkconf` and `named-checkzone -k fail` (named-checkzone(1)), `nft
-    --check --file` in a network namespace of its own (nft(8), unshare(1)), each only when its
-    file is among the outputs. Managed blocks and copied files are not checked.
+    --check --file` in a network namespace of its own (nft(8), unshare(1)), `grub-script-check`
+    (grub-common) on the GRUB configs together, each only when its file is among the outputs.
+    Managed blocks and copied files are not checked.
     Returns one CheckResult per check, in that order; a failing check is a result, not an
     exception. Raises CommandError when a checker runs longer than 120 seconds."""
     with tempfile.TemporaryDirectory(prefix="clustcontrol-check-") as scratch:

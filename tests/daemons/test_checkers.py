@@ -16,6 +16,7 @@ import pytest
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.inventory.store import parse_inventory
 from clustcontrol.render import RenderedTree
+from clustcontrol.render.grub import GRUB_CONFIG
 from clustcontrol.render.nfs import EXPORTS, exported_directories
 from clustcontrol.render.view import ClusterView
 from tests.conftest import inventory_data
@@ -38,6 +39,8 @@ DNSMASQ_CONF = "/etc/dnsmasq.d/clustcontrol.conf"
 NAMED_OPTIONS = "/etc/bind/named.conf.options"
 NAMED_ZONES = "/etc/bind/named.conf.clustcontrol"
 ZONE_DIR = "/etc/bind/clustcontrol"
+GRUB_CFG = "/var/lib/tftpboot/grub/grub.cfg"
+GRUB_DIR = "/var/lib/tftpboot/cluster_node/grub"
 
 
 def _many_nodes(count: int) -> list[dict[str, str]]:
@@ -60,6 +63,19 @@ INVENTORIES: dict[str, tuple[dict[str, object], set[str]]] = {
             "nodes": [
                 {**base_nodes()[0], "mac": ["52:54:00:00:00:01", "52:54:00:00:00:a1"]},
                 base_nodes()[1],
+            ],
+            "update_node": {"node": "node01"},
+        },
+        {"rostclust", "0.168.192.in-addr.arpa"},
+    ),
+    "forced-boot": (
+        {
+            "nodes": [
+                {**base_nodes()[0], "mac": ["52:54:00:00:00:01", "52:54:00:00:00:a1"]}
+                | {"boot": "uefi"},
+                {**base_nodes()[1], "boot": "bios"},
+                {"name": "node03", "mac": "52:54:00:00:00:03", "ip": "192.168.0.13"}
+                | {"boot": "uefi"},
             ],
             "update_node": {"node": "node01"},
         },
@@ -144,6 +160,10 @@ def checks(root: Path, tree: RenderedTree, work: Path) -> list[Check]:
         Check("named-checkconf -z", ["named-checkconf", "-z", "-t", str(root), NAMED_ZONES]),
     ]
     for output in tree:
+        if GRUB_CONFIG.fullmatch(output.path):
+            result.append(
+                Check(f"grub-script-check {output.path}", ["grub-script-check", live(output.path)])
+            )
         if output.path.startswith(f"{ZONE_DIR}/db."):
             zone = output.path.removeprefix(f"{ZONE_DIR}/db.")
             result.append(
@@ -214,6 +234,18 @@ CORRUPTIONS = {
         "node01\tIN\tA\t192.168.0.11",
         "node01\tIN\tA\t192.168.0.311",
         "named-checkzone rostclust",
+    ),
+    "grub": (
+        GRUB_CFG,
+        "configfile /cluster_node/grub/default.cfg",
+        'if [ "$net_default_ip" = x ]; then configfile /cluster_node/grub/default.cfg',
+        f"grub-script-check {GRUB_CFG}",
+    ),
+    "grub-entry": (
+        f"{GRUB_DIR}/common.cfg",
+        "menuentry 'linux' --id 'linux' {",
+        "menuentry 'linux' --id 'linux' {{",
+        f"grub-script-check {GRUB_DIR}/common.cfg",
     ),
 }
 

@@ -53,10 +53,13 @@ def request_lease(
     *,
     attempts: int = 5,
     client_id: str | None = None,
+    arch: int | None = None,
 ) -> Lease | None:
     """Run udhcpc once in the client namespace with mac; the `bound` variables, or None.
     `client_id`: the client-identifier option (61) to send, as hex; by default udhcpc sends
-    01 and the MAC."""
+    01 and the MAC. `arch`: the client system architecture (option 93, RFC 4578) to send, as
+    two octets (busybox udhcpc -x 0x5d:HEX sends an option it has no name for as those bytes,
+    in DISCOVER and REQUEST alike); None: no option 93, as udhcpc by default."""
     link.set_client_mac(mac)
     work.mkdir(parents=True, exist_ok=True)
     env_file = work / f"bound-{mac.replace(':', '')}.env"
@@ -69,6 +72,7 @@ def request_lease(
         "udhcpc", "-f", "-q", "-n", "-i", link.client_if, "-s", script,
         "-t", str(attempts), "-T", "1", "-A", "1",
         *(["-C", "-x", f"0x3d:{client_id}"] if client_id else []),
+        *(["-x", f"0x5d:{arch:04x}"] if arch is not None else []),
     )  # fmt: skip
     proc = run(argv, timeout=attempts * 3 + 10)
     log = proc.stdout + proc.stderr
@@ -135,12 +139,18 @@ def served(server: str, link: Link, daemons: Daemons, work: Path, **overrides: o
     return start_dhcp_server(server, inventory(cluster=section, **overrides), link, daemons, work)
 
 
-def assert_pxe_lease(lease: Lease, ip: str, hostname: str, daemon: Daemon) -> None:
+PXELINUX = "cluster_node/pxelinux.0"
+SHIM = "cluster_node/shimx64.efi"
+
+
+def assert_pxe_lease(
+    lease: Lease, ip: str, hostname: str, daemon: Daemon, boot_file: str = PXELINUX
+) -> None:
     context = f"\n--- udhcpc ---\n{lease.log}\n--- {daemon.name} ---\n{daemon.output()}"
     assert lease["ip"] == ip, context
     assert lease["hostname"] == hostname, context
     assert lease["siaddr"] == "192.168.0.1", context  # next-server: the master's TFTP
-    assert lease["boot_file"] == "cluster_node/pxelinux.0", context
+    assert lease["boot_file"] == boot_file, context
     assert lease["serverid"] == "192.168.0.1", context
     assert lease["subnet"] == "255.255.255.0", context
     assert lease["domain"] == "rostclust", context
@@ -252,3 +262,56 @@ def test_a_node_with_two_boot_nics_gets_its_address_on_either(
         lease = request_lease(link, mac, tmp_path / "client")
         assert lease is not None, f"no lease for {mac}\n{daemon.output()}"
         assert_pxe_lease(lease, "192.168.0.11", "node01", daemon)
+
+
+# Option 93 values (IANA "Processor Architecture Types"): 0 x86 BIOS, 7 and 9 x64 UEFI (render/
+# firmware.py); None: a client that sends no option 93 (as udhcpc by default).
+ARCH_BOOT_FILES = ((None, PXELINUX), (0, PXELINUX), (7, SHIM), (9, SHIM))
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_the_boot_file_follows_the_client_architecture(
+    server: str, link: Link, daemons: Daemons, tmp_path: Path
+) -> None:
+    """A node with boot: auto (the default) gets pxelinux.0 as a BIOS client (option 93 = 0 or
+    none sent) and the signed shim as an x86-64 UEFI client (7 or 9), from each server; the
+    update node's MAC as well, with the update address."""
+    daemon = served(server, link, daemons, tmp_path, update_node={"node": "node02"})
+    for arch, boot_file in ARCH_BOOT_FILES:
+        for mac, ip, name in (
+            (NODE01_MAC, "192.168.0.11", "node01"),
+            (NODE02_MAC, "192.168.0.253", "updatenode"),
+        ):
+            lease = request_lease(link, mac, tmp_path / "client", arch=arch)
+            assert lease is not None, f"no lease for {name}, arch {arch}\n{daemon.output()}"
+            assert_pxe_lease(lease, ip, name, daemon, boot_file)
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_node_forced_to_bios_or_uefi_gets_that_boot_file_whatever_it_sends(
+    server: str, link: Link, daemons: Daemons, tmp_path: Path
+) -> None:
+    """boot: uefi gets the shim and boot: bios pxelinux.0 for every architecture sent, the
+    second NIC of a two-NIC node too; a forced update node keeps its choice at the update
+    address; the other nodes still go by option 93."""
+    nodes = [
+        {**base_nodes()[0], "boot": "uefi"},
+        {**base_nodes()[1], "boot": "bios"},
+        {"name": "node03", "mac": ["52:54:00:00:00:03", "52:54:00:00:00:a3"], "ip": "192.168.0.13",
+         "boot": "uefi"},
+        {"name": "node04", "mac": "52:54:00:00:00:04", "ip": "192.168.0.14"},
+    ]  # fmt: skip
+    daemon = served(server, link, daemons, tmp_path, nodes=nodes, update_node={"node": "node03"})
+    # Kea hands a reserved address to one client at a time (see the two-NIC test above): the
+    # update node is asked for on its second NIC alone.
+    update_mac = "52:54:00:00:00:a3"
+    for arch, by_arch in ARCH_BOOT_FILES:
+        for mac, ip, name, boot_file in (
+            (NODE01_MAC, "192.168.0.11", "node01", SHIM),
+            (NODE02_MAC, "192.168.0.12", "node02", PXELINUX),
+            (update_mac, "192.168.0.253", "updatenode", SHIM),
+            ("52:54:00:00:00:04", "192.168.0.14", "node04", by_arch),
+        ):
+            lease = request_lease(link, mac, tmp_path / "client", arch=arch)
+            assert lease is not None, f"no lease for {name}, arch {arch}\n{daemon.output()}"
+            assert_pxe_lease(lease, ip, name, daemon, boot_file)

@@ -67,14 +67,21 @@ def test_tftp_serves_the_rendered_boot_tree(tmp_path: Path, daemons: Daemons) ->
     port = serve(daemons, root)
 
     served = [o for o in tree if o.path.startswith(TFTP_ROOT + "/")]
-    assert {o.path.removeprefix(BOOT + "/") for o in served} == {
-        "pxelinux.0",
-        "ldlinux.c32",
-        "pxelinux-common",
-        "pxelinux.cfg/default",
+    assert {o.path.removeprefix(TFTP_ROOT + "/") for o in served} == {
+        "cluster_node/pxelinux.0",
+        "cluster_node/ldlinux.c32",
+        "cluster_node/pxelinux-common",
+        "cluster_node/pxelinux.cfg/default",
+        "cluster_node/shimx64.efi",
+        "cluster_node/grubx64.efi",
+        "cluster_node/grub/common.cfg",
+        "cluster_node/grub/default.cfg",
+        "grub/grub.cfg",
     }
-    # The DHCP boot file name is relative to the TFTP root and fetches pxelinux.0.
+    # The DHCP boot file names are relative to the TFTP root and fetch pxelinux.0 (BIOS) and
+    # the shim (x86-64 UEFI), which loads grubx64.efi from its own directory.
     assert ClusterView(inv).boot_file == "cluster_node/pxelinux.0"
+    assert ClusterView(inv).uefi_boot_file == "cluster_node/shimx64.efi"
     for output in served:
         relative = output.path.removeprefix(TFTP_ROOT + "/")
         out = tmp_path / "fetched" / relative
@@ -87,6 +94,24 @@ def test_tftp_serves_the_rendered_boot_tree(tmp_path: Path, daemons: Daemons) ->
     assert fetch(port, "cluster_node/pxelinux.cfg/C0A800FD", missing) == CURL_TFTP_NOT_FOUND
     assert fetch(port, "cluster_node/pxelinux.cfg/C0A800FE", missing) == CURL_TFTP_NOT_FOUND
     assert fetch(port, "cluster_node/nope.c32", missing) == CURL_TFTP_NOT_FOUND
+    assert fetch(port, "cluster_node/grub/C0A800FD.cfg", missing) == CURL_TFTP_NOT_FOUND
+
+
+def test_grub_finds_its_configs_by_the_names_it_asks_for(tmp_path: Path, daemons: Daemons) -> None:
+    """GRUB asks for absolute names on its TFTP device: /grub/grub.cfg (the signed network
+    GRUB's prefix, render/grub.py) and the /cluster_node/grub/... files grub.cfg names; in.tftpd
+    --secure resolves them in the TFTP root (curl sends the path after the URL's first slash,
+    so tftp://HOST//grub/grub.cfg asks for /grub/grub.cfg)."""
+    tree = render_into(inventory(update_node={"node": "node01"}), tmp_path / "tree")
+    port = serve(daemons, tmp_path / "tree")
+    for name in ("/grub/grub.cfg", "/cluster_node/grub/common.cfg",
+                 "/cluster_node/grub/default.cfg", "/cluster_node/grub/C0A800FD.cfg"):  # fmt: skip
+        out = tmp_path / "fetched" / name.lstrip("/")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        assert fetch(port, name, out) == 0, f"curl could not fetch {name}"
+        assert out.read_bytes() == tree[TFTP_ROOT + name].data()
+    bootstrap = text(tree, f"{TFTP_ROOT}/grub/grub.cfg")
+    assert "configfile /cluster_node/grub/C0A800FD.cfg\n" in bootstrap
 
 
 def test_pxelinux_configs_boot_the_right_labels(tmp_path: Path, daemons: Daemons) -> None:

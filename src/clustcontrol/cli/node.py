@@ -65,6 +65,12 @@ def node_add(state: State, name: str, mac: str, ip: str, image: str | None) -> N
 @click.option("--ip", default=None)
 @click.option("--image", default=None, help="Standard root; '' for the default image.")
 @click.option("--layout", "disk_layout", default=None, help="Disk layout; '' for the image's.")
+@click.option(
+    "--boot",
+    type=click.Choice(["auto", "bios", "uefi"]),
+    default=None,
+    help="Network boot program: by the firmware's architecture (auto), or forced.",
+)
 @pass_state
 def node_set(
     state: State,
@@ -73,14 +79,18 @@ def node_set(
     ip: str | None,
     image: str | None,
     disk_layout: str | None,
+    boot: str | None,
 ) -> None:
-    """Change a node's MAC, address, image or disk layout.
+    """Change a node's MAC, address, image, disk layout or boot program.
 
     \b
     Example:
       clustcontrol node set node01 --image gpu
+      clustcontrol node set node02 --boot uefi
     """
-    changes = normalize.node_changes(mac=mac, ip=ip, image=image, disk_layout=disk_layout)
+    changes = normalize.node_changes(
+        mac=mac, ip=ip, image=image, disk_layout=disk_layout, boot=boot
+    )
     edit_nodes(
         state.config,
         lambda nodes: nodelines.set_entry(nodes, name, changes),

@@ -39,6 +39,7 @@ DhcpServer = Literal["isc", "kea", "dnsmasq"]
 NfsServer = Literal["kernel", "ganesha"]
 Transport = Literal["nfs", "rsync"]
 FileSystem = Literal["ext4", "ext3", "ext2", "swap"]
+Boot = Literal["auto", "bios", "uefi"]
 
 UPDATE_NODE_LABEL = "updatenode"
 NEWEST = "newest"
@@ -322,7 +323,11 @@ class Node(_Model):
         image: the name of its standard root; None: the default image.
         disk_layout: the name of its disk layout; None: its image's.
         kernel_args: extra kernel command line words, after its image's (a node with any gets
-            a pxelinux.cfg file of its own)."""
+            a pxelinux.cfg file of its own).
+        boot: which network boot program DHCP hands it: "auto" by the architecture its
+            firmware sends (DHCP option 93: pxelinux.0 to BIOS, the signed shim to x86-64
+            UEFI; render/firmware.py), "bios" pxelinux.0 and "uefi" the shim whatever it
+            sends."""
 
     name: HostLabel
     mac: MacAddresses
@@ -330,6 +335,7 @@ class Node(_Model):
     image: Name | None = None
     disk_layout: Name | None = None
     kernel_args: list[KernelArg] = Field(default_factory=list)
+    boot: Boot = "auto"
 
 
 class UpdateNode(_Model):

@@ -42,7 +42,7 @@ from ruamel.yaml.reader import Reader
 from clustcontrol.errors import InvalidInputError
 
 #: The keys an item may have (the Node model's fields): anything else is ruamel's to read.
-NODE_KEYS = frozenset({"name", "mac", "ip", "image", "disk_layout", "kernel_args"})
+NODE_KEYS = frozenset({"name", "mac", "ip", "image", "disk_layout", "kernel_args", "boot"})
 
 _PLAIN = r"[A-Za-z0-9/][A-Za-z0-9._/=+-]*"
 _DOUBLE = r'"[ !#-\[\]-~]*"'

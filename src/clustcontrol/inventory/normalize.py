@@ -177,17 +177,29 @@ def new_node(name: str, mac: str, ip: str, image: str | None) -> NodeEntry:
 
 
 def node_changes(
-    *, mac: str | None, ip: str | None, image: str | None, disk_layout: str | None
+    *,
+    mac: str | None,
+    ip: str | None,
+    image: str | None,
+    disk_layout: str | None,
+    boot: str | None = None,
 ) -> dict[str, str | None]:
     """The changes of `clustcontrol node set`, keyed by the node's field names.
 
     mac and ip are checked and made canonical as in new_node; image and disk_layout are names
     checked with the whole inventory later. A value None leaves the field alone; '' for image
-    or disk_layout removes the field (the image's or inventory's default applies). Returns the
-    mapping mac, ip, image, disk_layout. Raises InvalidInputError naming each bad MAC or address
-    (an empty MAC or address is bad too)."""
+    or disk_layout removes the field (the image's or inventory's default applies). boot is
+    auto, bios or uefi (the CLI offers no other); auto, the default, removes the field.
+    Returns the mapping mac, ip, image, disk_layout, boot. Raises InvalidInputError naming
+    each bad MAC or address (an empty MAC or address is bad too)."""
     checked = check_fields({"mac": (mac_addresses, mac), "ip": (ipv4_address, ip)})
-    return {"mac": checked["mac"], "ip": checked["ip"], "image": image, "disk_layout": disk_layout}
+    return {
+        "mac": checked["mac"],
+        "ip": checked["ip"],
+        "image": image,
+        "disk_layout": disk_layout,
+        "boot": "" if boot == "auto" else boot,
+    }
 
 
 def read_node_csv(path: Path) -> list[NodeEntry]:

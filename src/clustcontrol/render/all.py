@@ -12,6 +12,7 @@ from clustcontrol.render.dhcp.isc import render_isc
 from clustcontrol.render.dhcp.kea import render_kea
 from clustcontrol.render.dns import render_dns
 from clustcontrol.render.firewall import render_firewall
+from clustcontrol.render.grub import render_grub
 from clustcontrol.render.nfs import (
     render_bind_mounts,
     render_exports,
@@ -29,6 +30,7 @@ RENDERERS: tuple[Renderer, ...] = (
     render_kea,
     render_dnsmasq,
     render_pxe,
+    render_grub,
     render_tftpd,
     render_exports,
     render_nfsd,
@@ -43,9 +45,10 @@ RENDERERS: tuple[Renderer, ...] = (
 def render_all(ctx: RenderContext) -> RenderedTree:
     """Every output of every renderer in RENDERERS, for all services (apply selects later).
 
-    Nothing is written; the files the PXE renderer copies (pxelinux.0, .c32 modules) are only
-    located here and read when installed. Raises ValueError when two renderers produce the
-    same path and ClustcontrolError when one of those files is in none of ctx.syslinux_dirs."""
+    Nothing is written; the files the PXE renderers copy (pxelinux.0, .c32 modules, the signed
+    shim and GRUB) are only located here and read when installed. Raises ValueError when two
+    renderers produce the same path and ClustcontrolError when one of those files is not
+    installed."""
     tree = RenderedTree()
     with gc_paused():
         for renderer in RENDERERS:

@@ -11,6 +11,10 @@ these shapes (could_render), so a manifest written by anyone else cannot make ap
                        pxelinux.cfg/default, pxelinux.cfg/HEXIP} (render/pxe.py), never
                        inside the master's program trees (/usr/lib/PXELINUX/pxelinux.0 is
                        where apply copies from): the TFTP root may not lie there
+    UEFI files         TFTP_ROOT/BOOT_DIR/{shimx64.efi, grubx64.efi, grub/common.cfg,
+                       grub/default.cfg, grub/HEXIP.cfg} and TFTP_ROOT/grub/grub.cfg
+                       (render/grub.py), under the same rule: the master's own
+                       /boot/grub/grub.cfg has that shape but lies in /boot
     control files      CONTROL_DIR/{default, images/NAME, layouts/NAME, sfdisk-NAME,
                        nodes/NAME, nodes.by-mac} (render/control.py); the control directory's
                        last component holds "clustcontrol" (inventory/checks.py)
@@ -31,6 +35,7 @@ from clustcontrol.render.dhcp.isc import DEFAULTS, DHCPD_CONF
 from clustcontrol.render.dhcp.kea import KEA_CONF
 from clustcontrol.render.dns import OPTIONS, SNIPPET, ZONE_DIR
 from clustcontrol.render.firewall import RULESET, UNIT_FILE, WANTS
+from clustcontrol.render.grub import GRUB_CONFIG, SIGNED_FILES
 from clustcontrol.render.nfs import EXPORTS, GANESHA_CONF, NFSD_CONF
 from clustcontrol.render.pxe import BOOT_FILES, TFTPD_DEFAULTS
 from clustcontrol.render.rsyncd import RSYNCD_CONF
@@ -63,9 +68,11 @@ _NO_TFTP_TREES = MASTER_TREES
 _COMPONENT = r"/[^/]+"
 _NAME = r"[a-z0-9][a-z0-9_-]{0,62}"  # an image or layout name (inventory/types.py, Name)
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"  # a node's host name, lower-cased
+_COPIED = (*BOOT_FILES, *(name for name, _, _ in SIGNED_FILES))
 _PXELINUX = re.compile(
-    rf"(?:{_COMPONENT})+/(?:{'|'.join(map(re.escape, BOOT_FILES))}|pxelinux-common"
+    rf"(?:{_COMPONENT})+/(?:{'|'.join(map(re.escape, _COPIED))}|pxelinux-common"
     r"|pxelinux\.cfg/(?:default|[0-9A-F]{8}))"
+    rf"|{GRUB_CONFIG.pattern}"
 )
 _VARIABLE = re.compile(
     "|".join(
@@ -84,8 +91,8 @@ def _inside(path: str, directory: str) -> bool:
 
 def could_render(path: str, foreign: Iterable[str] = ()) -> bool:
     """Whether `path` (absolute, normalized) has the shape of a file some renderer writes for
-    some inventory (see the module docstring): one of FIXED_PATHS, or a zone, PXELINUX or
-    control file. A PXELINUX file never lies inside the master's program trees
+    some inventory (see the module docstring): one of FIXED_PATHS, or a zone, PXELINUX, UEFI
+    or control file. A PXELINUX or UEFI file never lies inside the master's program trees
     (_NO_TFTP_TREES), and no variable path inside one of `foreign` (absolute, normalized
     directories no renderer writes into: the image roots, the working trees a standard's own
     boot/pxelinux.cfg lies in)."""

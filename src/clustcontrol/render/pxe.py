@@ -20,7 +20,7 @@ from clustcontrol.contract import CONTROL_DIR, PARAMS, partition_device, switch
 from clustcontrol.errors import ClustcontrolError
 from clustcontrol.inventory.model import Inventory
 from clustcontrol.render.base import Output, RenderContext, render_template, template_macro
-from clustcontrol.render.view import ClusterView, ImageView, hex_ip
+from clustcontrol.render.view import ClusterView, HostView, ImageView, hex_ip
 
 # What pxelinux.0 (syslinux 6) needs beside it; more modules only for menus, which we do not use.
 BOOT_FILES = ("pxelinux.0", "ldlinux.c32")
@@ -154,11 +154,12 @@ def kernel_command_line(label: Label, mac: str) -> str:
 
 
 def command_line_problems(inv: Inventory) -> list[str]:
-    """One line per PXELINUX label whose kernel command line (kernel_command_line) is longer
-    than MAX_COMMAND_LINE: each image's sync label and, while an update node is set, its
-    NFS-root label (field images.NAME.kernel_args), and each node's own label (field
-    nodes.NAME.kernel_args; one node for each image, layout and kernel_args it shares with
-    others). `inv` must refer only to defined images and layouts."""
+    """One line per PXELINUX label whose kernel command line (kernel_command_line), or that of
+    the GRUB entry booting it (grub.grub_command_line), is longer than MAX_COMMAND_LINE: each
+    image's sync label and, while an update node is set, its NFS-root label (field
+    images.NAME.kernel_args), and each node's own label (field nodes.NAME.kernel_args; one
+    node for each image, layout and kernel_args it shares with others). `inv` must refer only
+    to defined images and layouts."""
     view = ClusterView(inv)
     mac = "ff:ff:ff:ff:ff:ff"  # every Ethernet MAC is as long
     labels: list[tuple[str, Label]] = []
@@ -176,6 +177,8 @@ def command_line_problems(inv: Inventory) -> list[str]:
     for (image_name, layout, args), name in own.items():
         label = sync_label(inv, f"linux-{name}", view.image(image_name), layout, args)
         labels.append((f"nodes.{name}.kernel_args", label))
+    from clustcontrol.render.grub import Entry, grub_command_line  # grub imports this module
+
     problems = []
     for where, label in labels:
         if (length := len(kernel_command_line(label, mac))) > MAX_COMMAND_LINE:
@@ -184,10 +187,21 @@ def command_line_problems(inv: Inventory) -> list[str]:
                 f"characters; PXELINUX passes {MAX_COMMAND_LINE} to the kernel and drops the "
                 "rest (initrd= and BOOTIF= with it)"
             )
+        elif (length := len(grub_command_line(Entry.of(view, label), mac))) > MAX_COMMAND_LINE:
+            # GRUB's line has no initrd= but a longer BOOT_IMAGE= (the boot directory's path);
+            # the kernel's cmdline_size bounds it as it bounds PXELINUX's (the same limit,
+            # kept one below cmdline_size, is used for both).
+            problems.append(
+                f"{where}: the kernel command line of GRUB entry {label.name} is {length} "
+                f"characters; more than the {MAX_COMMAND_LINE} the kernel takes (its "
+                "cmdline_size; cluster.boot_dir's length counts, in BOOT_IMAGE=)"
+            )
     return problems
 
 
-def _serial(inv: Inventory) -> dict[str, str] | None:
+def serial_port(inv: Inventory) -> dict[str, str] | None:
+    """The serial port and speed of cluster.serial_console when it is a ttyS port (PXELINUX's
+    SERIAL and GRUB's serial command take them), else None."""
     console = inv.cluster.serial_console
     if not console or not console.startswith("ttyS"):
         return None
@@ -198,7 +212,7 @@ def _serial(inv: Inventory) -> dict[str, str] | None:
     return {"port": port, "speed": baud or "115200"}
 
 
-def _common_labels(inv: Inventory, view: ClusterView) -> list[Label]:
+def common_labels(inv: Inventory, view: ClusterView) -> list[Label]:
     """linux-IMAGE for every image, then `linux`; the NFS-root labels (linuxnfsroot-IMAGE,
     then `linuxnfsroot`) only while an update node is set: without one no working tree is
     exported read-write, and no label names one."""
@@ -226,8 +240,9 @@ def _host_file(
     )
 
 
-def _own_host_files(inv: Inventory, view: ClusterView) -> Iterator[Output]:
-    """A file for each node with its own image, disk layout or kernel arguments."""
+def own_labels(inv: Inventory, view: ClusterView) -> Iterator[tuple[HostView, Label]]:
+    """Each node with its own image, disk layout or kernel arguments, by address, with its
+    sync label linux-NODE; not the node that boots as the update node."""
     default_image = view.default_image.name
     default_layout = inv.images[default_image].disk_layout
     update_macs = view.update_host.macs if view.update_host else None
@@ -239,6 +254,12 @@ def _own_host_files(inv: Inventory, view: ClusterView) -> Iterator[Output]:
         label = sync_label(
             inv, f"linux-{host.name}", view.image(host.image), host.layout, host.kernel_args
         )
+        yield host, label
+
+
+def _own_host_files(inv: Inventory, view: ClusterView) -> Iterator[Output]:
+    """A file for each node with its own image, disk layout or kernel arguments."""
+    for host, label in own_labels(inv, view):
         yield _host_file(
             view, host.hex_ip, label.name, f"node {host.name}: image {host.image}", [label]
         )
@@ -295,7 +316,7 @@ def render_pxe(ctx: RenderContext) -> Iterator[Output]:
         path=pjoin(view.boot_root, "pxelinux-common"),
         service="pxe",
         content=render_template(
-            "pxe/pxelinux-common.j2", serial=_serial(inv), labels=_common_labels(inv, view)
+            "pxe/pxelinux-common.j2", serial=serial_port(inv), labels=common_labels(inv, view)
         ),
     )
     yield _host_file(

@@ -7,7 +7,8 @@ from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
 from posixpath import join as pjoin
 
-from clustcontrol.inventory.model import UPDATE_NODE_LABEL, Inventory, Node
+from clustcontrol.inventory.model import UPDATE_NODE_LABEL, Boot, Inventory, Node
+from clustcontrol.render.firmware import BIOS_BOOT_FILE, SHIM
 
 
 def hex_ip(ip: IPv4Address) -> str:
@@ -47,7 +48,8 @@ def reverse_owner(ip: str, zone: IPv4Network) -> str:
 class HostView:
     """One host as the templates see it: DNS/DHCP name, canonical MACs (the boot NICs, the
     primary one first), address as text and IPv4Address, image and disk layout names, extra
-    kernel words and PXELINUX hex name."""
+    kernel words, PXELINUX hex name and the boot program its firmware gets (Node.boot:
+    "auto" by DHCP option 93, or "bios" / "uefi" forced)."""
 
     name: str
     macs: tuple[str, ...]
@@ -57,6 +59,7 @@ class HostView:
     layout: str
     kernel_args: tuple[str, ...]
     hex_ip: str
+    boot: Boot
 
 
 @dataclass(frozen=True)
@@ -126,8 +129,19 @@ class ClusterView:
 
     @property
     def boot_file(self) -> str:
-        """The DHCP filename, relative to the TFTP root."""
-        return pjoin(self.cluster.boot_dir, "pxelinux.0")
+        """The DHCP filename of BIOS clients, relative to the TFTP root: pxelinux.0."""
+        return pjoin(self.cluster.boot_dir, BIOS_BOOT_FILE)
+
+    @property
+    def uefi_boot_file(self) -> str:
+        """The DHCP filename of x86-64 UEFI clients, relative to the TFTP root: the signed
+        shim (render/firmware.py)."""
+        return pjoin(self.cluster.boot_dir, SHIM)
+
+    def forced_boot_file(self, host: HostView) -> str | None:
+        """The filename a host's own DHCP entry names: pxelinux.0 for boot "bios", the shim
+        for "uefi"; None for "auto" (the server picks by option 93)."""
+        return {"bios": self.boot_file, "uefi": self.uefi_boot_file}.get(host.boot)
 
     @property
     def boot_root(self) -> str:
@@ -144,6 +158,7 @@ class ClusterView:
             layout=self.inv.layout_of(node),
             kernel_args=tuple(node.kernel_args),
             hex_ip=hex_ip(address),
+            boot=node.boot,
         )
 
     @cached_property

@@ -18,7 +18,10 @@ def render_dnsmasq(ctx: RenderContext) -> Iterator[Output]:
     no gateway the router option is sent empty, so dnsmasq does not offer its own address. With
     the master's cluster interface (Cluster.master_interface): interface= and bind-interfaces,
     so dnsmasq serves and binds on that interface alone (dnsmasq(8), --interface,
-    --bind-interfaces)."""
+    --bind-interfaces). The boot file by architecture: dhcp-match on option:client-arch (93)
+    sets the tag efi-x86_64, a node's forced boot (Node.boot) the tag boot-bios or boot-uefi
+    on its dhcp-host line, and each dhcp-boot line requires tags that select one file only
+    (dnsmasq(8), --dhcp-match, --dhcp-boot, "tag:!")."""
     view = ctx.view
     yield Output(
         path=DNSMASQ_CONF,

@@ -8,7 +8,8 @@ from typing import NamedTuple
 
 from clustcontrol.render.base import Output, RenderContext, render_template
 from clustcontrol.render.dhcp import common_values, reservations
-from clustcontrol.render.view import HostView
+from clustcontrol.render.firmware import UEFI_X64_ARCHES, arch_hex
+from clustcontrol.render.view import ClusterView, HostView
 
 KEA_CONF = "/etc/kea/kea-dhcp4.conf"
 KEA_GROUP = "_kea"  # the group of the user Debian's kea-dhcp4-server runs as
@@ -23,14 +24,25 @@ class Reservation(NamedTuple):
     mac: str
     ip: str
     name: str
+    file: str | None  # the boot file the node is forced to (Node.boot); None: by class
 
     @classmethod
-    def of(cls, host: HostView) -> list[Reservation]:
-        """One reservation per MAC of the host: the MAC, the host's address and name, each
-        JSON-encoded (quoted). Two NICs of one node share its address ("ip-reservations-unique":
-        false in the template)."""
+    def of(cls, view: ClusterView, host: HostView) -> list[Reservation]:
+        """One reservation per MAC of the host: the MAC, the host's address and name and its
+        forced boot file (ClusterView.forced_boot_file) if any, each JSON-encoded (quoted).
+        Two NICs of one node share its address ("ip-reservations-unique": false in the
+        template)."""
         ip, name = json.dumps(host.ip), json.dumps(host.name)
-        return [cls(json.dumps(mac), ip, name) for mac in host.macs]
+        forced = view.forced_boot_file(host)
+        file = json.dumps(forced) if forced is not None else None
+        return [cls(json.dumps(mac), ip, name, file) for mac in host.macs]
+
+
+def uefi_test(arches: tuple[int, ...] = UEFI_X64_ARCHES) -> str:
+    """The client class expression that picks x86-64 UEFI clients: the first architecture in
+    option 93 (a list of 16-bit values, RFC 4578 section 2.1) is one of `arches` (Kea ARM,
+    "Using Expressions in Classification": option[code].hex, substring)."""
+    return " or ".join(f"substring(option[93].hex,0,2) == {arch_hex(a)}" for a in arches)
 
 
 def render_kea(ctx: RenderContext) -> Iterator[Output]:
@@ -38,7 +50,9 @@ def render_kea(ctx: RenderContext) -> Iterator[Output]:
     with reservations by hw-address and leases matched by it alone ("match-client-id": false:
     the PXE firmware and Linux on one NIC present different client identifiers, and Kea would
     refuse the second its reserved address), on the master's cluster interface
-    (Cluster.master_interface) or on every interface ("*").
+    (Cluster.master_interface) or on every interface ("*"). x86-64 UEFI clients fall in the
+    class uefi-x64 (uefi_test), whose boot-file-name (the shim) replaces the subnet's
+    pxelinux.0; a node's forced boot file (Node.boot) is its reservation's boot-file-name.
     Format: the Kea DHCPv4 configuration (kea-dhcp4(8) and the Kea Administrator Reference
     Manual). Debian's kea-dhcp4-server runs as user _kea (its systemd unit's User=); Debian 12
     ships the file 0644 root:root in a 0755 /etc/kea, Debian 13 makes /etc/kea 0750 _kea:_kea,
@@ -52,7 +66,8 @@ def render_kea(ctx: RenderContext) -> Iterator[Output]:
         content=render_template(
             "dhcp/kea-dhcp4.conf.j2",
             interfaces=view.interface or "*",
-            reservations=[r for host in reservations(view) for r in Reservation.of(host)],
+            reservations=[r for host in reservations(view) for r in Reservation.of(view, host)],
+            uefi_test=uefi_test(),
             **common_values(view),
         ),
     )
