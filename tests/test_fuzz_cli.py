@@ -396,7 +396,9 @@ def test_accepted_inventories_pass_the_real_checkers(data: st.DataObject) -> Non
         try:
             ns = netns.create("fuzz")
             named = (inv.cluster.master_interface, inv.cluster.dhcp_interface)
-            for number, interface in enumerate(sorted({n for n in named if n})):
+            # The devices: an address label (eth1:0) is the device's (eth1).
+            devices = {n.partition(":")[0] for n in named if n}
+            for number, interface in enumerate(sorted(devices)):
                 peer = f"fuzzpeer{number}"
                 must(
                     ["ip", "-n", ns, "link", "add", interface, "type", "veth", "peer", "name", peer]

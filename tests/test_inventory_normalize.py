@@ -199,6 +199,7 @@ def test_node_changes() -> None:
         "ip": None,
         "image": "",
         "disk_layout": None,
+        "boot": None,
     }
     assert problems_of(node_changes, mac="", ip="x", image=None, disk_layout=None) == [
         "mac: '' is not a MAC address (six hex pairs, e.g. 52:54:00:12:34:56)",
@@ -286,3 +287,28 @@ def test_edits_keep_the_document_valid(tmp_path: Path) -> None:
         edit.add_node(document, NodeEntry("node03", "52:54:00:00:00:33", "192.168.0.33"))
     edit.remove_node(document, "node04")
     assert document["update_node"]["node"] is None
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [
+        ("eth0", True),
+        ("eth1:0", True),  # an address label: the firewall names its device
+        ("enp0s31f6", True),
+        ("a" * 15, True),
+        ("a" * 16, False),  # IFNAMSIZ is 16 with the NUL
+        ("0:", False),  # found by the fuzz test: ip link refuses it, no device has it
+        (":0", False),
+        ("eth0:1:2", False),
+        ("eth0/1", False),
+        ("eth 0", False),
+    ],
+)
+def test_interface_names_are_what_linux_accepts(name: str, valid: bool) -> None:
+    from clustcontrol.inventory.types import check_ifname
+
+    if valid:
+        assert check_ifname(name) == name
+    else:
+        with pytest.raises(ValueError, match="is not a network interface name"):
+            check_ifname(name)

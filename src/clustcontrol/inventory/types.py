@@ -29,7 +29,7 @@ _ABS_PATH = re.compile(rf"/(?:[{PATH_CHARACTERS}]+(?:/[{PATH_CHARACTERS}]+)*/?)?
 _SECRET_PATTERN = re.compile(rf"(?:/[*{PATH_CHARACTERS}]+)+")
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _KERNEL_ARG = re.compile(r"[A-Za-z0-9_.,:=/+@%-]+")
-_IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}")
+_IFNAME = re.compile(r"(?=.{1,15}\Z)[A-Za-z0-9][A-Za-z0-9_.-]*(?::[A-Za-z0-9_.-]+)?")
 # /dev/NAME[/NAME...]: udev's by-path names hold ':' (pci-0000:00:1f.2-ata-1); no empty names.
 _DEVICE = re.compile(r"/dev(?:/[A-Za-z0-9_.:+@-]+)+")
 # A serial console: ttyS<n>[,<baud>[<parity>[<bits>[r]]]] (the kernel's console= syntax,
@@ -245,7 +245,9 @@ def check_serial_console(value: str) -> str:
 
 def check_ifname(value: str) -> str:
     """A network interface name: 1 to 15 characters (Linux IFNAMSIZ is 16 with the NUL) of
-    letters, digits and '_.:-', starting with a letter or digit. Returned unchanged; raises
+    letters, digits and '_.-', starting with a letter or digit, or such a device name, ':' and
+    a label (an address label such as eth1:0, ip-address(8); the kernel's dev_valid_name
+    refuses ':' in a device's own name, so "0:" names nothing). Returned unchanged; raises
     ValueError otherwise."""
     if not isinstance(value, str) or not _IFNAME.fullmatch(value):
         raise ValueError(f"{shown(value)} is not a network interface name")
