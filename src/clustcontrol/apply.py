@@ -46,7 +46,7 @@ from clustcontrol.render.base import Output, RenderedTree, Service
 from clustcontrol.render.firewall import REMOVE_TABLE, UNIT, uses_rsync
 from clustcontrol.render.nfs import control_mount_point
 from clustcontrol.render.paths import could_render
-from clustcontrol.rootdir import RootDir, Staged, is_target_path
+from clustcontrol.rootdir import RootDir, is_target_path
 from clustcontrol.run import require, run, which
 from clustcontrol.verify import CheckResult, check_outputs, require_clean
 
@@ -440,8 +440,7 @@ class Installer:
     def _write(self, tree: RootDir, changes: list[Change]) -> None:
         # Stage everything, flush the staged files, then one rename per file; removals last,
         # then the directories flushed.
-        staged: list[Staged] = []
-        try:
+        with tree.staging() as staged:
             for c in changes:
                 if c.new is not None:
                     staged.append(
@@ -455,13 +454,6 @@ class Installer:
                             owner=c.ownership,
                         )
                     )
-            tree.flush(staged)
-            for item in staged:
-                tree.commit(item)
-        except BaseException:
-            for item in staged:
-                tree.discard(item)
-            raise
         for change in changes:
             if change.new is None:
                 tree.remove(change.path)
@@ -717,9 +709,8 @@ def write_tree(tree: RenderedTree, out: Path) -> int:
     then their directories flushed. Raises UnsafePathError when a target in out is a symbolic
     link or not a regular file, OSError when a file cannot be written (the staged files are
     removed then)."""
-    staged: list[Staged] = []
     with RootDir(out, create=True) as staging:
-        try:
+        with staging.staging() as staged:
             for output in tree:
                 data = output.data()
                 if staging.read(output.path) != data:
@@ -728,12 +719,5 @@ def write_tree(tree: RenderedTree, out: Path) -> int:
                             output.path, data, mode=output.mode, keep_mode=True, fsync=False
                         )
                     )
-            staging.flush(staged)
-            for item in staged:
-                staging.commit(item)
-        except BaseException:
-            for item in staged:
-                staging.discard(item)
-            raise
         staging.sync_dirs(staged)
     return len(staged)

@@ -489,6 +489,23 @@ class RootDir:
             raise
         return Staged(path, fd, name, temp)
 
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[list[Staged]]:
+        """Collect staged files (append what `stage` returns to the list yielded); when the
+        block ends, flush them together (flush), then rename each onto its target (commit).
+        When the block or a flush or rename raises, every staged file not yet renamed is
+        removed (discard) and the exception goes on: a target is old or new, never torn."""
+        staged: list[Staged] = []
+        try:
+            yield staged
+            self.flush(staged)
+            for item in staged:
+                self.commit(item)
+        except BaseException:
+            for item in staged:
+                self.discard(item)
+            raise
+
     def commit(self, staged: Staged) -> None:
         """Rename a staged file onto its target (rename(2): atomic; a link that appeared at the
         target meanwhile is replaced, never followed). Raises OSError when the rename fails."""
