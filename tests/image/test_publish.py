@@ -180,5 +180,7 @@ def test_publish_keeps_other_services_and_refreshes_pxe_host_files(env: ImageEnv
     assert all(c.action != "remove" for c in result.changes)
     assert f"{TFTP}/pxelinux.cfg/C0A8000B" in {c.path for c in result.changes}
     after = json.loads(manifest_path.read_text())["files"]
-    assert set(after) == set(installed) | {f"{TFTP}/pxelinux.cfg/C0A8000B"}
+    # Its host file for each loader: PXELINUX's and GRUB's (UEFI), nothing else.
+    own = {f"{TFTP}/pxelinux.cfg/C0A8000B", f"{TFTP}/grub/C0A8000B.cfg"}
+    assert set(after) == set(installed) | own
     assert Installer(env.prefix).read(f"{TFTP}/pxelinux.cfg/C0A8000B") is not None
