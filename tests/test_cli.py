@@ -180,6 +180,27 @@ def test_update_node_set_and_clear(initialized: Cli, tmp_path: Path) -> None:
     assert "host updatenode" not in (out / "etc/dhcp/dhcpd.conf").read_text()
 
 
+def test_node_add_boot_forces_the_boot_program(initialized: Cli, tmp_path: Path) -> None:
+    """node add --boot takes what node set --boot takes: bios or uefi is written into the new
+    entry, auto (the default) writes nothing, another word is a usage error."""
+    cli = initialized
+    add = ("node", "add", "node06", "--mac", "52:54:00:00:00:06", "--ip", "192.168.0.16")
+    before = cli.config.read_bytes()
+    result = cli(*add, "--boot", "efi")
+    assert result.code == 2 and "--boot" in result.err
+    assert cli.config.read_bytes() == before
+    assert cli(*add, "--boot", "uefi").code == 0
+    assert "ip: 192.168.0.16, boot: uefi}" in cli.config.read_text()
+    assert load_inventory(cli.config).nodes[0].boot == "uefi"
+    out = tmp_path / "staging"
+    assert cli("render", "--out", out, "--root", tmp_path / "live").code == 0
+    dhcpd = (out / "etc/dhcp/dhcpd.conf").read_text()
+    assert 'option host-name "node06"; filename "cluster_node/shimx64.efi"; }' in dhcpd
+    auto = ("node", "add", "node07", "--mac", "52:54:00:00:00:07", "--ip", "192.168.0.17")
+    assert cli(*auto, "--boot", "auto").code == 0
+    assert "ip: 192.168.0.17}" in cli.config.read_text()
+
+
 def test_node_set_boot_forces_the_boot_program_and_auto_removes_it(
     initialized: Cli, tmp_path: Path
 ) -> None:

@@ -188,7 +188,10 @@ def test_new_node_is_canonical() -> None:
         "mac": "52:54:00:aa:00:01",
         "ip": "192.168.0.11",
         "image": None,
+        "boot": None,
     }
+    assert new_node("n2", "52:54:00:aa:00:02", "192.168.0.12", None, "auto").boot is None
+    assert new_node("n2", "52:54:00:aa:00:02", "192.168.0.12", None, "bios").boot == "bios"
     lines = problems_of(new_node, "node03;reboot", "zz", "1.2.3", "B@d")
     assert [line.split(":")[0] for line in lines] == ["name", "mac", "ip", "image"]
 

@@ -27,6 +27,14 @@ from clustcontrol.errors import EXIT_FAILURE
 from clustcontrol.inventory import edit, nodelines, normalize
 from clustcontrol.inventory.store import edit_inventory, edit_nodes
 
+#: --boot of node add and node set: the node's boot program, by firmware (inventory Node.boot).
+boot_option = click.option(
+    "--boot",
+    type=click.Choice(["auto", "bios", "uefi"]),
+    default=None,
+    help="Network boot program: by the firmware's architecture (auto), or forced.",
+)
+
 
 @click.group()
 def node() -> None:
@@ -42,15 +50,18 @@ def node() -> None:
 )
 @click.option("--ip", required=True, help="The node's fixed address.")
 @click.option("--image", default=None, help="Standard root to sync to [the default image].")
+@boot_option
 @pass_state
-def node_add(state: State, name: str, mac: str, ip: str, image: str | None) -> None:
+def node_add(
+    state: State, name: str, mac: str, ip: str, image: str | None, boot: str | None
+) -> None:
     """Add a node.
 
     \b
     Example:
       clustcontrol node add node01 --mac 52:54:00:12:34:01 --ip 192.168.0.11
     """
-    entry = normalize.new_node(name, mac, ip, image)
+    entry = normalize.new_node(name, mac, ip, image, boot)
     edit_nodes(
         state.config,
         lambda nodes: nodelines.add_entry(nodes, entry.fields()),
@@ -65,12 +76,7 @@ def node_add(state: State, name: str, mac: str, ip: str, image: str | None) -> N
 @click.option("--ip", default=None)
 @click.option("--image", default=None, help="Standard root; '' for the default image.")
 @click.option("--layout", "disk_layout", default=None, help="Disk layout; '' for the image's.")
-@click.option(
-    "--boot",
-    type=click.Choice(["auto", "bios", "uefi"]),
-    default=None,
-    help="Network boot program: by the firmware's architecture (auto), or forced.",
-)
+@boot_option
 @pass_state
 def node_set(
     state: State,

@@ -30,16 +30,26 @@ class NodeEntry:
 
     Attributes: name, a host name; mac, the boot interface's MAC address; ip, its fixed IPv4
     address in dotted-quad notation; image, the name of its standard root (None: the default
-    image). The values are not validated here: see new_node and read_node_csv."""
+    image); boot, "bios" or "uefi" to force the boot file (None: by the client's architecture,
+    inventory Node.boot "auto"). The values are not validated here: see new_node and
+    read_node_csv."""
 
     name: str
     mac: str
     ip: str
     image: str | None = None
+    boot: str | None = None
 
     def fields(self) -> dict[str, str | None]:
-        """The entry as a mapping in document order: name, mac, ip, image (None if unset)."""
-        return {"name": self.name, "mac": self.mac, "ip": self.ip, "image": self.image}
+        """The entry as a mapping in document order: name, mac, ip, image, boot (None if
+        unset)."""
+        return {
+            "name": self.name,
+            "mac": self.mac,
+            "ip": self.ip,
+            "image": self.image,
+            "boot": self.boot,
+        }
 
 
 def ipv4_address(value: str) -> str:
@@ -154,12 +164,13 @@ def defined_image(name: str, defined: Iterable[str]) -> str:
     return name
 
 
-def new_node(name: str, mac: str, ip: str, image: str | None) -> NodeEntry:
+def new_node(name: str, mac: str, ip: str, image: str | None, boot: str | None = None) -> NodeEntry:
     """A node to add, from the raw values of `clustcontrol node add`.
 
     name: a host name (RFC 1123 label), lower-cased; mac: a MAC address in any notation
     mac_address accepts; ip: an IPv4 address (RFC 791 dotted quad); image: the name of a
-    standard root, or None for the default image. Returns the entry in canonical form; whether
+    standard root, or None for the default image; boot: auto, bios or uefi (the CLI offers no
+    other; auto or None writes no field). Returns the entry in canonical form; whether
     the name, MAC and address are free is checked with the whole inventory later. Raises
     InvalidInputError naming every bad field and its value."""
     checked = check_fields(
@@ -172,7 +183,11 @@ def new_node(name: str, mac: str, ip: str, image: str | None) -> NodeEntry:
     )
     # name, mac and ip were given, so they are strings here.
     return NodeEntry(
-        str(checked["name"]), str(checked["mac"]), str(checked["ip"]), checked["image"]
+        str(checked["name"]),
+        str(checked["mac"]),
+        str(checked["ip"]),
+        checked["image"],
+        None if boot == "auto" else boot,
     )
 
 
