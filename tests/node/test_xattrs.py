@@ -107,3 +107,36 @@ def test_attributes_arrive_and_a_change_of_attributes_alone_is_a_generation(
     assert_ok(node.run())
     with node.mounted(2) as root:
         assert attributes(root) == want
+
+
+# GNU tar, but its first extraction of the attributes' archive dies as if killed (out of
+# memory, or the oracle's kill of the copy tool): SIGKILL, exit status 137.
+KILLED_ONCE_TAR = """#!/bin/sh
+for arg; do
+    case "$arg" in
+    *clustcontrol-xattrs.tar)
+        case " $* " in *" --extract "*)
+            if [ ! -e "$0.killed" ]; then : >"$0.killed"; kill -KILL $$; fi ;;
+        esac ;;
+    esac
+done
+exec /usr/bin/tar "$@"
+"""
+
+
+def test_a_killed_extraction_of_the_attributes_is_retried(node: Node) -> None:
+    """The oracle's finding: a tar killed while it restored the attributes over NFS failed the
+    boot ("restoring extended attributes failed (tar status 137)"); it is retried like the
+    copy, and the attributes arrive."""
+    decorate(node.std)
+    node.env["CC_TEST_NFS3_VIEW"] = str(node.tmp / "nfs3-view")
+    tar = node.tmp / "killed-once-tar"
+    tar.write_text(KILLED_ONCE_TAR)
+    tar.chmod(0o755)
+    r = node.run(CC_TAR=str(tar))
+    assert_ok(r)
+    assert Path(f"{tar}.killed").exists(), "the extraction was never killed"
+    assert "extended attributes from " in r.out and "attempt 1 of" in r.out, r.out
+    assert "extended attributes restored: 7 path(s)" in r.out, r.out
+    with node.mounted(2) as root:
+        assert attributes(root) == attributes(node.tree())

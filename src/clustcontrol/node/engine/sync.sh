@@ -165,8 +165,11 @@ cc_sync()
 	if [ "${rc}" -eq 0 ]; then
 		cc_dense_fill "${root}" "${src}" "${filter}" "${method}" "${dense}" "${list}" || rc=1
 	fi
+	# Extracting the attributes' archive again gives the same tree: a tar that dies (killed,
+	# out of memory) is retried like the copy itself.
 	if [ "${rc}" -eq 0 ] && [ "${transport}" = nfs ]; then
-		cc_restore_xattrs "${src}" "${root}" "${filter}" || rc=1
+		cc_retry "${CC_RETRIES}" "extended attributes from ${src}" cc_restore_xattrs "${src}" \
+			"${root}" "${filter}" || rc=1
 	fi
 	# The copy is of the generation chosen only if the tree's own generation file came along:
 	# a tree the master removed during the copy leaves a partial copy without it.
